@@ -1,0 +1,1 @@
+"""mlpbench's benchmark engine: cases, timing, runner, results store, reports."""

@@ -1,0 +1,37 @@
+"""mlpbench's reference networks, activations, training step and exact accounting."""
+
+from .accounting import Flops, Memory, flops, inference_flops, layers_of, memory, optimizer_state_bytes
+from .activations import ACTIVATIONS, BinaryStep, activation_spec, make_activation
+from .models import (
+    FASHION_MNIST_CLASSES,
+    FASHION_MNIST_IMAGE,
+    MLP,
+    count_parameters,
+    fashion_mnist_mlp,
+    teaching_mlp,
+    uniform,
+)
+from .train import (
+    CLASSIC_LR,
+    Loss,
+    Optimizer,
+    Precision,
+    TrainStep,
+    batches,
+    classification_data,
+    make_loss,
+    make_optimizer,
+    matmul_precision,
+    optimizer_impl,
+    parse_enum,
+    regression_data,
+    train,
+)
+
+__all__ = [
+    "ACTIVATIONS", "BinaryStep", "CLASSIC_LR", "FASHION_MNIST_CLASSES", "FASHION_MNIST_IMAGE", "Flops", "Loss",
+    "MLP", "Memory", "Optimizer", "Precision", "TrainStep", "activation_spec", "batches", "classification_data",
+    "count_parameters", "fashion_mnist_mlp", "flops", "inference_flops", "layers_of", "make_activation",
+    "make_loss", "make_optimizer", "matmul_precision", "memory", "optimizer_impl", "optimizer_state_bytes",
+    "parse_enum", "regression_data", "teaching_mlp", "train", "uniform",
+]

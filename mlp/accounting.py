@@ -1,0 +1,261 @@
+"""Exact FLOP and memory accounting for an MLP training step, from the architecture alone.
+
+Matmul FLOPs follow the convention of ``torch.utils.flop_counter.FlopCounterMode``
+(2·m·n·k per matmul, bias add not included) and must equal it exactly; the
+tests check that. Elementwise work (bias adds, activations, loss, optimiser
+update) is *not* in FlopCounterMode's total; we count it separately with a
+documented per-element convention and label it as such. MFU uses matmul FLOPs.
+
+Two details that naive counts get wrong:
+
+* Backward is not 2× forward: autograd skips the first layer's input-gradient
+  matmul when the input does not require grad (it never does for data).
+* Saved activations depend on the activation: ReLU/sigmoid/tanh save their
+  output (the same tensor the next Linear saves as its input), GELU/SiLU/...
+  save their input too, so they keep two tensors per hidden layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from .activations import ACTIVATIONS, ActivationSpec
+from .train import Loss, Optimizer, Precision, parse_enum
+
+FP32_BYTES = 4
+
+# Per-element FLOP conventions for the non-matmul work (see module docstring).
+LOSS_FLOPS_PER_ELEMENT = {  # (forward, backward)
+    Loss.MSE: (3, 3),  # diff, square, sum | diff, scale, scale
+    Loss.CROSS_ENTROPY: (5, 3),  # max, sub, exp, sum, log-sub | softmax - onehot, scale
+}
+OPTIMIZER_FLOPS_PER_PARAM = {
+    Optimizer.SGD: 2,  # p -= lr * g
+    Optimizer.SGD_MOMENTUM: 4,  # b = m*b + g; p -= lr * b
+    Optimizer.ADAM: 13,  # two moment updates, bias corrections, sqrt, div, update
+    Optimizer.ADAMW: 15,  # Adam plus decoupled weight decay
+}
+OPTIMIZER_STATE_TENSORS = {  # parameter-sized state tensors per parameter, plus a scalar step?
+    Optimizer.SGD: (0, False),
+    Optimizer.SGD_MOMENTUM: (1, False),  # momentum_buffer
+    Optimizer.ADAM: (2, True),  # exp_avg, exp_avg_sq, step
+    Optimizer.ADAMW: (2, True),
+}
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One layer of a sequential MLP: a Linear (``in_features``, ``out_features``) or an activation."""
+
+    kind: str  # "linear" or an activation name
+    in_features: int
+    out_features: int
+    bias: bool = False
+
+
+def layers_of(model: nn.Module) -> list[Layer]:
+    """The layer list of a sequential MLP (Flatten, Linear and activation modules only)."""
+    layers: list[Layer] = []
+    width = None
+    for module in model.children():
+        if isinstance(module, nn.Flatten):
+            continue
+        if isinstance(module, nn.Linear):
+            layers.append(Layer("linear", module.in_features, module.out_features, module.bias is not None))
+            width = module.out_features
+        else:
+            if width is None:
+                raise ValueError(f"activation {module!r} before the first Linear is not supported")
+            layers.append(Layer(_spec_of(module).name, width, width))
+    if not layers or layers[0].kind != "linear":
+        raise ValueError("model has no Linear layer")
+    return layers
+
+
+def _spec_of(module: nn.Module) -> ActivationSpec:
+    for spec in ACTIVATIONS.values():
+        probe = spec.factory()
+        if type(probe) is type(module) and probe.extra_repr() == module.extra_repr():
+            return spec
+    raise ValueError(f"no accounting for module {module!r}")
+
+
+# --------------------------------------------------------------------------- FLOPs
+
+
+@dataclass(frozen=True)
+class Flops:
+    """FLOPs of one training step, per phase. ``*_matmul`` are exact; ``*_elementwise`` are conventions."""
+
+    forward_matmul: int
+    backward_matmul: int
+    forward_elementwise: int
+    backward_elementwise: int  # loss backward, activation backward, bias-grad reductions
+    loss_elementwise: int  # loss forward
+    optimizer_elementwise: int
+
+    @property
+    def step_matmul(self) -> int:
+        return self.forward_matmul + self.backward_matmul
+
+    @property
+    def step_elementwise(self) -> int:
+        return self.forward_elementwise + self.loss_elementwise + self.backward_elementwise + self.optimizer_elementwise
+
+    def as_dict(self) -> dict[str, int]:
+        return {**asdict(self), "step_matmul": self.step_matmul, "step_elementwise": self.step_elementwise}
+
+
+def flops(model: nn.Module, batch: int, loss: Loss | str = Loss.MSE, optimizer: Optimizer | str = Optimizer.SGD,
+          input_requires_grad: bool = False) -> Flops:
+    """FLOPs of one training step of ``model`` on a batch of ``batch`` examples."""
+    _check_batch(batch)
+    loss = parse_enum(Loss, loss, "loss")
+    optimizer = parse_enum(Optimizer, optimizer, "optimizer")
+    fwd_mm = bwd_mm = fwd_ew = bwd_ew = 0
+    first_linear = True
+    for layer in layers_of(model):
+        if layer.kind == "linear":
+            mm = 2 * batch * layer.in_features * layer.out_features
+            fwd_mm += mm
+            bwd_mm += mm  # weight gradient: x^T @ grad_out
+            if not first_linear or input_requires_grad:
+                bwd_mm += mm  # input gradient: grad_out @ W
+            if layer.bias:
+                fwd_ew += batch * layer.out_features  # bias add (not counted by FlopCounterMode)
+                bwd_ew += batch * layer.out_features  # bias grad: sum over the batch
+            first_linear = False
+        else:
+            spec = ACTIVATIONS[layer.kind]
+            fwd_ew += batch * layer.out_features * spec.forward_flops_per_element
+            bwd_ew += batch * layer.out_features * spec.backward_flops_per_element
+    out_features = _out_features(model)
+    loss_fwd, loss_bwd = LOSS_FLOPS_PER_ELEMENT[loss]
+    n_params = sum(p.numel() for p in model.parameters())
+    return Flops(
+        forward_matmul=fwd_mm,
+        backward_matmul=bwd_mm,
+        forward_elementwise=fwd_ew,
+        backward_elementwise=bwd_ew + batch * out_features * loss_bwd,
+        loss_elementwise=batch * out_features * loss_fwd,
+        optimizer_elementwise=n_params * OPTIMIZER_FLOPS_PER_PARAM[optimizer],
+    )
+
+
+def inference_flops(model: nn.Module, batch: int) -> int:
+    """Matmul FLOPs of one forward pass (the same as the training forward)."""
+    return flops(model, batch).forward_matmul
+
+
+# --------------------------------------------------------------------------- memory
+
+
+@dataclass(frozen=True)
+class Memory:
+    """Bytes held by one training step of an MLP (fp32 master weights; mixed precision via autocast).
+
+    ``saved_activations_bytes`` is what autograd keeps between forward and
+    backward, excluding the input batch and target (``data_bytes``) and the
+    parameters themselves; under autocast it includes the low-precision copies
+    of the weights that the matmuls save (``cast_weights_bytes`` of it).
+    """
+
+    parameters_bytes: int
+    gradients_bytes: int
+    optimizer_state_bytes: int
+    saved_activations_bytes: int
+    cast_weights_bytes: int
+    data_bytes: int
+
+    @property
+    def total_bytes(self) -> int:
+        """Everything alive at the end of forward, before backward starts freeing."""
+        return (self.parameters_bytes + self.gradients_bytes + self.optimizer_state_bytes
+                + self.saved_activations_bytes + self.data_bytes)
+
+    def as_dict(self) -> dict[str, int]:
+        return {**asdict(self), "total_bytes": self.total_bytes}
+
+
+def optimizer_state_bytes(model: nn.Module, optimizer: Optimizer | str) -> int:
+    """Optimiser state after the first step: parameter-sized buffers plus Adam's scalar ``step`` tensors."""
+    optimizer = parse_enum(Optimizer, optimizer, "optimizer")
+    buffers, has_step = OPTIMIZER_STATE_TENSORS[optimizer]
+    params = list(model.parameters())
+    total = sum(buffers * p.numel() * p.element_size() for p in params)
+    if has_step:
+        total += len(params) * FP32_BYTES  # step is a float32 0-dim tensor per parameter
+    return total
+
+
+def memory(model: nn.Module, batch: int, input_shape: tuple[int, ...], loss: Loss | str = Loss.MSE,
+           optimizer: Optimizer | str = Optimizer.SGD, precision: Precision | str = Precision.FP32) -> Memory:
+    """Analytic memory of one training step; ``input_shape`` excludes the batch dimension."""
+    _check_batch(batch)
+    loss = parse_enum(Loss, loss, "loss")
+    precision = parse_enum(Precision, precision, "dtype")
+    params = list(model.parameters())
+    param_bytes = sum(p.numel() * p.element_size() for p in params)
+    act_size = torch.empty((), dtype=precision.compute_dtype).element_size()
+    autocast = precision.autocast_dtype is not None
+
+    saved = cast_weights = 0
+    layers = layers_of(model)
+    for i, layer in enumerate(layers):
+        if layer.kind == "linear":
+            if i == 0:
+                if autocast:  # the batch is cast to the compute dtype; the matmul saves the copy
+                    saved += batch * layer.in_features * act_size
+            elif autocast:  # the matmul saves the cast weight for its input gradient
+                cast_weights += layer.in_features * layer.out_features * act_size
+            continue
+        spec = ACTIVATIONS[layer.kind]
+        n = batch * layer.out_features * act_size
+        # The output of every activation is saved once: by the next Linear (as its input),
+        # by the loss, or by the activation itself, and these are the same tensor.
+        saved += n
+        if spec.saves_input and spec.name != "identity":
+            saved += n
+    saved += _loss_saved_bytes(layers, batch, loss, act_size, autocast)
+    data_elems = batch * _prod(input_shape)
+    target_bytes = batch * (_out_features(model) * FP32_BYTES if loss is Loss.MSE else 8)  # int64 labels
+    return Memory(
+        parameters_bytes=param_bytes,
+        gradients_bytes=sum(p.numel() * p.element_size() for p in params if p.requires_grad),
+        optimizer_state_bytes=optimizer_state_bytes(model, optimizer),
+        saved_activations_bytes=saved + cast_weights,
+        cast_weights_bytes=cast_weights,
+        data_bytes=data_elems * FP32_BYTES + target_bytes,
+    )
+
+
+def _loss_saved_bytes(layers: list[Layer], batch: int, loss: Loss, act_size: int, autocast: bool) -> int:
+    out = layers[-1].out_features
+    ends_in_activation = layers[-1].kind != "linear"
+    if loss is Loss.MSE:
+        # mse_loss saves its input (the logits); autocast runs it in fp32, so a cast copy is saved.
+        if autocast:
+            return batch * out * FP32_BYTES
+        return 0 if ends_in_activation else batch * out * act_size
+    # cross_entropy = log_softmax (saves its fp32 result under autocast) + nll_loss (saves total_weight).
+    log_softmax_size = FP32_BYTES if autocast else act_size
+    return batch * out * log_softmax_size + log_softmax_size
+
+
+def _out_features(model: nn.Module) -> int:
+    return [m for m in model.modules() if isinstance(m, nn.Linear)][-1].out_features
+
+
+def _prod(shape: tuple[int, ...]) -> int:
+    total = 1
+    for s in shape:
+        total *= s
+    return total
+
+
+def _check_batch(batch: int) -> None:
+    if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
+        raise ValueError(f"batch must be an integer >= 1, got {batch!r}")
