@@ -9,7 +9,7 @@ PRESET ?= quick
 ARGS   ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test bench clean
+.PHONY: help venv test bench report profile check-perf baseline perf-save perf-compare clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -26,6 +26,25 @@ test: $(STAMP)  ## run the test suite (fast; perf benchmarks are not included)
 
 bench: $(STAMP)  ## run the `quick` sweep on every available device (PRESET=..., ARGS=...)
 	$(BIN)/mlpbench run --preset $(PRESET) $(ARGS)
+
+report: $(STAMP)  ## re-render report.md and plots of the latest run (RUN=dir to choose)
+	$(BIN)/mlpbench report $(or $(RUN),latest)
+
+profile: $(STAMP)  ## profile a representative case (FashionMNIST net, batch 64) on the default device
+	$(BIN)/mlpbench profile --network fashion_mnist --batch 64 $(ARGS)
+
+check-perf: $(STAMP)  ## performance regression gate against the committed baseline
+	$(BIN)/mlpbench check --baseline results/baselines/cpu-gate.json $(ARGS)
+
+baseline: $(STAMP)  ## deliberately rewrite the committed gate baseline
+	$(BIN)/mlpbench check --write-baseline results/baselines/cpu-gate.json $(ARGS)
+
+perf-save: $(STAMP)  ## pytest-benchmark cases, saved for later comparison
+	$(BIN)/python -m pytest tests/perf --benchmark-only --benchmark-autosave -q
+
+PERF_FAIL ?= 25
+perf-compare: $(STAMP)  ## pytest-benchmark cases compared with the last saved run (fails past PERF_FAIL% median)
+	$(BIN)/python -m pytest tests/perf --benchmark-only --benchmark-compare --benchmark-compare-fail=median:$(PERF_FAIL)% -q
 
 clean:  ## remove the venv, caches and un-committed runs
 	rm -rf $(VENV) results/runs results/profiles .pytest_cache .benchmarks *.egg-info

@@ -1,10 +1,216 @@
-"""Command-line entry point `mlpbench`."""
+"""Command-line entry point ``mlpbench`` (also ``python -m bench``).
+
+Strings are parsed here, once. Bad input is a one-line error and exit code 2,
+never a traceback; nothing is written before the input is known to be good.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import os
 import sys
+from pathlib import Path
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+# Sub-commands implemented in their own modules: each has add_arguments(parser) and command(args) -> int.
+EXTERNAL_COMMANDS = {
+    "report": ("bench.report", "write report.md and plots for one or more runs"),
+    "compare": ("bench.compare", "per-case ratios of medians between two runs"),
+    "check": ("bench.gate", "performance regression gate (exact counters + noise-aware timing)"),
+    "profile": ("bench.profile", "profile one case: trace, top operators, FLOPs by module, memory"),
+}
+
+CASE_FLAGS = {  # flag -> (Case field, parser of one item)
+    "network": ("network", str), "width": ("width", int), "depth": ("depth", int), "batch": ("batch", int),
+    "activation": ("activation", str), "device": ("device", str), "dtype": ("dtype", str),
+    "compile": ("compile", str), "optimizer": ("optimizer", str), "loss": ("loss", str),
+    "threads": ("threads", int), "in-features": ("in_features", int), "out-features": ("out_features", int),
+}
 
 
-def main(argv=None) -> int:
-    print("mlpbench: sub-commands: run, show (engine in progress)")
+class UsageError(Exception):
+    """Bad user input: reported as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, not argparse's usage dump
+        raise UsageError(message)
+
+
+def comma_list(text: str, item_type: type, name: str) -> tuple:
+    items = [t.strip() for t in text.split(",")]
+    if not items or any(not t for t in items):
+        raise UsageError(f"--{name}: malformed list {text!r} (expected comma-separated values, e.g. 64,128)")
+    if item_type is int:
+        try:
+            return tuple(int(t) for t in items)
+        except ValueError:
+            bad = next(t for t in items if not t.lstrip("-").isdigit())
+            raise UsageError(f"--{name}: {bad!r} is not an integer (in {text!r})") from None
+    return tuple(items)
+
+
+def add_case_arguments(parser: argparse.ArgumentParser) -> None:
+    """The per-dimension flags shared by `run` and `profile` (comma lists)."""
+    group = parser.add_argument_group("case dimensions (comma-separated lists override the preset)")
+    for flag in CASE_FLAGS:
+        group.add_argument(f"--{flag}", metavar="LIST")
+
+
+def case_overrides(args: argparse.Namespace) -> dict[str, tuple]:
+    out = {}
+    for flag, (field, item_type) in CASE_FLAGS.items():
+        value = getattr(args, flag.replace("-", "_"), None)
+        if value is not None:
+            out[field] = comma_list(value, item_type, flag)
+    return out
+
+
+def resolve_cases(preset_name: str, overrides: dict[str, tuple]):
+    """The cases of a preset with CLI overrides; `device` defaults to every available device."""
+    from .cases import available_devices, preset
+
+    sweep = preset(preset_name)
+    if "device" not in overrides and sweep.all_devices:
+        overrides = {**overrides, "device": available_devices()}
+    return sweep.cases(overrides)
+
+
+# --------------------------------------------------------------------------- run / show
+
+
+def _add_run(sub) -> None:
+    p = sub.add_parser("run", help="run a sweep (a preset with per-dimension overrides)")
+    p.add_argument("--preset", default="quick", help="smoke | quick | classic | full (default: quick)")
+    add_case_arguments(p)
+    p.add_argument("--out", type=Path, help="run folder (default: results/runs/<run-id>/)")
+    p.add_argument("--resume", type=Path, metavar="DIR", help="continue a run folder: measure only missing cases")
+    p.add_argument("--dry-run", action="store_true", help="print the cases, measure nothing")
+    p.add_argument("--list-presets", action="store_true", help="list the presets and exit")
+    p.add_argument("--repeats", type=int, help="samples per phase (default 12)")
+    p.add_argument("--min-time-s", type=float, help="measure each case for at least this long")
+    p.add_argument("--warmup-s", type=float, help="warm-up budget per case (default 0.25)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-show", action="store_true", help="do not print the summary table at the end")
+
+
+def _cmd_run(args) -> int:
+    from .cases import PRESETS, Case
+    from .runner import run_sweep
+    from .store import load_run, new_run_dir
+    from .timing import TimingConfig
+
+    if args.list_presets:
+        for name, sweep in PRESETS.items():
+            print(f"{name:8s} {len(sweep.cases()):4d} cases/device  {sweep.description}")
+        return 0
+    config_args = {k: v for k, v in (("repeats", args.repeats), ("min_time_s", args.min_time_s),
+                                     ("warmup_s", args.warmup_s)) if v is not None}
+    try:
+        config = TimingConfig(**config_args)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if args.resume:
+        try:
+            run = load_run(args.resume)
+        except FileNotFoundError as exc:
+            raise UsageError(str(exc)) from None
+        cases = [Case.from_row(row) for row in run.meta.get("cases", [])]
+        if not cases:
+            raise UsageError(f"{args.resume}: meta.json lists no cases to resume")
+        out_dir, preset_name = Path(args.resume), run.meta.get("preset", "custom")
+    else:
+        cases = resolve_cases(args.preset, case_overrides(args))
+        out_dir, preset_name = args.out or new_run_dir(preset=args.preset), args.preset
+    if not cases:
+        raise UsageError("the sweep has no cases")
+    if args.dry_run:
+        for case in cases:
+            print(f"{case.case_id}  {case.label}")
+        print(f"{len(cases)} cases (dry run: nothing measured)")
+        return 0
+    if out_dir.exists() and not args.resume and any(out_dir.iterdir()):
+        raise UsageError(f"{out_dir} exists and is not empty; use --resume {out_dir} or another --out")
+    print(f"mlpbench: {len(cases)} cases ({preset_name}) -> {out_dir}", file=sys.stderr)
+    try:
+        writer = run_sweep(cases, out_dir, config, preset=preset_name, resume=bool(args.resume),
+                           progress=not args.no_progress)
+    except KeyboardInterrupt:
+        print(f"\nmlpbench: interrupted; finished cases are saved in {out_dir} "
+              f"(continue with: mlpbench run --resume {out_dir})", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if not args.no_show:
+        from .report import format_summary
+
+        print(format_summary(load_run(out_dir).summary))
+    failed = sum(1 for r in writer.summary if r["status"] not in ("ok", "skipped"))
+    print(f"mlpbench: run folder {out_dir} ({len(writer.done_ids)} cases, {failed} failed)")
     return 0
+
+
+def _add_show(sub) -> None:
+    p = sub.add_parser("show", help="print a run's summary as a table")
+    p.add_argument("run", type=Path, nargs="?", help="run folder (default: the latest under results/runs)")
+    p.add_argument("--all-phases", action="store_true", help="one row per phase, not only the whole step")
+
+
+def _cmd_show(args) -> int:
+    from .report import format_summary
+    from .store import latest_run, load_run
+
+    try:
+        run = load_run(args.run or latest_run())
+    except FileNotFoundError as exc:
+        raise UsageError(str(exc)) from None
+    print(format_summary(run.summary, all_phases=args.all_phases))
+    return 0
+
+
+# --------------------------------------------------------------------------- main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="mlpbench", description="Benchmark and profile MLP training steps (CPU and CUDA).")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    _add_run(sub)
+    _add_show(sub)
+    for name, (module, help_text) in EXTERNAL_COMMANDS.items():
+        if importlib.util.find_spec(module) is None:
+            continue
+        mod = importlib.import_module(module)
+        if hasattr(mod, "add_arguments"):
+            mod.add_arguments(sub.add_parser(name, help=help_text))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return EXIT_USAGE
+        if args.command == "run":
+            return _cmd_run(args)
+        if args.command == "show":
+            return _cmd_show(args)
+        return importlib.import_module(EXTERNAL_COMMANDS[args.command][0]).command(args)
+    except (UsageError, ValueError) as exc:
+        print(f"mlpbench: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("\nmlpbench: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - a bug still gets one line; MLPBENCH_DEBUG=1 shows the traceback
+        if os.environ.get("MLPBENCH_DEBUG"):
+            raise
+        print(f"mlpbench: internal error: {type(exc).__name__}: {exc} (MLPBENCH_DEBUG=1 for the traceback)",
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -1,0 +1,273 @@
+"""What to run: a ``Case`` is one measured configuration; a ``Sweep`` declares many as data.
+
+A Case round-trips through a results row (``to_row`` / ``from_row``), so any
+row of a summary table can be re-run exactly. Strings are parsed once, here,
+at the edge: a bad value raises ValueError naming it and the valid choices.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import itertools
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, fields, replace
+
+import torch
+from torch import nn
+
+import mlp
+from mlp import Loss, Optimizer, Precision, parse_enum
+
+
+class Network(str, enum.Enum):
+    UNIFORM = "uniform"  # width x depth x activation family
+    TEACHING = "teaching"  # in -> 256 -> 128 -> 128 -> out, ReLU
+    FASHION_MNIST = "fashion_mnist"  # Flatten, 784 -> 512 -> 512 -> 10, raw logits
+    FASHION_MNIST_ORIGINAL = "fashion_mnist_original"  # ... with the original's ReLU on the logits
+
+
+class CompileMode(str, enum.Enum):
+    NONE = "none"
+    DEFAULT = "default"
+    REDUCE_OVERHEAD = "reduce-overhead"
+    MAX_AUTOTUNE = "max-autotune"
+
+
+class Device(str, enum.Enum):
+    CPU = "cpu"
+    CUDA = "cuda"
+
+
+TEACHING_IO = (3, 1)  # the classic notebook's regression: 3 inputs, 1 output (50,561 parameters)
+UNIFORM_DEFAULTS = {"width": 256, "depth": 2}
+
+
+@dataclass(frozen=True, order=True)
+class Case:
+    """Everything that defines one measured configuration.
+
+    For the named networks, width/depth/in/out are fixed by the network and
+    stored as 0 so that equal configurations compare equal. ``threads=0``
+    means torch's default; the thread count actually used is recorded in the
+    run's environment.
+    """
+
+    network: str = Network.UNIFORM.value
+    width: int = 256
+    depth: int = 2
+    in_features: int = 0  # 0: same as width (uniform) / the network's own
+    out_features: int = 0
+    batch: int = 64
+    activation: str = "relu"
+    device: str = Device.CPU.value
+    dtype: str = Precision.FP32.value
+    compile: str = CompileMode.NONE.value
+    optimizer: str = Optimizer.SGD.value
+    loss: str = Loss.MSE.value
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        network = parse_enum(Network, self.network, "network")
+        set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen)
+        set_("network", network.value)
+        set_("activation", mlp.activation_spec(self.activation).name)
+        set_("device", parse_enum(Device, self.device, "device").value)
+        set_("dtype", parse_enum(Precision, self.dtype, "dtype").value)
+        set_("compile", _parse_compile(self.compile).value)
+        set_("optimizer", parse_enum(Optimizer, self.optimizer, "optimizer").value)
+        set_("loss", parse_enum(Loss, self.loss, "loss").value)
+        for name in ("width", "depth", "in_features", "out_features", "batch", "threads"):
+            set_(name, _as_int(name, getattr(self, name)))
+        _require(self.batch >= 1, f"batch must be >= 1, got {self.batch}")
+        _require(self.threads >= 0, f"threads must be >= 0, got {self.threads}")
+        _require(self.in_features >= 0 and self.out_features >= 0, "in/out features must be >= 0")
+        if network is Network.UNIFORM:
+            _require(self.width >= 1, f"width must be >= 1, got {self.width}")
+            _require(self.depth >= 0, f"depth must be >= 0, got {self.depth}")
+        else:  # the named networks fix their shape (and FashionMNIST its activation and loss)
+            set_("width", 0)
+            set_("depth", 0)
+            set_("in_features", 0)
+            set_("out_features", 0)
+            if network is not Network.TEACHING:
+                set_("activation", "relu")
+                set_("loss", Loss.CROSS_ENTROPY.value)
+        if self.dtype == Precision.FP16.value and self.device != Device.CUDA.value:
+            raise ValueError("dtype 'fp16' needs device 'cuda' (fp16 autocast training is a CUDA recipe)")
+
+    # ------------------------------------------------------------------ identity
+
+    @property
+    def case_id(self) -> str:
+        """Short stable identifier (hash of every field) used to join samples, summaries and runs."""
+        text = "|".join(f"{f.name}={getattr(self, f.name)}" for f in fields(self))
+        return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+    @property
+    def label(self) -> str:
+        """Human-readable one-liner, e.g. ``uniform w256 d2 b64 relu cpu fp32 eager``."""
+        net = self.network if self.network != Network.UNIFORM.value else f"w{self.width} d{self.depth}"
+        if self.network == Network.TEACHING.value and self.activation != "relu":
+            net += f" {self.activation}"
+        elif self.network == Network.UNIFORM.value:
+            net += f" {self.activation}"
+        comp = "eager" if self.compile == CompileMode.NONE.value else f"compile:{self.compile}"
+        extra = "" if self.optimizer == Optimizer.SGD.value else f" {self.optimizer}"
+        extra += f" t{self.threads}" if self.threads else ""
+        return f"{net} b{self.batch} {self.device} {self.dtype} {comp}{extra}"
+
+    def to_row(self) -> dict[str, object]:
+        return asdict(self)
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, object]) -> "Case":
+        return cls(**{f.name: row[f.name] for f in fields(cls)})
+
+    # ------------------------------------------------------------------ building
+
+    @property
+    def io_features(self) -> tuple[int, int]:
+        if self.network == Network.UNIFORM.value:
+            return (self.in_features or self.width, self.out_features or self.width)
+        if self.network == Network.TEACHING.value:
+            return TEACHING_IO
+        return (784, mlp.FASHION_MNIST_CLASSES)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one example (without the batch dimension)."""
+        if self.network in (Network.FASHION_MNIST.value, Network.FASHION_MNIST_ORIGINAL.value):
+            return mlp.FASHION_MNIST_IMAGE
+        return (self.io_features[0],)
+
+    def build_model(self) -> nn.Module:
+        network = Network(self.network)
+        if network is Network.UNIFORM:
+            n_in, n_out = self.io_features
+            return mlp.uniform(self.width, self.depth, self.activation, in_features=n_in, out_features=n_out)
+        if network is Network.TEACHING:
+            return mlp.teaching_mlp(*TEACHING_IO, activation=self.activation)
+        return mlp.fashion_mnist_mlp(relu_on_logits=network is Network.FASHION_MNIST_ORIGINAL)
+
+    def make_batch(self, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """A fresh random (input, target) batch on the case's device (never zeros)."""
+        device = torch.device(self.device)
+        x = torch.randn(self.batch, *self.input_shape, generator=generator).to(device)
+        n_out = self.io_features[1]
+        if self.loss == Loss.MSE.value:
+            y = torch.randn(self.batch, n_out, generator=generator).to(device)
+        else:
+            y = torch.randint(0, n_out, (self.batch,), generator=generator).to(device)
+        return x, y
+
+    def with_(self, **changes) -> "Case":
+        return replace(self, **changes)
+
+
+def _parse_compile(value) -> CompileMode:
+    if isinstance(value, str) and value.strip().lower() in ("off", "eager", "false", ""):
+        return CompileMode.NONE
+    if isinstance(value, str):
+        value = value.strip().lower().replace("_", "-")
+    for member in CompileMode:
+        if member.value == value or member is value:
+            return member
+    raise ValueError(f"unknown compile mode {value!r}; valid: {', '.join(m.value for m in CompileMode)}")
+
+
+def _as_int(name: str, value) -> int:
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, int):
+        return value
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {value!r}") from None
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ValueError(message)
+
+
+# --------------------------------------------------------------------------- sweeps
+
+DIMENSIONS = tuple(f.name for f in fields(Case))
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A named union of grids. Each grid maps a Case field to the values to take (product).
+
+    Fields not in a grid take the Case default. Overrides (from the CLI) replace a
+    dimension in every grid, so ``--preset quick --device cuda`` means the quick
+    sweep on CUDA.
+    """
+
+    name: str
+    grids: tuple[Mapping[str, tuple], ...]
+    description: str = ""
+    all_devices: bool = True  # without a --device override, run on every available device
+
+    def cases(self, overrides: Mapping[str, Iterable] | None = None) -> list[Case]:
+        overrides = {k: tuple(v) for k, v in (overrides or {}).items()}
+        unknown = set(overrides) - set(DIMENSIONS)
+        if unknown:
+            raise ValueError(f"unknown sweep dimension(s) {sorted(unknown)}; valid: {', '.join(DIMENSIONS)}")
+        out: dict[Case, None] = {}  # ordered set: duplicates across grids collapse
+        for grid in self.grids:
+            grid = {**grid, **overrides}
+            keys = list(grid)
+            for values in itertools.product(*(grid[k] for k in keys)):
+                case = Case(**dict(zip(keys, values)))
+                out.setdefault(case, None)
+        return list(out)
+
+
+def _grid(**dims) -> dict[str, tuple]:
+    return {k: tuple(v) if isinstance(v, (list, tuple)) else (v,) for k, v in dims.items()}
+
+
+def available_devices() -> tuple[str, ...]:
+    return ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",)
+
+
+_CLASSIC_NETS = ("teaching", "fashion_mnist")
+
+PRESETS: dict[str, Sweep] = {
+    "smoke": Sweep("smoke", (
+        _grid(width=(32, 64), depth=1, batch=(8, 32), activation=("relu", "gelu")),
+        _grid(width=32, depth=1, batch=8, compile="default"),
+        _grid(network="teaching", batch=4),
+    ), "a handful of tiny CPU cases, one compiled; used by tests (~30 s cold on 2 cores)", all_devices=False),
+    "quick": Sweep("quick", (
+        # throughput vs batch, per width (figure 1 / the CPU-GPU heatmap)
+        _grid(width=(128, 512, 1024), depth=2, batch=(16, 128, 1024), dtype=("fp32", "bf16")),
+        _grid(width=512, depth=(1, 4), batch=128),  # depth
+        _grid(width=512, depth=2, batch=128, activation=("gelu", "tanh", "sigmoid", "silu", "binary_step")),
+        _grid(width=512, depth=2, batch=(16, 1024), compile=("none", "default")),  # compile vs eager
+        _grid(network=_CLASSIC_NETS, batch=(4, 64)),
+    ), "every knob at >= 2 values plus the classic nets; the default of `make bench` (< 5 min on 2 CPU cores)"),
+    "classic": Sweep("classic", (
+        _grid(network=_CLASSIC_NETS, batch=(4, 64, 256, 1024)),
+        _grid(network="fashion_mnist_original", batch=(64,)),
+        _grid(network=_CLASSIC_NETS, batch=64, optimizer=("sgd_momentum", "adam")),
+    ), "the teaching and FashionMNIST nets at the classic batch sizes (4, 64) and larger"),
+    "full": Sweep("full", (
+        _grid(width=(256, 1024, 4096, 8192), depth=(2, 4, 8), batch=(64, 1024, 8192), dtype=("fp32", "tf32", "bf16")),
+        _grid(width=(1024, 8192), depth=4, batch=(4, 16, 64, 256, 1024, 4096, 16384), dtype=("bf16",),
+              compile=("none", "default", "reduce-overhead", "max-autotune")),
+        _grid(width=1024, depth=4, batch=1024, dtype="bf16", activation=tuple(mlp.ACTIVATIONS)),
+        _grid(network=_CLASSIC_NETS, batch=(4, 64, 1024, 16384), compile=("none", "reduce-overhead")),
+    ), "GPU-scale grid: widths to 8192, batches to 16384, all compile modes, fp32/tf32/bf16"),
+}
+
+
+def preset(name: str) -> Sweep:
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; valid: {', '.join(PRESETS)}")
+    return PRESETS[name]

@@ -1,0 +1,62 @@
+"""Environment fingerprint recorded with every run; comparisons across fingerprints say so."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+# Fields that make two runs' numbers incomparable when they differ.
+COMPARABILITY_KEYS = ("torch", "cuda", "device_name", "cpu_model", "torch_threads", "hostname")
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def git_commit(repo: Path | None = None) -> str:
+    repo = repo or Path(__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return out + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def fingerprint(argv: list[str] | None = None) -> dict:
+    cuda = torch.cuda.is_available()
+    return {
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "hostname": socket.gethostname(),
+        "command": " ".join(argv if argv is not None else sys.argv),
+        "git_commit": git_commit(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda if cuda else None,
+        "cudnn": torch.backends.cudnn.version() if cuda else None,
+        "device_name": torch.cuda.get_device_name() if cuda else None,
+        "cuda_capability": ".".join(map(str, torch.cuda.get_device_capability())) if cuda else None,
+        "cpu_model": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "torch_threads": torch.get_num_threads(),
+        "tf32_matmul_default": torch.backends.cuda.matmul.allow_tf32,
+        "tf32_cudnn_default": torch.backends.cudnn.allow_tf32,
+        "float32_matmul_precision_default": torch.get_float32_matmul_precision(),
+        "platform": platform.platform(),
+    }

@@ -1,0 +1,230 @@
+"""Run a sweep: measure each case, turn failures into rows, and save after every case.
+
+Failure is data: CUDA absent -> ``skipped``; out of memory -> ``oom`` (memory
+released, the sweep goes on); compile or other error -> ``error`` with the
+message. Ctrl-C keeps every finished case; ``resume`` measures only what is missing.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, fields
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+import mlp
+
+from . import store
+from .cases import Case
+from .ceiling import Ceiling, measure_ceiling
+from .env import fingerprint
+from .stats import summarize
+from .timing import TRAINING_PHASES, Measurement, Phase, TimingConfig, measure
+
+DONE_STATUSES = ("ok", "oom", "error")  # resume re-tries only `skipped` cases (the machine may differ)
+CASE_COLUMNS = [f.name for f in fields(Case)]
+_OOM_ERRORS = tuple(e for e in (getattr(torch, "OutOfMemoryError", None),
+                                getattr(torch.cuda, "OutOfMemoryError", None)) if e is not None)
+
+
+def safe_measure(case: Case, config: TimingConfig) -> Measurement:
+    """``measure`` with every failure turned into a status; memory is released after a failure."""
+    start = time.perf_counter()
+    try:
+        return measure(case, config)
+    except KeyboardInterrupt:
+        raise
+    except _OOM_ERRORS as exc:
+        failed = Measurement(case, status="oom", reason=_one_line(exc))
+    except Exception as exc:  # noqa: BLE001 - any failure of one case is data, not a crash
+        failed = Measurement(case, status="error", reason=f"{type(exc).__name__}: {_one_line(exc)}")
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    failed.measure_s = time.perf_counter() - start
+    return failed
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:300]
+
+
+# --------------------------------------------------------------------------- rows
+
+_PHASE_MATMUL = {
+    Phase.STEP: lambda f: f.step_matmul, Phase.FORWARD: lambda f: f.forward_matmul,
+    Phase.BACKWARD: lambda f: f.backward_matmul, Phase.OPTIMIZER: lambda f: 0,
+    Phase.INFERENCE: lambda f: f.forward_matmul,
+}
+_PHASE_ELEMENTWISE = {
+    Phase.STEP: lambda f: f.step_elementwise, Phase.FORWARD: lambda f: f.forward_elementwise,
+    Phase.BACKWARD: lambda f: f.loss_elementwise + f.backward_elementwise,
+    Phase.OPTIMIZER: lambda f: f.optimizer_elementwise, Phase.INFERENCE: lambda f: f.forward_elementwise,
+}
+
+
+def summary_rows(m: Measurement, ceiling: Ceiling | None) -> list[dict]:
+    """One row per phase (one row in all for a failed case), with statistics and derived metrics."""
+    case = m.case
+    base = {**case.to_row(), "case_id": case.case_id, "label": case.label, "status": m.status, "reason": m.reason}
+    if m.status != "ok":
+        return [{**base, "phase": Phase.STEP.value, "measure_s": m.measure_s}]
+    model = case.build_model()
+    flops = mlp.flops(model, case.batch, case.loss, case.optimizer)
+    memory = mlp.memory(model, case.batch, case.input_shape, case.loss, case.optimizer, case.dtype)
+    medians = {p: summarize(m.samples[p]).median for p in Phase}
+    phase_sum = sum(medians[p] for p in TRAINING_PHASES)
+    compiled = case.compile != "none"
+    rows = []
+    for phase in Phase:
+        s = summarize(m.samples[phase])
+        matmul = _PHASE_MATMUL[phase](flops)
+        tflops = matmul / s.median / 1e12 if s.median > 0 else math.nan
+        row = {
+            **base,
+            "phase": phase.value,
+            **s.as_dict(unit="_s"),
+            "iters_per_block": m.iters_per_block.get(phase, 0),
+            "samples_per_s": case.batch / s.median if s.median > 0 else math.nan,
+            "matmul_flops": matmul,
+            "elementwise_flops": _PHASE_ELEMENTWISE[phase](flops),
+            "tflops": tflops,
+            "ceiling_tflops": ceiling.measured_tflops if ceiling else math.nan,
+            "mfu": tflops / ceiling.measured_tflops if ceiling and ceiling.measured_tflops else math.nan,
+            "peak_tflops": ceiling.datasheet_tflops if ceiling and ceiling.datasheet_tflops else math.nan,
+            "mfu_peak": tflops / ceiling.datasheet_tflops if ceiling and ceiling.datasheet_tflops else math.nan,
+            "parameters": mlp.count_parameters(model),
+            **{f"mem_{k}": v for k, v in memory.as_dict().items()},
+            "peak_mem_bytes": m.peak_mem_bytes.get(phase, math.nan),
+            "first_step_s": m.first_step_s,
+            "first_inference_s": m.first_inference_s,
+            "compile_s": max(m.first_step_s - medians[Phase.STEP], 0.0) if compiled else math.nan,
+            "compile_graphs": m.compile_graphs,
+            "graph_breaks": m.graph_breaks,
+            "recompiles": m.recompiles,
+            "phase_sum_gap": (phase_sum / medians[Phase.STEP] - 1) if phase is Phase.STEP else math.nan,
+            "optimizer_impl": m.optimizer_impl,
+            "torch_threads": m.threads,
+            "measure_s": m.measure_s,
+        }
+        rows.append(row)
+    return rows
+
+
+def sample_rows(m: Measurement) -> list[dict]:
+    return [{"case_id": m.case.case_id, "phase": phase.value, "sample": i, "seconds": value,
+             "iters_per_block": m.iters_per_block.get(phase, 0)}
+            for phase, values in m.samples.items() for i, value in enumerate(values)]
+
+
+# --------------------------------------------------------------------------- the sweep
+
+
+class RunWriter:
+    """Holds a run's tables in memory and rewrites the folder atomically after every case."""
+
+    def __init__(self, out_dir: Path, meta: dict, resume: bool = False):
+        self.out_dir = Path(out_dir)
+        self.meta = meta
+        self.summary: list[dict] = []
+        self.samples: list[dict] = []
+        if resume:
+            run = store.load_run(self.out_dir)
+            done = run.summary[run.summary["status"].isin(DONE_STATUSES)]
+            self.summary = done.to_dict("records")
+            done_ids = set(done["case_id"])
+            if len(run.samples):
+                self.samples = run.samples[run.samples["case_id"].isin(done_ids)].to_dict("records")
+            self.meta = {**run.meta, **{k: v for k, v in meta.items() if k not in ("ceilings",)},
+                         "resumed_from": run.meta.get("env", {}).get("date")}
+            self.meta["ceilings"] = {**run.meta.get("ceilings", {}), **meta.get("ceilings", {})}
+
+    @property
+    def done_ids(self) -> set[str]:
+        return {row["case_id"] for row in self.summary}
+
+    def add(self, m: Measurement, ceiling: Ceiling | None) -> None:
+        self.summary += summary_rows(m, ceiling)
+        self.samples += sample_rows(m)
+        self.flush()
+
+    def flush(self) -> None:
+        store.write_table(self.out_dir / store.SAMPLES_CSV, pd.DataFrame(self.samples))
+        store.write_table(self.out_dir / store.SUMMARY_CSV, _ordered(pd.DataFrame(self.summary)))
+        store.write_meta(self.out_dir / store.META_JSON, self.meta)
+
+
+def _ordered(frame: pd.DataFrame) -> pd.DataFrame:
+    first = CASE_COLUMNS + ["case_id", "label", "phase", "status", "reason"]
+    return frame[[c for c in first if c in frame] + [c for c in frame if c not in first]]
+
+
+def ceiling_key(device: str, dtype: str) -> str:
+    return f"{device}/{dtype}"
+
+
+def run_sweep(
+    cases: Sequence[Case],
+    out_dir: Path,
+    config: TimingConfig = TimingConfig(),
+    *,
+    preset: str = "custom",
+    resume: bool = False,
+    progress: bool = True,
+    measure_fn: Callable[[Case, TimingConfig], Measurement] = safe_measure,
+    meta_extra: dict | None = None,
+) -> RunWriter:
+    """Measure every case not yet in ``out_dir`` and write the run folder after each one."""
+    started = time.perf_counter()
+    meta = {"preset": preset, "env": fingerprint(), "timing_config": asdict(config), "n_cases": len(cases),
+            "ceilings": {}, "interrupted": False, "cases": [c.to_row() for c in cases], **(meta_extra or {})}
+    writer = RunWriter(out_dir, meta, resume=resume)
+    todo = [c for c in cases if c.case_id not in writer.done_ids]
+    writer.meta["ceilings"].update(_measure_ceilings(todo, writer.meta["ceilings"]))
+    writer.flush()
+    bar = _progress(todo, progress)
+    try:
+        for case in bar:
+            if hasattr(bar, "set_postfix_str"):
+                bar.set_postfix_str(case.label, refresh=True)
+            measurement = measure_fn(case, config)
+            ceiling = writer.meta["ceilings"].get(ceiling_key(case.device, case.dtype))
+            writer.add(measurement, Ceiling(**ceiling) if ceiling else None)
+    except KeyboardInterrupt:
+        writer.meta["interrupted"] = True
+        raise
+    finally:
+        if hasattr(bar, "close"):
+            bar.close()
+        writer.meta["run_s"] = writer.meta.get("run_s", 0.0) + time.perf_counter() - started
+        writer.flush()
+    return writer
+
+
+def _measure_ceilings(cases: Sequence[Case], known: dict) -> dict:
+    """One matmul ceiling per (device, dtype) that the cases need and the machine has."""
+    out = {}
+    for device, dtype in sorted({(c.device, c.dtype) for c in cases}):
+        key = ceiling_key(device, dtype)
+        if key in known or (device == "cuda" and not torch.cuda.is_available()):
+            continue
+        try:
+            out[key] = measure_ceiling(device, dtype).as_dict()
+        except Exception as exc:  # noqa: BLE001 - a missing ceiling leaves MFU empty, not the run dead
+            print(f"mlpbench: warning: no {key} matmul ceiling ({_one_line(exc)})", file=sys.stderr)
+    return out
+
+
+def _progress(cases: Sequence[Case], enabled: bool):
+    if not enabled:
+        return cases
+    from tqdm.auto import tqdm
+
+    return tqdm(cases, desc="cases", unit="case", file=sys.stderr, mininterval=0.5, dynamic_ncols=True)

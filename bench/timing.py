@@ -1,0 +1,309 @@
+"""How to time: the measurement protocol of ../shared/DESIGN.md, for one case.
+
+* Blocks, not calls: a sample is the mean over a block of iterations long
+  enough to dwarf timer resolution and launch jitter (``min_block_s``).
+* Warm-up until steady (a time budget and a minimum count). The first step
+  (cold start, and for compiled cases the compilation) is timed on its own and
+  never leaks into the samples.
+* The whole step is timed with nothing inside the loop. Phases are timed in
+  separate instrumented blocks: host clock reads between phases on CPU, CUDA
+  events between phases (no synchronize inside the block) on CUDA.
+* CUDA: events around blocks, one synchronize before any event is read; never
+  a host clock around unsynchronised work.
+* Rounds interleave the step, phase and inference blocks so machine drift hits
+  every phase alike.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+import mlp
+from mlp import Precision
+
+from .cases import Case, CompileMode
+
+
+class Phase(str, enum.Enum):
+    STEP = "step"  # forward + loss + backward + optimiser, uninstrumented
+    FORWARD = "forward"
+    BACKWARD = "backward"  # loss + backward
+    OPTIMIZER = "optimizer"  # optimiser step + zero_grad(set_to_none=True)
+    INFERENCE = "inference"  # forward under torch.inference_mode
+
+
+TRAINING_PHASES = (Phase.FORWARD, Phase.BACKWARD, Phase.OPTIMIZER)
+BATCH_POOL = 4  # distinct random batches cycled through, so no step sees the same tensor twice in a row
+
+
+@dataclass(frozen=True)
+class TimingConfig:
+    repeats: int = 12  # samples per phase (rounds)
+    min_time_s: float = 0.0  # keep adding rounds until the step blocks total at least this long
+    warmup_s: float = 0.25  # warm-up budget after the first step ...
+    min_warmup_iters: int = 3  # ... and at least this many warm-up steps
+    min_block_s: float = 0.02  # a block lasts at least this long (timer resolution, launch jitter)
+    max_block_iters: int = 2000
+    max_rounds: int = 200
+
+    def __post_init__(self):
+        if self.repeats < 1:
+            raise ValueError(f"repeats must be >= 1, got {self.repeats}")
+        if self.min_time_s < 0 or self.warmup_s < 0 or self.min_block_s <= 0:
+            raise ValueError("min_time_s and warmup_s must be >= 0, min_block_s > 0")
+
+
+@dataclass
+class Measurement:
+    """Raw result of one case: every sample (seconds per iteration) plus the one-off timings."""
+
+    case: Case
+    status: str = "ok"  # ok | skipped | oom | error
+    reason: str = ""
+    samples: dict[Phase, list[float]] = field(default_factory=dict)
+    iters_per_block: dict[Phase, int] = field(default_factory=dict)
+    first_step_s: float = math.nan  # cold start: first training step (includes compile when compiled)
+    first_inference_s: float = math.nan  # first inference call (a second graph when compiled)
+    compile_graphs: int = 0  # dynamo graphs compiled (training + inference)
+    graph_breaks: int = 0
+    recompiles: int = 0  # frames compiled after warm-up, i.e. during measurement (should be 0)
+    peak_mem_bytes: dict[Phase, int] = field(default_factory=dict)  # CUDA only
+    optimizer_impl: str = ""
+    threads: int = 0
+    measure_s: float = 0.0  # wall time spent on this case
+
+
+# --------------------------------------------------------------------------- clocks
+
+
+class _Clock:
+    """Host clock for CPU work (synchronous)."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+
+    def mark(self):
+        return time.perf_counter_ns()
+
+    def sync(self) -> None:
+        pass
+
+    @staticmethod
+    def elapsed_s(start, end) -> float:
+        return (end - start) * 1e-9
+
+
+class _CudaClock(_Clock):
+    """CUDA events recorded on the current stream; read only after a synchronize."""
+
+    def mark(self):
+        event = torch.cuda.Event(enable_timing=True)
+        event.record()
+        return event
+
+    def sync(self) -> None:
+        torch.cuda.synchronize(self.device)
+
+    @staticmethod
+    def elapsed_s(start, end) -> float:
+        return start.elapsed_time(end) * 1e-3
+
+
+def clock_for(device: torch.device) -> _Clock:
+    return _CudaClock(device) if device.type == "cuda" else _Clock(device)
+
+
+def time_block(fn: Callable[[int], object], iters: int, clock: _Clock) -> float:
+    """Mean seconds per call of ``fn(i)`` over ``iters`` calls, nothing else inside the loop."""
+    clock.sync()
+    start = clock.mark()
+    for i in range(iters):
+        fn(i)
+    end = clock.mark()
+    clock.sync()
+    return clock.elapsed_s(start, end) / iters
+
+
+def calibrate_iters(per_iter_s: float, config: TimingConfig) -> int:
+    if not per_iter_s > 0:
+        return 1
+    return max(1, min(config.max_block_iters, math.ceil(config.min_block_s / per_iter_s)))
+
+
+# --------------------------------------------------------------------------- one case
+
+
+def build_step(case: Case) -> mlp.TrainStep:
+    model = case.build_model()
+    compiled = None
+    if case.compile != CompileMode.NONE.value:
+        # dynamic=False: each batch size is its own static graph, as in a real training job
+        compiled = torch.compile(model.to(case.device), mode=case.compile, dynamic=False)
+    return mlp.TrainStep(model, loss=case.loss, optimizer=case.optimizer, precision=case.dtype,
+                         device=case.device, compiled_model=compiled)
+
+
+@contextlib.contextmanager
+def case_context(case: Case):
+    """Threads and matmul precision of the case for its duration; dynamo starts clean for compiled cases."""
+    old_threads = torch.get_num_threads()
+    if case.threads:
+        torch.set_num_threads(case.threads)
+    if case.compile != CompileMode.NONE.value:
+        # One dynamo cache per code object: without a reset, after `recompile_limit` cases every
+        # nn.Sequential.forward would silently run eager.
+        torch._dynamo.reset()
+    try:
+        with mlp.matmul_precision(Precision(case.dtype)):
+            yield
+    finally:
+        torch.set_num_threads(old_threads)
+
+
+def _dynamo_counts() -> tuple[int, int, int]:
+    from torch._dynamo.utils import counters
+
+    return (counters["stats"]["unique_graphs"], sum(counters["graph_break"].values()), counters["frames"]["ok"])
+
+
+def measure(case: Case, config: TimingConfig = TimingConfig()) -> Measurement:
+    """Measure one case: warm-up, then interleaved rounds of step / phase / inference blocks.
+
+    Raises on failure (OOM, compile error); the runner turns that into a status row.
+    """
+    wall_start = time.perf_counter()
+    device = torch.device(case.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        return Measurement(case, status="skipped", reason="CUDA is not available on this machine")
+    result = Measurement(case)
+    with case_context(case):
+        compiled = case.compile != CompileMode.NONE.value
+        if compiled:
+            from torch._dynamo.utils import counters
+            counters.clear()
+        step = build_step(case)
+        result.optimizer_impl = step.optimizer_impl
+        result.threads = torch.get_num_threads()
+        clock = clock_for(device)
+        gen = torch.Generator().manual_seed(0)
+        pool = [case.make_batch(gen) for _ in range(BATCH_POOL)]
+        cudagraphs = compiled and device.type == "cuda" and case.compile in (
+            CompileMode.REDUCE_OVERHEAD.value, CompileMode.MAX_AUTOTUNE.value)
+
+        def mark_step():
+            if cudagraphs:  # reduce-overhead: tell cudagraph trees that a new iteration begins
+                torch.compiler.cudagraph_mark_step_begin()
+
+        def train_step(i: int):
+            x, y = pool[i % BATCH_POOL]
+            mark_step()
+            step.step(x, y)
+
+        def infer(i: int):
+            mark_step()
+            step.infer(pool[i % BATCH_POOL][0])
+
+        # cold start (and compilation) on its own clock
+        result.first_step_s = time_block(train_step, 1, clock)
+        warm_per_iter = _warm_up(train_step, clock, config)
+        result.first_inference_s = time_block(infer, 1, clock)
+        _warm_up(infer, clock, config, budget_s=config.warmup_s / 2)
+        if compiled:
+            graphs, breaks, frames_after_warmup = _dynamo_counts()
+            result.compile_graphs, result.graph_breaks = graphs, breaks
+            if graphs == 0:
+                raise RuntimeError("compiled case produced no graph: it would run eager")
+
+        step_iters = calibrate_iters(warm_per_iter, config)
+        infer_iters = calibrate_iters(time_block(infer, 1, clock), config)
+        result.iters_per_block = {Phase.STEP: step_iters, Phase.INFERENCE: infer_iters,
+                                  **{p: step_iters for p in TRAINING_PHASES}}
+        samples: dict[Phase, list[float]] = {p: [] for p in Phase}
+        rounds = 0
+        while rounds < config.max_rounds and (
+                rounds < config.repeats or sum(samples[Phase.STEP]) * step_iters < config.min_time_s):
+            samples[Phase.STEP].append(time_block(train_step, step_iters, clock))
+            for phase, value in _time_phases(step, pool, step_iters, clock, mark_step).items():
+                samples[phase].append(value)
+            samples[Phase.INFERENCE].append(time_block(infer, infer_iters, clock))
+            rounds += 1
+        result.samples = samples
+
+        if compiled:
+            result.recompiles = _dynamo_counts()[2] - frames_after_warmup
+        if device.type == "cuda":
+            result.peak_mem_bytes = _peak_memory_per_phase(step, pool, mark_step)
+    result.measure_s = time.perf_counter() - wall_start
+    return result
+
+
+def _warm_up(fn: Callable[[int], object], clock: _Clock, config: TimingConfig, budget_s: float | None = None) -> float:
+    """Run ``fn`` until the budget is spent and the minimum count reached; return the last mean per call."""
+    budget_s = config.warmup_s if budget_s is None else budget_s
+    spent, count, per_iter = 0.0, 0, math.nan
+    iters = 1
+    while count < config.min_warmup_iters or spent < budget_s:
+        per_iter = time_block(fn, iters, clock)
+        spent += per_iter * iters
+        count += iters
+        iters = calibrate_iters(per_iter, config) if spent > 0 else iters
+        if count >= 10 * config.min_warmup_iters and spent >= budget_s:
+            break
+    return per_iter
+
+
+def _time_phases(step: mlp.TrainStep, pool, iters: int, clock: _Clock, mark_step) -> dict[Phase, float]:
+    """One instrumented block: a clock mark between phases, a single sync at the end."""
+    marks = []
+    clock.sync()
+    for i in range(iters):
+        x, y = pool[i % BATCH_POOL]
+        mark_step()
+        t0 = clock.mark()
+        out = step.forward(x)
+        t1 = clock.mark()
+        step.loss_backward(out, y)
+        t2 = clock.mark()
+        step.optimizer_step()
+        t3 = clock.mark()
+        marks.append((t0, t1, t2, t3))
+        del out
+    clock.sync()
+    totals = {p: 0.0 for p in TRAINING_PHASES}
+    for t0, t1, t2, t3 in marks:
+        totals[Phase.FORWARD] += clock.elapsed_s(t0, t1)
+        totals[Phase.BACKWARD] += clock.elapsed_s(t1, t2)
+        totals[Phase.OPTIMIZER] += clock.elapsed_s(t2, t3)
+    return {p: v / iters for p, v in totals.items()}
+
+
+def _peak_memory_per_phase(step: mlp.TrainStep, pool, mark_step) -> dict[Phase, int]:
+    """Peak CUDA bytes allocated during each phase of one (untimed) step, reset before each phase."""
+    peaks = {}
+    x, y = pool[0]
+
+    def run(phase: Phase, fn):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        value = fn()
+        torch.cuda.synchronize()
+        peaks[phase] = torch.cuda.max_memory_allocated()
+        return value
+
+    mark_step()
+    out = run(Phase.FORWARD, lambda: step.forward(x))
+    run(Phase.BACKWARD, lambda: step.loss_backward(out, y))
+    del out
+    run(Phase.OPTIMIZER, step.optimizer_step)
+    mark_step()
+    run(Phase.STEP, lambda: step.step(x, y))
+    mark_step()
+    run(Phase.INFERENCE, lambda: step.infer(x))
+    return peaks
