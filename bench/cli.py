@@ -22,6 +22,7 @@ EXTERNAL_COMMANDS = {
     "compare": ("bench.compare", "per-case ratios of medians between two runs"),
     "check": ("bench.gate", "performance regression gate (exact counters + noise-aware timing)"),
     "profile": ("bench.profile", "profile one case: trace, top operators, FLOPs by module, memory"),
+    "crosscheck": ("bench.crosscheck", "engine vs torch.utils.benchmark on three classic cases"),
 }
 
 CASE_FLAGS = {  # flag -> (Case field, parser of one item)

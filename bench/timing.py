@@ -247,15 +247,12 @@ def measure(case: Case, config: TimingConfig = TimingConfig()) -> Measurement:
 def _warm_up(fn: Callable[[int], object], clock: _Clock, config: TimingConfig, budget_s: float | None = None) -> float:
     """Run ``fn`` until the budget is spent and the minimum count reached; return the last mean per call."""
     budget_s = config.warmup_s if budget_s is None else budget_s
-    spent, count, per_iter = 0.0, 0, math.nan
-    iters = 1
+    spent, count, iters, per_iter = 0.0, 0, 1, math.nan
     while count < config.min_warmup_iters or spent < budget_s:
         per_iter = time_block(fn, iters, clock)
         spent += per_iter * iters
         count += iters
-        iters = calibrate_iters(per_iter, config) if spent > 0 else iters
-        if count >= 10 * config.min_warmup_iters and spent >= budget_s:
-            break
+        iters = calibrate_iters(per_iter, config)
     return per_iter
 
 

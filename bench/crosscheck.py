@@ -1,0 +1,49 @@
+"""Cross-check the engine against an independent timer, ``torch.utils.benchmark``.
+
+For each case: our whole-step median (``bench.timing.measure``) and
+``torch.utils.benchmark.Timer(...).blocked_autorange()`` on the same training
+step, same thread count, in the same process, one after the other. Their ratio
+should be close to 1; a large gap means one of the two is measuring something else.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+import torch.utils.benchmark as tbench
+from tabulate import tabulate
+
+from .cases import Case
+from .stats import summarize
+from .timing import Phase, TimingConfig, build_step, case_context, measure
+
+DEFAULT_CASES = (
+    Case(network="teaching", batch=64),
+    Case(network="fashion_mnist", batch=64),
+    Case(width=512, depth=2, batch=128),
+)
+TIMER_MIN_RUN_S = 1.0  # blocked_autorange keeps adding blocks until this much time is measured
+
+
+def crosscheck(case: Case, config: TimingConfig = TimingConfig()) -> dict:
+    ours = summarize(measure(case, config).samples[Phase.STEP]).median
+    with case_context(case):
+        step = build_step(case)
+        x, y = case.make_batch(torch.Generator().manual_seed(1))
+        step.step(x, y)  # warm
+        timer = tbench.Timer(stmt="step.step(x, y)", globals={"step": step, "x": x, "y": y},
+                             num_threads=torch.get_num_threads())
+        theirs = timer.blocked_autorange(min_run_time=TIMER_MIN_RUN_S).median
+    return {"case": case.label, "mlpbench_ms": ours * 1e3, "torch_benchmark_ms": theirs * 1e3,
+            "ratio": ours / theirs}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=int, default=0, help="torch threads for every case (0: default)")
+
+
+def command(args: argparse.Namespace) -> int:
+    rows = [crosscheck(c.with_(threads=args.threads)) for c in DEFAULT_CASES]
+    print(tabulate(rows, headers="keys", tablefmt="github", floatfmt=".4g"))
+    return 0
