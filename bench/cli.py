@@ -101,6 +101,7 @@ def _add_run(sub) -> None:
 
 def _cmd_run(args) -> int:
     from .cases import PRESETS, Case
+    from .env import busy_warning
     from .runner import run_sweep
     from .store import load_run, new_run_dir
     from .timing import TimingConfig
@@ -137,6 +138,9 @@ def _cmd_run(args) -> int:
     if out_dir.exists() and not args.resume and any(out_dir.iterdir()):
         raise UsageError(f"{out_dir} exists and is not empty; use --resume {out_dir} or another --out")
     print(f"mlpbench: {len(cases)} cases ({preset_name}) -> {out_dir}", file=sys.stderr)
+    warning = busy_warning()
+    if warning:
+        print(f"mlpbench: warning: {warning}", file=sys.stderr)
     try:
         writer = run_sweep(cases, out_dir, config, preset=preset_name, resume=bool(args.resume),
                            progress=not args.no_progress)

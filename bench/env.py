@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 # Fields that make two runs' numbers incomparable when they differ.
+BUSY_LOAD_PER_CORE = 0.75  # a benchmark run itself adds ~1 per core it uses; above this, someone else is running
 COMPARABILITY_KEYS = ("torch", "cuda", "device_name", "cpu_model", "torch_threads", "hostname")
 
 
@@ -38,6 +39,23 @@ def git_commit(repo: Path | None = None) -> str:
         return "unknown"
 
 
+def load_average() -> float | None:
+    """1-minute load average (runnable processes); above the core count, timings are contended."""
+    try:
+        return os.getloadavg()[0]
+    except (OSError, AttributeError):
+        return None
+
+
+def busy_warning() -> str | None:
+    """A one-line warning when other work competes for the cores (numbers then read slow and noisy)."""
+    load, cores = load_average(), os.cpu_count() or 1
+    if load is not None and load > cores * BUSY_LOAD_PER_CORE:
+        return (f"the machine is busy (load average {load:.1f} on {cores} cores): timings will be slow and "
+                f"noisy; OpenMP threads suffer most (try --threads 1, or a quiet machine)")
+    return None
+
+
 def fingerprint(argv: list[str] | None = None) -> dict:
     cuda = torch.cuda.is_available()
     return {
@@ -59,4 +77,5 @@ def fingerprint(argv: list[str] | None = None) -> dict:
         "tf32_cudnn_default": torch.backends.cudnn.allow_tf32,
         "float32_matmul_precision_default": torch.get_float32_matmul_precision(),
         "platform": platform.platform(),
+        "load_average_1m": load_average(),
     }

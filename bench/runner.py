@@ -23,7 +23,7 @@ import mlp
 from . import store
 from .cases import Case
 from .ceiling import Ceiling, measure_ceiling
-from .env import fingerprint
+from .env import fingerprint, load_average
 from .stats import summarize
 from .timing import TRAINING_PHASES, Measurement, Phase, TimingConfig, measure
 
@@ -204,6 +204,7 @@ def run_sweep(
         if hasattr(bar, "close"):
             bar.close()
         writer.meta["run_s"] = writer.meta.get("run_s", 0.0) + time.perf_counter() - started
+        writer.meta["load_average_1m_end"] = load_average()
         writer.flush()
     return writer
 
