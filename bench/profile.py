@@ -668,7 +668,8 @@ def _memory_section(r: ProfileResult) -> str:
     return (f"## Memory: analytic vs measured\n\n{_table(rows)}\n\n"
             f"Analytic saved activations include {a.cast_weights_bytes:,} bytes of low-precision weight copies.\n\n"
             f"### Per phase ({r.case.device}), per step\n\nFrom {source}. The forward phase's net allocation is what "
-            f"it leaves alive for backward: the saved activations plus the output.\n\n{_table(phase_rows)}")
+            f"it leaves alive for backward: the activations the layers saved plus the output (the loss runs, and "
+            f"saves its tensors, in the backward phase).\n\n{_table(phase_rows)}")
 
 
 # --------------------------------------------------------------------------- files
