@@ -54,6 +54,7 @@ class Precision(str, enum.Enum):
 
 CLASSIC_LR = 0.01  # the classic notebook's SGD learning rate
 MOMENTUM = 0.9
+ADAM_LR = 1e-3  # Adam's own default; the classic 0.01 is too large for it
 
 
 def parse_enum(enum_cls: type[enum.Enum], value: object, what: str) -> enum.Enum:
@@ -103,13 +104,15 @@ def make_optimizer(
         raise ValueError(f"unknown optimizer implementation {impl!r}; valid: fused, foreach, for_loop")
     flags = {"fused": {"fused": True}, "foreach": {"foreach": True}, "for_loop": {"foreach": False}}[impl]
     params = list(params)
+    if lr is None:  # lr=0.0 is a legal (frozen) setting, not "use the default"
+        lr = ADAM_LR if optimizer in (Optimizer.ADAM, Optimizer.ADAMW) else CLASSIC_LR
     if optimizer is Optimizer.SGD:
-        return torch.optim.SGD(params, lr=lr or CLASSIC_LR, **flags)
+        return torch.optim.SGD(params, lr=lr, **flags)
     if optimizer is Optimizer.SGD_MOMENTUM:
-        return torch.optim.SGD(params, lr=lr or CLASSIC_LR, momentum=MOMENTUM, **flags)
+        return torch.optim.SGD(params, lr=lr, momentum=MOMENTUM, **flags)
     if optimizer is Optimizer.ADAM:
-        return torch.optim.Adam(params, lr=lr or 1e-3, **flags)
-    return torch.optim.AdamW(params, lr=lr or 1e-3, **flags)
+        return torch.optim.Adam(params, lr=lr, **flags)
+    return torch.optim.AdamW(params, lr=lr, **flags)
 
 
 def make_loss(loss: Loss | str) -> nn.Module:

@@ -1,0 +1,90 @@
+"""The classic MLP notebooks, reproduced correctly and in seconds: ``python -m mlp.demo``.
+
+1. The FashionMNIST classifier: its layers, its parameter count, and the softmax
+   class probabilities for a batch of FashionMNIST-shaped images. The images are
+   synthetic: torchvision's PyPI wheel does not import with the CPU torch used
+   here (so it is never imported), and the demo needs no download.
+2. The teaching net trained with SGD (the classic learning rate) and MSE on data
+   it can learn, in mini-batches that keep the last partial batch; the loss falls
+   every epoch.
+3. A binary-step net trains without error: its backward is the exact derivative,
+   zero, so only the last layer learns.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .models import FASHION_MNIST_CLASSES, FASHION_MNIST_IMAGE, count_parameters, fashion_mnist_mlp, teaching_mlp
+from .train import CLASSIC_LR, Loss, Optimizer, TrainStep, classification_data, regression_data, train
+
+DEMO_SEED = 0  # fixed, so every run prints the same numbers
+FASHION_MNIST_LABELS = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)
+PROBABILITY_IMAGES = 4  # rows of the probability table
+PROBABILITY_DECIMALS = 3  # enough to see that an untrained net is close to uniform (0.1)
+
+TEACHING_INPUTS, TEACHING_OUTPUTS = 3, 1  # a small regression problem, as in the notebook
+TRAIN_EXAMPLES = 1000  # not a multiple of BATCH_SIZE: the last partial batch (8) is trained on, not dropped
+BATCH_SIZE = 32
+EPOCHS = 5  # about a second on 2 CPU cores; the loss falls every epoch at lr 0.01
+BINARY_STEP_EPOCHS = 2  # only to show that it runs
+
+
+def main() -> None:
+    torch.manual_seed(DEMO_SEED)
+    _show_fashion_mnist_net()
+    print()
+    _train_teaching_net()
+    print()
+    _train_binary_step_net()
+
+
+def _show_fashion_mnist_net() -> None:
+    model = fashion_mnist_mlp().eval()
+    print(model)
+    print(f"parameters: {count_parameters(model):,}")
+    images, _ = classification_data(PROBABILITY_IMAGES, FASHION_MNIST_IMAGE, FASHION_MNIST_CLASSES, seed=DEMO_SEED)
+    with torch.inference_mode():
+        logits = model(images)  # (images, 1, 28, 28) -> (images, 10): raw scores, no ReLU on them
+        probabilities = torch.softmax(logits, dim=1)  # each row sums to 1
+    print(f"\nsoftmax class probabilities for {PROBABILITY_IMAGES} random FashionMNIST-shaped images (untrained net):")
+    print(_probability_table(probabilities))
+
+
+def _probability_table(probabilities: torch.Tensor) -> str:
+    widths = [max(len(label), PROBABILITY_DECIMALS + 2) for label in FASHION_MNIST_LABELS]
+    header = "image  " + "  ".join(label.rjust(w) for label, w in zip(FASHION_MNIST_LABELS, widths)) + "    sum"
+    rows = [header]
+    for index, row in enumerate(probabilities.tolist()):
+        cells = "  ".join(f"{p:.{PROBABILITY_DECIMALS}f}".rjust(w) for p, w in zip(row, widths))
+        rows.append(f"{index:>5}  {cells}  {sum(row):.{PROBABILITY_DECIMALS}f}")
+    return "\n".join(rows)
+
+
+def _train_teaching_net() -> None:
+    x, y = regression_data(TRAIN_EXAMPLES, TEACHING_INPUTS, TEACHING_OUTPUTS, learnable=True, seed=DEMO_SEED)
+    model = teaching_mlp(TEACHING_INPUTS, TEACHING_OUTPUTS)
+    step = TrainStep(model, loss=Loss.MSE, optimizer=Optimizer.SGD, lr=CLASSIC_LR)
+    print(f"teaching net {TEACHING_INPUTS} -> 256 -> 128 -> 128 -> {TEACHING_OUTPUTS}, "
+          f"{count_parameters(model):,} parameters; SGD lr {CLASSIC_LR}, MSE, "
+          f"{TRAIN_EXAMPLES} examples in batches of {BATCH_SIZE}")
+    for epoch, loss in enumerate(train(step, x, y, EPOCHS, BATCH_SIZE, seed=DEMO_SEED), start=1):
+        print(f"epoch {epoch}/{EPOCHS}  loss {loss:.6f}")
+
+
+def _train_binary_step_net() -> None:
+    x, y = regression_data(TRAIN_EXAMPLES, TEACHING_INPUTS, TEACHING_OUTPUTS, learnable=True, seed=DEMO_SEED)
+    step = TrainStep(teaching_mlp(TEACHING_INPUTS, TEACHING_OUTPUTS, activation="binary_step"), lr=CLASSIC_LR)
+    step.loss_backward(step.forward(x[:BATCH_SIZE]), y[:BATCH_SIZE])
+    first, last = step.model.linears[0], step.model.linears[-1]
+    first_grad, last_grad = first.weight.grad.abs().max().item(), last.weight.grad.abs().max().item()
+    step.optimizer_step()
+    losses = train(step, x, y, BINARY_STEP_EPOCHS, BATCH_SIZE, seed=DEMO_SEED)
+    print(f"binary step net trains: loss {losses[0]:.4f} -> {losses[-1]:.4f} in {BINARY_STEP_EPOCHS} epochs; "
+          f"zero backward: max |grad| first layer {first_grad:g}, last layer {last_grad:.4f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,165 @@
+"""mlp.train: the training step's phases, the data helpers, the loop, bad input, and the demo."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import mlp
+from mlp import demo
+
+TEST_SEED = 0  # any fixed value: tests compare against references, not recorded numbers
+IN_FEATURES, OUT_FEATURES = 3, 1
+TRAIN_EXAMPLES = 512
+BATCH_SIZE = 32
+EPOCHS = 4
+FIXED_BATCH = 16  # the classification check overfits one small batch
+FIXED_BATCH_STEPS = 10
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _seed_torch() -> None:
+    torch.manual_seed(TEST_SEED)  # every test starts from the same RNG state, whatever ran before
+
+
+@pytest.mark.parametrize("optimizer", list(mlp.Optimizer), ids=lambda v: v.value)
+def test_training_lowers_loss_on_learnable_data(optimizer: mlp.Optimizer) -> None:
+    x, y = mlp.regression_data(TRAIN_EXAMPLES, IN_FEATURES, OUT_FEATURES, learnable=True)
+    step = mlp.TrainStep(mlp.teaching_mlp(IN_FEATURES, OUT_FEATURES), loss="mse", optimizer=optimizer)
+    losses = mlp.train(step, x, y, epochs=EPOCHS, batch_size=BATCH_SIZE)
+    assert len(losses) == EPOCHS
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_regression_data_is_seeded_and_learnable_targets_differ_from_noise() -> None:
+    x, y = mlp.regression_data(64, IN_FEATURES, OUT_FEATURES, learnable=True)
+    x_again, y_again = mlp.regression_data(64, IN_FEATURES, OUT_FEATURES, learnable=True)
+    assert torch.equal(x, x_again) and torch.equal(y, y_again)  # seeded
+    _, y_random = mlp.regression_data(64, IN_FEATURES, OUT_FEATURES, learnable=False)
+    assert not torch.equal(y, y_random)
+
+
+def test_classification_lowers_loss_on_a_fixed_batch() -> None:
+    x, y = mlp.classification_data(FIXED_BATCH)
+    assert x.shape == (FIXED_BATCH, *mlp.FASHION_MNIST_IMAGE) and y.dtype == torch.int64
+    assert 0 <= x.min() and x.max() < 1 and 0 <= y.min() and y.max() < mlp.FASHION_MNIST_CLASSES
+    step = mlp.TrainStep(mlp.fashion_mnist_mlp(), loss="cross_entropy", optimizer="sgd_momentum")
+    losses = [step.step(x, y).item() for _ in range(FIXED_BATCH_STEPS)]
+    assert losses[-1] < losses[0]
+
+
+def test_bf16_step_runs_on_cpu() -> None:
+    step = mlp.TrainStep(mlp.uniform(16, 2), precision="bf16")
+    x, y = torch.randn(8, 16), torch.randn(8, 16)
+    assert step.forward(x).dtype == torch.bfloat16  # autocast: bf16 activations, fp32 master weights
+    loss = step.step(x, y)
+    assert torch.isfinite(loss)
+    assert all(p.dtype == torch.float32 for p in step.model.parameters())
+
+
+def test_fp16_on_cpu_is_rejected() -> None:
+    with pytest.raises(ValueError, match="fp16.*CUDA"):
+        mlp.TrainStep(mlp.uniform(4, 1), precision="fp16")
+
+
+def test_infer_runs_under_inference_mode() -> None:
+    step = mlp.TrainStep(mlp.uniform(8, 2))
+    out = step.infer(torch.randn(4, 8))
+    assert not out.requires_grad
+    assert torch.is_inference(out)
+
+
+def test_optimizer_step_resets_gradients_to_none() -> None:
+    step = mlp.TrainStep(mlp.uniform(8, 2), optimizer="adam")
+    x, y = torch.randn(4, 8), torch.randn(4, 8)
+    step.loss_backward(step.forward(x), y)
+    assert all(p.grad is not None for p in step.model.parameters())
+    step.optimizer_step()
+    assert all(p.grad is None for p in step.model.parameters())
+
+
+def test_optimizer_step_changes_parameters() -> None:
+    step = mlp.TrainStep(mlp.uniform(8, 1))
+    before = [p.detach().clone() for p in step.model.parameters()]
+    step.step(torch.randn(4, 8), torch.randn(4, 8))
+    assert all(not torch.equal(b, p) for b, p in zip(before, step.model.parameters()))
+
+
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_batches_cover_every_example_once(shuffle: bool) -> None:
+    n, batch_size = 10, 3  # 3 does not divide 10: the last batch has 1 example
+    x = torch.arange(n)
+    y = x * 100  # pairs must stay together
+    got = list(mlp.batches(x, y, batch_size, shuffle=shuffle, seed=1))
+    assert [len(xb) for xb, _ in got] == [3, 3, 3, 1]
+    assert sorted(torch.cat([xb for xb, _ in got]).tolist()) == list(range(n))
+    assert all(torch.equal(yb, xb * 100) for xb, yb in got)
+
+
+def test_batches_drop_last_drops_exactly_the_remainder() -> None:
+    n, batch_size = 10, 3
+    x = torch.arange(n)
+    got = list(mlp.batches(x, x, batch_size, drop_last=True, seed=1))
+    assert [len(xb) for xb, _ in got] == [3, 3, 3]
+    seen = torch.cat([xb for xb, _ in got]).tolist()
+    assert len(set(seen)) == n - n % batch_size
+
+
+def test_batches_reject_bad_input() -> None:
+    x = torch.arange(4)
+    with pytest.raises(ValueError, match="batch_size.*got 0"):
+        list(mlp.batches(x, x, 0))
+    with pytest.raises(ValueError, match="differ in length"):
+        list(mlp.batches(x, x[:3], 2))
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(("keyword", "bad", "valid"), [
+    ("optimizer", "lbfgs", r"sgd, sgd_momentum, adam, adamw"),
+    ("loss", "hinge", r"mse, cross_entropy"),
+    ("precision", "fp8", r"fp32, tf32, bf16, fp16"),
+])
+def test_train_step_rejects_unknown_choices(keyword: str, bad: str, valid: str) -> None:
+    with pytest.raises(ValueError, match=rf"'{bad}'.*valid: {valid}"):
+        mlp.TrainStep(mlp.uniform(4, 1), **{keyword: bad})
+
+
+@pytest.mark.parametrize(("enum_cls", "what"), [
+    (mlp.Optimizer, "optimizer"), (mlp.Loss, "loss"), (mlp.Precision, "dtype"),
+])
+def test_parse_enum_names_value_and_choices(enum_cls: type, what: str) -> None:
+    valid = ", ".join(member.value for member in enum_cls)
+    with pytest.raises(ValueError, match=rf"unknown {what} 'nope'; valid: {re.escape(valid)}"):
+        mlp.parse_enum(enum_cls, "nope", what)
+    first = next(iter(enum_cls))
+    assert mlp.parse_enum(enum_cls, f" {first.value.upper()} ", what) is first
+
+
+# --------------------------------------------------------------------------- the demo
+
+
+def test_demo_prints_the_classics_and_a_falling_loss(capsys: pytest.CaptureFixture[str]) -> None:
+    demo.main()
+    printed = capsys.readouterr().out
+    assert "669,706" in printed or "669706" in printed
+    assert "Linear(in_features=784, out_features=512" in printed
+    losses = [float(v) for v in re.findall(r"^epoch \d+/\d+\s+loss ([0-9.]+)$", printed, flags=re.MULTILINE)]
+    assert len(losses) >= 2
+    assert all(later < earlier for earlier, later in zip(losses, losses[1:]))
+    assert "binary step" in printed
+
+
+def test_demo_does_not_import_torchvision() -> None:
+    """torchvision's wheel fails to import with the CPU torch here; the demo must not need it."""
+    probe = "import sys, mlp.demo; print('torchvision' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            check=True, cwd=REPO_ROOT)
+    assert result.stdout.strip() == "False"
