@@ -333,16 +333,16 @@ def _labelled_step(step: mlp.TrainStep, batch, mark_step) -> None:
 
 
 def _unprofiled_phase_wall_us(step: mlp.TrainStep, pool, mark_step) -> dict[str, float]:
-    from .timing import _time_phases, clock_for
+    from .timing import time_phases, clock_for
 
-    seconds = _time_phases(step, pool, REFERENCE_STEPS, clock_for(step.device), mark_step)
+    seconds = time_phases(step, pool, REFERENCE_STEPS, clock_for(step.device), mark_step)
     return {phase.value: s * 1e6 for phase, s in seconds.items()}
 
 
 def _cuda_peaks(step: mlp.TrainStep, pool, mark_step) -> dict[str, int]:
-    from .timing import TRAINING_PHASES, _peak_memory_per_phase
+    from .timing import TRAINING_PHASES, peak_memory_per_phase
 
-    peaks = _peak_memory_per_phase(step, pool, mark_step)
+    peaks = peak_memory_per_phase(step, pool, mark_step)
     return {phase.value: peaks[phase] for phase in TRAINING_PHASES}
 
 

@@ -230,7 +230,7 @@ def measure(case: Case, config: TimingConfig = TimingConfig()) -> Measurement:
         while rounds < config.max_rounds and (
                 rounds < config.repeats or sum(samples[Phase.STEP]) * step_iters < config.min_time_s):
             samples[Phase.STEP].append(time_block(train_step, step_iters, clock))
-            for phase, value in _time_phases(step, pool, step_iters, clock, mark_step).items():
+            for phase, value in time_phases(step, pool, step_iters, clock, mark_step).items():
                 samples[phase].append(value)
             samples[Phase.INFERENCE].append(time_block(infer, infer_iters, clock))
             rounds += 1
@@ -239,7 +239,7 @@ def measure(case: Case, config: TimingConfig = TimingConfig()) -> Measurement:
         if compiled:
             result.recompiles = _dynamo_counts()[2] - frames_after_warmup
         if device.type == "cuda":
-            result.peak_mem_bytes = _peak_memory_per_phase(step, pool, mark_step)
+            result.peak_mem_bytes = peak_memory_per_phase(step, pool, mark_step)
     result.measure_s = time.perf_counter() - wall_start
     return result
 
@@ -256,7 +256,7 @@ def _warm_up(fn: Callable[[int], object], clock: _Clock, config: TimingConfig, b
     return per_iter
 
 
-def _time_phases(step: mlp.TrainStep, pool, iters: int, clock: _Clock, mark_step) -> dict[Phase, float]:
+def time_phases(step: mlp.TrainStep, pool, iters: int, clock: _Clock, mark_step) -> dict[Phase, float]:
     """One instrumented block: a clock mark between phases, a single sync at the end."""
     marks = []
     clock.sync()
@@ -281,7 +281,7 @@ def _time_phases(step: mlp.TrainStep, pool, iters: int, clock: _Clock, mark_step
     return {p: v / iters for p, v in totals.items()}
 
 
-def _peak_memory_per_phase(step: mlp.TrainStep, pool, mark_step) -> dict[Phase, int]:
+def peak_memory_per_phase(step: mlp.TrainStep, pool, mark_step) -> dict[Phase, int]:
     """Peak CUDA bytes allocated during each phase of one (untimed) step, reset before each phase."""
     peaks = {}
     x, y = pool[0]
