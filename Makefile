@@ -25,7 +25,7 @@ test: $(STAMP)  ## run the test suite (fast; perf benchmarks are not included)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)  ## run the `quick` sweep on every available device (PRESET=..., ARGS=...)
-	$(BIN)/mlpbench run --preset $(PRESET) $(ARGS)
+	$(BIN)/mlpbench run --preset $(PRESET) $(ARGS) && $(BIN)/mlpbench report latest
 
 report: $(STAMP)  ## re-render report.md and plots of the latest run (RUN=dir to choose)
 	$(BIN)/mlpbench report $(or $(RUN),latest)

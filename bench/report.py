@@ -1,15 +1,61 @@
-"""Reports: Markdown tables (tabulate) from result tables only; measurement never imports this."""
+"""Reports: Markdown tables (tabulate) and figures from result tables only; measurement never imports this.
+
+``mlpbench report RUN [RUN ...] [--out DIR]`` writes ``report.md`` and ``plots/*.png`` into the
+run folder (one run) or into ``--out`` (several runs, merged by case identity: a CPU run from
+one machine and a GPU run from another give the CPU -> GPU comparison).
+"""
 
 from __future__ import annotations
 
+import argparse
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 from tabulate import tabulate
 
+from .compare import (
+    COMPARABILITY_KEYS,
+    FLAG_KEYS,
+    crossover_batches,
+    describe_differences,
+    device_speedup,
+    fingerprint_differences,
+    identity_columns,
+    merged_ceilings,
+    merged_summary,
+    ok_rows,
+    run_names,
+)
+
+REPORT_MD = "report.md"
+PLOTS_DIR = "plots"
+TOP_SLOWEST = 5  # phases listed in "slowest relative to their FLOPs"
+MIB = 2**20
+TRAINING_PHASES = ("forward", "backward", "optimizer")
+SLOW_PHASES = ("forward", "backward", "optimizer", "inference")
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA
+
 
 def _ms(seconds: float) -> str:
-    return "" if seconds is None or (isinstance(seconds, float) and math.isnan(seconds)) else f"{seconds * 1e3:.3f}"
+    return "" if _missing(seconds) else f"{seconds * 1e3:.3f}"
+
+
+def _sig(value: float, digits: int = 3) -> str:
+    return "" if _missing(value) else f"{value:.{digits}g}"
+
+
+def _pct(value: float, digits: int = 1) -> str:
+    return "" if _missing(value) else f"{value:.{digits}%}"
+
+
+def _table(rows: list[dict], tablefmt: str = "github") -> str:
+    return tabulate(rows, headers="keys", tablefmt=tablefmt, disable_numparse=True) if rows else "(none)"
 
 
 def format_summary(summary: pd.DataFrame, all_phases: bool = False, tablefmt: str = "github") -> str:
@@ -25,7 +71,331 @@ def format_summary(summary: pd.DataFrame, all_phases: bool = False, tablefmt: st
             "IQR ms": _ms(r.get("iqr_s")) if ok else "",
             "samples/s": f"{r['samples_per_s']:.4g}" if ok else "",
             "TFLOP/s": f"{r['tflops']:.3g}" if ok else "",
-            "MFU": f"{r['mfu']:.1%}" if ok and not pd.isna(r.get("mfu")) else "",
+            "MFU": _pct(r.get("mfu")) if ok else "",
             "status": r["status"] + ("" if ok else f": {r['reason']}") + (" (noisy)" if ok and r.get("noisy") else ""),
         })
     return tabulate(rows, headers="keys", tablefmt=tablefmt, disable_numparse=True)
+
+
+# --------------------------------------------------------------------------- derived tables
+
+
+def phase_shares(summary: pd.DataFrame) -> pd.DataFrame:
+    """Per (platform, case_id): forward/backward/optimizer medians and their share of the phase sum."""
+    ok = ok_rows(summary, TRAINING_PHASES)
+    table = ok.pivot_table(index=["platform", "case_id"], columns="phase", values="median_s", aggfunc="first")
+    table = table.reindex(columns=list(TRAINING_PHASES))
+    total = table.sum(axis=1, min_count=len(TRAINING_PHASES))
+    for phase in TRAINING_PHASES:
+        table[f"{phase}_share"] = table[phase] / total
+    return table
+
+
+def compile_pairs(summary: pd.DataFrame) -> pd.DataFrame:
+    """Compiled cases next to the same case in eager mode: speedup and break-even step count."""
+    steps = ok_rows(summary, ["step"])
+    keys = ["platform"] + identity_columns(["compile"])
+    pairs = steps[steps["compile"] != "none"].merge(steps[steps["compile"] == "none"], on=keys,
+                                                     suffixes=("", "_eager"))
+    pairs["speedup"] = pairs["median_s_eager"] / pairs["median_s"]
+    saving = pairs["median_s_eager"] - pairs["median_s"]
+    pairs["break_even_steps"] = (pairs["compile_s"] / saving).where(saving > 0)
+    return pairs
+
+
+def case_table(summary: pd.DataFrame, regimes: pd.DataFrame) -> str:
+    steps = summary[summary["phase"] == "step"]
+    shares = phase_shares(summary)
+    regime_of = {(p, c): r for p, c, r in zip(regimes.get("platform", []), regimes.get("case_id", []),
+                                             regimes.get("regime", []))}
+    many = steps["platform"].nunique() > 1
+    rows = []
+    for _, r in steps.iterrows():
+        ok = r["status"] == "ok"
+        key = (r["platform"], r["case_id"])
+        share = shares.loc[key] if ok and key in shares.index else None
+        split = "/".join(f"{share[f'{p}_share'] * 100:.0f}" for p in TRAINING_PHASES) \
+            if share is not None and not _missing(share["optimizer_share"]) else ""
+        rows.append({
+            "case": r["label"],
+            **({"platform": r["platform"]} if many else {}),
+            "step ms (median ± IQR)": f"{_ms(r['median_s'])} ± {_ms(r['iqr_s'])}" if ok else "",
+            "fwd/bwd/opt %": split,
+            "samples/s": _sig(r.get("samples_per_s"), 4) if ok else "",
+            "TFLOP/s": _sig(r.get("tflops")) if ok else "",
+            "MFU": _pct(r.get("mfu")) if ok else "",
+            "memory MiB": _memory_text(r) if ok else "",
+            "compile s": _sig(r.get("compile_s")) if ok else "",
+            "regime": regime_of.get(key, ""),
+            "status": _status_text(r),
+        })
+    return _table(rows)
+
+
+def _memory_text(r: pd.Series) -> str:
+    text = _sig(r.get("mem_total_bytes", math.nan) / MIB)
+    peak = r.get("peak_mem_bytes", math.nan)
+    return text + (f" (CUDA peak {peak / MIB:.3g})" if not _missing(peak) else "")
+
+
+def _status_text(r: pd.Series) -> str:
+    if r["status"] != "ok":
+        return f"{r['status']}: {r['reason']}"
+    return "ok (noisy)" if str(r.get("noisy")) == "True" else "ok"
+
+
+def ceiling_table(ceilings: pd.DataFrame) -> str:
+    rows = [{"platform": c["platform"], "dtype": c["dtype"],
+             "measured matmul TFLOP/s": f"{c['measured_tflops']:.3g} (n={int(c['matmul_size'])})",
+             "datasheet TFLOP/s": _sig(c["datasheet_tflops"]) or "unknown",
+             "datasheet source": c["datasheet_source"] if not _missing(c["datasheet_source"]) else ""}
+            for _, c in ceilings.iterrows()]
+    return _table(rows)
+
+
+def best_table(summary: pd.DataFrame) -> str:
+    """The highest-throughput configuration per network size and platform."""
+    steps = ok_rows(summary, ["step"])
+    rows = []
+    for (size, platform), group in steps.groupby(["size", "platform"], sort=True):
+        best = group.loc[group["samples_per_s"].idxmax()]
+        rows.append({"network": size, "platform": platform, "samples/s": _sig(best["samples_per_s"], 4),
+                     "batch": int(best["batch"]), "dtype": best["dtype"], "compile": best["compile"],
+                     "activation": best["activation"], "optimizer": best["optimizer"],
+                     "step ms": _ms(best["median_s"]), "configs measured": str(len(group))})
+    return _table(rows)
+
+
+def slowest_phases(summary: pd.DataFrame, n: int = TOP_SLOWEST) -> pd.DataFrame:
+    """Phases with the lowest achieved FLOP rate (matmul + elementwise) relative to their device's ceiling."""
+    phases = ok_rows(summary, SLOW_PHASES).copy()
+    flops = phases["matmul_flops"].fillna(0) + phases["elementwise_flops"].fillna(0)
+    phases = phases[(flops > 0) & (phases["median_s"] > 0)].copy()
+    phases["gflops"] = (flops[phases.index] / phases["median_s"]) / 1e9
+    phases["of_ceiling"] = phases["gflops"] / 1e3 / phases["ceiling_tflops"]
+    order = "of_ceiling" if phases["of_ceiling"].notna().any() else "gflops"
+    return phases.sort_values(order).head(n)
+
+
+def slowest_table(summary: pd.DataFrame) -> str:
+    rows = [{"case": r["label"], "phase": r["phase"], "median ms": _ms(r["median_s"]),
+             "FLOPs (matmul + elementwise)": f"{r['matmul_flops'] + r['elementwise_flops']:.3g}",
+             "achieved GFLOP/s": _sig(r["gflops"]),
+             "% of ceiling": "" if _missing(r["of_ceiling"]) else f"{r['of_ceiling'] * 100:.2g}%"}
+            for _, r in slowest_phases(summary).iterrows()]
+    return _table(rows)
+
+
+def compile_table(pairs: pd.DataFrame) -> str:
+    rows = [{"case": r["label_eager"].replace(" eager", ""), "mode": r["compile"],
+             "eager ms": _ms(r["median_s_eager"]), "compiled ms": _ms(r["median_s"]),
+             "speedup": f"{r['speedup']:.2f}×", "compile s": _sig(r["compile_s"]),
+             "break-even steps": f"{r['break_even_steps']:,.0f}" if not _missing(r["break_even_steps"])
+             else "never (not faster)",
+             "graphs / breaks / recompiles": f"{r['compile_graphs']:.0f} / {r['graph_breaks']:.0f} / "
+                                             f"{r['recompiles']:.0f}"}
+            for _, r in pairs.iterrows()]
+    return _table(rows)
+
+
+def speedup_tables(summary: pd.DataFrame) -> tuple[str, str]:
+    speed = device_speedup(summary)
+    rows = [{"case": r["label_cpu"].replace(" cpu", ""), "CPU ms": _ms(r["cpu_s"]), "GPU ms": _ms(r["gpu_s"]),
+             "CPU/GPU": f"{r['speedup']:.3g}×"} for _, r in speed.sort_values(["network", "width", "batch"]).iterrows()]
+    cross = crossover_batches(speed)
+    cross = cross[cross["batches"] >= 2]
+    cross_rows = [{"network": r["network"] if r["network"] != "uniform" else f"w{r['width']} d{r['depth']}",
+                   "activation": r["activation"], "dtype": r["dtype"], "compile": r["compile"],
+                   "GPU wins from batch (measured)": _sig(r["wins_from"]) or "never (at measured batches)",
+                   "crossover (interpolated)": _sig(r["crossover_batch"])}
+                  for _, r in cross.iterrows()]
+    return _table(rows), _table(cross_rows)
+
+
+# --------------------------------------------------------------------------- the report
+
+
+@dataclass(frozen=True)
+class Report:
+    path: Path
+    figures: list  # plots.Figure
+
+
+def write_report(runs: Sequence, out_dir: Path) -> Report:
+    """Render report.md and plots/*.png for ``runs`` (store.Run objects) into ``out_dir``."""
+    from . import plots
+    from .regime import classify
+    from .store import write_atomic
+
+    out_dir = Path(out_dir)
+    summary, duplicates = merged_summary(runs)
+    regimes = classify(summary) if len(summary) else pd.DataFrame()
+    ceilings = merged_ceilings(runs)
+    plot_dir = out_dir / PLOTS_DIR
+    figures = plots.render_all(summary, plot_dir, regimes, ceilings) if len(summary) else []
+    for figure in figures:
+        if figure.path is None:
+            (plot_dir / f"{figure.name}.png").unlink(missing_ok=True)  # no stale figure from an earlier render
+    text = render_markdown(runs, summary, regimes, ceilings, figures, duplicates, out_dir)
+    path = out_dir / REPORT_MD
+    write_atomic(path, text)
+    return Report(path, figures)
+
+
+def render_markdown(runs: Sequence, summary: pd.DataFrame, regimes: pd.DataFrame, ceilings: pd.DataFrame,
+                    figures: list, duplicates: int, out_dir: Path) -> str:
+    from .regime import RULE
+
+    names = run_names(runs)
+    parts = [f"# mlpbench report: {', '.join(names)}", "", _overview(runs, names, summary), ""]
+    parts += _environment_section(runs, names)
+    if duplicates:
+        parts += [f"> {duplicates} case(s) were measured on the same platform in several runs; tables and "
+                  "figures use the last run given. Compare them with `mlpbench compare RUN_A RUN_B`.", ""]
+    steps_ok = ok_rows(summary, ["step"]) if len(summary) else summary
+    if len(steps_ok):
+        parts += ["## At a glance", "", *_glance(summary, regimes), ""]
+    parts += _figures_section(figures, out_dir)
+    parts += ["## Cases", "",
+              "Step time is the uninstrumented whole training step; the phase split is from separately timed "
+              "blocks (forward / loss+backward / optimiser step + zero_grad), as % of their sum. MFU is against "
+              "the same-run matmul ceiling below. Memory is the analytic total (parameters, gradients, optimiser "
+              "state, saved activations, data), with the measured CUDA peak where available.", ""]
+    parts += [case_table(summary, regimes) if len(summary) else "(no rows)", ""]
+    parts += ["## Matmul ceilings", "", "MFU is measured against the best large square matmul on the same device "
+              "and dtype, timed at the start of the same run; the datasheet peak is shown where the device is "
+              "known.", "", ceiling_table(ceilings), ""]
+    if len(steps_ok):
+        parts += ["## Best configuration per network size", "", "Highest training throughput (samples/s) among "
+                  "the configurations measured for each network size and platform.", "", best_table(summary), ""]
+        parts += [f"## Slowest phases relative to their FLOPs (top {TOP_SLOWEST})", "",
+                  "Achieved FLOP rate of each phase (matmul + elementwise FLOPs / median) against the device's "
+                  "matmul ceiling; the lowest first. These are where time is spent on something other than "
+                  "arithmetic.", "", slowest_table(summary), ""]
+        pairs = compile_pairs(summary)
+        if len(pairs):
+            parts += ["## torch.compile vs eager", "", "Break-even = compile time / per-step saving: the number "
+                      "of training steps before compiling pays off.", "", compile_table(pairs), ""]
+        if set(steps_ok["device"]) == {"cpu", "cuda"}:
+            cases, cross = speedup_tables(summary)
+            parts += ["## CPU → GPU", "", "Cases measured on both, joined on every case field except the "
+                      "device (the runs may come from different machines; see the fingerprints above).", "",
+                      cases, "", "Crossover batch size per configuration:", "", cross, ""]
+        parts += ["## Regimes: how they are decided", "", RULE, "", _regime_table(regimes), ""]
+    parts += _failures_section(summary)
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def _overview(runs: Sequence, names: list[str], summary: pd.DataFrame) -> str:
+    steps = summary[summary["phase"] == "step"] if len(summary) else summary
+    counts = steps["status"].value_counts() if len(steps) else pd.Series(dtype=int)
+    status = ", ".join(f"{n} {s}" for s, n in counts.items())
+    lines = []
+    for run, name in zip(runs, names):
+        env = run.meta.get("env", {})
+        run_s = run.meta.get("run_s")
+        lines.append(f"- `{name}`: preset `{run.meta.get('preset', '?')}`, {env.get('date', '?')}, "
+                     f"{env.get('hostname', '?')}, git {str(env.get('git_commit', '?'))[:12]}"
+                     + (f", measured in {run_s:.0f} s" if run_s else "")
+                     + (" (interrupted)" if run.meta.get("interrupted") else ""))
+    return f"{len(steps)} cases ({status or 'none'}) from {len(runs)} run(s):\n" + "\n".join(lines)
+
+
+def _environment_section(runs: Sequence, names: list[str]) -> list[str]:
+    envs = {name: run.meta.get("env", {}) for run, name in zip(runs, names)}
+    keys = COMPARABILITY_KEYS + FLAG_KEYS + ("python", "cudnn", "cpu_count", "command")
+    rows = [{"": key, **{name: str(env.get(key, "")) for name, env in envs.items()}} for key in keys]
+    lines = ["## Environment", "", _table(rows), ""]
+    diffs = describe_differences(fingerprint_differences(envs))
+    if len(runs) > 1 and diffs:
+        lines += ["> **The runs' fingerprints differ**, so differences between them may come from the machine "
+                  "or software, not only from the case:", ">"]
+        lines += [f"> - {d}" for d in diffs] + [""]
+    elif len(runs) > 1:
+        lines += ["The runs' fingerprints agree on " + ", ".join(COMPARABILITY_KEYS + FLAG_KEYS) + ".", ""]
+    return lines
+
+
+def _figures_section(figures: list, out_dir: Path) -> list[str]:
+    lines = ["## Figures", ""]
+    for i, figure in enumerate(figures, 1):
+        if figure.path is None:
+            lines += [f"**{i}. {figure.title}**: omitted, {figure.reason}.", ""]
+            continue
+        rel = Path(figure.path).relative_to(out_dir) if Path(figure.path).is_relative_to(out_dir) else figure.path
+        lines += [f"**{i}. {figure.title}.** {figure.caption}", "", f"![{figure.title}]({rel.as_posix()})", ""]
+    return lines
+
+
+def _glance(summary: pd.DataFrame, regimes: pd.DataFrame) -> list[str]:
+    steps = ok_rows(summary, ["step"])
+    lines = []
+    fastest = steps.loc[steps["samples_per_s"].idxmax()]
+    lines.append(f"- Highest throughput: **{fastest['samples_per_s']:.4g} samples/s** ({fastest['label']}, "
+                 f"{_ms(fastest['median_s'])} ms per step).")
+    shares = phase_shares(summary).dropna()
+    if len(shares):
+        dominant = shares[[f"{p}_share" for p in TRAINING_PHASES]].idxmax(axis=1).str.replace("_share", "")
+        counts = dominant.value_counts()
+        lines.append("- Largest phase: " + ", ".join(f"{p} in {n} of {len(shares)} cases" for p, n in counts.items())
+                     + f" (median shares fwd/bwd/opt: " + "/".join(
+                         f"{shares[f'{p}_share'].median():.0%}" for p in TRAINING_PHASES) + ").")
+    if len(regimes):
+        counts = regimes["regime"].value_counts()
+        lines.append("- Regimes: " + ", ".join(f"{n} {r}" for r, n in counts.items()) + " (rule below).")
+    pairs = compile_pairs(summary)
+    if len(pairs):
+        faster = pairs[pairs["speedup"] > 1]
+        best = pairs.loc[pairs["speedup"].idxmax()]
+        payback = (f"pays back its {best['compile_s']:.1f} s compile after {best['break_even_steps']:,.0f} steps"
+                   if not _missing(best["break_even_steps"]) else f"never pays back its {best['compile_s']:.1f} s compile")
+        lines.append(f"- torch.compile: faster in {len(faster)} of {len(pairs)} cases; best "
+                     f"{best['speedup']:.2f}× ({best['label']}), which {payback}.")
+    if set(steps["device"]) == {"cpu", "cuda"}:
+        cross = crossover_batches(device_speedup(summary))
+        cross = cross[(cross["network"] == "uniform") & (cross["batches"] >= 2)]
+        if len(cross):
+            lines.append("- GPU beats CPU from batch " + "; ".join(
+                f"w{r['width']} {r['dtype']}: {_sig(r['crossover_batch']) or 'never'}" for _, r in cross.iterrows())
+                + " (interpolated crossover).")
+    noisy = steps["noisy"].astype(str).eq("True").sum()
+    lines.append(f"- Noise: {noisy} of {len(steps)} step medians have IQR > 10% of the median (flagged "
+                 "'noisy'); compare runs with `mlpbench compare`, which accounts for it.")
+    return lines
+
+
+def _regime_table(regimes: pd.DataFrame) -> str:
+    rows = [{"case": r["label"], "regime": r["regime"], "signals": r["why"]} for _, r in regimes.iterrows()]
+    return _table(rows)
+
+
+def _failures_section(summary: pd.DataFrame) -> list[str]:
+    failed = summary[(summary["phase"] == "step") & (summary["status"] != "ok")] if len(summary) else summary
+    if not len(failed):
+        return []
+    rows = [{"case": r["label"], "status": r["status"], "reason": r["reason"]} for _, r in failed.iterrows()]
+    return ["## Cases not measured", "", "Failure is data: these cases ran into a limit or are not available "
+            "on this machine.", "", _table(rows), ""]
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("runs", nargs="+", metavar="RUN",
+                        help="run folder(s); 'latest' = the newest under results/runs")
+    parser.add_argument("--out", type=Path, help="output folder (default: the run folder; required for several runs)")
+
+
+def command(args: argparse.Namespace) -> int:
+    from .cli import UsageError
+    from .compare import load_runs
+
+    runs = load_runs(args.runs)
+    if len(runs) > 1 and args.out is None:
+        raise UsageError("several runs are merged into one report: give --out DIR for it")
+    report = write_report(runs, args.out or Path(runs[0].path))
+    drawn = [f for f in report.figures if f.path is not None]
+    print(f"mlpbench: report {report.path} ({len(drawn)} figures in {report.path.parent / PLOTS_DIR}"
+          + "".join(f"; {f.name} omitted: {f.reason}" for f in report.figures if f.path is None) + ")")
+    return 0

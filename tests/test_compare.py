@@ -1,0 +1,145 @@
+"""compare: bootstrap ratio of medians against scipy, a run against itself, a known slowdown, CPU -> GPU joins."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from bench import compare, store
+from bench.cli import main
+from bench.compare import Ratio, bootstrap_ratio, compare_runs, crossover_batches, device_speedup
+from test_report import EXPECTED_CROSSOVER, cpu_run_dir, gpu_run_dir
+
+KNOWN_SLOWDOWN = 1.5
+
+
+def test_identity_fields_match_the_case_dataclass_and_env_keys() -> None:
+    from bench.cases import Case
+    from bench.env import COMPARABILITY_KEYS
+
+    assert compare.CASE_FIELDS == tuple(f.name for f in dataclasses.fields(Case))
+    assert compare.COMPARABILITY_KEYS == tuple(COMPARABILITY_KEYS)
+
+
+def test_bootstrap_interval_agrees_with_scipy() -> None:
+    rng = np.random.default_rng(1)
+    a = rng.lognormal(mean=0.0, sigma=0.1, size=12)
+    b = rng.lognormal(mean=0.1, sigma=0.1, size=12)
+    ours = bootstrap_ratio(a, b)
+    reference = sps.bootstrap((a, b), lambda x, y, axis: np.median(y, axis=axis) / np.median(x, axis=axis),
+                              paired=False, vectorized=True, method="percentile", n_resamples=20_000,
+                              confidence_level=0.95, random_state=np.random.default_rng(2))
+    assert ours.ratio == pytest.approx(np.median(b) / np.median(a))
+    assert ours.low == pytest.approx(reference.confidence_interval.low, rel=0.03)
+    assert ours.high == pytest.approx(reference.confidence_interval.high, rel=0.03)
+
+
+def test_verdicts() -> None:
+    assert Ratio(1.02, 0.97, 1.08, "x").verdict == "within noise"
+    assert Ratio(1.30, 1.10, 1.50, "x").verdict == "B slower"
+    assert Ratio(0.70, 0.60, 0.80, "x").verdict == "B faster"
+    assert Ratio(math.nan, math.nan, math.nan, "x").verdict == "n/a"
+
+
+def test_a_run_compared_with_itself_shows_no_significant_difference() -> None:
+    run = store.load_run(cpu_run_dir())
+    table, ignored = compare_runs(run, run, phases=("step", "forward", "backward", "optimizer", "inference"))
+    assert ignored == []
+    assert len(table) == len(run.summary[run.summary["status"] == "ok"])
+    assert set(table["verdict"]) == {"within noise"}
+    assert set(table["method"]) == {"bootstrap"}
+    np.testing.assert_allclose(table["ratio"], 1.0)
+
+
+def test_cli_compare_with_itself(capsys) -> None:
+    assert main(["compare", str(cpu_run_dir()), str(cpu_run_dir()), "--all-phases"]) == 0
+    out = capsys.readouterr().out
+    assert "within noise" in out and "B slower" not in out and "B faster" not in out
+    assert "Fingerprints agree" in out
+
+
+def _slowed_copy(tmp_path: Path, factor_of) -> tuple[Path, dict]:
+    """A copy of the shared run with every case-phase slowed by ``factor_of(samples)``; returns the factors."""
+    folder = tmp_path / "slow"
+    shutil.copytree(cpu_run_dir(), folder)
+    run = store.load_run(folder)
+    summary, samples = run.summary.copy(), run.samples.copy()
+    factors = {key: factor_of(group["seconds"].to_numpy()) for key, group in samples.groupby(["case_id", "phase"])}
+    samples["seconds"] *= [factors[k] for k in zip(samples["case_id"], samples["phase"])]
+    scale = [factors.get(k, 1.0) for k in zip(summary["case_id"], summary["phase"])]
+    for col in ("median_s", "iqr_s", "min_s", "max_s", "mean_s", "ci_low_s", "ci_high_s"):
+        summary[col] = summary[col] * scale
+    store.write_table(folder / store.SUMMARY_CSV, summary)
+    store.write_table(folder / store.SAMPLES_CSV, samples)
+    return folder, factors
+
+
+def _beyond_noise(seconds: np.ndarray) -> float:
+    # slower by 1.5x *beyond* the case's own spread: every B sample exceeds every A sample by 1.5x
+    return KNOWN_SLOWDOWN * seconds.max() / seconds.min()
+
+
+def test_a_slowdown_beyond_the_noise_is_significant(tmp_path: Path) -> None:
+    folder, factors = _slowed_copy(tmp_path, _beyond_noise)
+    table, _ = compare_runs(store.load_run(cpu_run_dir()), store.load_run(folder))
+    step_factors = {k[0]: v for k, v in factors.items() if k[1] == "step"}
+    run = store.load_run(cpu_run_dir()).summary
+    expected = [step_factors[c] for c in run[(run["phase"] == "step") & (run["status"] == "ok")]["case_id"]]
+    np.testing.assert_allclose(table["ratio"], expected)
+    assert set(table["verdict"]) == {"B slower"}
+
+
+def test_without_samples_the_summary_intervals_are_used(tmp_path: Path) -> None:
+    folder, _ = _slowed_copy(tmp_path, lambda seconds: KNOWN_SLOWDOWN)
+    (folder / store.SAMPLES_CSV).unlink()
+    table, _ = compare_runs(store.load_run(cpu_run_dir()), store.load_run(folder))
+    assert set(table["method"]) == {"summary CIs"}
+    assert (table["ci_low"] <= table["ratio"]).all() and (table["ratio"] <= table["ci_high"]).all()
+
+
+def test_cpu_and_gpu_runs_are_matched_ignoring_the_device(capsys) -> None:
+    table, ignored = compare_runs(store.load_run(cpu_run_dir()), store.load_run(gpu_run_dir()))
+    assert ignored == ["device"]
+    assert len(table) == 5  # the uniform eager cases; the teaching net has no GPU row
+    assert main(["compare", str(cpu_run_dir()), str(gpu_run_dir())]) == 0
+    out = capsys.readouterr().out
+    assert "WARNING: the fingerprints differ" in out and "ignoring device" in out
+
+
+def test_device_speedup_and_crossover_on_the_synthetic_gpu_run() -> None:
+    runs = [store.load_run(cpu_run_dir()), store.load_run(gpu_run_dir())]
+    summary, _ = compare.merged_summary(runs)
+    speed = device_speedup(summary)
+    eager = speed[speed["compile"] == "none"]
+    np.testing.assert_allclose(eager.loc[eager["batch"] == 4, "speedup"], 0.5)
+    np.testing.assert_allclose(eager.loc[eager["batch"] == 16, "speedup"], 4.0)
+    cross = crossover_batches(eager)
+    relu = cross[(cross["activation"] == "relu")]
+    assert len(relu) == 2
+    np.testing.assert_allclose(relu["crossover_batch"], EXPECTED_CROSSOVER)
+    assert (relu["wins_from"] == 16).all()
+
+
+@pytest.mark.parametrize("ratios, wins_from, crossover", [
+    ([2.0, 3.0], 4, 4),  # the GPU wins everywhere: from the smallest batch
+    ([0.2, 0.5], math.nan, math.nan),  # never
+    ([0.5, 2.0, 0.9, 4.0], 64, 16 * 4 ** (math.log(1 / 0.9) / math.log(4 / 0.9))),  # the last crossing counts
+])
+def test_crossover_edge_cases(ratios, wins_from, crossover) -> None:
+    batches = [4, 8, 16, 64][:len(ratios)] if len(ratios) == 4 else [4, 16]
+    frame = pd.DataFrame({f: [0] * len(ratios) for f in compare.identity_columns(["device", "batch"])})
+    frame["batch"], frame["speedup"] = batches, ratios
+    row = crossover_batches(frame).iloc[0]
+    np.testing.assert_allclose([row["wins_from"], row["crossover_batch"]], [wins_from, crossover], equal_nan=True)
+
+
+def test_compare_bad_input_is_exit_2(tmp_path: Path, capsys) -> None:
+    assert main(["compare", str(cpu_run_dir()), str(tmp_path / "nope")]) == 2
+    assert "no run folder" in capsys.readouterr().err
