@@ -325,10 +325,11 @@ def compile_speedup(summary: pd.DataFrame, out_dir: Path) -> Figure:
     if len(finite):
         ax2.set_xscale("log")
         ax2.set_xlim(max(finite.min() / 3, 0.5), finite.max() * 30)
+        ax2.set_xlabel("break-even: compile time / per-step saving (steps, log)")
     else:
         ax2.set_xlim(0, 1)
         ax2.set_xticks([])
-    ax2.set_xlabel("break-even: compile time / per-step saving (steps, log)")
+        ax2.set_xlabel("break-even: compile time / per-step saving")
     ax2.set_title("steps before compiling pays off")
     ax2.grid(axis="y", visible=False)
     fig.suptitle(title, fontsize=11)

@@ -157,7 +157,8 @@ def best_table(summary: pd.DataFrame) -> str:
     """The highest-throughput configuration per network size and platform."""
     steps = ok_rows(summary, ["step"])
     rows = []
-    for (size, platform), group in steps.groupby(["size", "platform"], sort=True):
+    for (_, _, _, size, platform), group in steps.groupby(["network", "width", "depth", "size", "platform"],
+                                                          sort=True):
         best = group.loc[group["samples_per_s"].idxmax()]
         rows.append({"network": size, "platform": platform, "samples/s": _sig(best["samples_per_s"], 4),
                      "batch": int(best["batch"]), "dtype": best["dtype"], "compile": best["compile"],
@@ -356,7 +357,9 @@ def _glance(summary: pd.DataFrame, regimes: pd.DataFrame) -> list[str]:
         cross = cross[(cross["network"] == "uniform") & (cross["batches"] >= 2)]
         if len(cross):
             lines.append("- GPU beats CPU from batch " + "; ".join(
-                f"w{r['width']} {r['dtype']}: {_sig(r['crossover_batch']) or 'never'}" for _, r in cross.iterrows())
+                f"w{r['width']} d{r['depth']} {r['activation']} {r['dtype']}"
+                + ("" if r["compile"] == "none" else f" compile:{r['compile']}")
+                + f": {_sig(r['crossover_batch']) or 'never'}" for _, r in cross.iterrows())
                 + " (interpolated crossover).")
     noisy = steps["noisy"].astype(str).eq("True").sum()
     lines.append(f"- Noise: {noisy} of {len(steps)} step medians have IQR > 10% of the median (flagged "
