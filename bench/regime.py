@@ -62,18 +62,21 @@ Each case is labelled from three measured signals (first match wins):
    {COMPUTE_MFU:.0%} of the ceiling, so moving activations and elementwise work set the pace.
 
 The thresholds are round numbers, not fitted: a case near one (alpha ~ {OVERHEAD_ALPHA:g}, MFU ~ {COMPUTE_MFU:.0%})
-is between regimes, and on a noisy machine alpha carries the step-time noise of two cases."""
+is between regimes, and on a noisy machine alpha carries the step-time noise of two cases
+(marked "(noisy)" when either median has IQR > 10% of it)."""
 
 
 def platform_column(frame: pd.DataFrame) -> pd.Series:
     return frame["platform"] if "platform" in frame else frame["device"]
 
 
-def batch_exponents(steps: pd.DataFrame) -> pd.Series:
-    """alpha per step row (index aligned with ``steps``); NaN where only one batch was measured."""
+def batch_exponents(steps: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """alpha per step row (index aligned with ``steps``; NaN where only one batch was measured),
+    and the index of the row it was measured against."""
     keys = identity_columns(["batch"])
     frame = steps.assign(_platform=platform_column(steps))
     alpha = pd.Series(np.nan, index=steps.index, dtype=float)
+    partner = pd.Series(None, index=steps.index, dtype=object)
     for _, family in frame.groupby(["_platform"] + keys, sort=False):
         family = family.sort_values("batch")
         batches, times = family["batch"].to_numpy(float), family["median_s"].to_numpy(float)
@@ -81,7 +84,8 @@ def batch_exponents(steps: pd.DataFrame) -> pd.Series:
             j = i + 1 if i + 1 < len(family) else i - 1
             if j >= 0 and batches[j] != batches[i]:
                 alpha[index] = math.log(times[j] / times[i]) / math.log(batches[j] / batches[i])
-    return alpha
+                partner[index] = family.index[j]
+    return alpha, partner
 
 
 def borrow_exponents(steps: pd.DataFrame, alpha: pd.Series) -> tuple[pd.Series, pd.Series]:
@@ -130,8 +134,12 @@ def classify(summary: pd.DataFrame) -> pd.DataFrame:
     ok = summary[summary["status"] == "ok"]
     steps = ok[ok["phase"] == "step"].copy()
     if not len(steps):
-        return steps.assign(alpha=[], alpha_borrowed_from=[], optimizer_share=[], regime=[], why=[])
-    steps["alpha"], steps["alpha_borrowed_from"] = borrow_exponents(steps, batch_exponents(steps))
+        return steps.assign(alpha=[], alpha_borrowed_from=[], alpha_noisy=[], optimizer_share=[], regime=[],
+                            why=[])
+    alpha, partner = batch_exponents(steps)
+    steps["alpha"], steps["alpha_borrowed_from"] = borrow_exponents(steps, alpha)
+    noisy = steps["noisy"].astype(str).eq("True") if "noisy" in steps else pd.Series(False, index=steps.index)
+    steps["alpha_noisy"] = [bool(noisy[i] or (pd.notna(p) and noisy[p])) for i, p in partner.items()]
     phases = phase_medians(ok).reindex(columns=list(TRAINING_PHASES))
     keys = list(zip(platform_column(steps), steps["case_id"]))
     phases = phases.reindex(pd.MultiIndex.from_tuples(keys))
@@ -152,6 +160,7 @@ def classify(summary: pd.DataFrame) -> pd.DataFrame:
 def _decide(row: pd.Series) -> tuple[Regime, str]:
     mfu, alpha, share = row.get("mfu", math.nan), row["alpha"], row["optimizer_share"]
     borrowed = f" (borrowed across {row['alpha_borrowed_from']})" if row["alpha_borrowed_from"] else ""
+    borrowed += " (noisy)" if row["alpha_noisy"] and not math.isnan(alpha) else ""
     signals = f"alpha {_fmt(alpha, '.2f')}{borrowed}, MFU {_fmt(mfu, '.1%')}, optimiser {_fmt(share, '.0%')}"
     if mfu >= COMPUTE_MFU:
         return Regime.COMPUTE, signals

@@ -320,6 +320,13 @@ def test_regime_borrows_alpha_across_one_field() -> None:
     assert regimes.loc["g128", "regime"] == Regime.OVERHEAD.value
 
 
+def test_alpha_from_a_noisy_median_is_marked() -> None:
+    rows = _regime_rows({16: 1.0e-3, 128: 8.0e-3}, 0.05)
+    rows["noisy"] = rows["batch"] == 128
+    regimes = classify(rows)
+    assert regimes["why"].str.contains(r"\(noisy\)").all()  # b16's alpha uses the noisy b128 median too
+
+
 def test_the_reports_regime_rule_is_written_down_in_the_docs() -> None:
     from bench.regime import RULE
 
