@@ -1,0 +1,379 @@
+"""``mlpbench check``: the performance regression gate.
+
+Layer 1, exact counters (``bench.counters``): ATen ops, matmul FLOPs, fresh
+bytes and host syncs per phase, parameters, analytic FLOPs and memory (plus
+kernels and peak memory on CUDA). Deterministic, so compared with ``==``; any
+increase fails the gate.
+
+Layer 2, timing of the whole training step (``bench.gate_stats``): a case
+regresses only when it is at least ``--min-effect`` slower *and* significantly
+so. ``--against REF`` measures REF and the working tree interleaved in one run
+(``bench.gate_ab``), which cancels machine drift: use it in CI. ``--baseline``
+compares with samples recorded earlier on this machine: drift between then and
+now is not cancelled, so prefer ``--against``.
+
+Exit codes: 0 pass, 1 regression, 2 usage or environment error (a baseline from
+another torch build, device or host, said in one line).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from .cli import UsageError
+
+BASELINE_FORMAT = "mlpbench-gate-baseline/1"
+LAYERS = ("counters", "timing")
+ENV_MISMATCH = ("error", "skip")
+# One torch thread in the timed cases: on a 2-core box shared with other jobs, two
+# OpenMP threads spin and wait for each other and a step's time spreads over 10x
+# (teaching net, batch 64: 9.6-90 ms with 2 threads, 2.5-3.3 ms with 1, same minute).
+GATE_THREADS = 1
+
+
+@dataclass(frozen=True)
+class SuiteCase:
+    row: dict[str, Any]  # Case.to_row()
+    timed: bool  # also in the timing layer (counters are cheap, time is not)
+
+
+def gate_suite(device: str = "cpu") -> list[SuiteCase]:
+    """The classic networks and two uniform MLPs: every loss, three optimisers, fp32 and bf16 autocast.
+
+    Small enough for CI on 2 cores: counting all four takes a few seconds; the three
+    timed cases take 2.5-12 ms per step on one thread here.
+    """
+    from .cases import Case
+
+    def case(timed: bool, **fields) -> SuiteCase:
+        return SuiteCase(Case(device=device, threads=GATE_THREADS, **fields).to_row(), timed)
+
+    return [
+        case(True, network="teaching", batch=64),  # MSE + SGD, dispatch-bound
+        case(True, network="fashion_mnist", batch=64),  # cross-entropy + SGD, matmul-bound
+        case(True, width=256, depth=2, batch=64, activation="gelu", optimizer="adam"),
+        case(False, width=128, depth=2, batch=32, optimizer="sgd_momentum", dtype="bf16"),  # autocast casts
+    ]
+
+
+# --------------------------------------------------------------------------- options
+
+
+@dataclass(frozen=True)
+class GateOptions:
+    baseline: Path | None
+    write_baseline: Path | None
+    against: str | None
+    layers: frozenset[str]
+    device: str
+    plan: Any  # gate_ab.TimingPlan
+    min_effect: float
+    alpha: float
+    advisory: bool
+    inject: str
+    pin: bool
+    on_env_mismatch: str
+    markdown_out: Path | None
+    json_out: Path | None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    what = parser.add_argument_group("what to compare (one of)")
+    what.add_argument("--baseline", type=Path, metavar="FILE", help="compare with a committed baseline")
+    what.add_argument("--against", metavar="REF", help="compare the working tree with git REF, interleaved in one run "
+                      "(timing, and counters unless --baseline is given)")
+    what.add_argument("--write-baseline", type=Path, metavar="FILE", help="measure and (re)write a baseline")
+    how = parser.add_argument_group("how")
+    how.add_argument("--layers", default="counters,timing", help="counters, timing or both (default: both)")
+    how.add_argument("--device", default="cpu", help="device of the gate suite (default: cpu)")
+    how.add_argument("--rounds", type=int, default=20, help="timed blocks per case and side (default 20)")
+    how.add_argument("--block-s", type=float, default=0.1, help="seconds per timed block (default 0.1)")
+    how.add_argument("--warmup-s", type=float, default=0.3, help="warm-up per case and side (default 0.3)")
+    how.add_argument("--min-effect", type=float, help="smallest slowdown that counts, as a fraction (default 0.05)")
+    how.add_argument("--alpha", type=float, help="1 - confidence of the interval that must exclude 1 (default 0.01)")
+    how.add_argument("--timing-advisory", action="store_true", help="print timing verdicts, never fail on them")
+    how.add_argument("--no-pin", action="store_true", help="do not pin both sides' workers to one shared CPU")
+    how.add_argument("--on-env-mismatch", default="error", choices=ENV_MISMATCH,
+                     help="baseline from another torch build/device/host: error (exit 2, default) or skip that layer")
+    how.add_argument("--inject-regression", default="none", metavar="KIND",
+                     help="measure the working tree with a known synthetic regression (extra-op, flops+10, flops+25) "
+                          "to check that the gate catches it")
+    out = parser.add_argument_group("output")
+    out.add_argument("--markdown", type=Path, metavar="FILE", help="also write the Markdown report here")
+    out.add_argument("--json", type=Path, metavar="FILE", help="also write the full result as JSON")
+
+
+def parse_options(args: argparse.Namespace) -> GateOptions:
+    from .gate_ab import TimingPlan
+    from .gate_stats import ALPHA, MIN_EFFECT
+    from .gate_worker import INJECTIONS
+
+    modes = [m for m in (args.baseline, args.against, args.write_baseline) if m is not None]
+    if not modes:
+        raise UsageError("say what to compare: --baseline FILE, --against REF, or --write-baseline FILE")
+    if args.write_baseline and (args.baseline or args.against):
+        raise UsageError("--write-baseline measures this tree only; do not combine it with --baseline/--against")
+    layers = frozenset(t.strip() for t in args.layers.split(","))
+    if not layers or not layers <= set(LAYERS):
+        raise UsageError(f"--layers {args.layers!r}: valid: {', '.join(LAYERS)} (comma-separated)")
+    if args.inject_regression not in INJECTIONS:
+        raise UsageError(f"--inject-regression {args.inject_regression!r}: valid: {', '.join(INJECTIONS)}")
+    if args.write_baseline and args.inject_regression != "none":
+        raise UsageError("a baseline is never written with an injected regression")
+    if args.device not in ("cpu", "cuda"):
+        raise UsageError(f"--device {args.device!r}: valid: cpu, cuda")
+    min_effect = MIN_EFFECT if args.min_effect is None else args.min_effect
+    alpha = ALPHA if args.alpha is None else args.alpha
+    if not (0 <= min_effect < 1 and 0 < alpha < 1):
+        raise UsageError("--min-effect must be in [0, 1) and --alpha in (0, 1)")
+    return GateOptions(args.baseline, args.write_baseline, args.against, layers, args.device,
+                       TimingPlan(args.rounds, args.block_s, args.warmup_s), min_effect, alpha,
+                       args.timing_advisory, args.inject_regression, not args.no_pin, args.on_env_mismatch,
+                       args.markdown, args.json)
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def command(args: argparse.Namespace) -> int:
+    opts = parse_options(args)
+    if opts.write_baseline:
+        return write_baseline(opts)
+    return check(opts)
+
+
+def write_baseline(opts: GateOptions) -> int:
+    """Measure this tree's suite (counters, and timing samples for the timed cases) and write the file."""
+    from . import gate_ab
+    from .env import fingerprint
+    from .store import write_meta
+
+    _require_device(opts.device)
+    suite = gate_suite(opts.device)
+    rows, timed = [s.row for s in suite], _timed_indices(suite, opts)
+    with gate_ab.workers_for(None) as workers:
+        replies = gate_ab.setup(workers, rows, timed, opts.plan)
+        counters = gate_ab.request(workers["B"], {"cmd": "counters"})["counters"] if "counters" in opts.layers else None
+        iters = gate_ab.block_iters(replies, timed, opts.plan)
+        samples = gate_ab.interleaved_samples(workers, timed, iters, opts.plan)["B"]
+    info = replies["B"]["info"]
+    cases = [{"case": row, "case_id": info["case_ids"][i], "label": info["labels"][i], "timed": i in timed,
+              "counters": counters[i] if counters else None,
+              "timing": {"iters_per_block": iters[i], "samples_s": samples[i]} if i in timed else None}
+             for i, row in enumerate(rows)]
+    write_meta(opts.write_baseline, {
+        "format": BASELINE_FORMAT, "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "env": fingerprint(), "counter_env": counter_env(opts.device), "timing_plan": asdict(opts.plan),
+        "cases": cases})
+    print(f"mlpbench check: wrote {opts.write_baseline} ({len(cases)} cases; counters"
+          f"{'' if counters else ' not'} recorded; {len(timed)} timed x {opts.plan.rounds} blocks)")
+    return 0
+
+
+def check(opts: GateOptions) -> int:
+    from . import gate_ab
+    from .gate_report import GateReport, render_markdown
+
+    started = time.perf_counter()
+    baseline = load_baseline(opts.baseline) if opts.baseline else None
+    suite = _baseline_suite(baseline) if baseline else gate_suite(opts.device)
+    _require_device(suite[0].row["device"])
+    report = GateReport(title=_title(opts, suite[0].row["device"]), timing_advisory=opts.advisory)
+    counters_on, timing_on = _layers_to_run(opts, baseline, report)
+    rows, timed = [s.row for s in suite], (_timed_indices(suite, opts) if timing_on else [])
+    labels, replies = _labels(suite, baseline), None
+    if counters_on or timing_on:
+        with gate_ab.workers_for(opts.against, pin=opts.pin) as workers:
+            replies = gate_ab.setup(workers, rows, timed, opts.plan, opts.inject)
+            if counters_on:
+                report.counters_against = f"baseline {opts.baseline}" if baseline else opts.against
+                report.counters = _counter_layer(workers, baseline, labels)
+            if timing_on:
+                timing_baseline = None if opts.against else baseline  # --against wins: same-run A/B
+                report.timing_against = opts.against or f"baseline {opts.baseline}"
+                report.timing = _timing_layer(workers, replies, timing_baseline, labels, timed, opts)
+        report.notes += _injection_notes(opts, suite, replies)
+    report.wall_s = time.perf_counter() - started
+    text = render_markdown(report)
+    print(text)
+    if opts.markdown_out:
+        opts.markdown_out.write_text(text)
+    if opts.json_out:
+        opts.json_out.write_text(json.dumps({**report.to_dict(), "injected": opts.inject}, indent=2) + "\n")
+    return report.exit_code
+
+
+def _title(opts: GateOptions, device: str) -> str:
+    parts = []
+    if opts.baseline:
+        parts.append(f"baseline {opts.baseline}")
+    if opts.against:
+        parts.append(f"against {opts.against}")
+    if opts.inject != "none":
+        parts.append(f"injected regression: {opts.inject}")
+    return " · ".join(parts + [f"device {device}"])
+
+
+def _layers_to_run(opts: GateOptions, baseline: dict | None, report) -> tuple[bool, bool]:
+    """Which layers run; an environment mismatch with the baseline is an error or, if asked, a skip."""
+    counters_on = "counters" in opts.layers
+    timing_on = "timing" in opts.layers
+    if baseline is None:
+        return counters_on, timing_on
+    if counters_on:
+        problem = _mismatch(baseline["counter_env"], counter_env(baseline["cases"][0]["case"]["device"]), "counters")
+        if problem:
+            counters_on = _skip_or_raise(opts, problem)
+            report.counters_skipped = problem
+    if timing_on and not opts.against:
+        if not any(c["timing"] for c in baseline["cases"]):
+            raise UsageError(f"{opts.baseline} holds no timing samples; use --against REF or --layers counters")
+        from .env import COMPARABILITY_KEYS, fingerprint
+
+        now = fingerprint()
+        problem = _mismatch({k: baseline["env"].get(k) for k in COMPARABILITY_KEYS},
+                            {k: now.get(k) for k in COMPARABILITY_KEYS}, "timings")
+        if problem:
+            timing_on = _skip_or_raise(opts, problem + "; --against REF compares in one run instead")
+            report.timing_skipped = problem
+    return counters_on, timing_on
+
+
+def _mismatch(recorded: dict, current: dict, what: str) -> str:
+    differ = [k for k in sorted(set(recorded) | set(current)) if recorded.get(k) != current.get(k)]
+    if not differ:
+        return ""
+    was = ", ".join(f"{k} {recorded.get(k)}" for k in differ)
+    now = ", ".join(f"{k} {current.get(k)}" for k in differ)
+    return (f"the baseline's {what} were recorded with {was}; this is {now}: not comparable "
+            f"(rewrite the baseline here with `make baseline` if that is intended)")
+
+
+def _skip_or_raise(opts: GateOptions, problem: str) -> bool:
+    from .gate_ab import EnvironmentProblem
+
+    if opts.on_env_mismatch == "skip":
+        print(f"mlpbench check: skipped: {problem}")
+        return False
+    raise EnvironmentProblem(problem)
+
+
+def counter_env(device: str) -> dict[str, Any]:
+    """What exact counters depend on: the torch build (its decompositions and kernels) and the device."""
+    import torch
+
+    cuda = device == "cuda"
+    return {"torch": torch.__version__, "device": device, "cuda": torch.version.cuda if cuda else None,
+            "device_name": torch.cuda.get_device_name() if cuda else None}
+
+
+def _require_device(device: str) -> None:
+    import torch
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("the gate suite is on cuda but CUDA is not available on this machine")
+
+
+def _timed_indices(suite: list[SuiteCase], opts: GateOptions) -> list[int]:
+    return [i for i, s in enumerate(suite) if s.timed] if "timing" in opts.layers else []
+
+
+# --------------------------------------------------------------------------- the layers
+
+
+def _counter_layer(workers, baseline: dict | None, labels: list[tuple[str, str]]) -> list:
+    from . import gate_ab
+    from .counters import CaseCounters, compare, op_changes
+    from .gate_report import CounterResult
+
+    after = gate_ab.request(workers["B"], {"cmd": "counters"})["counters"]
+    if baseline is not None:
+        before = [c["counters"] for c in baseline["cases"]]
+        if any(b is None for b in before):
+            raise UsageError("the baseline holds no counters; rewrite it with `make baseline`")
+    else:
+        before = gate_ab.request(workers["A"], {"cmd": "counters"})["counters"]
+    results = []
+    for (label, case_id), old, new in zip(labels, before, after):
+        old_c, new_c = CaseCounters.from_dict(old), CaseCounters.from_dict(new)
+        results.append(CounterResult(label, case_id, compare(old_c, new_c), op_changes(old_c, new_c),
+                                     len(new_c.metrics())))
+    return results
+
+
+def _timing_layer(workers, replies, baseline: dict | None, labels: list[tuple[str, str]], timed: list[int],
+                  opts: GateOptions) -> list:
+    from . import gate_ab
+    from .gate_report import TimingResult
+    from .gate_stats import compare_samples
+
+    if baseline is None:
+        iters = gate_ab.block_iters(replies, timed, opts.plan)
+        samples = gate_ab.interleaved_samples(workers, timed, iters, opts.plan)
+        before, after = samples["A"], samples["B"]
+    else:
+        iters = {i: baseline["cases"][i]["timing"]["iters_per_block"] for i in timed}
+        before = {i: baseline["cases"][i]["timing"]["samples_s"] for i in timed}
+        after = gate_ab.interleaved_samples(workers, timed, iters, opts.plan)["B"]
+    return [TimingResult(labels[i][0], labels[i][1], iters[i],
+                         compare_samples(before[i], after[i], opts.min_effect, opts.alpha, paired=baseline is None),
+                         before[i], after[i])
+            for i in timed]
+
+
+def _labels(suite: list[SuiteCase], baseline: dict | None) -> list[tuple[str, str]]:
+    """(label, case_id) of each suite case as A measures it (an injected flops+N case on B has another shape)."""
+    if baseline is not None:
+        return [(c["label"], c["case_id"]) for c in baseline["cases"]]
+    from .cases import Case
+
+    return [(case.label, case.case_id) for case in (Case.from_row(s.row) for s in suite)]
+
+
+def _injection_notes(opts: GateOptions, suite: list[SuiteCase], replies: dict | None) -> list[str]:
+    if opts.inject == "none" or not replies:
+        return []
+    from .cases import Case
+    from .gate_worker import inject_case
+
+    notes = [f"B carries an injected regression, `{opts.inject}` (see docs/perf-gate.md)."]
+    if opts.inject.startswith("flops+"):
+        b_flops = replies["B"]["info"]["step_matmul_flops"]
+        for s, after in zip(suite, b_flops):
+            case = Case.from_row(s.row)
+            before = _step_matmul_flops(case)
+            notes.append(f"{case.label} → {inject_case(case, opts.inject).label}: step matmul FLOPs "
+                         f"{before:,} → {after:,} (x{after / before:.4f})")
+    return notes
+
+
+def _step_matmul_flops(case) -> int:
+    import mlp
+
+    return mlp.flops(case.build_model(), case.batch, case.loss, case.optimizer).step_matmul
+
+
+# --------------------------------------------------------------------------- baseline file
+
+
+def load_baseline(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise UsageError(f"no baseline at {path} (write one with `make baseline`)") from None
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{path}: unreadable baseline ({exc})") from None
+    if not isinstance(data, dict) or data.get("format") != BASELINE_FORMAT:
+        raise UsageError(f"{path}: not a gate baseline of format {BASELINE_FORMAT}")
+    return data
+
+
+def _baseline_suite(baseline: dict[str, Any]) -> list[SuiteCase]:
+    """The baseline's own cases, so a changed suite in the code never silently compares different cases."""
+    return [SuiteCase(c["case"], bool(c["timed"])) for c in baseline["cases"]]

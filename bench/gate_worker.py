@@ -1,0 +1,233 @@
+"""The gate's measuring instrument: builds the gate suite from one source tree, counts and times it.
+
+``mlpbench check --against REF`` runs one of these per tree (REF's temporary
+worktree and the working tree), each in its own process with ``PYTHONPATH``
+pointing at that tree, and drives them over JSON lines on stdin/stdout. The
+measured code (``mlp``, ``bench.cases``, ``bench.timing.build_step``) comes from
+the tree under test; the measuring code (this file and ``counters.py`` beside it)
+comes from the tree that runs the gate, so both sides are measured the same way.
+That is also why this file imports no ``bench`` module at the top and keeps its
+own small block timer. The same ``Suite`` runs in-process for ``--baseline``.
+
+Protocol: one JSON object per line each way. Requests ``{"cmd": "setup" | "warmup"
+| "counters" | "time" | "quit", ...}``; replies ``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import importlib.util
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+BATCH_POOL = 4  # distinct random batches cycled through, as in bench.timing
+WARMUP_MIN_STEPS = 3  # JIT-free eager warm-up: allocator and oneDNN/cuBLAS heuristics settle in a few steps
+LEAD_STEPS = 1  # one untimed step before each block refills caches the other side's process evicted
+INJECTIONS = ("none", "extra-op", "flops+10", "flops+25")
+CPUS_ENV = "MLPBENCH_GATE_CPUS"  # comma-separated CPU ids the worker pins itself to
+
+
+# --------------------------------------------------------------------------- injected regressions
+
+
+def inject_case(case, inject: str):
+    """The case a ``flops+N`` regression would measure: matmul FLOPs N% larger.
+
+    Uniform MLPs (FLOPs ~ width^2) get width x sqrt(1+N/100), rounded; the named
+    networks have a fixed shape, so their batch (FLOPs ~ batch) grows by N%, rounded.
+    The exact ratio after rounding is reported by ``mlp.flops``, not assumed.
+    """
+    if not inject.startswith("flops+"):
+        return case
+    factor = 1 + int(inject.removeprefix("flops+")) / 100
+    if case.network == "uniform":
+        return dataclasses.replace(case, width=round(case.width * math.sqrt(factor)))
+    return dataclasses.replace(case, batch=round(case.batch * factor))
+
+
+def inject_step(step, inject: str) -> None:
+    """``extra-op``: a redundant ``* 1.0`` on the model output, as a refactor might leave behind.
+
+    One more ATen op in forward and inference, and one more in backward (its gradient).
+    """
+    if inject == "extra-op":
+        step.model.register_forward_hook(lambda module, inputs, output: output * 1.0)
+
+
+# --------------------------------------------------------------------------- the suite of one tree
+
+
+class Suite:
+    """The gate's cases built from the importable tree: steps, batches, warm-up, counters, timed blocks."""
+
+    def __init__(self, case_rows: list[dict[str, Any]], inject: str = "none", warmup_s: float = 0.3):
+        import torch
+        from bench.cases import Case  # the tree under test's
+
+        if inject not in INJECTIONS:
+            raise ValueError(f"unknown injected regression {inject!r}; valid: {', '.join(INJECTIONS)}")
+        self.torch = torch
+        self.inject = inject
+        self.warmup_s = warmup_s
+        self.cases = [inject_case(Case.from_row(row), inject) for row in case_rows]
+        self.steps = [self._build(case) for case in self.cases]
+        gen = torch.Generator().manual_seed(0)
+        self.pools = [[case.make_batch(gen) for _ in range(BATCH_POOL)] for case in self.cases]
+        self._counters = _load_instrument("counters")
+
+    def _build(self, case):
+        step = _build_step(case)
+        inject_step(step, self.inject)
+        return step
+
+    def info(self) -> dict[str, Any]:
+        import mlp
+
+        return {"mlp_file": str(Path(mlp.__file__).resolve()), "torch": self.torch.__version__,
+                "labels": [c.label for c in self.cases], "case_ids": [c.case_id for c in self.cases],
+                "step_matmul_flops": [_step_flops(step.model, c) for step, c in zip(self.steps, self.cases)]}
+
+    def counters(self) -> list[dict[str, Any]]:
+        return [self._counters.count_step(step, case, pool[0]).to_dict()
+                for step, case, pool in zip(self.steps, self.cases, self.pools)]
+
+    def warm_up(self, index: int) -> float:
+        """Steps until ``warmup_s`` has passed (and at least a few); returns the last seconds per step."""
+        spent, count, per_step_s = 0.0, 0, math.nan
+        while count < WARMUP_MIN_STEPS or spent < self.warmup_s:
+            per_step_s = self.time_block(index, 1, lead_steps=0)
+            spent, count = spent + per_step_s, count + 1
+        return per_step_s
+
+    def time_block(self, index: int, iters: int, lead_steps: int = LEAD_STEPS) -> float:
+        """Mean seconds per whole training step over ``iters`` steps, nothing else inside the loop."""
+        torch, step, pool = self.torch, self.steps[index], self.pools[index]
+        case = self.cases[index]
+        with _threads(torch, case.threads):
+            for i in range(lead_steps):
+                step.step(*pool[i % BATCH_POOL])
+            if torch.device(case.device).type == "cuda":
+                return _cuda_block(torch, step, pool, iters)
+            start_ns = time.perf_counter_ns()
+            for i in range(iters):
+                step.step(*pool[i % BATCH_POOL])
+            return (time.perf_counter_ns() - start_ns) * 1e-9 / iters
+
+
+def _build_step(case):
+    """The tree's own ``bench.timing.build_step`` when it has one, else the plain ``mlp.TrainStep``."""
+    try:
+        from bench.timing import build_step
+    except ImportError:
+        import mlp
+
+        return mlp.TrainStep(case.build_model(), loss=case.loss, optimizer=case.optimizer, precision=case.dtype,
+                             device=case.device)
+    return build_step(case)
+
+
+def _step_flops(model, case) -> int:
+    import mlp
+
+    return mlp.flops(model, case.batch, case.loss, case.optimizer).step_matmul
+
+
+def _cuda_block(torch, step, pool, iters: int) -> float:
+    """CUDA events around the block; one synchronize before reading them (never a host clock)."""
+    torch.cuda.synchronize()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for i in range(iters):
+        step.step(*pool[i % BATCH_POOL])
+    end.record()
+    torch.cuda.synchronize()
+    return start.elapsed_time(end) * 1e-3 / iters
+
+
+@contextlib.contextmanager
+def _threads(torch, threads: int):
+    old = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def _load_instrument(name: str):
+    """A module of the measuring tree, loaded by path (``bench`` itself may be the other tree's)."""
+    key = f"_mlpbench_instrument_{name}"
+    if key not in sys.modules:
+        spec = importlib.util.spec_from_file_location(key, HERE / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[key] = module
+        spec.loader.exec_module(module)
+    return sys.modules[key]
+
+
+# --------------------------------------------------------------------------- requests
+
+
+def handle(state: dict[str, Any], request: dict[str, Any]) -> dict[str, Any]:
+    """Answer one request; ``state`` holds the suite between requests."""
+    cmd = request.get("cmd")
+    if cmd == "setup":
+        suite = Suite(request["cases"], request.get("inject", "none"), request.get("warmup_s", 0.3))
+        state["suite"] = suite
+        return {"ok": True, "info": suite.info()}
+    suite: Suite = state["suite"]
+    if cmd == "warmup":
+        return {"ok": True, "per_step_s": {i: suite.warm_up(i) for i in request["cases"]}}
+    if cmd == "counters":
+        return {"ok": True, "counters": suite.counters()}
+    if cmd == "time":
+        samples = [suite.time_block(request["case"], request["iters"]) for _ in range(request.get("blocks", 1))]
+        return {"ok": True, "samples_s": samples}
+    raise ValueError(f"unknown request {cmd!r}")
+
+
+def serve(inp, out) -> None:
+    state: dict[str, Any] = {}
+    for line in inp:
+        request = json.loads(line)
+        if request.get("cmd") == "quit":
+            return
+        try:
+            reply = handle(state, request)
+        except Exception as exc:  # noqa: BLE001 - the coordinator reports it as one line
+            reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        out.write(json.dumps(reply) + "\n")
+        out.flush()
+        if not reply["ok"]:
+            return
+
+
+def _protocol_stdout():
+    """Keep the real stdout for replies; anything else printed (by torch, by the tree) goes to stderr."""
+    proto = os.fdopen(os.dup(sys.stdout.fileno()), "w")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    sys.stdout = sys.stderr
+    return proto
+
+
+def _pin_cpus() -> None:
+    """Run on the CPUs the coordinator chose (before torch starts threads, so they inherit them)."""
+    cpus = os.environ.get(CPUS_ENV)
+    if cpus and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {int(c) for c in cpus.split(",")})
+
+
+if __name__ == "__main__":
+    # Run as a script: sys.path[0] is this folder, whose module names (profile, stats, ...) would
+    # shadow the standard library and hide the tree under test. Drop it; PYTHONPATH names the tree.
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
+    _pin_cpus()
+    serve(sys.stdin, _protocol_stdout())
