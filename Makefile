@@ -9,7 +9,7 @@ PRESET ?= quick
 ARGS   ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test bench report profile check-perf baseline perf-save perf-compare clean
+.PHONY: help venv test bench report profile check-perf check-counters baseline perf-save perf-compare clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -33,17 +33,24 @@ report: $(STAMP)  ## re-render report.md and plots of the latest run (RUN=dir to
 profile: $(STAMP)  ## profile a representative case (FashionMNIST net, batch 64) on the default device
 	$(BIN)/mlpbench profile --network fashion_mnist --batch 64 $(ARGS)
 
-check-perf: $(STAMP)  ## performance regression gate against the committed baseline
-	$(BIN)/mlpbench check --baseline results/baselines/cpu-gate.json $(ARGS)
+GATE_BASELINE ?= results/baselines/cpu-gate.json
+PERF_BASE ?= HEAD
+check-perf: $(STAMP)  ## perf gate: counters vs the committed baseline, timing vs PERF_BASE (default HEAD) in one run
+	$(BIN)/mlpbench check --baseline $(GATE_BASELINE) --against $(PERF_BASE) $(ARGS)
 
-baseline: $(STAMP)  ## deliberately rewrite the committed gate baseline
-	$(BIN)/mlpbench check --write-baseline results/baselines/cpu-gate.json $(ARGS)
+check-counters: $(STAMP)  ## the deterministic counter gate alone, against the committed baseline (CI runs this)
+	$(BIN)/mlpbench check --baseline $(GATE_BASELINE) --layers counters $(ARGS)
+
+baseline: $(STAMP)  ## deliberately rewrite the committed gate baseline (counters + timing samples, this machine)
+	$(BIN)/mlpbench check --write-baseline $(GATE_BASELINE) $(ARGS)
 
 perf-save: $(STAMP)  ## pytest-benchmark cases, saved for later comparison
 	$(BIN)/python -m pytest tests/perf --benchmark-only --benchmark-autosave -q
 
 PERF_FAIL ?= 25
 perf-compare: $(STAMP)  ## pytest-benchmark cases compared with the last saved run (fails past PERF_FAIL% median)
+	@ls .benchmarks/*/*.json >/dev/null 2>&1 || { echo "perf-compare: no saved run yet; saving one first"; \
+		$(MAKE) --no-print-directory perf-save; }
 	$(BIN)/python -m pytest tests/perf --benchmark-only --benchmark-compare --benchmark-compare-fail=median:$(PERF_FAIL)% -q
 
 clean:  ## remove the venv, caches and un-committed runs
