@@ -138,14 +138,18 @@ def run_names(runs: Sequence) -> list[str]:
 
 
 def platform_name(device: str, env: Mapping) -> str:
-    """What a row ran on, for legends: the GPU's name, or the CPU model and torch's thread count."""
+    """What a row ran on, for legends: the GPU's name, or the CPU model and its core count.
+
+    Threads are not part of it: they are a case field (``threads``, in the label) and a case may
+    override torch's default.
+    """
     if device == "cuda":
         return str(env.get("device_name") or "CUDA GPU")
     model = str(env.get("cpu_model") or "CPU")
     for noise in ("(R)", "(TM)", "(tm)", "Intel ", "AMD ", " Processor", " CPU"):
         model = model.replace(noise, "")
-    threads = env.get("torch_threads")
-    return f"CPU {' '.join(model.split())}" + (f", {threads} threads" if threads else "")
+    cores = env.get("cpu_count")
+    return f"CPU {' '.join(model.split())}" + (f", {cores} cores" if cores else "")
 
 
 def size_label(network: str, width: int, depth: int) -> str:

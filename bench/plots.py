@@ -445,7 +445,9 @@ def activations(summary: pd.DataFrame, out_dir: Path) -> Figure:
     ax.set_ylim(0, max(np.nanmax(bottom), np.nanmax(step_ms + err[1])) * 1.15)
     ax.grid(axis="x", visible=False)
     row = chosen.iloc[0]
-    where = f"{row['size']}, batch {row['batch']}, {row['platform']} {row['dtype']} {_compile_label(row['compile'])}"
+    threads = f", {int(row['threads'])} thread(s)" if int(row["threads"]) else ""
+    where = (f"{row['size']}, batch {row['batch']}, {row['dtype']} {_compile_label(row['compile'])}{threads}\n"
+             f"on {row['platform']}")
     ax.set_title(f"{title} at {where}")
     ax.legend(loc="upper left", ncol=3, frameon=False, fontsize=7)
     caption = ("Stacked bars: forward, loss+backward and optimiser medians per activation at one fixed "

@@ -266,6 +266,7 @@ def render_markdown(runs: Sequence, summary: pd.DataFrame, regimes: pd.DataFrame
     parts += ["## Matmul ceilings", "", "MFU is measured against the best large square matmul on the same device "
               "and dtype, timed at the start of the same run; the datasheet peak is shown where the device is "
               "known.", "", ceiling_table(ceilings), ""]
+    parts += _thread_note(summary, runs)
     if len(steps_ok):
         parts += ["## Best configuration per network size", "", "Highest training throughput (samples/s) among "
                   "the configurations measured for each network size and platform.", "", best_table(summary), ""]
@@ -285,6 +286,21 @@ def render_markdown(runs: Sequence, summary: pd.DataFrame, regimes: pd.DataFrame
         parts += ["## Regimes: how they are decided", "", RULE, "", _regime_table(regimes), ""]
     parts += _failures_section(summary)
     return "\n".join(parts).rstrip() + "\n"
+
+
+def _thread_note(summary: pd.DataFrame, runs: Sequence) -> list[str]:
+    """Say so when CPU cases ran with fewer threads than the CPU ceiling was measured with."""
+    if not len(summary):
+        return []
+    default_threads = {run.meta.get("env", {}).get("torch_threads") for run in runs} - {None}
+    steps = summary[(summary["phase"] == "step") & (summary["device"] == "cpu")]
+    fewer = steps[(steps["threads"] > 0) & (steps["threads"] < max(default_threads, default=0))]
+    if not len(fewer):
+        return []
+    used = ", ".join(str(t) for t in sorted(fewer["threads"].unique()))
+    return [f"> {len(fewer)} CPU case(s) ran with {used} thread(s) (`tN` in the label) while the CPU ceiling was "
+            f"measured with torch's default of {max(default_threads)}: their MFU is relative to the whole "
+            "machine's matmul rate.", ""]
 
 
 def _overview(runs: Sequence, names: list[str], summary: pd.DataFrame) -> str:

@@ -256,6 +256,17 @@ def test_a_run_with_only_failed_cases_renders(tmp_path: Path) -> None:
     assert "2 cases (1 error, 1 skipped)" in text or "2 cases (1 skipped, 1 error)" in text
 
 
+def test_cases_with_fewer_threads_than_the_ceiling_are_noted(tmp_path: Path) -> None:
+    run = store.load_run(cpu_run_dir())
+    if run.meta["env"]["torch_threads"] < 2:
+        pytest.skip("torch runs single-threaded here: no case can use fewer threads than the ceiling")
+    folder = tmp_path / "one-thread"
+    store.write_table(folder / store.SUMMARY_CSV, run.summary.assign(threads=1))
+    store.write_meta(folder / store.META_JSON, run.meta)
+    text = write_report([store.load_run(folder)], folder).path.read_text()
+    assert "ran with 1 thread(s) (`tN` in the label) while the CPU ceiling was measured with torch's default" in text
+
+
 # --------------------------------------------------------------------------- CLI
 
 
