@@ -39,6 +39,7 @@ class Ceiling:
     matmul_size: int
     datasheet_tflops: float | None
     datasheet_source: str | None
+    threads: int = 0  # torch threads during the measurement (a CPU ceiling is per thread count)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -60,7 +61,11 @@ def datasheet_peak(name: str, dtype: str) -> tuple[float | None, str | None]:
 
 
 def measure_ceiling(device: str, dtype: str, sizes: tuple[int, ...] | None = None) -> Ceiling:
-    """Best median matmul TFLOP/s over ``sizes`` for ``dtype`` on ``device`` (autocast dtypes run natively)."""
+    """Best median matmul TFLOP/s over ``sizes`` for ``dtype`` on ``device`` (autocast dtypes run natively).
+
+    Runs with the current ``torch.get_num_threads()``: callers set the thread count of the cases
+    it will be compared with, so a 1-thread case is not measured against a 2-thread ceiling.
+    """
     precision = mlp.parse_enum(Precision, dtype, "dtype")
     dev = torch.device(device)
     sizes = sizes or (CUDA_SIZES if dev.type == "cuda" else CPU_SIZES)
@@ -81,4 +86,4 @@ def measure_ceiling(device: str, dtype: str, sizes: tuple[int, ...] | None = Non
             del a, b
     name = device_name(device)
     peak, source = datasheet_peak(name, precision.value)
-    return Ceiling(dev.type, precision.value, name, best_tflops, best_size, peak, source)
+    return Ceiling(dev.type, precision.value, name, best_tflops, best_size, peak, source, torch.get_num_threads())

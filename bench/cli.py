@@ -13,6 +13,8 @@ import os
 import sys
 from pathlib import Path
 
+DEFAULT_PRESET = "quick"
+CUSTOM_PRESET = "custom"  # a sweep defined by the case flags alone
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
@@ -71,11 +73,18 @@ def case_overrides(args: argparse.Namespace) -> dict[str, tuple]:
     return out
 
 
-def resolve_cases(preset_name: str, overrides: dict[str, tuple]):
-    """The cases of a preset with CLI overrides; `device` defaults to every available device."""
-    from .cases import available_devices, preset
+def resolve_cases(preset_name: str | None, overrides: dict[str, tuple]):
+    """The cases of a preset with CLI overrides; `device` defaults to every available device.
 
-    sweep = preset(preset_name)
+    Without a preset, flags alone define one grid over the Case defaults (``--width 256,512``
+    is two cases), and no flags at all mean the ``quick`` preset.
+    """
+    from .cases import Sweep, available_devices, preset
+
+    if preset_name is None:
+        sweep = Sweep(CUSTOM_PRESET, ({},)) if overrides else preset(DEFAULT_PRESET)
+    else:
+        sweep = preset(preset_name)
     if "device" not in overrides and sweep.all_devices:
         overrides = {**overrides, "device": available_devices()}
     return sweep.cases(overrides)
@@ -86,7 +95,8 @@ def resolve_cases(preset_name: str, overrides: dict[str, tuple]):
 
 def _add_run(sub) -> None:
     p = sub.add_parser("run", help="run a sweep (a preset with per-dimension overrides)")
-    p.add_argument("--preset", default="quick", help="smoke | quick | classic | full (default: quick)")
+    p.add_argument("--preset", help="smoke | quick | classic | full; the case flags then override its grids "
+                                    "(default: quick, or only the case flags' own grid when any is given)")
     add_case_arguments(p)
     p.add_argument("--out", type=Path, help="run folder (default: results/runs/<run-id>/)")
     p.add_argument("--resume", type=Path, metavar="DIR", help="continue a run folder: measure only missing cases")
@@ -126,8 +136,10 @@ def _cmd_run(args) -> int:
             raise UsageError(f"{args.resume}: meta.json lists no cases to resume")
         out_dir, preset_name = Path(args.resume), run.meta.get("preset", "custom")
     else:
-        cases = resolve_cases(args.preset, case_overrides(args))
-        out_dir, preset_name = args.out or new_run_dir(preset=args.preset), args.preset
+        overrides = case_overrides(args)
+        cases = resolve_cases(args.preset, overrides)
+        preset_name = args.preset or (CUSTOM_PRESET if overrides else DEFAULT_PRESET)
+        out_dir = args.out or new_run_dir(preset=preset_name)
     if not cases:
         raise UsageError("the sweep has no cases")
     if args.dry_run:

@@ -179,16 +179,18 @@ def merged_summary(runs: Sequence) -> tuple[pd.DataFrame, int]:
 
 
 def merged_ceilings(runs: Sequence) -> pd.DataFrame:
-    """One row per platform x dtype: the same-run matmul ceiling (the last run given wins)."""
+    """One row per platform x dtype x threads: the same-run matmul ceiling (the last run given wins)."""
     rows = []
     for run, name in zip(runs, run_names(runs)):
         env = run.meta.get("env", {})
         for ceiling in run.meta.get("ceilings", {}).values():
-            rows.append({**ceiling, "run": name, "platform": platform_name(ceiling.get("device", "cpu"), env)})
-    columns = ["platform", "device", "dtype", "device_name", "measured_tflops", "matmul_size", "datasheet_tflops",
-               "datasheet_source", "run"]
+            threads = ceiling.get("threads") or env.get("torch_threads")  # runs before 'threads' was recorded
+            rows.append({**ceiling, "threads": threads, "run": name,
+                         "platform": platform_name(ceiling.get("device", "cpu"), env)})
+    columns = ["platform", "device", "dtype", "threads", "device_name", "measured_tflops", "matmul_size",
+               "datasheet_tflops", "datasheet_source", "run"]
     frame = pd.DataFrame(rows, columns=columns)
-    return frame.drop_duplicates(["platform", "dtype"], keep="last").reset_index(drop=True)
+    return frame.drop_duplicates(["platform", "dtype", "threads"], keep="last").reset_index(drop=True)
 
 
 # --------------------------------------------------------------------------- run A vs run B

@@ -403,8 +403,8 @@ def _plain_log_ticks(axis) -> None:
 def _ceiling_for(ceilings: pd.DataFrame | None, platform: str, dtype: str, rows: pd.DataFrame) -> float | None:
     if ceilings is not None and len(ceilings):
         match = ceilings[(ceilings["platform"] == platform) & (ceilings["dtype"] == dtype)]
-        if len(match):
-            return float(match["measured_tflops"].iloc[0])
+        if len(match):  # several thread counts on a CPU: draw the whole machine's roof
+            return float(match["measured_tflops"].max())
     values = rows["ceiling_tflops"].dropna()
     return float(values.iloc[0]) if len(values) else None
 

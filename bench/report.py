@@ -146,6 +146,7 @@ def _status_text(r: pd.Series) -> str:
 
 def ceiling_table(ceilings: pd.DataFrame) -> str:
     rows = [{"platform": c["platform"], "dtype": c["dtype"],
+             "threads": "" if _missing(c.get("threads")) or c["device"] == "cuda" else int(c["threads"]),
              "measured matmul TFLOP/s": f"{c['measured_tflops']:.3g} (n={int(c['matmul_size'])})",
              "datasheet TFLOP/s": _sig(c["datasheet_tflops"]) or "unknown",
              "datasheet source": c["datasheet_source"] if not _missing(c["datasheet_source"]) else ""}
@@ -289,12 +290,19 @@ def render_markdown(runs: Sequence, summary: pd.DataFrame, regimes: pd.DataFrame
 
 
 def _thread_note(summary: pd.DataFrame, runs: Sequence) -> list[str]:
-    """Say so when CPU cases ran with fewer threads than the CPU ceiling was measured with."""
+    """Say so when CPU cases ran with fewer threads than their CPU ceiling was measured with.
+
+    Runs since the ceiling became per thread count measure one for each; older runs have only
+    the default-thread ceiling.
+    """
     if not len(summary):
         return []
     default_threads = {run.meta.get("env", {}).get("torch_threads") for run in runs} - {None}
+    pinned = {int(c["threads"]) for run in runs for c in run.meta.get("ceilings", {}).values()
+              if c.get("device") == "cpu" and c.get("threads")}
     steps = summary[(summary["phase"] == "step") & (summary["device"] == "cpu")]
-    fewer = steps[(steps["threads"] > 0) & (steps["threads"] < max(default_threads, default=0))]
+    fewer = steps[(steps["threads"] > 0) & (steps["threads"] < max(default_threads, default=0))
+                  & ~steps["threads"].isin(pinned - default_threads)]
     if not len(fewer):
         return []
     used = ", ".join(str(t) for t in sorted(fewer["threads"].unique()))

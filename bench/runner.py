@@ -166,8 +166,13 @@ def _ordered(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[[c for c in first if c in frame] + [c for c in frame if c not in first]]
 
 
-def ceiling_key(device: str, dtype: str) -> str:
-    return f"{device}/{dtype}"
+def ceiling_key(device: str, dtype: str, threads: int = 0) -> str:
+    """``cpu/fp32`` for torch's default threads, ``cpu/fp32/t1`` for a case pinned to one thread."""
+    return f"{device}/{dtype}" if device == "cuda" or not threads else f"{device}/{dtype}/t{threads}"
+
+
+def case_ceiling_key(case: Case) -> str:
+    return ceiling_key(case.device, case.dtype, case.threads)
 
 
 def run_sweep(
@@ -195,7 +200,7 @@ def run_sweep(
             if hasattr(bar, "set_postfix_str"):
                 bar.set_postfix_str(case.label, refresh=True)
             measurement = measure_fn(case, config)
-            ceiling = writer.meta["ceilings"].get(ceiling_key(case.device, case.dtype))
+            ceiling = writer.meta["ceilings"].get(case_ceiling_key(case))
             writer.add(measurement, Ceiling(**ceiling) if ceiling else None)
     except KeyboardInterrupt:
         writer.meta["interrupted"] = True
@@ -210,16 +215,22 @@ def run_sweep(
 
 
 def _measure_ceilings(cases: Sequence[Case], known: dict) -> dict:
-    """One matmul ceiling per (device, dtype) that the cases need and the machine has."""
+    """One matmul ceiling per (device, dtype, CPU thread count) that the cases need and the machine has."""
     out = {}
-    for device, dtype in sorted({(c.device, c.dtype) for c in cases}):
-        key = ceiling_key(device, dtype)
+    needed = {(c.device, c.dtype, 0 if c.device == "cuda" else c.threads) for c in cases}
+    for device, dtype, threads in sorted(needed):
+        key = ceiling_key(device, dtype, threads)
         if key in known or (device == "cuda" and not torch.cuda.is_available()):
             continue
+        old_threads = torch.get_num_threads()
         try:
+            if threads:
+                torch.set_num_threads(threads)
             out[key] = measure_ceiling(device, dtype).as_dict()
         except Exception as exc:  # noqa: BLE001 - a missing ceiling leaves MFU empty, not the run dead
             print(f"mlpbench: warning: no {key} matmul ceiling ({_one_line(exc)})", file=sys.stderr)
+        finally:
+            torch.set_num_threads(old_threads)
     return out
 
 
