@@ -19,19 +19,21 @@ from .train import (
     TrainStep,
     batches,
     classification_data,
+    fashion_mnist_data,
     make_loss,
     make_optimizer,
     matmul_precision,
     optimizer_impl,
     parse_enum,
     regression_data,
+    torchvision_status,
     train,
 )
 
 __all__ = [
     "ACTIVATIONS", "BinaryStep", "CLASSIC_LR", "FASHION_MNIST_CLASSES", "FASHION_MNIST_IMAGE", "Flops", "Loss",
     "MLP", "Memory", "Optimizer", "Precision", "TrainStep", "activation_spec", "batches", "classification_data",
-    "count_parameters", "fashion_mnist_mlp", "flops", "inference_flops", "layers_of", "make_activation",
+    "count_parameters", "fashion_mnist_data", "fashion_mnist_mlp", "flops", "inference_flops", "layers_of", "make_activation",
     "make_loss", "make_optimizer", "matmul_precision", "memory", "optimizer_impl", "optimizer_state_bytes",
-    "parse_enum", "regression_data", "teaching_mlp", "train", "uniform",
+    "parse_enum", "regression_data", "teaching_mlp", "torchvision_status", "train", "uniform",
 ]

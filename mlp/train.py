@@ -246,6 +246,37 @@ def classification_data(n: int, image_shape: tuple[int, ...] = (1, 28, 28), num_
     return x.to(device), y.to(device)
 
 
+def torchvision_status() -> str | None:
+    """None when ``torchvision`` imports here, else the one-line reason it does not.
+
+    torchvision's PyPI wheel is built against CUDA torch: with a CPU-only torch the
+    import itself raises (not only ImportError), so everything that needs it asks first.
+    """
+    try:
+        import torchvision  # noqa: F401
+    except Exception as exc:  # noqa: BLE001 - any import failure means "not usable here"
+        return f"torchvision does not import with this torch ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})"
+    return None
+
+
+def fashion_mnist_data(root: str, train: bool = True, device: torch.device | str = "cpu",
+                       download: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """The real FashionMNIST split as tensors: images (n, 1, 28, 28) in [0, 1] and int64 labels.
+
+    Reads torchvision's layout under ``root`` (``FashionMNIST/raw/*-ubyte``); imports
+    torchvision only when called. ``download`` is off by default: benchmark machines
+    often have no network, and a silent download inside a benchmark is a surprise.
+    """
+    reason = torchvision_status()
+    if reason:
+        raise RuntimeError(f"real FashionMNIST needs torchvision: {reason}")
+    from torchvision.datasets import FashionMNIST
+
+    dataset = FashionMNIST(root, train=train, download=download)
+    x = dataset.data.unsqueeze(1).to(torch.float32) / 255.0  # (n, 28, 28) uint8 -> (n, 1, 28, 28) float
+    return x.to(device), dataset.targets.to(torch.int64).to(device)
+
+
 def batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool = True,
             drop_last: bool = False, seed: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Mini-batches that cover every example exactly once per epoch.

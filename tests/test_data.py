@@ -1,0 +1,70 @@
+"""Real FashionMNIST loading through torchvision, on tiny IDX files the test writes itself.
+
+torchvision does not import with the CPU torch of the development machines: there
+these tests skip with that reason, and they run where torchvision imports (the GPU machine).
+"""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import mlp
+
+REASON = mlp.torchvision_status()
+needs_torchvision = pytest.mark.skipif(REASON is not None, reason=REASON or "")
+IDX_UBYTE = 0x08  # IDX type code for unsigned bytes
+
+
+def _write_idx(path: Path, array: torch.Tensor) -> None:
+    header = struct.pack(">HBB", 0, IDX_UBYTE, array.dim()) + struct.pack(f">{array.dim()}I", *array.shape)
+    path.write_bytes(header + array.to(torch.uint8).numpy().tobytes())
+
+
+def _fake_fashion_mnist(root: Path, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    raw = root / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    images = torch.randint(0, 256, (n, 28, 28), dtype=torch.uint8)
+    labels = torch.randint(0, 10, (n,), dtype=torch.uint8)
+    for split in ("train", "t10k"):
+        _write_idx(raw / f"{split}-images-idx3-ubyte", images)
+        _write_idx(raw / f"{split}-labels-idx1-ubyte", labels)
+        for name in (f"{split}-images-idx3-ubyte", f"{split}-labels-idx1-ubyte"):  # torchvision checks the .gz too
+            (raw / f"{name}.gz").write_bytes(gzip.compress((raw / name).read_bytes()))
+    return images, labels
+
+
+def test_torchvision_status_is_a_one_line_reason_or_none():
+    assert REASON is None or ("\n" not in REASON and "torchvision" in REASON)
+
+
+def test_real_data_without_torchvision_is_a_clear_error(tmp_path):
+    if REASON is None:
+        pytest.skip("torchvision imports here: the error path does not apply")
+    with pytest.raises(RuntimeError, match="needs torchvision"):
+        mlp.fashion_mnist_data(str(tmp_path))
+
+
+@needs_torchvision
+def test_fashion_mnist_data_reads_torchvision_layout(tmp_path):
+    images, labels = _fake_fashion_mnist(tmp_path, n=12)
+    x, y = mlp.fashion_mnist_data(str(tmp_path), train=True)
+    assert x.shape == (12, 1, 28, 28) and x.dtype == torch.float32
+    torch.testing.assert_close(x, images.unsqueeze(1).float() / 255)
+    assert torch.equal(y, labels.long())
+
+
+@needs_torchvision
+def test_real_data_trains_the_fashion_net(tmp_path):
+    _fake_fashion_mnist(tmp_path, n=64)
+    x, y = mlp.fashion_mnist_data(str(tmp_path))
+    step = mlp.TrainStep(mlp.fashion_mnist_mlp(), loss="cross_entropy", optimizer="adam")
+    before = F.cross_entropy(step.model(x), y).item()
+    for _ in range(30):
+        step.step(x, y)
+    assert F.cross_entropy(step.model(x), y).item() < before
