@@ -279,12 +279,17 @@ def block_iters(setup_replies: Mapping[str, dict[str, Any]], timed: Sequence[int
 
 def interleaved_samples(workers: Mapping[str, Worker], timed: Sequence[int], iters: Mapping[int, int],
                         plan: TimingPlan) -> dict[str, dict[int, list[float]]]:
-    """``rounds`` blocks per case and side; within a round the side order alternates (AB, BA, AB, ...)."""
+    """``rounds`` blocks per case and side; within a round the side order alternates (AB, BA, AB, ...).
+
+    Each block runs on a step rebuilt in fresh memory from the round's seed, the same seed on both
+    sides (see ``gate_worker.BUILD_SEED``).
+    """
     names = sorted(workers)
     samples: dict[str, dict[int, list[float]]] = {n: {i: [] for i in timed} for n in names}
     for r in range(plan.rounds):
         for index in timed:
             for name in (names if r % 2 == 0 else names[::-1]):
-                reply = request(workers[name], {"cmd": "time", "case": index, "iters": iters[index]})
+                reply = request(workers[name], {"cmd": "time", "case": index, "iters": iters[index],
+                                                "rebuild_seed": gate_worker.BUILD_SEED + 1 + r})
                 samples[name][index] += reply["samples_s"]
     return samples
