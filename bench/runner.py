@@ -79,12 +79,13 @@ def summary_rows(m: Measurement, ceiling: Ceiling | None) -> list[dict]:
     model = case.build_model()
     flops = mlp.flops(model, case.batch, case.loss, case.optimizer)
     memory = mlp.memory(model, case.batch, case.input_shape, case.loss, case.optimizer, case.dtype)
-    medians = {p: summarize(m.samples[p]).median for p in Phase}
+    summaries = {p: summarize(m.samples[p]) for p in Phase}
+    medians = {p: s.median for p, s in summaries.items()}
     phase_sum = sum(medians[p] for p in TRAINING_PHASES)
     compiled = case.compile != "none"
     rows = []
     for phase in Phase:
-        s = summarize(m.samples[phase])
+        s = summaries[phase]
         matmul = _PHASE_MATMUL[phase](flops)
         tflops = matmul / s.median / 1e12 if s.median > 0 else math.nan
         row = {
