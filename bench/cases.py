@@ -40,7 +40,6 @@ class Device(str, enum.Enum):
 
 
 TEACHING_IO = (3, 1)  # the classic notebook's regression: 3 inputs, 1 output (50,561 parameters)
-UNIFORM_DEFAULTS = {"width": 256, "depth": 2}
 
 
 @dataclass(frozen=True, order=True)

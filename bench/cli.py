@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import os
 import sys
 from pathlib import Path
+
+from .errors import UsageError
+from .flags import add_case_arguments, case_overrides
 
 DEFAULT_PRESET = "quick"
 CUSTOM_PRESET = "custom"  # a sweep defined by the case flags alone
@@ -27,50 +29,10 @@ EXTERNAL_COMMANDS = {
     "crosscheck": ("bench.crosscheck", "engine vs torch.utils.benchmark on three classic cases"),
 }
 
-CASE_FLAGS = {  # flag -> (Case field, parser of one item)
-    "network": ("network", str), "width": ("width", int), "depth": ("depth", int), "batch": ("batch", int),
-    "activation": ("activation", str), "device": ("device", str), "dtype": ("dtype", str),
-    "compile": ("compile", str), "optimizer": ("optimizer", str), "loss": ("loss", str),
-    "threads": ("threads", int), "in-features": ("in_features", int), "out-features": ("out_features", int),
-}
-
-
-class UsageError(Exception):
-    """Bad user input: reported as one line, exit code 2."""
-
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, not argparse's usage dump
         raise UsageError(message)
-
-
-def comma_list(text: str, item_type: type, name: str) -> tuple:
-    items = [t.strip() for t in text.split(",")]
-    if not items or any(not t for t in items):
-        raise UsageError(f"--{name}: malformed list {text!r} (expected comma-separated values, e.g. 64,128)")
-    if item_type is int:
-        try:
-            return tuple(int(t) for t in items)
-        except ValueError:
-            bad = next(t for t in items if not t.lstrip("-").isdigit())
-            raise UsageError(f"--{name}: {bad!r} is not an integer (in {text!r})") from None
-    return tuple(items)
-
-
-def add_case_arguments(parser: argparse.ArgumentParser) -> None:
-    """The per-dimension flags shared by `run` and `profile` (comma lists)."""
-    group = parser.add_argument_group("case dimensions (comma-separated lists override the preset)")
-    for flag in CASE_FLAGS:
-        group.add_argument(f"--{flag}", metavar="LIST")
-
-
-def case_overrides(args: argparse.Namespace) -> dict[str, tuple]:
-    out = {}
-    for flag, (field, item_type) in CASE_FLAGS.items():
-        value = getattr(args, flag.replace("-", "_"), None)
-        if value is not None:
-            out[field] = comma_list(value, item_type, flag)
-    return out
 
 
 def resolve_cases(preset_name: str | None, overrides: dict[str, tuple]):
@@ -196,8 +158,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(sub)
     _add_show(sub)
     for name, (module, help_text) in EXTERNAL_COMMANDS.items():
-        if importlib.util.find_spec(module) is None:
-            continue
         mod = importlib.import_module(module)
         if hasattr(mod, "add_arguments"):
             mod.add_arguments(sub.add_parser(name, help=help_text))

@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .errors import UsageError
+
 # The fields of bench.cases.Case, in order. Kept here so reporting needs no torch import;
 # tests/test_compare.py checks that it matches the dataclass.
 CASE_FIELDS = ("network", "width", "depth", "in_features", "out_features", "batch", "activation", "device",
@@ -310,7 +312,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def resolve_run_path(text: str) -> Path:
-    from .cli import UsageError
     from .store import latest_run
 
     try:
@@ -320,7 +321,6 @@ def resolve_run_path(text: str) -> Path:
 
 
 def load_runs(texts: Sequence[str]) -> list:
-    from .cli import UsageError
     from .store import load_run
 
     try:
@@ -330,7 +330,6 @@ def load_runs(texts: Sequence[str]) -> list:
 
 
 def command(args: argparse.Namespace) -> int:
-    from .cli import UsageError
 
     run_a, run_b = load_runs([args.run_a, args.run_b])
     phases = ("step", "forward", "backward", "optimizer", "inference") if args.all_phases else ("step",)

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .cli import UsageError
+from .errors import EnvironmentProblem, UsageError
 
 BASELINE_FORMAT = "mlpbench-gate-baseline/1"
 LAYERS = ("counters", "timing")
@@ -256,8 +256,6 @@ def _mismatch(recorded: dict, current: dict, what: str) -> str:
 
 
 def _skip_or_raise(opts: GateOptions, problem: str) -> bool:
-    from .gate_ab import EnvironmentProblem
-
     if opts.on_env_mismatch == "skip":
         print(f"mlpbench check: skipped: {problem}")
         return False

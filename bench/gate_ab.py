@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from . import gate_worker
-from .cli import UsageError
+from .errors import EnvironmentProblem, UsageError
 
 WORKER = Path(gate_worker.__file__).resolve()
 SETUP_TIMEOUT_S = 600.0  # import torch + build + warm up a few cases on a loaded 2-core box
@@ -34,10 +34,6 @@ REQUEST_TIMEOUT_S = 300.0  # one timed block or one counting pass
 QUIT_TIMEOUT_S = 10.0
 MAX_BLOCK_ITERS = 100_000
 STDERR_TAIL_CHARS = 2000
-
-
-class EnvironmentProblem(UsageError):
-    """The comparison cannot be made on this machine or with these trees (exit code 2)."""
 
 
 @dataclass(frozen=True)
@@ -64,13 +60,6 @@ class Worker(Protocol):
 def request(worker: Worker, message: dict[str, Any]) -> dict[str, Any]:
     worker.send(message)
     return worker.receive()
-
-
-def request_all(workers: Sequence[Worker], message: dict[str, Any]) -> list[dict[str, Any]]:
-    """The same request to every worker at once (they work in parallel), then every reply."""
-    for worker in workers:
-        worker.send(message)
-    return [worker.receive() for worker in workers]
 
 
 # --------------------------------------------------------------------------- workers

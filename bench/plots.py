@@ -8,7 +8,6 @@ returns the reason it has nothing to draw: a dimension with one value, a missing
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -457,9 +456,6 @@ def activations(summary: pd.DataFrame, out_dir: Path) -> Figure:
 
 
 # --------------------------------------------------------------------------- all
-
-
-FigureFn = Callable[[pd.DataFrame, Path], Figure]
 
 
 def render_all(summary: pd.DataFrame, out_dir: Path, regimes: pd.DataFrame | None = None,

@@ -39,7 +39,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .cli import CASE_FLAGS, UsageError, add_case_arguments, case_overrides
+from .errors import UsageError
+from .flags import CASE_FLAGS, add_case_arguments, case_overrides
 
 if TYPE_CHECKING:
     import torch

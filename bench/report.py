@@ -29,6 +29,7 @@ from .compare import (
     ok_rows,
     run_names,
 )
+from .errors import UsageError
 
 REPORT_MD = "report.md"
 PLOTS_DIR = "plots"
@@ -415,7 +416,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def command(args: argparse.Namespace) -> int:
-    from .cli import UsageError
     from .compare import load_runs
 
     runs = load_runs(args.runs)

@@ -1,0 +1,47 @@
+"""The case dimensions as command-line flags (``--width 256,1024``), shared by ``run`` and ``profile``.
+
+Strings become typed comma lists here, once; a malformed list is a one-line
+``UsageError``. No torch import: building the parser stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from .errors import UsageError
+
+CASE_FLAGS = {  # flag -> (Case field, parser of one item)
+    "network": ("network", str), "width": ("width", int), "depth": ("depth", int), "batch": ("batch", int),
+    "activation": ("activation", str), "device": ("device", str), "dtype": ("dtype", str),
+    "compile": ("compile", str), "optimizer": ("optimizer", str), "loss": ("loss", str),
+    "threads": ("threads", int), "in-features": ("in_features", int), "out-features": ("out_features", int),
+}
+
+
+def comma_list(text: str, item_type: type, name: str) -> tuple:
+    items = [t.strip() for t in text.split(",")]
+    if not items or any(not t for t in items):
+        raise UsageError(f"--{name}: malformed list {text!r} (expected comma-separated values, e.g. 64,128)")
+    if item_type is int:
+        try:
+            return tuple(int(t) for t in items)
+        except ValueError:
+            bad = next(t for t in items if not t.lstrip("-").isdigit())
+            raise UsageError(f"--{name}: {bad!r} is not an integer (in {text!r})") from None
+    return tuple(items)
+
+
+def add_case_arguments(parser: argparse.ArgumentParser) -> None:
+    """The per-dimension flags shared by `run` and `profile` (comma lists)."""
+    group = parser.add_argument_group("case dimensions (comma-separated lists override the preset)")
+    for flag in CASE_FLAGS:
+        group.add_argument(f"--{flag}", metavar="LIST")
+
+
+def case_overrides(args: argparse.Namespace) -> dict[str, tuple]:
+    out = {}
+    for flag, (field, item_type) in CASE_FLAGS.items():
+        value = getattr(args, flag.replace("-", "_"), None)
+        if value is not None:
+            out[field] = comma_list(value, item_type, flag)
+    return out
