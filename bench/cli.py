@@ -22,10 +22,10 @@ EXIT_INTERRUPTED = 130
 
 # Sub-commands implemented in their own modules: each has add_arguments(parser) and command(args) -> int.
 EXTERNAL_COMMANDS = {
-    "report": ("bench.report", "write report.md and plots for one or more runs"),
-    "compare": ("bench.compare", "per-case ratios of medians between two runs"),
-    "check": ("bench.gate", "performance regression gate (exact counters + noise-aware timing)"),
-    "profile": ("bench.profile", "profile one case: trace, top operators, FLOPs by module, memory"),
+    "report": ("bench.report.markdown", "write report.md and plots for one or more runs"),
+    "compare": ("bench.report.compare", "per-case ratios of medians between two runs"),
+    "check": ("bench.gate.command", "performance regression gate (exact counters + noise-aware timing)"),
+    "profile": ("bench.profile.command", "profile one case: trace, top operators, FLOPs by module, memory"),
     "crosscheck": ("bench.crosscheck", "engine vs torch.utils.benchmark on three classic cases"),
 }
 
@@ -123,7 +123,7 @@ def _cmd_run(args) -> int:
               f"(continue with: mlpbench run --resume {out_dir})", file=sys.stderr)
         return EXIT_INTERRUPTED
     if not args.no_show:
-        from .report import format_summary
+        from .report.markdown import format_summary
 
         print(format_summary(load_run(out_dir).summary))
     failed = sum(1 for r in writer.summary if r["status"] not in ("ok", "skipped"))
@@ -138,7 +138,7 @@ def _add_show(sub) -> None:
 
 
 def _cmd_show(args) -> int:
-    from .report import format_summary
+    from .report.markdown import format_summary
     from .store import latest_run, load_run
 
     try:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .counters import Change
-from .gate_stats import TimingComparison, Verdict
+from .stats import TimingComparison, Verdict
 
 EXIT_PASS, EXIT_REGRESSION, EXIT_ENVIRONMENT = 0, 1, 2
 MAX_OP_LINES = 12  # per case; the full operator lists are in --json

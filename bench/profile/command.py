@@ -39,8 +39,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import UsageError
-from .flags import CASE_FLAGS, add_case_arguments, case_overrides
+from ..errors import UsageError
+from ..flags import CASE_FLAGS, add_case_arguments, case_overrides
 
 if TYPE_CHECKING:
     import torch
@@ -125,7 +125,7 @@ def command(args: argparse.Namespace) -> int:
 
 def resolve_case(overrides: dict[str, tuple]) -> Case:
     """Exactly one case: ``Case()`` defaults with the flags applied; the device defaults to CUDA when present."""
-    from .cases import Case, Sweep, available_devices
+    from ..cases import Case, Sweep, available_devices
 
     multi = [f"--{flag}" for flag, (field, _) in CASE_FLAGS.items() if len(overrides.get(field, ())) > 1]
     if multi:
@@ -149,7 +149,7 @@ def _check_runnable(case: Case, config: ProfileConfig) -> None:
 
 
 def _new_profile_dir(case: Case) -> Path:
-    from .store import new_run_dir
+    from ..store import new_run_dir
 
     return new_run_dir(PROFILES_DIR, preset=re.sub(r"[^A-Za-z0-9_.-]+", "-", case.label))
 
@@ -243,7 +243,7 @@ def profile_case(case: Case, config: ProfileConfig, out_dir: Path) -> ProfileRes
     """
     import torch
 
-    from .timing import BATCH_POOL, build_step, case_context
+    from ..timing import BATCH_POOL, build_step, case_context
 
     out_dir.mkdir(parents=True, exist_ok=True)
     files = [TRACE_FILE]
@@ -279,7 +279,7 @@ def _cudagraph_step_marker(case: Case) -> Callable[[], None]:
     """reduce-overhead / max-autotune on CUDA replay CUDA graphs: each step must be announced."""
     import torch
 
-    from .cases import CompileMode
+    from ..cases import CompileMode
 
     if case.device == "cuda" and case.compile in (CompileMode.REDUCE_OVERHEAD.value, CompileMode.MAX_AUTOTUNE.value):
         return torch.compiler.cudagraph_mark_step_begin
@@ -334,14 +334,14 @@ def _labelled_step(step: mlp.TrainStep, batch, mark_step) -> None:
 
 
 def _unprofiled_phase_wall_us(step: mlp.TrainStep, pool, mark_step) -> dict[str, float]:
-    from .timing import time_phases, clock_for
+    from ..timing import time_phases, clock_for
 
     seconds = time_phases(step, pool, REFERENCE_STEPS, clock_for(step.device), mark_step)
     return {phase.value: s * 1e6 for phase, s in seconds.items()}
 
 
 def _cuda_peaks(step: mlp.TrainStep, pool, mark_step) -> dict[str, int]:
-    from .timing import TRAINING_PHASES, peak_memory_per_phase
+    from ..timing import TRAINING_PHASES, peak_memory_per_phase
 
     peaks = peak_memory_per_phase(step, pool, mark_step)
     return {phase.value: peaks[phase] for phase in TRAINING_PHASES}
@@ -470,7 +470,7 @@ def eager_accounting(case: Case) -> tuple[list[ModuleFlops], tuple[int, int], Me
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from .timing import build_step
+    from ..timing import build_step
 
     step = build_step(case.with_(compile="none"))
     x, y = case.make_batch(torch.Generator().manual_seed(0))
@@ -677,8 +677,8 @@ def _memory_section(r: ProfileResult) -> str:
 
 
 def _write_outputs(result: ProfileResult, markdown: str, out_dir: Path) -> None:
-    from .env import fingerprint
-    from .store import write_atomic, write_meta
+    from ..env import fingerprint
+    from ..store import write_atomic, write_meta
 
     write_atomic(out_dir / REPORT_FILE, markdown)
     write_meta(out_dir / META_FILE, {

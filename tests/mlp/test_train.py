@@ -20,7 +20,7 @@ BATCH_SIZE = 32
 EPOCHS = 4
 FIXED_BATCH = 16  # the classification check overfits one small batch
 FIXED_BATCH_STEPS = 10
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)

@@ -18,14 +18,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench import gate, gate_ab
+from bench.gate import ab as gate_ab
+from bench.gate import command as gate
 from bench.cases import Case
 from bench.cli import main
-from bench.counters import Change
-from bench.gate_report import CounterResult, GateReport, TimingResult, render_markdown
-from bench.gate_stats import Verdict, compare_samples
+from bench.gate.counters import Change
+from bench.gate.report import CounterResult, GateReport, TimingResult, render_markdown
+from bench.gate.stats import Verdict, compare_samples
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[3]
 FAST_TIMING = ["--rounds", "5", "--block-s", "0.002", "--warmup-s", "0"]  # exercises the path, measures nothing
 
 

@@ -1,16 +1,11 @@
 """report.md from real and merged runs: tables, figures, degraded inputs, the regime rule, the CLI.
 
-One tiny eager CPU sweep is measured once per test session (``cpu_run_dir``) and shared by
-test_report, test_plots and test_compare. A second "GPU" run is *synthesised* from it
-(``gpu_run_dir``: device cuda, times scaled by known factors, a different fingerprint) so the
-merge / speedup / crossover paths are tested on a machine without CUDA. Its numbers are
-invented for the test and never leave the temporary folder.
+The runs it reads (a real tiny CPU sweep and a synthetic GPU run) come from conftest.py beside it.
 """
 
 from __future__ import annotations
 
 import atexit
-import functools
 import json
 import math
 import shutil
@@ -23,106 +18,15 @@ import pytest
 
 from bench import store
 from bench.cli import main
-from bench.compare import merged_summary
-from bench.regime import Regime, classify
-from bench.report import compile_pairs, format_summary, write_report
-
-# Synthetic GPU: slower than the CPU at the smallest batch, faster above it -> a known crossover.
-GPU_FACTOR_SMALL_BATCH = 2.0  # GPU time = 2 x CPU time at batch 4 (speedup 0.5)
-GPU_FACTOR_LARGE_BATCH = 0.25  # GPU time = CPU time / 4 at batch 16 (speedup 4)
-SMALL_BATCH, LARGE_BATCH = 4, 16
-EXPECTED_CROSSOVER = SMALL_BATCH * 4 ** (1 / 3)  # log-linear between (4, 0.5) and (16, 4): 4 * 4**(1/3)
-SYNTHETIC_COMPILE_S = 1.0
-SYNTHETIC_COMPILE_FACTOR = 0.5  # compiled step takes half the eager time
-
-
-def _tiny_cases():
-    from bench.cases import Case
-
-    relu = [Case(width=w, depth=1, batch=b) for w in (16, 32) for b in (SMALL_BATCH, LARGE_BATCH)]
-    return relu + [Case(width=16, depth=1, batch=LARGE_BATCH, activation="gelu"), Case(network="teaching", batch=4)]
+from bench.report.compare import merged_summary
+from bench.report.markdown import compile_pairs, format_summary, write_report
+from bench.report.regime import Regime, classify
 
 
 def _scratch(prefix: str) -> Path:
     path = Path(tempfile.mkdtemp(prefix=prefix))
     atexit.register(shutil.rmtree, path, ignore_errors=True)
     return path
-
-
-@functools.lru_cache(maxsize=None)
-def cpu_run_dir() -> Path:
-    """A real run folder: six tiny eager CPU cases, measured once per session (a few seconds)."""
-    from bench.runner import run_sweep
-    from bench.timing import TimingConfig
-
-    out = _scratch("mlpbench-cpu-run-") / "cpu-run"
-    run_sweep(_tiny_cases(), out, TimingConfig(repeats=3, warmup_s=0.02, min_block_s=0.002),
-              preset="test", progress=False)
-    return out
-
-
-def _gpu_factor(batch: int) -> float:
-    return GPU_FACTOR_SMALL_BATCH if batch == SMALL_BATCH else GPU_FACTOR_LARGE_BATCH
-
-
-TIME_COLUMNS = ("median_s", "iqr_s", "min_s", "max_s", "mean_s", "ci_low_s", "ci_high_s")
-
-
-@functools.lru_cache(maxsize=None)
-def gpu_run_dir() -> Path:
-    """A synthetic CUDA run of the same cases (plus compiled copies), written next to nothing real."""
-    from bench.cases import Case
-
-    run = store.load_run(cpu_run_dir())
-    summary, samples = run.summary.copy(), run.samples.copy()
-    summary = summary[summary["network"] == "uniform"]  # the teaching net is "missing" on the GPU
-    new_ids = {}
-    for i, row in summary.iterrows():
-        case = Case.from_row({**row.to_dict(), "device": "cuda"})
-        new_ids[row["case_id"]] = case.case_id
-        summary.loc[i, ["device", "case_id", "label"]] = ["cuda", case.case_id, case.label]
-        factor = _gpu_factor(int(row["batch"]))
-        for col in TIME_COLUMNS:
-            summary.loc[i, col] = row[col] * factor
-        summary.loc[i, "samples_per_s"] = row["samples_per_s"] / factor
-    samples = samples[samples["case_id"].isin(new_ids)].copy()
-    batch_of = dict(zip(run.summary["case_id"], run.summary["batch"]))
-    samples["seconds"] *= [_gpu_factor(int(batch_of[c])) for c in samples["case_id"]]
-    samples["case_id"] = samples["case_id"].map(new_ids)
-    compiled = _compiled_copies(summary)
-    compiled_samples = _compiled_samples(samples, summary, compiled)
-    env = {**run.meta["env"], "device_name": "Synthetic GPU (test)", "torch": "2.11.0", "cuda": "12.4",
-           "hostname": "gpu-host"}
-    meta = {**run.meta, "env": env, "preset": "synthetic",
-            "ceilings": {"cuda/fp32": {"device": "cuda", "dtype": "fp32", "device_name": "Synthetic GPU (test)",
-                                       "measured_tflops": 50.0, "matmul_size": 8192, "datasheet_tflops": 67.0,
-                                       "datasheet_source": "test"}}}
-    out = _scratch("mlpbench-gpu-run-") / "gpu-run"
-    store.write_table(out / store.SUMMARY_CSV, pd.concat([summary, compiled], ignore_index=True))
-    store.write_table(out / store.SAMPLES_CSV, pd.concat([samples, compiled_samples], ignore_index=True))
-    store.write_meta(out / store.META_JSON, meta)
-    return out
-
-
-def _compiled_copies(summary: pd.DataFrame) -> pd.DataFrame:
-    from bench.cases import Case
-
-    compiled = summary[summary["activation"] == "relu"].copy()
-    for i, row in compiled.iterrows():
-        case = Case.from_row({**row.to_dict(), "compile": "default"})
-        compiled.loc[i, ["compile", "case_id", "label"]] = ["default", case.case_id, case.label]
-        for col in TIME_COLUMNS:
-            compiled.loc[i, col] = row[col] * SYNTHETIC_COMPILE_FACTOR
-    compiled["compile_s"] = SYNTHETIC_COMPILE_S
-    return compiled
-
-
-def _compiled_samples(samples: pd.DataFrame, eager: pd.DataFrame, compiled: pd.DataFrame) -> pd.DataFrame:
-    mapping = dict(zip(eager.loc[compiled.index, "case_id"], compiled["case_id"]))
-    out = samples[samples["case_id"].isin(mapping)].copy()
-    out["case_id"] = out["case_id"].map(mapping)
-    out["seconds"] *= SYNTHETIC_COMPILE_FACTOR
-    return out
 
 
 def subset_run(source: Path, keep, name: str) -> Path:
@@ -136,38 +40,24 @@ def subset_run(source: Path, keep, name: str) -> Path:
     return out
 
 
-@functools.lru_cache(maxsize=None)
-def cpu_report() -> tuple[Path, list]:
-    out = _scratch("mlpbench-cpu-report-")
-    report = write_report([store.load_run(cpu_run_dir())], out)
-    return report.path, report.figures
-
-
-@functools.lru_cache(maxsize=None)
-def merged_report() -> tuple[Path, list]:
-    out = _scratch("mlpbench-merged-report-")
-    report = write_report([store.load_run(cpu_run_dir()), store.load_run(gpu_run_dir())], out)
-    return report.path, report.figures
-
-
 # --------------------------------------------------------------------------- single CPU run
 
 
-def test_cpu_report_has_every_table_and_each_case() -> None:
-    path, _ = cpu_report()
+def test_cpu_report_has_every_table_and_each_case(cpu_run_dir, cpu_report) -> None:
+    path, _ = cpu_report
     text = path.read_text()
     for heading in ("## At a glance", "## Figures", "## Cases", "## Matmul ceilings",
                     "## Best configuration per network size", "## Slowest phases relative to their FLOPs (top 5)",
                     "## Regimes: how they are decided", "## Environment"):
         assert heading in text, heading
-    summary = store.load_run(cpu_run_dir()).summary
+    summary = store.load_run(cpu_run_dir).summary
     for label in summary["label"].unique():
         assert f"| {label} " in text, label
     assert "fwd/bwd/opt %" in text and "step ms (median ± IQR)" in text
 
 
-def test_cpu_report_links_every_drawn_figure_and_says_why_gpu_is_missing() -> None:
-    path, figures = cpu_report()
+def test_cpu_report_links_every_drawn_figure_and_says_why_gpu_is_missing(cpu_report) -> None:
+    path, figures = cpu_report
     text = path.read_text()
     drawn = {f.name for f in figures if f.path is not None}
     assert drawn == {"throughput", "phases", "roofline", "activations"}
@@ -179,8 +69,8 @@ def test_cpu_report_links_every_drawn_figure_and_says_why_gpu_is_missing() -> No
     assert not (path.parent / "plots" / "gpu_speedup.png").exists()
 
 
-def test_format_summary_still_lists_one_row_per_case() -> None:
-    summary = store.load_run(cpu_run_dir()).summary
+def test_format_summary_still_lists_one_row_per_case(cpu_run_dir) -> None:
+    summary = store.load_run(cpu_run_dir).summary
     text = format_summary(summary)
     assert len(text.splitlines()) == 2 + summary["case_id"].nunique()
     assert len(format_summary(summary, all_phases=True).splitlines()) == 2 + len(summary)
@@ -189,21 +79,21 @@ def test_format_summary_still_lists_one_row_per_case() -> None:
 # --------------------------------------------------------------------------- merged CPU + GPU
 
 
-def test_merged_report_compares_devices_and_states_fingerprint_differences() -> None:
-    path, figures = merged_report()
+def test_merged_report_compares_devices_and_states_fingerprint_differences(merged_report, expected_crossover) -> None:
+    path, figures = merged_report
     text = path.read_text()
     assert "**The runs' fingerprints differ**" in text
     assert "- torch: " in text and "2.11.0 (gpu-run)" in text
     assert "hostname:" in text and "gpu-host (gpu-run)" in text
     assert "## CPU → GPU" in text and "Crossover batch size per configuration" in text
-    assert f"{EXPECTED_CROSSOVER:.3g}" in text  # interpolated crossover of w16 and w32
+    assert f"{expected_crossover:.3g}" in text  # interpolated crossover of w16 and w32
     assert {f.name for f in figures if f.path is not None} == {
         "throughput", "phases", "gpu_speedup", "compile", "roofline", "activations"}
     assert "## torch.compile vs eager" in text
 
 
-def test_merged_summary_keeps_both_devices_and_names_platforms() -> None:
-    runs = [store.load_run(cpu_run_dir()), store.load_run(gpu_run_dir())]
+def test_merged_summary_keeps_both_devices_and_names_platforms(cpu_run_dir, gpu_run_dir) -> None:
+    runs = [store.load_run(cpu_run_dir), store.load_run(gpu_run_dir)]
     merged, dropped = merged_summary(runs)
     assert dropped == 0
     assert set(merged["device"]) == {"cpu", "cuda"}
@@ -211,28 +101,29 @@ def test_merged_summary_keeps_both_devices_and_names_platforms() -> None:
     assert merged.loc[merged["device"] == "cpu", "platform"].str.startswith("CPU ").all()
 
 
-def test_the_same_run_twice_keeps_one_row_per_case() -> None:
-    run = store.load_run(cpu_run_dir())
+def test_the_same_run_twice_keeps_one_row_per_case(cpu_run_dir) -> None:
+    run = store.load_run(cpu_run_dir)
     merged, dropped = merged_summary([run, run])
     assert dropped == run.summary["case_id"].nunique()
     assert len(merged) == len(run.summary)
 
 
-def test_compile_break_even_is_compile_time_over_saving() -> None:
-    merged, _ = merged_summary([store.load_run(gpu_run_dir())])
+def test_compile_break_even_is_compile_time_over_saving(gpu_run_dir, synthetic_compile) -> None:
+    compile_s, compile_factor = synthetic_compile
+    merged, _ = merged_summary([store.load_run(gpu_run_dir)])
     pairs = compile_pairs(merged)
     assert len(pairs) == 4  # the four relu cases
-    expected = SYNTHETIC_COMPILE_S / (pairs["median_s_eager"] * (1 - SYNTHETIC_COMPILE_FACTOR))
+    expected = compile_s / (pairs["median_s_eager"] * (1 - compile_factor))
     np.testing.assert_allclose(pairs["break_even_steps"], expected, rtol=1e-9)
-    np.testing.assert_allclose(pairs["speedup"], 1 / SYNTHETIC_COMPILE_FACTOR, rtol=1e-9)
+    np.testing.assert_allclose(pairs["speedup"], 1 / compile_factor, rtol=1e-9)
 
 
 # --------------------------------------------------------------------------- degraded inputs
 
 
-def test_a_single_case_run_renders_with_reasons_for_missing_figures(tmp_path: Path) -> None:
-    first = store.load_run(cpu_run_dir()).summary["case_id"].iloc[0]
-    one = subset_run(cpu_run_dir(), lambda r: r["case_id"] == first, "one-case")
+def test_a_single_case_run_renders_with_reasons_for_missing_figures(tmp_path: Path, cpu_run_dir) -> None:
+    first = store.load_run(cpu_run_dir).summary["case_id"].iloc[0]
+    one = subset_run(cpu_run_dir, lambda r: r["case_id"] == first, "one-case")
     report = write_report([store.load_run(one)], tmp_path)
     text = report.path.read_text()
     omitted = {f.name: f.reason for f in report.figures if f.path is None}
@@ -242,8 +133,8 @@ def test_a_single_case_run_renders_with_reasons_for_missing_figures(tmp_path: Pa
     assert "## Cases" in text and "(no batch pair: floor test)" in text
 
 
-def test_a_run_with_only_failed_cases_renders(tmp_path: Path) -> None:
-    run = store.load_run(cpu_run_dir())
+def test_a_run_with_only_failed_cases_renders(tmp_path: Path, cpu_run_dir) -> None:
+    run = store.load_run(cpu_run_dir)
     failed = run.summary[run.summary["phase"] == "step"].head(2).copy()
     failed["status"] = ["error", "skipped"]
     failed["reason"] = ["RuntimeError: boom", "CUDA is not available on this machine"]
@@ -256,8 +147,8 @@ def test_a_run_with_only_failed_cases_renders(tmp_path: Path) -> None:
     assert "2 cases (1 error, 1 skipped)" in text or "2 cases (1 skipped, 1 error)" in text
 
 
-def test_cases_with_fewer_threads_than_the_ceiling_are_noted(tmp_path: Path) -> None:
-    run = store.load_run(cpu_run_dir())
+def test_cases_with_fewer_threads_than_the_ceiling_are_noted(tmp_path: Path, cpu_run_dir) -> None:
+    run = store.load_run(cpu_run_dir)
     if run.meta["env"]["torch_threads"] < 2:
         pytest.skip("torch runs single-threaded here: no case can use fewer threads than the ceiling")
     folder = tmp_path / "one-thread"
@@ -270,24 +161,24 @@ def test_cases_with_fewer_threads_than_the_ceiling_are_noted(tmp_path: Path) -> 
 # --------------------------------------------------------------------------- CLI
 
 
-def test_cli_report_writes_into_the_run_folder(capsys) -> None:
-    folder = subset_run(cpu_run_dir(), lambda r: True, "cli-run")
+def test_cli_report_writes_into_the_run_folder(capsys, cpu_run_dir) -> None:
+    folder = subset_run(cpu_run_dir, lambda r: True, "cli-run")
     assert main(["report", str(folder)]) == 0
     assert (folder / "report.md").is_file() and (folder / "plots" / "phases.png").is_file()
     assert "gpu_speedup omitted" in capsys.readouterr().out
 
 
-def test_cli_report_latest_means_newest_under_results_runs(tmp_path: Path, monkeypatch) -> None:
+def test_cli_report_latest_means_newest_under_results_runs(tmp_path: Path, monkeypatch, cpu_run_dir) -> None:
     runs = tmp_path / "results" / "runs"
-    shutil.copytree(cpu_run_dir(), runs / "20990101-000000-test")
+    shutil.copytree(cpu_run_dir, runs / "20990101-000000-test")
     monkeypatch.chdir(tmp_path)
     assert main(["report", "latest"]) == 0
     assert (runs / "20990101-000000-test" / "report.md").is_file()
 
 
-def test_cli_report_bad_input_is_exit_2(tmp_path: Path, capsys) -> None:
+def test_cli_report_bad_input_is_exit_2(tmp_path: Path, capsys, cpu_run_dir, gpu_run_dir) -> None:
     assert main(["report", str(tmp_path / "nope")]) == 2
-    assert main(["report", str(cpu_run_dir()), str(gpu_run_dir())]) == 2  # several runs need --out
+    assert main(["report", str(cpu_run_dir), str(gpu_run_dir)]) == 2  # several runs need --out
     err = capsys.readouterr().err
     assert "no run folder" in err and "--out" in err
 
@@ -339,11 +230,11 @@ def test_alpha_from_a_noisy_median_is_marked() -> None:
 
 
 def test_the_reports_regime_rule_is_written_down_in_the_docs() -> None:
-    from bench.regime import RULE
+    from bench.report.regime import RULE
 
-    docs = Path(__file__).resolve().parent.parent / "docs" / "reports.md"
-    assert RULE in docs.read_text(), "docs/reports.md must quote bench.regime.RULE verbatim"
+    docs = Path(__file__).resolve().parents[3] / "docs" / "reports.md"
+    assert RULE in docs.read_text(), "docs/reports.md must quote bench.report.regime.RULE verbatim"
 
 
-def test_meta_of_the_shared_run_is_json() -> None:
-    assert json.loads((cpu_run_dir() / store.META_JSON).read_text())["preset"] == "test"
+def test_meta_of_the_shared_run_is_json(cpu_run_dir) -> None:
+    assert json.loads((cpu_run_dir / store.META_JSON).read_text())["preset"] == "test"

@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
+from ..errors import UsageError
 from .compare import (
     COMPARABILITY_KEYS,
     FLAG_KEYS,
@@ -29,7 +30,6 @@ from .compare import (
     ok_rows,
     run_names,
 )
-from .errors import UsageError
 
 REPORT_MD = "report.md"
 PLOTS_DIR = "plots"
@@ -228,7 +228,7 @@ def write_report(runs: Sequence, out_dir: Path) -> Report:
     """Render report.md and plots/*.png for ``runs`` (store.Run objects) into ``out_dir``."""
     from . import plots
     from .regime import classify
-    from .store import write_atomic
+    from ..store import write_atomic
 
     out_dir = Path(out_dir)
     summary, duplicates = merged_summary(runs)

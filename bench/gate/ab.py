@@ -1,7 +1,7 @@
 """Where the gate's measurements run: a worker per source tree, and REF checked out in a temporary worktree.
 
 ``--against REF`` compares REF (side A) with the working tree (side B) in one
-run. Each side is a ``bench.gate_worker`` process whose ``PYTHONPATH`` is its
+run. Each side is a ``bench.gate.worker`` process whose ``PYTHONPATH`` is its
 tree; the coordinator alternates their timed blocks A/B, B/A, A/B, ... so slow
 drift of the machine (another job starting, thermal state) lands on both sides
 alike and the first-mover effect of a switch cancels. The worktree and the
@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from . import gate_worker
-from .errors import EnvironmentProblem, UsageError
+from . import worker
+from ..errors import EnvironmentProblem, UsageError
 
-WORKER = Path(gate_worker.__file__).resolve()
+WORKER = Path(worker.__file__).resolve()
 SETUP_TIMEOUT_S = 600.0  # import torch + build + warm up a few cases on a loaded 2-core box
 REQUEST_TIMEOUT_S = 300.0  # one timed block or one counting pass
 QUIT_TIMEOUT_S = 10.0
@@ -75,7 +75,7 @@ class InProcessWorker:
 
     def send(self, message: dict[str, Any]) -> None:
         # through JSON, as over a pipe, so both kinds of worker answer alike (string keys and all)
-        self._reply = json.loads(json.dumps(gate_worker.handle(self._state, json.loads(json.dumps(message)))))
+        self._reply = json.loads(json.dumps(worker.handle(self._state, json.loads(json.dumps(message)))))
 
     def receive(self) -> dict[str, Any]:
         reply, self._reply = self._reply, None
@@ -98,13 +98,13 @@ def shared_cpu() -> str:
 
 
 class ProcessWorker:
-    """A ``gate_worker`` process importing ``mlp`` and ``bench`` from ``tree``; JSON lines on its pipes."""
+    """A ``bench.gate.worker`` process importing ``mlp`` and ``bench`` from ``tree``; JSON lines on its pipes."""
 
     def __init__(self, name: str, tree: Path, cpus: str = ""):
         self.name = name
         self.tree = tree
         self._stderr = tempfile.TemporaryFile(mode="w+")
-        env = {**os.environ, "PYTHONPATH": str(tree), "PYTHONUNBUFFERED": "1", gate_worker.CPUS_ENV: cpus}
+        env = {**os.environ, "PYTHONPATH": str(tree), "PYTHONUNBUFFERED": "1", worker.CPUS_ENV: cpus}
         self._timeout_s = SETUP_TIMEOUT_S
         self._proc = subprocess.Popen([sys.executable, str(WORKER)], cwd=tree, env=env, text=True,
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr)
@@ -158,7 +158,7 @@ def _checked(name: str, reply: dict[str, Any] | None) -> dict[str, Any]:
 
 def tree_root() -> Path:
     """The source tree this ``bench`` was imported from (the working tree under test)."""
-    return Path(__file__).resolve().parent.parent
+    return Path(__file__).resolve().parents[2]
 
 
 def _git(repo: Path, *args: str) -> str:
@@ -271,7 +271,7 @@ def interleaved_samples(workers: Mapping[str, Worker], timed: Sequence[int], ite
     """``rounds`` blocks per case and side; within a round the side order alternates (AB, BA, AB, ...).
 
     Each block runs on a step rebuilt in fresh memory from the round's seed, the same seed on both
-    sides (see ``gate_worker.BUILD_SEED``).
+    sides (see ``worker.BUILD_SEED``).
     """
     names = sorted(workers)
     samples: dict[str, dict[int, list[float]]] = {n: {i: [] for i in timed} for n in names}
@@ -279,6 +279,6 @@ def interleaved_samples(workers: Mapping[str, Worker], timed: Sequence[int], ite
         for index in timed:
             for name in (names if r % 2 == 0 else names[::-1]):
                 reply = request(workers[name], {"cmd": "time", "case": index, "iters": iters[index],
-                                                "rebuild_seed": gate_worker.BUILD_SEED + 1 + r})
+                                                "rebuild_seed": worker.BUILD_SEED + 1 + r})
                 samples[name][index] += reply["samples_s"]
     return samples

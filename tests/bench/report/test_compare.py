@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from bench import compare, store
+from bench import store
 from bench.cli import main
-from bench.compare import Ratio, bootstrap_ratio, compare_runs, crossover_batches, device_speedup
-from test_report import EXPECTED_CROSSOVER, cpu_run_dir, gpu_run_dir
+from bench.report import compare
+from bench.report.compare import Ratio, bootstrap_ratio, compare_runs, crossover_batches, device_speedup
 
 KNOWN_SLOWDOWN = 1.5
 
@@ -48,8 +48,8 @@ def test_verdicts() -> None:
     assert Ratio(math.nan, math.nan, math.nan, "x").verdict == "n/a"
 
 
-def test_a_run_compared_with_itself_shows_no_significant_difference() -> None:
-    run = store.load_run(cpu_run_dir())
+def test_a_run_compared_with_itself_shows_no_significant_difference(cpu_run_dir) -> None:
+    run = store.load_run(cpu_run_dir)
     table, ignored = compare_runs(run, run, phases=("step", "forward", "backward", "optimizer", "inference"))
     assert ignored == []
     assert len(table) == len(run.summary[run.summary["status"] == "ok"])
@@ -58,17 +58,17 @@ def test_a_run_compared_with_itself_shows_no_significant_difference() -> None:
     np.testing.assert_allclose(table["ratio"], 1.0)
 
 
-def test_cli_compare_with_itself(capsys) -> None:
-    assert main(["compare", str(cpu_run_dir()), str(cpu_run_dir()), "--all-phases"]) == 0
+def test_cli_compare_with_itself(capsys, cpu_run_dir) -> None:
+    assert main(["compare", str(cpu_run_dir), str(cpu_run_dir), "--all-phases"]) == 0
     out = capsys.readouterr().out
     assert "within noise" in out and "B slower" not in out and "B faster" not in out
     assert "Fingerprints agree" in out
 
 
-def _slowed_copy(tmp_path: Path, factor_of) -> tuple[Path, dict]:
+def _slowed_copy(tmp_path: Path, source: Path, factor_of) -> tuple[Path, dict]:
     """A copy of the shared run with every case-phase slowed by ``factor_of(samples)``; returns the factors."""
     folder = tmp_path / "slow"
-    shutil.copytree(cpu_run_dir(), folder)
+    shutil.copytree(source, folder)
     run = store.load_run(folder)
     summary, samples = run.summary.copy(), run.samples.copy()
     factors = {key: factor_of(group["seconds"].to_numpy()) for key, group in samples.groupby(["case_id", "phase"])}
@@ -86,35 +86,35 @@ def _beyond_noise(seconds: np.ndarray) -> float:
     return KNOWN_SLOWDOWN * seconds.max() / seconds.min()
 
 
-def test_a_slowdown_beyond_the_noise_is_significant(tmp_path: Path) -> None:
-    folder, factors = _slowed_copy(tmp_path, _beyond_noise)
-    table, _ = compare_runs(store.load_run(cpu_run_dir()), store.load_run(folder))
+def test_a_slowdown_beyond_the_noise_is_significant(tmp_path: Path, cpu_run_dir) -> None:
+    folder, factors = _slowed_copy(tmp_path, cpu_run_dir, _beyond_noise)
+    table, _ = compare_runs(store.load_run(cpu_run_dir), store.load_run(folder))
     step_factors = {k[0]: v for k, v in factors.items() if k[1] == "step"}
-    run = store.load_run(cpu_run_dir()).summary
+    run = store.load_run(cpu_run_dir).summary
     expected = [step_factors[c] for c in run[(run["phase"] == "step") & (run["status"] == "ok")]["case_id"]]
     np.testing.assert_allclose(table["ratio"], expected)
     assert set(table["verdict"]) == {"B slower"}
 
 
-def test_without_samples_the_summary_intervals_are_used(tmp_path: Path) -> None:
-    folder, _ = _slowed_copy(tmp_path, lambda seconds: KNOWN_SLOWDOWN)
+def test_without_samples_the_summary_intervals_are_used(tmp_path: Path, cpu_run_dir) -> None:
+    folder, _ = _slowed_copy(tmp_path, cpu_run_dir, lambda seconds: KNOWN_SLOWDOWN)
     (folder / store.SAMPLES_CSV).unlink()
-    table, _ = compare_runs(store.load_run(cpu_run_dir()), store.load_run(folder))
+    table, _ = compare_runs(store.load_run(cpu_run_dir), store.load_run(folder))
     assert set(table["method"]) == {"summary CIs"}
     assert (table["ci_low"] <= table["ratio"]).all() and (table["ratio"] <= table["ci_high"]).all()
 
 
-def test_cpu_and_gpu_runs_are_matched_ignoring_the_device(capsys) -> None:
-    table, ignored = compare_runs(store.load_run(cpu_run_dir()), store.load_run(gpu_run_dir()))
+def test_cpu_and_gpu_runs_are_matched_ignoring_the_device(capsys, cpu_run_dir, gpu_run_dir) -> None:
+    table, ignored = compare_runs(store.load_run(cpu_run_dir), store.load_run(gpu_run_dir))
     assert ignored == ["device"]
     assert len(table) == 5  # the uniform eager cases; the teaching net has no GPU row
-    assert main(["compare", str(cpu_run_dir()), str(gpu_run_dir())]) == 0
+    assert main(["compare", str(cpu_run_dir), str(gpu_run_dir)]) == 0
     out = capsys.readouterr().out
     assert "WARNING: the fingerprints differ" in out and "ignoring device" in out
 
 
-def test_device_speedup_and_crossover_on_the_synthetic_gpu_run() -> None:
-    runs = [store.load_run(cpu_run_dir()), store.load_run(gpu_run_dir())]
+def test_device_speedup_and_crossover_on_the_synthetic_gpu_run(cpu_run_dir, gpu_run_dir, expected_crossover) -> None:
+    runs = [store.load_run(cpu_run_dir), store.load_run(gpu_run_dir)]
     summary, _ = compare.merged_summary(runs)
     speed = device_speedup(summary)
     eager = speed[speed["compile"] == "none"]
@@ -123,7 +123,7 @@ def test_device_speedup_and_crossover_on_the_synthetic_gpu_run() -> None:
     cross = crossover_batches(eager)
     relu = cross[(cross["activation"] == "relu")]
     assert len(relu) == 2
-    np.testing.assert_allclose(relu["crossover_batch"], EXPECTED_CROSSOVER)
+    np.testing.assert_allclose(relu["crossover_batch"], expected_crossover)
     assert (relu["wins_from"] == 16).all()
 
 
@@ -140,6 +140,6 @@ def test_crossover_edge_cases(ratios, wins_from, crossover) -> None:
     np.testing.assert_allclose([row["wins_from"], row["crossover_batch"]], [wins_from, crossover], equal_nan=True)
 
 
-def test_compare_bad_input_is_exit_2(tmp_path: Path, capsys) -> None:
-    assert main(["compare", str(cpu_run_dir()), str(tmp_path / "nope")]) == 2
+def test_compare_bad_input_is_exit_2(tmp_path: Path, capsys, cpu_run_dir) -> None:
+    assert main(["compare", str(cpu_run_dir), str(tmp_path / "nope")]) == 2
     assert "no run folder" in capsys.readouterr().err

@@ -24,7 +24,7 @@ from bench.stats import median_ci, summarize
 from bench.timing import Phase, TimingConfig, measure
 
 FAST = TimingConfig(repeats=5, warmup_s=0.05, min_block_s=0.005)
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 PHASE_SUM_TOLERANCE = 0.35  # instrumented phases vs the plain step: clock reads and noise, never 35%+ apart
 TIMER_AGREEMENT_BAND = (0.5, 2.0)  # engine vs torch.utils.benchmark on a noisy shared 2-core box
 

@@ -18,7 +18,7 @@ Per case also: parameter count and the analytic FLOPs and memory of ``mlp``.
 Everything is an integer and repeats exactly from run to run on the same torch
 build, so the gate compares with ``==`` and needs no statistics.
 
-This module is part of the measuring instrument: ``bench.gate_worker`` loads it by
+This module is part of the measuring instrument: ``bench.gate.worker`` loads it by
 path next to a *different* tree's ``mlp`` (``mlpbench check --against REF``), so it
 takes a built ``TrainStep`` and never imports ``bench`` modules.
 """

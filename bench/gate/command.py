@@ -1,14 +1,14 @@
 """``mlpbench check``: the performance regression gate.
 
-Layer 1, exact counters (``bench.counters``): ATen ops, matmul FLOPs, fresh
+Layer 1, exact counters (``bench.gate.counters``): ATen ops, matmul FLOPs, fresh
 bytes and host syncs per phase, parameters, analytic FLOPs and memory (plus
 kernels and peak memory on CUDA). Deterministic, so compared with ``==``; any
 increase fails the gate.
 
-Layer 2, timing of the whole training step (``bench.gate_stats``): a case
+Layer 2, timing of the whole training step (``bench.gate.stats``): a case
 regresses only when it is at least ``--min-effect`` slower *and* significantly
 so. ``--against REF`` measures REF and the working tree interleaved in one run
-(``bench.gate_ab``), which cancels machine drift: use it in CI. ``--baseline``
+(``bench.gate.ab``), which cancels machine drift: use it in CI. ``--baseline``
 compares with samples recorded earlier on this machine: drift between then and
 now is not cancelled, so prefer ``--against``.
 
@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import EnvironmentProblem, UsageError
+from ..errors import EnvironmentProblem, UsageError
 
 BASELINE_FORMAT = "mlpbench-gate-baseline/1"
 LAYERS = ("counters", "timing")
@@ -49,7 +49,7 @@ def gate_suite(device: str = "cpu") -> list[SuiteCase]:
     Small enough for CI on 2 cores: counting all four takes a few seconds; the three
     timed cases take 2.5-12 ms per step on one thread here.
     """
-    from .cases import Case
+    from ..cases import Case
 
     def case(timed: bool, **fields) -> SuiteCase:
         return SuiteCase(Case(device=device, threads=GATE_THREADS, **fields).to_row(), timed)
@@ -72,7 +72,7 @@ class GateOptions:
     against: str | None
     layers: frozenset[str]
     device: str
-    plan: Any  # gate_ab.TimingPlan
+    plan: Any  # ab.TimingPlan
     min_effect: float
     alpha: float
     advisory: bool
@@ -110,9 +110,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_options(args: argparse.Namespace) -> GateOptions:
-    from .gate_ab import TimingPlan
-    from .gate_stats import ALPHA, MIN_EFFECT
-    from .gate_worker import INJECTIONS
+    from .ab import TimingPlan
+    from .stats import ALPHA, MIN_EFFECT
+    from .worker import INJECTIONS
 
     modes = [m for m in (args.baseline, args.against, args.write_baseline) if m is not None]
     if not modes:
@@ -150,18 +150,18 @@ def command(args: argparse.Namespace) -> int:
 
 def write_baseline(opts: GateOptions) -> int:
     """Measure this tree's suite (counters, and timing samples for the timed cases) and write the file."""
-    from . import gate_ab
-    from .env import fingerprint
-    from .store import write_meta
+    from . import ab
+    from ..env import fingerprint
+    from ..store import write_meta
 
     _require_device(opts.device)
     suite = gate_suite(opts.device)
     rows, timed = [s.row for s in suite], _timed_indices(suite, opts)
-    with gate_ab.workers_for(None) as workers:
-        replies = gate_ab.setup(workers, rows, timed, opts.plan)
-        counters = gate_ab.request(workers["B"], {"cmd": "counters"})["counters"] if "counters" in opts.layers else None
-        iters = gate_ab.block_iters(replies, timed, opts.plan)
-        samples = gate_ab.interleaved_samples(workers, timed, iters, opts.plan)["B"]
+    with ab.workers_for(None) as workers:
+        replies = ab.setup(workers, rows, timed, opts.plan)
+        counters = ab.request(workers["B"], {"cmd": "counters"})["counters"] if "counters" in opts.layers else None
+        iters = ab.block_iters(replies, timed, opts.plan)
+        samples = ab.interleaved_samples(workers, timed, iters, opts.plan)["B"]
     info = replies["B"]["info"]
     cases = [{"case": row, "case_id": info["case_ids"][i], "label": info["labels"][i], "timed": i in timed,
               "counters": counters[i] if counters else None,
@@ -177,8 +177,8 @@ def write_baseline(opts: GateOptions) -> int:
 
 
 def check(opts: GateOptions) -> int:
-    from . import gate_ab
-    from .gate_report import GateReport, render_markdown
+    from . import ab
+    from .report import GateReport, render_markdown
 
     started = time.perf_counter()
     baseline = load_baseline(opts.baseline) if opts.baseline else None
@@ -189,8 +189,8 @@ def check(opts: GateOptions) -> int:
     rows, timed = [s.row for s in suite], (_timed_indices(suite, opts) if timing_on else [])
     labels, replies = _labels(suite, baseline), None
     if counters_on or timing_on:
-        with gate_ab.workers_for(opts.against, pin=opts.pin) as workers:
-            replies = gate_ab.setup(workers, rows, timed, opts.plan, opts.inject)
+        with ab.workers_for(opts.against, pin=opts.pin) as workers:
+            replies = ab.setup(workers, rows, timed, opts.plan, opts.inject)
             if counters_on:
                 report.counters_against = f"baseline {opts.baseline}" if baseline else opts.against
                 report.counters = _counter_layer(workers, baseline, labels)
@@ -234,7 +234,7 @@ def _layers_to_run(opts: GateOptions, baseline: dict | None, report) -> tuple[bo
     if timing_on and not opts.against:
         if not any(c["timing"] for c in baseline["cases"]):
             raise UsageError(f"{opts.baseline} holds no timing samples; use --against REF or --layers counters")
-        from .env import COMPARABILITY_KEYS, fingerprint
+        from ..env import COMPARABILITY_KEYS, fingerprint
 
         now = fingerprint()
         problem = _mismatch({k: baseline["env"].get(k) for k in COMPARABILITY_KEYS},
@@ -286,17 +286,17 @@ def _timed_indices(suite: list[SuiteCase], opts: GateOptions) -> list[int]:
 
 
 def _counter_layer(workers, baseline: dict | None, labels: list[tuple[str, str]]) -> list:
-    from . import gate_ab
+    from . import ab
     from .counters import CaseCounters, compare, op_changes
-    from .gate_report import CounterResult
+    from .report import CounterResult
 
-    after = gate_ab.request(workers["B"], {"cmd": "counters"})["counters"]
+    after = ab.request(workers["B"], {"cmd": "counters"})["counters"]
     if baseline is not None:
         before = [c["counters"] for c in baseline["cases"]]
         if any(b is None for b in before):
             raise UsageError("the baseline holds no counters; rewrite it with `make baseline`")
     else:
-        before = gate_ab.request(workers["A"], {"cmd": "counters"})["counters"]
+        before = ab.request(workers["A"], {"cmd": "counters"})["counters"]
     results = []
     for (label, case_id), old, new in zip(labels, before, after):
         old_c, new_c = CaseCounters.from_dict(old), CaseCounters.from_dict(new)
@@ -307,18 +307,18 @@ def _counter_layer(workers, baseline: dict | None, labels: list[tuple[str, str]]
 
 def _timing_layer(workers, replies, baseline: dict | None, labels: list[tuple[str, str]], timed: list[int],
                   opts: GateOptions) -> list:
-    from . import gate_ab
-    from .gate_report import TimingResult
-    from .gate_stats import compare_samples
+    from . import ab
+    from .report import TimingResult
+    from .stats import compare_samples
 
     if baseline is None:
-        iters = gate_ab.block_iters(replies, timed, opts.plan)
-        samples = gate_ab.interleaved_samples(workers, timed, iters, opts.plan)
+        iters = ab.block_iters(replies, timed, opts.plan)
+        samples = ab.interleaved_samples(workers, timed, iters, opts.plan)
         before, after = samples["A"], samples["B"]
     else:
         iters = {i: baseline["cases"][i]["timing"]["iters_per_block"] for i in timed}
         before = {i: baseline["cases"][i]["timing"]["samples_s"] for i in timed}
-        after = gate_ab.interleaved_samples(workers, timed, iters, opts.plan)["B"]
+        after = ab.interleaved_samples(workers, timed, iters, opts.plan)["B"]
     return [TimingResult(labels[i][0], labels[i][1], iters[i],
                          compare_samples(before[i], after[i], opts.min_effect, opts.alpha, paired=baseline is None),
                          before[i], after[i])
@@ -329,7 +329,7 @@ def _labels(suite: list[SuiteCase], baseline: dict | None) -> list[tuple[str, st
     """(label, case_id) of each suite case as A measures it (an injected flops+N case on B has another shape)."""
     if baseline is not None:
         return [(c["label"], c["case_id"]) for c in baseline["cases"]]
-    from .cases import Case
+    from ..cases import Case
 
     return [(case.label, case.case_id) for case in (Case.from_row(s.row) for s in suite)]
 
@@ -337,8 +337,8 @@ def _labels(suite: list[SuiteCase], baseline: dict | None) -> list[tuple[str, st
 def _injection_notes(opts: GateOptions, suite: list[SuiteCase], replies: dict | None) -> list[str]:
     if opts.inject == "none" or not replies:
         return []
-    from .cases import Case
-    from .gate_worker import inject_case
+    from ..cases import Case
+    from .worker import inject_case
 
     notes = [f"B carries an injected regression, `{opts.inject}` (see docs/perf-gate.md)."]
     if opts.inject.startswith("flops+"):

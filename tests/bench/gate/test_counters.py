@@ -1,4 +1,4 @@
-"""bench.counters: exact per-phase counters, checked against independent references.
+"""bench.gate.counters: exact per-phase counters, checked against independent references.
 
 FLOPs against mlp's analytic accounting (FlopCounterMode does the counting, the
 formula knows nothing of it); operator calls against torch.profiler's events;
@@ -15,9 +15,9 @@ import pytest
 import torch
 
 import mlp
-from bench import counters
+from bench.gate import counters
 from bench.cases import Case
-from bench.gate_worker import inject_step
+from bench.gate.worker import inject_step
 from bench.timing import build_step
 
 CASES = [

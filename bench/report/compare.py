@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import UsageError
+from ..errors import UsageError
 
 # The fields of bench.cases.Case, in order. Kept here so reporting needs no torch import;
 # tests/test_compare.py checks that it matches the dataclass.
@@ -312,7 +312,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def resolve_run_path(text: str) -> Path:
-    from .store import latest_run
+    from ..store import latest_run
 
     try:
         return latest_run() if text == "latest" else Path(text)
@@ -321,7 +321,7 @@ def resolve_run_path(text: str) -> Path:
 
 
 def load_runs(texts: Sequence[str]) -> list:
-    from .store import load_run
+    from ..store import load_run
 
     try:
         return [load_run(resolve_run_path(t)) for t in texts]
@@ -347,7 +347,7 @@ def command(args: argparse.Namespace) -> int:
     text = "\n".join(lines)
     print(text)
     if args.out:
-        from .store import write_atomic
+        from ..store import write_atomic
 
         write_atomic(args.out, text + "\n")
     return 0

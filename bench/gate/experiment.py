@@ -5,8 +5,8 @@ the figures include everything a real run meets (start-up, warm-up, other jobs
 on the machine). One JSON line per run goes to ``--out``; the summary is printed
 and can be re-printed from the file with ``--summarize``.
 
-    python -m bench.gate_experiment --runs 20 --out aa.jsonl -- --against HEAD --layers timing
-    python -m bench.gate_experiment --runs 20 --out p25.jsonl -- --against HEAD --layers timing \\
+    python -m bench.gate.experiment --runs 20 --out aa.jsonl -- --against HEAD --layers timing
+    python -m bench.gate.experiment --runs 20 --out p25.jsonl -- --against HEAD --layers timing \\
         --inject-regression flops+25
 
 Run it from a clean checkout: with ``--against HEAD`` and no local changes, the
@@ -25,7 +25,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from .gate_ab import tree_root
+from .ab import tree_root
 
 
 def run_once(gate_args: list[str]) -> dict:
@@ -68,7 +68,7 @@ def summarize(runs: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.gate_experiment", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.gate.experiment", description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--out", type=Path, help="append one JSON line per run here")
     parser.add_argument("--summarize", type=Path, metavar="FILE", help="only print the summary of FILE")

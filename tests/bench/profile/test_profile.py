@@ -21,12 +21,12 @@ from torch.autograd import DeviceType
 
 import mlp
 from bench import cli
-from bench import profile as prof
+from bench.profile import command as prof
 from bench.cases import Case
 
 TINY_FLAGS = ["--network", "uniform", "--width", "32", "--depth", "1", "--batch", "8", "--threads", "1"]
 TINY_CASE = Case(network="uniform", width=32, depth=1, batch=8, threads=1, device="cpu")
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")
@@ -196,7 +196,7 @@ def test_measurement_modules_never_import_the_profiler():
 
 
 def test_importing_the_command_does_not_import_torch():
-    code = "import sys, bench.profile; print('torch' in sys.modules)"
+    code = "import sys, bench.profile.command; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert out.stdout.strip() == "False"
 

@@ -1,0 +1,1 @@
+"""Reporting: reads result tables only (never the measuring code): Markdown, figures, regimes, run comparison."""
