@@ -21,17 +21,16 @@ reported there were measured.
 from __future__ import annotations
 
 import enum
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats as sps
 
+from ..stats import GATE_CI_LEVEL, GATE_RESAMPLES, ratio_of_medians_ci
+
 MIN_EFFECT = 0.05  # smaller slowdowns are not flagged: A/A runs here spread several per cent either way
-ALPHA = 0.01  # a 99% interval: one-sided 0.5% per case, so a 3-case A/A run stays well under 1 in 20
-BOOTSTRAP_RESAMPLES = 2000  # percentile interval; 10 resamples beyond each 0.5% tail, plenty for a verdict
-BOOTSTRAP_SEED = 0  # the verdict is a function of the samples alone
+ALPHA = round(1 - GATE_CI_LEVEL, 12)  # 0.01: the gate's one documented level (bench.stats), as --alpha's default
 MIN_SAMPLES = 5  # fewer blocks per side cannot separate a 99% interval from 1
 
 
@@ -75,7 +74,7 @@ def compare_samples(a_s: Sequence[float], b_s: Sequence[float], min_effect: floa
     if paired and len(a) != len(b):
         raise ValueError(f"paired samples need equal counts, got {len(a)} and {len(b)}")
     ratio = float(np.median(b) / np.median(a))
-    ci_low, ci_high = _ratio_interval(a, b, paired, 1 - alpha)
+    ci_low, ci_high = ratio_of_medians_ci(a, b, level=1 - alpha, resamples=GATE_RESAMPLES, paired=paired)
     p_slower = float(sps.mannwhitneyu(b, a, alternative="greater").pvalue)
     p_faster = float(sps.mannwhitneyu(b, a, alternative="less").pvalue)
     if ratio >= 1 + min_effect and ci_low > 1:
@@ -86,14 +85,3 @@ def compare_samples(a_s: Sequence[float], b_s: Sequence[float], min_effect: floa
         verdict = Verdict.PASS
     return TimingComparison(len(a), len(b), float(np.median(a)), float(np.median(b)), ratio, ci_low, ci_high,
                             p_slower, p_faster, verdict, 1 - alpha, min_effect, paired)
-
-
-def _ratio_interval(a: np.ndarray, b: np.ndarray, paired: bool, confidence: float) -> tuple[float, float]:
-    def ratio_of_medians(x, y, axis=-1):
-        return np.median(y, axis=axis) / np.median(x, axis=axis)
-
-    result = sps.bootstrap((a, b), ratio_of_medians, vectorized=True, paired=paired, confidence_level=confidence,
-                           n_resamples=BOOTSTRAP_RESAMPLES, method="percentile",
-                           random_state=np.random.default_rng(BOOTSTRAP_SEED))  # `rng=` only from scipy 1.15
-    low, high = result.confidence_interval
-    return (float(low), float(high)) if math.isfinite(low) and math.isfinite(high) else (math.nan, math.nan)

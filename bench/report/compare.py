@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import UsageError
+from ..stats import COMPARE_CI_LEVEL, COMPARE_RESAMPLES, ratio_of_medians_ci
 
 # The fields of bench.cases.Case, in order. Kept here so reporting needs no torch import;
 # tests/test_compare.py checks that it matches the dataclass.
@@ -31,9 +32,7 @@ CASE_FIELDS = ("network", "width", "depth", "in_features", "out_features", "batc
 COMPARABILITY_KEYS = ("torch", "cuda", "device_name", "cpu_model", "torch_threads", "hostname")
 FLAG_KEYS = ("tf32_matmul_default", "float32_matmul_precision_default", "cpu_capability")  # precision flags
 
-CI_LEVEL = 0.95
-BOOTSTRAP_RESAMPLES = 4000  # percentile endpoints move < 1% of the ratio between seeds at 12 samples a side
-BOOTSTRAP_SEED = 0  # the same two runs always give the same intervals
+CI_LEVEL = COMPARE_CI_LEVEL  # bench.stats documents the level of each reader of a ratio of medians
 MIN_SAMPLES = 2  # fewer raw samples than this: no bootstrap, fall back to the summary intervals
 
 
@@ -62,16 +61,10 @@ class Ratio:
         return "B slower" if self.ratio > 1 else "B faster"
 
 
-def bootstrap_ratio(a_s: Sequence[float], b_s: Sequence[float], *, level: float = CI_LEVEL,
-                    resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED) -> Ratio:
+def bootstrap_ratio(a_s: Sequence[float], b_s: Sequence[float]) -> Ratio:
     """Ratio of medians B/A with a percentile-bootstrap interval, resampling each run's samples independently."""
-    a, b = np.asarray(a_s, dtype=float), np.asarray(b_s, dtype=float)
-    rng = np.random.default_rng(seed)
-    medians_a = np.median(rng.choice(a, size=(resamples, a.size)), axis=1)
-    medians_b = np.median(rng.choice(b, size=(resamples, b.size)), axis=1)
-    tail = (1.0 - level) / 2
-    low, high = np.quantile(medians_b / medians_a, [tail, 1.0 - tail])
-    return Ratio(float(np.median(b) / np.median(a)), float(low), float(high), "bootstrap")
+    low, high = ratio_of_medians_ci(a_s, b_s, level=CI_LEVEL, resamples=COMPARE_RESAMPLES, paired=False)
+    return Ratio(float(np.median(b_s) / np.median(a_s)), low, high, "bootstrap")
 
 
 def interval_ratio(a: Mapping, b: Mapping) -> Ratio:
