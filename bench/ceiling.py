@@ -15,7 +15,8 @@ import mlp
 from mlp import Precision
 
 from .stats import summarize
-from .timing import TimingConfig, calibrate_iters, clock_for, time_block
+from .clocks import clock_for, time_block
+from .timing import TimingConfig, calibrate_iters
 
 CPU_SIZES = (512, 1024, 2048)  # a 2-core CPU reaches its plateau by 1-2k
 CUDA_SIZES = (4096, 8192, 16384)  # tensor cores need large tiles to saturate

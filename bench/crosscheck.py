@@ -16,7 +16,8 @@ from tabulate import tabulate
 
 from .cases import Case
 from .stats import summarize
-from .timing import Phase, TimingConfig, build_step, case_context, measure
+from .phases import Phase
+from .timing import TimingConfig, build_step, case_context, measure
 
 DEFAULT_CASES = (
     Case(network="teaching", batch=64),

@@ -23,9 +23,11 @@ import mlp
 from . import store
 from .cases import Case
 from .ceiling import Ceiling, measure_ceiling
+from .clocks import torch_threads
 from .env import fingerprint, load_average
 from .stats import summarize
-from .timing import TRAINING_PHASES, Measurement, Phase, TimingConfig, measure
+from .phases import TRAINING_PHASES, Phase
+from .timing import Measurement, TimingConfig, measure
 
 DONE_STATUSES = ("ok", "oom", "error")  # resume re-tries only `skipped` cases (the machine may differ)
 CASE_COLUMNS = [f.name for f in fields(Case)]
@@ -223,15 +225,11 @@ def _measure_ceilings(cases: Sequence[Case], known: dict) -> dict:
         key = ceiling_key(device, dtype, threads)
         if key in known or (device == "cuda" and not torch.cuda.is_available()):
             continue
-        old_threads = torch.get_num_threads()
         try:
-            if threads:
-                torch.set_num_threads(threads)
-            out[key] = measure_ceiling(device, dtype).as_dict()
+            with torch_threads(threads):
+                out[key] = measure_ceiling(device, dtype).as_dict()
         except Exception as exc:  # noqa: BLE001 - a missing ceiling leaves MFU empty, not the run dead
             print(f"mlpbench: warning: no {key} matmul ceiling ({_one_line(exc)})", file=sys.stderr)
-        finally:
-            torch.set_num_threads(old_threads)
     return out
 
 

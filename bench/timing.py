@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import contextlib
-import enum
 import math
 import time
 from collections.abc import Callable
@@ -28,19 +27,9 @@ import torch
 import mlp
 from mlp import Precision
 
-from .cases import Case, CompileMode
-
-
-class Phase(str, enum.Enum):
-    STEP = "step"  # forward + loss + backward + optimiser, uninstrumented
-    FORWARD = "forward"
-    BACKWARD = "backward"  # loss + backward
-    OPTIMIZER = "optimizer"  # optimiser step + zero_grad(set_to_none=True)
-    INFERENCE = "inference"  # forward under torch.inference_mode
-
-
-TRAINING_PHASES = (Phase.FORWARD, Phase.BACKWARD, Phase.OPTIMIZER)
-BATCH_POOL = 4  # distinct random batches cycled through, so no step sees the same tensor twice in a row
+from .cases import Case, CompileMode, Device
+from .clocks import BATCH_POOL, Clock, clock_for, time_block, torch_threads
+from .phases import TRAINING_PHASES, Phase
 
 
 @dataclass(frozen=True)
@@ -80,55 +69,7 @@ class Measurement:
     measure_s: float = 0.0  # wall time spent on this case
 
 
-# --------------------------------------------------------------------------- clocks
-
-
-class _Clock:
-    """Host clock for CPU work (synchronous)."""
-
-    def __init__(self, device: torch.device):
-        self.device = device
-
-    def mark(self):
-        return time.perf_counter_ns()
-
-    def sync(self) -> None:
-        pass
-
-    @staticmethod
-    def elapsed_s(start, end) -> float:
-        return (end - start) * 1e-9
-
-
-class _CudaClock(_Clock):
-    """CUDA events recorded on the current stream; read only after a synchronize."""
-
-    def mark(self):
-        event = torch.cuda.Event(enable_timing=True)
-        event.record()
-        return event
-
-    def sync(self) -> None:
-        torch.cuda.synchronize(self.device)
-
-    @staticmethod
-    def elapsed_s(start, end) -> float:
-        return start.elapsed_time(end) * 1e-3
-
-
-def clock_for(device: torch.device) -> _Clock:
-    return _CudaClock(device) if device.type == "cuda" else _Clock(device)
-
-
-def time_block(fn: Callable[[int], object], iters: int, clock: _Clock) -> float:
-    """Mean seconds per call of ``fn(i)`` over ``iters`` calls, nothing else inside the loop."""
-    clock.sync()
-    start = clock.mark()
-    for i in range(iters):
-        fn(i)
-    end = clock.mark()
-    clock.sync()
-    return clock.elapsed_s(start, end) / iters
+# --------------------------------------------------------------------------- blocks
 
 
 def calibrate_iters(per_iter_s: float, config: TimingConfig) -> int:
@@ -153,18 +94,21 @@ def build_step(case: Case) -> mlp.TrainStep:
 @contextlib.contextmanager
 def case_context(case: Case):
     """Threads and matmul precision of the case for its duration; dynamo starts clean for compiled cases."""
-    old_threads = torch.get_num_threads()
-    if case.threads:
-        torch.set_num_threads(case.threads)
-    if case.compile != CompileMode.NONE.value:
-        # One dynamo cache per code object: without a reset, after `recompile_limit` cases every
-        # nn.Sequential.forward would silently run eager.
-        torch._dynamo.reset()
-    try:
+    with torch_threads(case.threads):
+        if case.compile != CompileMode.NONE.value:
+            # One dynamo cache per code object: without a reset, after `recompile_limit` cases every
+            # nn.Sequential.forward would silently run eager.
+            torch._dynamo.reset()
         with mlp.matmul_precision(Precision(case.dtype)):
             yield
-    finally:
-        torch.set_num_threads(old_threads)
+
+
+def cudagraph_step_marker(case: Case) -> Callable[[], None]:
+    """reduce-overhead / max-autotune on CUDA replay CUDA graphs: each new iteration must be announced."""
+    if case.device == Device.CUDA.value and case.compile in (CompileMode.REDUCE_OVERHEAD.value,
+                                                             CompileMode.MAX_AUTOTUNE.value):
+        return torch.compiler.cudagraph_mark_step_begin
+    return lambda: None
 
 
 def _dynamo_counts() -> tuple[int, int, int]:
@@ -194,12 +138,7 @@ def measure(case: Case, config: TimingConfig = TimingConfig()) -> Measurement:
         clock = clock_for(device)
         gen = torch.Generator().manual_seed(0)
         pool = [case.make_batch(gen) for _ in range(BATCH_POOL)]
-        cudagraphs = compiled and device.type == "cuda" and case.compile in (
-            CompileMode.REDUCE_OVERHEAD.value, CompileMode.MAX_AUTOTUNE.value)
-
-        def mark_step():
-            if cudagraphs:  # reduce-overhead: tell cudagraph trees that a new iteration begins
-                torch.compiler.cudagraph_mark_step_begin()
+        mark_step = cudagraph_step_marker(case)
 
         def train_step(i: int):
             x, y = pool[i % BATCH_POOL]
@@ -244,7 +183,7 @@ def measure(case: Case, config: TimingConfig = TimingConfig()) -> Measurement:
     return result
 
 
-def _warm_up(fn: Callable[[int], object], clock: _Clock, config: TimingConfig, budget_s: float | None = None) -> float:
+def _warm_up(fn: Callable[[int], object], clock: Clock, config: TimingConfig, budget_s: float | None = None) -> float:
     """Run ``fn`` until the budget is spent and the minimum count reached; return the last mean per call."""
     budget_s = config.warmup_s if budget_s is None else budget_s
     spent, count, iters, per_iter = 0.0, 0, 1, math.nan
@@ -256,7 +195,7 @@ def _warm_up(fn: Callable[[int], object], clock: _Clock, config: TimingConfig, b
     return per_iter
 
 
-def time_phases(step: mlp.TrainStep, pool, iters: int, clock: _Clock, mark_step) -> dict[Phase, float]:
+def time_phases(step: mlp.TrainStep, pool, iters: int, clock: Clock, mark_step) -> dict[Phase, float]:
     """One instrumented block: a clock mark between phases, a single sync at the end."""
     marks = []
     clock.sync()

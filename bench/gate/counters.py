@@ -20,7 +20,8 @@ build, so the gate compares with ``==`` and needs no statistics.
 
 This module is part of the measuring instrument: ``bench.gate.worker`` loads it by
 path next to a *different* tree's ``mlp`` (``mlpbench check --against REF``), so it
-takes a built ``TrainStep`` and never imports ``bench`` modules.
+takes a built ``TrainStep`` and imports only ``bench.phases`` (relatively: the worker
+loads the measuring tree's copy under a private package name).
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
-PHASES = ("forward", "backward", "optimizer", "step", "inference")  # the values of bench.timing.Phase
+from ..phases import TRAINING_PHASE_NAMES, Phase
+
+PHASES = (*TRAINING_PHASE_NAMES, Phase.STEP.value, Phase.INFERENCE.value)  # the phases apart, then the wholes
 # The first step creates optimiser state (momentum buffers, Adam moments and step
 # counters) and so runs other ops than every later step; count a steady step.
 WARMUP_STEPS = 2

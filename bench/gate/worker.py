@@ -4,10 +4,12 @@
 worktree and the working tree), each in its own process with ``PYTHONPATH``
 pointing at that tree, and drives them over JSON lines on stdin/stdout. The
 measured code (``mlp``, ``bench.cases``, ``bench.timing.build_step``) comes from
-the tree under test; the measuring code (this file and ``counters.py`` beside it)
-comes from the tree that runs the gate, so both sides are measured the same way.
-That is also why this file imports no ``bench`` module at the top and keeps its
-own small block timer. The same ``Suite`` runs in-process for ``--baseline``.
+the tree under test; the measuring code (this file, ``counters.py`` beside it and the
+timing primitives of ``bench/clocks.py``, the engine's own) comes from the tree that
+runs the gate, so both sides are measured the same way. That is why this file imports
+no ``bench`` module: it loads its instruments by path, under a private package name
+(``INSTRUMENTS``), whatever tree ``bench`` itself is. The same ``Suite`` runs
+in-process for ``--baseline``.
 
 Protocol: one JSON object per line each way. Requests ``{"cmd": "setup" | "warmup"
 | "counters" | "time" | "quit", ...}``; replies ``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``.
@@ -15,19 +17,19 @@ Protocol: one JSON object per line each way. Requests ``{"cmd": "setup" | "warmu
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
+import importlib
 import importlib.util
 import json
 import math
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-BATCH_POOL = 4  # distinct random batches cycled through, as in bench.timing
+BENCH_DIR = HERE.parent  # the measuring tree's bench/, loaded as the package INSTRUMENTS
+INSTRUMENTS = "_mlpbench_instruments"
 WARMUP_MIN_STEPS = 3  # JIT-free eager warm-up: allocator and oneDNN/cuBLAS heuristics settle in a few steps
 LEAD_STEPS = 2  # untimed steps before each block: the rebuilt step's first one is cold (new memory, caches)
 # Every timed block runs on a freshly built step and batch pool, in fresh memory (the old ones
@@ -81,6 +83,7 @@ class Suite:
         if inject not in INJECTIONS:
             raise ValueError(f"unknown injected regression {inject!r}; valid: {', '.join(INJECTIONS)}")
         self.torch = torch
+        self.clocks = _load_instrument("clocks")
         self.inject = inject
         self.warmup_s = warmup_s
         self.cases = [inject_case(Case.from_row(row), inject) for row in case_rows]
@@ -89,7 +92,7 @@ class Suite:
         self._retired: list = []  # earlier builds, kept alive so that each build gets fresh memory
         for index in range(len(self.cases)):
             self.rebuild(index, BUILD_SEED)
-        self._counters = _load_instrument("counters")
+        self._counters = _load_instrument("gate.counters")
 
     def rebuild(self, index: int, seed: int) -> None:
         """A new step (weights from ``seed``) and batch pool for case ``index``, in fresh memory."""
@@ -101,7 +104,7 @@ class Suite:
         inject_step(step, self.inject)
         gen = torch.Generator().manual_seed(seed)
         self.steps[index] = step
-        self.pools[index] = [case.make_batch(gen) for _ in range(BATCH_POOL)]
+        self.pools[index] = [case.make_batch(gen) for _ in range(self.clocks.BATCH_POOL)]
 
     def info(self) -> dict[str, Any]:
         import mlp
@@ -124,17 +127,16 @@ class Suite:
 
     def time_block(self, index: int, iters: int, lead_steps: int = LEAD_STEPS) -> float:
         """Mean seconds per whole training step over ``iters`` steps, nothing else inside the loop."""
-        torch, step, pool = self.torch, self.steps[index], self.pools[index]
+        clocks, step, pool = self.clocks, self.steps[index], self.pools[index]
         case = self.cases[index]
-        with _threads(torch, case.threads):
+
+        def train_step(i: int) -> None:
+            step.step(*pool[i % clocks.BATCH_POOL])
+
+        with clocks.torch_threads(case.threads):
             for i in range(lead_steps):
-                step.step(*pool[i % BATCH_POOL])
-            if torch.device(case.device).type == "cuda":
-                return _cuda_block(torch, step, pool, iters)
-            start_ns = time.perf_counter_ns()
-            for i in range(iters):
-                step.step(*pool[i % BATCH_POOL])
-            return (time.perf_counter_ns() - start_ns) * 1e-9 / iters
+                train_step(i)
+            return clocks.time_block(train_step, iters, clocks.clock_for(self.torch.device(case.device)))
 
 
 def _build_step(case):
@@ -155,38 +157,15 @@ def _step_flops(model, case) -> int:
     return mlp.flops(model, case.batch, case.loss, case.optimizer).step_matmul
 
 
-def _cuda_block(torch, step, pool, iters: int) -> float:
-    """CUDA events around the block; one synchronize before reading them (never a host clock)."""
-    torch.cuda.synchronize()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for i in range(iters):
-        step.step(*pool[i % BATCH_POOL])
-    end.record()
-    torch.cuda.synchronize()
-    return start.elapsed_time(end) * 1e-3 / iters
-
-
-@contextlib.contextmanager
-def _threads(torch, threads: int):
-    old = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
 def _load_instrument(name: str):
-    """A module of the measuring tree, loaded by path (``bench`` itself may be the other tree's)."""
-    key = f"_mlpbench_instrument_{name}"
-    if key not in sys.modules:
-        spec = importlib.util.spec_from_file_location(key, HERE / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[key] = module
-        spec.loader.exec_module(module)
-    return sys.modules[key]
+    """``bench.<name>`` of the measuring tree, loaded by path (``bench`` itself may be the other tree's)."""
+    if INSTRUMENTS not in sys.modules:
+        spec = importlib.util.spec_from_file_location(INSTRUMENTS, BENCH_DIR / "__init__.py",
+                                                      submodule_search_locations=[str(BENCH_DIR)])
+        package = importlib.util.module_from_spec(spec)
+        sys.modules[INSTRUMENTS] = package
+        spec.loader.exec_module(package)
+    return importlib.import_module(f"{INSTRUMENTS}.{name}")
 
 
 # --------------------------------------------------------------------------- requests

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import UsageError
 from ..flags import CASE_FLAGS, add_case_arguments, case_overrides
+from ..phases import TRAINING_PHASE_NAMES
 
 if TYPE_CHECKING:
     import torch
@@ -50,7 +51,7 @@ if TYPE_CHECKING:
 
 PROFILES_DIR = Path("results/profiles")
 TRACE_FILE, REPORT_FILE, META_FILE, SNAPSHOT_FILE = "trace.json", "profile.md", "meta.json", "memory_snapshot.pickle"
-PHASE_LABELS = ("forward", "backward", "optimizer")  # the record_function names; equal to timing.Phase values
+PHASE_LABELS = TRAINING_PHASE_NAMES  # the record_function names of the phases
 
 WAIT_STEPS = 2  # untraced: the first step pays allocation, oneDNN/cuBLAS heuristics and compilation
 WARMUP_STEPS = 1  # traced but discarded: the profiler's own start-up cost lands here
@@ -243,7 +244,8 @@ def profile_case(case: Case, config: ProfileConfig, out_dir: Path) -> ProfileRes
     """
     import torch
 
-    from ..timing import BATCH_POOL, build_step, case_context
+    from ..clocks import BATCH_POOL
+    from ..timing import build_step, case_context, cudagraph_step_marker
 
     out_dir.mkdir(parents=True, exist_ok=True)
     files = [TRACE_FILE]
@@ -251,7 +253,7 @@ def profile_case(case: Case, config: ProfileConfig, out_dir: Path) -> ProfileRes
         step = build_step(case)
         gen = torch.Generator().manual_seed(0)
         pool = [case.make_batch(gen) for _ in range(BATCH_POOL)]
-        mark_step = _cudagraph_step_marker(case)
+        mark_step = cudagraph_step_marker(case)
         snapshot = out_dir / SNAPSHOT_FILE if config.memory_snapshot else None
         with _memory_history(snapshot):
             prof = _run_profiler(step, pool, config, mark_step)
@@ -273,17 +275,6 @@ def profile_case(case: Case, config: ProfileConfig, out_dir: Path) -> ProfileRes
         memory_analytic=_analytic_memory(case, model),
         memory_measured=measured, files=files,
     )
-
-
-def _cudagraph_step_marker(case: Case) -> Callable[[], None]:
-    """reduce-overhead / max-autotune on CUDA replay CUDA graphs: each step must be announced."""
-    import torch
-
-    from ..cases import CompileMode
-
-    if case.device == "cuda" and case.compile in (CompileMode.REDUCE_OVERHEAD.value, CompileMode.MAX_AUTOTUNE.value):
-        return torch.compiler.cudagraph_mark_step_begin
-    return lambda: None
 
 
 @contextlib.contextmanager
@@ -334,14 +325,16 @@ def _labelled_step(step: mlp.TrainStep, batch, mark_step) -> None:
 
 
 def _unprofiled_phase_wall_us(step: mlp.TrainStep, pool, mark_step) -> dict[str, float]:
-    from ..timing import time_phases, clock_for
+    from ..clocks import clock_for
+    from ..timing import time_phases
 
     seconds = time_phases(step, pool, REFERENCE_STEPS, clock_for(step.device), mark_step)
     return {phase.value: s * 1e6 for phase, s in seconds.items()}
 
 
 def _cuda_peaks(step: mlp.TrainStep, pool, mark_step) -> dict[str, int]:
-    from ..timing import TRAINING_PHASES, peak_memory_per_phase
+    from ..phases import TRAINING_PHASES
+    from ..timing import peak_memory_per_phase
 
     peaks = peak_memory_per_phase(step, pool, mark_step)
     return {phase.value: peaks[phase] for phase in TRAINING_PHASES}

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import UsageError
+from ..phases import PHASE_NAMES, Phase
 from ..stats import COMPARE_CI_LEVEL, COMPARE_RESAMPLES, ratio_of_medians_ci
 
 # The fields of bench.cases.Case, in order. Kept here so reporting needs no torch import;
@@ -325,7 +326,7 @@ def load_runs(texts: Sequence[str]) -> list:
 def command(args: argparse.Namespace) -> int:
 
     run_a, run_b = load_runs([args.run_a, args.run_b])
-    phases = ("step", "forward", "backward", "optimizer", "inference") if args.all_phases else ("step",)
+    phases = PHASE_NAMES if args.all_phases else (Phase.STEP.value,)
     table, ignored = compare_runs(run_a, run_b, phases)
     if not len(table):
         raise UsageError(f"{run_a.path} and {run_b.path} have no measured case in common")

@@ -17,6 +17,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from ..errors import UsageError
+from ..phases import PHASE_NAMES, TRAINING_PHASE_NAMES, Phase
 from .compare import (
     COMPARABILITY_KEYS,
     FLAG_KEYS,
@@ -35,8 +36,8 @@ REPORT_MD = "report.md"
 PLOTS_DIR = "plots"
 TOP_SLOWEST = 5  # phases listed in "slowest relative to their FLOPs"
 MIB = 2**20
-TRAINING_PHASES = ("forward", "backward", "optimizer")
-SLOW_PHASES = ("forward", "backward", "optimizer", "inference")
+TRAINING_PHASES = TRAINING_PHASE_NAMES
+SLOW_PHASES = tuple(p for p in PHASE_NAMES if p != Phase.STEP.value)  # every phase but the whole step
 
 
 def _missing(value) -> bool:

@@ -14,13 +14,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..phases import TRAINING_PHASE_NAMES
 from .compare import crossover_batches, device_speedup, identity_columns, interval_ratio, ok_rows
 
 DPI = 120  # ~1000 px wide at the default widths: sharp on GitHub, files stay ~50-150 kB
 PANEL_IN = 3.6  # width of one small-multiple panel in inches
 MAX_PANELS_PER_ROW = 3
 BAR_IN = 0.28  # height per horizontal bar; keeps case labels legible at any case count
-PHASE_COLORS = {"forward": "#4C72B0", "backward": "#DD8452", "optimizer": "#55A868"}
+PHASE_COLORS = dict(zip(TRAINING_PHASE_NAMES, ("#4C72B0", "#DD8452", "#55A868")))
 REGIME_MARKERS = {"overhead-bound": "o", "memory-bound": "s", "compute-bound": "^"}
 DTYPE_MARKERS = {"fp32": "o", "tf32": "D", "bf16": "s", "fp16": "^"}
 

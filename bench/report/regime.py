@@ -24,6 +24,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from ..phases import TRAINING_PHASE_NAMES
 from .compare import identity_columns
 
 COMPUTE_MFU = 0.5  # matmuls at half the device's own best matmul rate: arithmetic is the limit
@@ -31,7 +32,7 @@ OVERHEAD_ALPHA = 0.5  # doubling the batch adds < 41% (2**0.5): over half the st
 OPTIMIZER_SHARE = 0.5  # the optimiser's batch-independent pass is most of the step ...
 FLOOR_MULTIPLE = 2.0  # ... takes over twice the cheapest optimiser call (it does more than dispatch) ...
 STREAM_FRACTION = 0.5  # ... and streams its state at over half the best rate any optimiser reached on the device
-TRAINING_PHASES = ("forward", "backward", "optimizer")
+TRAINING_PHASES = TRAINING_PHASE_NAMES
 
 
 class Regime(str, enum.Enum):
