@@ -10,11 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import torch
-
-# Fields that make two runs' numbers incomparable when they differ.
 BUSY_LOAD_PER_CORE = 0.75  # a benchmark run itself adds ~1 per core it uses; above this, someone else is running
+# Fields that make two runs' numbers incomparable when they differ ...
 COMPARABILITY_KEYS = ("torch", "cuda", "device_name", "cpu_model", "torch_threads", "hostname")
+FLAG_KEYS = ("tf32_matmul_default", "float32_matmul_precision_default", "cpu_capability")  # ... and precision flags
 
 
 def cpu_model() -> str:
@@ -57,6 +56,8 @@ def busy_warning() -> str | None:
 
 
 def fingerprint(argv: list[str] | None = None) -> dict:
+    import torch  # here, not at the top: the reporting side reads this module's keys without torch
+
     cuda = torch.cuda.is_available()
     return {
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

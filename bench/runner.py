@@ -12,7 +12,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
@@ -30,7 +30,6 @@ from .phases import TRAINING_PHASES, Phase
 from .timing import Measurement, TimingConfig, measure
 
 DONE_STATUSES = ("ok", "oom", "error")  # resume re-tries only `skipped` cases (the machine may differ)
-CASE_COLUMNS = [f.name for f in fields(Case)]
 _OOM_ERRORS = tuple(e for e in (getattr(torch, "OutOfMemoryError", None),
                                 getattr(torch.cuda, "OutOfMemoryError", None)) if e is not None)
 
@@ -165,7 +164,7 @@ class RunWriter:
 
 
 def _ordered(frame: pd.DataFrame) -> pd.DataFrame:
-    first = CASE_COLUMNS + ["case_id", "label", "phase", "status", "reason"]
+    first = list(store.CASE_COLUMNS) + ["case_id", "label", "phase", "status", "reason"]
     return frame[[c for c in first if c in frame] + [c for c in frame if c not in first]]
 
 

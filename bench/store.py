@@ -17,6 +17,10 @@ import pandas as pd
 
 RUNS_DIR = Path("results/runs")
 SAMPLES_CSV, SUMMARY_CSV, META_JSON = "samples.csv", "summary.csv", "meta.json"
+# summary.csv's first columns: the fields of bench.cases.Case, in order, so any row re-runs exactly.
+# Declared here, in the run-folder format, so that readers need no torch; a test checks the dataclass.
+CASE_COLUMNS = ("network", "width", "depth", "in_features", "out_features", "batch", "activation", "device",
+                "dtype", "compile", "optimizer", "loss", "threads")
 
 
 def new_run_dir(root: Path = RUNS_DIR, preset: str = "custom") -> Path:

@@ -24,14 +24,16 @@ import pandas as pd
 from ..errors import UsageError
 from ..phases import PHASE_NAMES, Phase
 from ..stats import COMPARE_CI_LEVEL, COMPARE_RESAMPLES, ratio_of_medians_ci
+from .tables import (
+    COMPARABILITY_KEYS,
+    FLAG_KEYS,
+    describe_differences,
+    fingerprint_differences,
+    identity_columns,
+    load_runs,
+    ok_rows,
+)
 
-# The fields of bench.cases.Case, in order. Kept here so reporting needs no torch import;
-# tests/test_compare.py checks that it matches the dataclass.
-CASE_FIELDS = ("network", "width", "depth", "in_features", "out_features", "batch", "activation", "device",
-               "dtype", "compile", "optimizer", "loss", "threads")
-# Which environment fields make runs incomparable (mirrors bench.env.COMPARABILITY_KEYS; checked by a test).
-COMPARABILITY_KEYS = ("torch", "cuda", "device_name", "cpu_model", "torch_threads", "hostname")
-FLAG_KEYS = ("tf32_matmul_default", "float32_matmul_precision_default", "cpu_capability")  # precision flags
 
 CI_LEVEL = COMPARE_CI_LEVEL  # bench.stats documents the level of each reader of a ratio of medians
 MIN_SAMPLES = 2  # fewer raw samples than this: no bootstrap, fall back to the summary intervals
@@ -85,15 +87,6 @@ def ratio_of_medians(a_row: Mapping, b_row: Mapping, a_samples: Sequence[float] 
 # --------------------------------------------------------------------------- joining runs
 
 
-def identity_columns(ignore: Sequence[str] = ()) -> list[str]:
-    return [f for f in CASE_FIELDS if f not in ignore]
-
-
-def ok_rows(summary: pd.DataFrame, phases: Sequence[str] | None = None) -> pd.DataFrame:
-    rows = summary[summary["status"] == "ok"]
-    return rows if phases is None else rows[rows["phase"].isin(list(phases))]
-
-
 def match_cases(a: pd.DataFrame, b: pd.DataFrame, phases: Sequence[str]) -> tuple[pd.DataFrame, list[str]]:
     """Join two summaries' ok rows by case identity; ignore the device column when nothing matches with it.
 
@@ -106,87 +99,6 @@ def match_cases(a: pd.DataFrame, b: pd.DataFrame, phases: Sequence[str]) -> tupl
         if len(joined):
             return joined, ignored
     return joined, []
-
-
-def fingerprint_differences(envs: Mapping[str, Mapping]) -> dict[str, dict[str, object]]:
-    """{key: {run: value}} for every comparability key or precision flag on which the runs disagree."""
-    out = {}
-    for key in COMPARABILITY_KEYS + FLAG_KEYS:
-        values = {run: env.get(key) for run, env in envs.items()}
-        if len({str(v) for v in values.values()}) > 1:
-            out[key] = values
-    return out
-
-
-def describe_differences(diffs: Mapping[str, Mapping[str, object]]) -> list[str]:
-    return [f"{key}: " + " vs ".join(f"{value} ({run})" for run, value in values.items())
-            for key, values in diffs.items()]
-
-
-def run_names(runs: Sequence) -> list[str]:
-    """Folder names, made unique with a suffix where two runs share one."""
-    names, seen = [], {}
-    for run in runs:
-        name = Path(run.path).name or str(run.path)
-        seen[name] = seen.get(name, 0) + 1
-        names.append(name if seen[name] == 1 else f"{name}#{seen[name]}")
-    return names
-
-
-def platform_name(device: str, env: Mapping) -> str:
-    """What a row ran on, for legends: the GPU's name, or the CPU model and its core count.
-
-    Threads are not part of it: they are a case field (``threads``, in the label) and a case may
-    override torch's default.
-    """
-    if device == "cuda":
-        return str(env.get("device_name") or "CUDA GPU")
-    model = str(env.get("cpu_model") or "CPU")
-    for noise in ("(R)", "(TM)", "(tm)", "Intel ", "AMD ", " Processor", " CPU"):
-        model = model.replace(noise, "")
-    cores = env.get("cpu_count")
-    return f"CPU {' '.join(model.split())}" + (f", {cores} cores" if cores else "")
-
-
-def size_label(network: str, width: int, depth: int) -> str:
-    return f"w{int(width)} d{int(depth)}" if network == "uniform" else str(network)
-
-
-def merged_summary(runs: Sequence) -> tuple[pd.DataFrame, int]:
-    """All runs' summary rows with ``run``, ``platform`` and ``size`` columns, one row per platform x case x phase.
-
-    A case measured on the same platform in several runs keeps the row of the last run given;
-    the second value is how many such case rows were dropped.
-    """
-    frames = []
-    for run, name in zip(runs, run_names(runs)):
-        env = run.meta.get("env", {})
-        frame = run.summary.copy()
-        frame["run"] = name
-        frame["platform"] = [platform_name(d, env) for d in frame["device"]]
-        frames.append(frame)
-    merged = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    if not len(merged):
-        return merged, 0
-    merged["size"] = [size_label(n, w, d) for n, w, d in zip(merged["network"], merged["width"], merged["depth"])]
-    duplicate = merged.duplicated(["platform", "case_id", "phase"], keep="last")
-    dropped = int((duplicate & (merged["phase"] == "step")).sum())
-    return merged[~duplicate].reset_index(drop=True), dropped
-
-
-def merged_ceilings(runs: Sequence) -> pd.DataFrame:
-    """One row per platform x dtype x threads: the same-run matmul ceiling (the last run given wins)."""
-    rows = []
-    for run, name in zip(runs, run_names(runs)):
-        env = run.meta.get("env", {})
-        for ceiling in run.meta.get("ceilings", {}).values():
-            threads = ceiling.get("threads") or env.get("torch_threads")  # runs before 'threads' was recorded
-            rows.append({**ceiling, "threads": threads, "run": name,
-                         "platform": platform_name(ceiling.get("device", "cpu"), env)})
-    columns = ["platform", "device", "dtype", "threads", "device_name", "measured_tflops", "matmul_size",
-               "datasheet_tflops", "datasheet_source", "run"]
-    frame = pd.DataFrame(rows, columns=columns)
-    return frame.drop_duplicates(["platform", "dtype", "threads"], keep="last").reset_index(drop=True)
 
 
 # --------------------------------------------------------------------------- run A vs run B
@@ -238,62 +150,6 @@ def comparison_summary(table: pd.DataFrame) -> str:
 # --------------------------------------------------------------------------- CPU -> GPU
 
 
-def device_speedup(summary: pd.DataFrame, phase: str = "step") -> pd.DataFrame:
-    """CPU median / CUDA median for every case measured on both (joined on every field but device).
-
-    Where several CPU (or GPU) platforms are in the table, the first one in ``platform`` order is used.
-    """
-    rows = ok_rows(summary, [phase])
-    keys = identity_columns(["device"])
-    cpu, gpu = rows[rows["device"] == "cpu"], rows[rows["device"] == "cuda"]
-    if not len(cpu) or not len(gpu):
-        return pd.DataFrame(columns=keys + ["cpu_s", "gpu_s", "speedup"])
-    cpu = _first_platform(cpu)
-    gpu = _first_platform(gpu)
-    cols = keys + ["median_s", "label", "platform"]
-    joined = cpu[cols].merge(gpu[cols], on=keys, suffixes=("_cpu", "_gpu"))
-    joined = joined.rename(columns={"median_s_cpu": "cpu_s", "median_s_gpu": "gpu_s"})
-    joined["speedup"] = joined["cpu_s"] / joined["gpu_s"]
-    return joined
-
-
-def _first_platform(rows: pd.DataFrame) -> pd.DataFrame:
-    if "platform" not in rows:
-        return rows.assign(platform=rows["device"])
-    first = rows["platform"].iloc[0]
-    return rows[rows["platform"] == first]
-
-
-def crossover_batches(speedup: pd.DataFrame) -> pd.DataFrame:
-    """Per configuration (everything but batch): the batch size from which the GPU wins at every larger batch.
-
-    ``crossover_batch`` interpolates log(speedup) linearly in log(batch) between the last measured
-    batch where the CPU wins and the first where the GPU wins; it is the smallest batch when the GPU wins
-    everywhere and NaN when it never wins. ``wins_from`` is the first measured batch where it wins.
-    """
-    keys = identity_columns(["device", "batch"])
-    rows = []
-    for values, group in speedup.groupby(keys, sort=False):
-        group = group.sort_values("batch")
-        batches, ratios = group["batch"].to_numpy(float), group["speedup"].to_numpy(float)
-        wins_from, crossover = _crossover(batches, ratios)
-        rows.append({**dict(zip(keys, values)), "batches": len(batches), "wins_from": wins_from,
-                     "crossover_batch": crossover})
-    return pd.DataFrame(rows, columns=keys + ["batches", "wins_from", "crossover_batch"])
-
-
-def _crossover(batches: np.ndarray, ratios: np.ndarray) -> tuple[float, float]:
-    losing = np.flatnonzero(ratios < 1.0)
-    if not len(losing):
-        return batches[0], batches[0]
-    last_loss = losing[-1]
-    if last_loss == len(ratios) - 1:
-        return math.nan, math.nan
-    b0, b1 = np.log(batches[last_loss]), np.log(batches[last_loss + 1])
-    r0, r1 = np.log(ratios[last_loss]), np.log(ratios[last_loss + 1])
-    return batches[last_loss + 1], float(np.exp(b0 + (0.0 - r0) * (b1 - b0) / (r1 - r0)))
-
-
 # --------------------------------------------------------------------------- CLI
 
 
@@ -303,24 +159,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--all-phases", action="store_true",
                         help="compare forward/backward/optimizer/inference too, not only the whole step")
     parser.add_argument("--out", type=Path, help="also write the comparison as Markdown to this file")
-
-
-def resolve_run_path(text: str) -> Path:
-    from ..store import latest_run
-
-    try:
-        return latest_run() if text == "latest" else Path(text)
-    except FileNotFoundError as exc:
-        raise UsageError(str(exc)) from None
-
-
-def load_runs(texts: Sequence[str]) -> list:
-    from ..store import load_run
-
-    try:
-        return [load_run(resolve_run_path(t)) for t in texts]
-    except FileNotFoundError as exc:
-        raise UsageError(str(exc)) from None
 
 
 def command(args: argparse.Namespace) -> int:

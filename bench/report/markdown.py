@@ -18,14 +18,16 @@ from tabulate import tabulate
 
 from ..errors import UsageError
 from ..phases import PHASE_NAMES, TRAINING_PHASE_NAMES, Phase
-from .compare import (
+from .tables import (
     COMPARABILITY_KEYS,
     FLAG_KEYS,
+    compile_pairs,
     crossover_batches,
     describe_differences,
     device_speedup,
     fingerprint_differences,
     identity_columns,
+    load_runs,
     merged_ceilings,
     merged_summary,
     ok_rows,
@@ -91,18 +93,6 @@ def phase_shares(summary: pd.DataFrame) -> pd.DataFrame:
     for phase in TRAINING_PHASES:
         table[f"{phase}_share"] = table[phase] / total
     return table
-
-
-def compile_pairs(summary: pd.DataFrame) -> pd.DataFrame:
-    """Compiled cases next to the same case in eager mode: speedup and break-even step count."""
-    steps = ok_rows(summary, ["step"])
-    keys = ["platform"] + identity_columns(["compile"])
-    pairs = steps[steps["compile"] != "none"].merge(steps[steps["compile"] == "none"], on=keys,
-                                                     suffixes=("", "_eager"))
-    pairs["speedup"] = pairs["median_s_eager"] / pairs["median_s"]
-    saving = pairs["median_s_eager"] - pairs["median_s"]
-    pairs["break_even_steps"] = (pairs["compile_s"] / saving).where(saving > 0)
-    return pairs
 
 
 def case_table(summary: pd.DataFrame, regimes: pd.DataFrame) -> str:
@@ -417,7 +407,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def command(args: argparse.Namespace) -> int:
-    from .compare import load_runs
 
     runs = load_runs(args.runs)
     if len(runs) > 1 and args.out is None:

@@ -1,6 +1,6 @@
 """Figures for a report, drawn from result tables only (matplotlib, Agg backend, imported lazily).
 
-Each figure function takes the merged summary (``compare.merged_summary``: one row per
+Each figure function takes the merged summary (``tables.merged_summary``: one row per
 platform x case x phase, with ``platform`` and ``size`` columns) and writes one PNG, or
 returns the reason it has nothing to draw: a dimension with one value, a missing device.
 """
@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 
 from ..phases import TRAINING_PHASE_NAMES
-from .compare import crossover_batches, device_speedup, identity_columns, interval_ratio, ok_rows
+from .compare import interval_ratio
+from .tables import compile_pairs, crossover_batches, device_speedup, identity_columns, ok_rows
 
 DPI = 120  # ~1000 px wide at the default widths: sharp on GitHub, files stay ~50-150 kB
 PANEL_IN = 3.6  # width of one small-multiple panel in inches
@@ -286,11 +287,7 @@ def _mark_crossovers(ax, grid: pd.DataFrame, crossings: pd.DataFrame) -> None:
 
 def compile_speedup(summary: pd.DataFrame, out_dir: Path) -> Figure:
     name, title = "compile", "torch.compile vs eager"
-    steps = _steps(summary)
-    keys = ["platform"] + identity_columns(["compile"])
-    eager = steps[steps["compile"] == "none"]
-    compiled = steps[steps["compile"] != "none"]
-    pairs = compiled.merge(eager, on=keys, suffixes=("", "_eager"))
+    pairs = compile_pairs(summary)
     if not len(pairs):
         return _omitted(name, title, "no case was measured both compiled and eager")
     pairs = pairs.sort_values(["platform", "size", "batch"])
@@ -299,7 +296,6 @@ def compile_speedup(summary: pd.DataFrame, out_dir: Path) -> Figure:
                               "ci_high_s": r["ci_high_s_eager"]}) for _, r in pairs.iterrows()]
     speedup = np.array([r.ratio for r in ratios])
     err = np.array([[r.ratio - r.low for r in ratios], [r.high - r.ratio for r in ratios]])
-    saving_s = (pairs["median_s_eager"] - pairs["median_s"]).to_numpy()
     compile_s = pairs["compile_s"].to_numpy(float)
     plt = _pyplot()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 1.6 + 0.42 * len(pairs)), sharey=True,
@@ -315,7 +311,7 @@ def compile_speedup(summary: pd.DataFrame, out_dir: Path) -> Figure:
     ax1.invert_yaxis()
     ax1.set_xlabel("eager step time / compiled step time (>1: compile faster)")
     ax1.set_title("whole-step speedup (error bars from the 95% CIs;\ngreen: faster, red: slower, grey: within noise)")
-    break_even = np.where(saving_s > 0, compile_s / np.where(saving_s > 0, saving_s, 1), np.nan)
+    break_even = pairs["break_even_steps"].to_numpy(float)  # NaN where compiled is not faster
     finite = break_even[np.isfinite(break_even)]
     ax2.barh(y, np.nan_to_num(break_even, nan=0.0), color="#4C72B0", height=0.6)
     for yi, steps_n, c_s in zip(y, break_even, compile_s):

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from ..phases import TRAINING_PHASE_NAMES
-from .compare import identity_columns
+from .tables import identity_columns
 
 COMPUTE_MFU = 0.5  # matmuls at half the device's own best matmul rate: arithmetic is the limit
 OVERHEAD_ALPHA = 0.5  # doubling the batch adds < 41% (2**0.5): over half the step is a fixed cost

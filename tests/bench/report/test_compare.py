@@ -14,8 +14,9 @@ from scipy import stats as sps
 
 from bench import store
 from bench.cli import main
-from bench.report import compare
-from bench.report.compare import Ratio, bootstrap_ratio, compare_runs, crossover_batches, device_speedup
+from bench.report import compare, tables
+from bench.report.compare import Ratio, bootstrap_ratio, compare_runs
+from bench.report.tables import crossover_batches, device_speedup
 
 KNOWN_SLOWDOWN = 1.5
 
@@ -24,7 +25,8 @@ def test_identity_fields_match_the_case_dataclass_and_env_keys() -> None:
     from bench.cases import Case
     from bench.env import COMPARABILITY_KEYS
 
-    assert compare.CASE_FIELDS == tuple(f.name for f in dataclasses.fields(Case))
+    assert store.CASE_COLUMNS == tuple(f.name for f in dataclasses.fields(Case))
+    assert tables.identity_columns() == list(store.CASE_COLUMNS)
     assert compare.COMPARABILITY_KEYS == tuple(COMPARABILITY_KEYS)
 
 
@@ -115,7 +117,7 @@ def test_cpu_and_gpu_runs_are_matched_ignoring_the_device(capsys, cpu_run_dir, g
 
 def test_device_speedup_and_crossover_on_the_synthetic_gpu_run(cpu_run_dir, gpu_run_dir, expected_crossover) -> None:
     runs = [store.load_run(cpu_run_dir), store.load_run(gpu_run_dir)]
-    summary, _ = compare.merged_summary(runs)
+    summary, _ = tables.merged_summary(runs)
     speed = device_speedup(summary)
     eager = speed[speed["compile"] == "none"]
     np.testing.assert_allclose(eager.loc[eager["batch"] == 4, "speedup"], 0.5)
@@ -134,7 +136,7 @@ def test_device_speedup_and_crossover_on_the_synthetic_gpu_run(cpu_run_dir, gpu_
 ])
 def test_crossover_edge_cases(ratios, wins_from, crossover) -> None:
     batches = [4, 8, 16, 64][:len(ratios)] if len(ratios) == 4 else [4, 16]
-    frame = pd.DataFrame({f: [0] * len(ratios) for f in compare.identity_columns(["device", "batch"])})
+    frame = pd.DataFrame({f: [0] * len(ratios) for f in tables.identity_columns(["device", "batch"])})
     frame["batch"], frame["speedup"] = batches, ratios
     row = crossover_batches(frame).iloc[0]
     np.testing.assert_allclose([row["wins_from"], row["crossover_batch"]], [wins_from, crossover], equal_nan=True)

@@ -18,9 +18,9 @@ import pytest
 
 from bench import store
 from bench.cli import main
-from bench.report.compare import merged_summary
-from bench.report.markdown import compile_pairs, format_summary, write_report
+from bench.report.markdown import format_summary, write_report
 from bench.report.regime import Regime, classify
+from bench.report.tables import compile_pairs, merged_summary
 
 
 def _scratch(prefix: str) -> Path:

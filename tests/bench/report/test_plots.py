@@ -9,7 +9,7 @@ import pytest
 
 from bench import store
 from bench.report import plots
-from bench.report.compare import merged_summary
+from bench.report.tables import merged_summary
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MIN_PNG_BYTES = 8_000  # an empty titled axes is ~5 kB at our DPI; a drawn figure is well above
