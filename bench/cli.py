@@ -75,7 +75,7 @@ def _cmd_run(args) -> int:
     from .cases import PRESETS, Case
     from .env import busy_warning
     from .runner import run_sweep
-    from .store import load_run, new_run_dir
+    from .store import load_run, new_run_dir, prepare_run_dir
     from .timing import TimingConfig
 
     if args.list_presets:
@@ -111,6 +111,10 @@ def _cmd_run(args) -> int:
         return 0
     if out_dir.exists() and not args.resume and any(out_dir.iterdir()):
         raise UsageError(f"{out_dir} exists and is not empty; use --resume {out_dir} or another --out")
+    try:
+        prepare_run_dir(out_dir)
+    except OSError as exc:
+        raise UsageError(f"cannot write the run folder {out_dir}: {exc.strerror or exc}") from None
     print(f"mlpbench: {len(cases)} cases ({preset_name}) -> {out_dir}", file=sys.stderr)
     warning = busy_warning()
     if warning:

@@ -33,6 +33,18 @@ def new_run_dir(root: Path = RUNS_DIR, preset: str = "custom") -> Path:
     return path
 
 
+def prepare_run_dir(path: Path) -> None:
+    """Create ``path`` (and its parents) and prove that a file can be written in it; raises OSError.
+
+    Called before anything is measured, so that an unwritable place is a usage error at
+    once, not an error after the first case.
+    """
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=path):
+        pass
+
+
 def write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

@@ -1,0 +1,70 @@
+"""bench.cli: bad input is one line and exit code 2 before anything is measured; dry runs; python -m bench."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.cases import PRESETS
+from bench.cli import main as cli_main
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["run", "--batch", "12,abc"], "'abc' is not an integer"),
+    (["run", "--width", "0"], "width must be >= 1"),
+    (["run", "--activation", "swishy"], "unknown activation 'swishy'"),
+    (["run", "--preset", "huge"], "unknown preset 'huge'"),
+    (["run", "--batch", "8,,16"], "malformed list"),
+    (["run", "--repeats", "0"], "repeats must be >= 1"),
+    (["show", "/nonexistent/run"], "no run folder"),
+])
+def test_bad_cli_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, argv, message):
+    out = tmp_path / "out"
+    code = cli_main(argv + (["--out", str(out)] if argv[0] == "run" else []))
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("mlpbench: error:") and message in err
+    assert not out.exists()
+
+
+def test_dry_run_lists_cases_and_measures_nothing(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert cli_main(["run", "--preset", "quick", "--device", "cpu", "--dry-run", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert f"{len(PRESETS['quick'].cases())} cases (dry run" in text and not out.exists()
+
+
+def test_console_entry_point_runs_as_a_module():
+    proc = subprocess.run([sys.executable, "-m", "bench", "run", "--list-presets"], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "quick" in proc.stdout and "smoke" in proc.stdout
+
+
+@pytest.mark.parametrize("place", ["under-a-file", "proc"])
+def test_an_unwritable_out_folder_is_a_usage_error_before_measuring(tmp_path, capsys, monkeypatch, place):
+    if place == "proc":
+        if not Path("/proc/self").is_dir():
+            pytest.skip("no /proc on this system")
+        out = Path("/proc/x")  # procfs refuses new entries, even to root
+    else:
+        (tmp_path / "a-file").write_text("")
+        out = tmp_path / "a-file" / "run"  # a folder cannot live under a regular file, even for root
+    from bench import runner
+
+    def must_not_measure(*args, **kwargs):
+        raise AssertionError("measuring started before the output folder was checked")
+
+    monkeypatch.setattr(runner, "run_sweep", must_not_measure)
+    code = cli_main(["run", "--width", "32", "--depth", "1", "--batch", "8", "--out", str(out), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("mlpbench: error: ") and str(out) in err, err
+    assert "internal error" not in err
