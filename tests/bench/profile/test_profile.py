@@ -21,7 +21,7 @@ from torch.autograd import DeviceType
 
 import mlp
 from bench import cli
-from bench.profile import command as prof
+from bench.profile import accounting, attribution, capture, render, results
 from bench.cases import Case
 
 TINY_FLAGS = ["--network", "uniform", "--width", "32", "--depth", "1", "--batch", "8", "--threads", "1"]
@@ -37,22 +37,22 @@ def cpu_profile(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def cpu_result(tmp_path_factory) -> prof.ProfileResult:
+def cpu_result(tmp_path_factory) -> results.ProfileResult:
     out = tmp_path_factory.mktemp("profile-result")
-    return prof.profile_case(TINY_CASE, prof.ProfileConfig(), out)
+    return capture.profile_case(TINY_CASE, results.ProfileConfig(), out)
 
 
 # --------------------------------------------------------------------------- files
 
 
 def test_trace_is_json_with_the_three_phase_labels(cpu_profile):
-    trace = json.loads((cpu_profile / prof.TRACE_FILE).read_text())
+    trace = json.loads((cpu_profile / results.TRACE_FILE).read_text())
     ranges = {e["name"] for e in trace["traceEvents"] if e.get("ph") == "X" and e.get("cat") == "user_annotation"}
     assert {"forward", "backward", "optimizer"} <= ranges
 
 
 def test_profile_md_has_the_tables(cpu_profile):
-    text = (cpu_profile / prof.REPORT_FILE).read_text()
+    text = (cpu_profile / results.REPORT_FILE).read_text()
     for heading in ("## Overhead split per phase", "### forward", "### backward", "### optimizer",
                     "## FLOPs by module", "## Memory: analytic vs measured", "### Per phase"):
         assert heading in text
@@ -63,7 +63,7 @@ def test_profile_md_has_the_tables(cpu_profile):
 
 
 def test_meta_round_trips_the_case(cpu_profile):
-    meta = json.loads((cpu_profile / prof.META_FILE).read_text())
+    meta = json.loads((cpu_profile / results.META_FILE).read_text())
     assert Case.from_row(meta["case"]) == TINY_CASE
     assert meta["environment"]["torch"] == torch.__version__
 
@@ -74,7 +74,7 @@ def test_meta_round_trips_the_case(cpu_profile):
 def test_phase_labels_are_the_engine_phases():
     from bench.timing import TRAINING_PHASES
 
-    assert prof.PHASE_LABELS == tuple(p.value for p in TRAINING_PHASES)
+    assert attribution.PHASE_LABELS == tuple(p.value for p in TRAINING_PHASES)
 
 
 def test_operators_land_in_their_phase(cpu_result):
@@ -108,12 +108,12 @@ def test_attribution_is_by_time_across_threads():
               event("backward", 10, 30, 1, True), event("aten::mm", 12, 15, 2, dev=3.0),
               event("optimizer", 30, 40, 1, True), event("ProfilerStep#1", 0, 40, 1, True),
               event("aten::stray", 41, 42, 1)]
-    ranges = prof.phase_ranges(events)
-    ops = prof.operators_by_phase(events, ranges, steps=1)
+    ranges = attribution.phase_ranges(events)
+    ops = attribution.operators_by_phase(events, ranges, steps=1)
     assert [s.name for s in ops["forward"]] == ["aten::addmm"]
     assert [(s.name, s.device_us) for s in ops["backward"]] == [("aten::mm", 3.0)]
     assert ops["optimizer"] == []
-    times = {t.phase: t for t in prof.phase_times(events, ranges, 1, {})}
+    times = {t.phase: t for t in attribution.phase_times(events, ranges, 1, {})}
     assert (times["backward"].wall_us, times["backward"].operator_self_cpu_us) == (20, 1.0)
 
 
@@ -123,7 +123,7 @@ def test_attribution_is_by_time_across_threads():
     Case(network="teaching", batch=4, optimizer="adam"),
 ], ids=lambda c: c.label)
 def test_flops_by_module_total_equals_the_analytic_count(case):
-    modules, (fwd, bwd), _ = prof.eager_accounting(case)
+    modules, (fwd, bwd), _ = accounting.eager_accounting(case)
     analytic = mlp.flops(case.build_model(), case.batch, case.loss, case.optimizer)
     assert (fwd, bwd) == (analytic.forward_matmul, analytic.backward_matmul)
     linears = [m for m in modules if m.kind.startswith("Linear")]
@@ -136,9 +136,9 @@ def test_flops_by_module_total_equals_the_analytic_count(case):
     Case(network="fashion_mnist", batch=16, optimizer="sgd_momentum"),
 ], ids=lambda c: c.label)
 def test_measured_memory_equals_the_analytic_breakdown(case):
-    _, _, measured = prof.eager_accounting(case)
+    _, _, measured = accounting.eager_accounting(case)
     analytic = mlp.memory(case.build_model(), case.batch, case.input_shape, case.loss, case.optimizer, case.dtype)
-    assert measured == prof.MeasuredMemory(analytic.parameters_bytes, analytic.gradients_bytes,
+    assert measured == results.MeasuredMemory(analytic.parameters_bytes, analytic.gradients_bytes,
                                            analytic.optimizer_state_bytes, analytic.saved_activations_bytes,
                                            analytic.data_bytes)
 
@@ -147,7 +147,7 @@ def test_cuda_tables_render_without_a_gpu(cpu_result):
     cuda_case = TINY_CASE.with_(device="cuda")
     times = [dataclasses.replace(t, device_us=t.wall_us / 2) for t in cpu_result.times]
     memory = [dataclasses.replace(m, cuda_peak_allocated_bytes=4096) for m in cpu_result.memory_phases]
-    text = prof.render_markdown(dataclasses.replace(cpu_result, case=cuda_case, times=times, memory_phases=memory))
+    text = render.render_markdown(dataclasses.replace(cpu_result, case=cuda_case, times=times, memory_phases=memory))
     assert "device kernel ms" in text and "| host " in text and "CUDA peak allocated" in text
     assert "device ms" in text.split("### forward")[1]
 
@@ -209,9 +209,9 @@ def test_importing_the_command_does_not_import_torch():
 def test_cuda_profile_has_kernel_time_peaks_and_snapshot(tmp_path):
     out = tmp_path / "cuda"
     assert cli.main(["profile", *TINY_FLAGS, "--device", "cuda", "--memory-snapshot", "--out", str(out)]) == 0
-    assert (out / prof.SNAPSHOT_FILE).stat().st_size > 0
-    json.loads((out / prof.TRACE_FILE).read_text())
-    result = prof.profile_case(TINY_CASE.with_(device="cuda"), prof.ProfileConfig(), tmp_path / "again")
+    assert (out / results.SNAPSHOT_FILE).stat().st_size > 0
+    json.loads((out / results.TRACE_FILE).read_text())
+    result = capture.profile_case(TINY_CASE.with_(device="cuda"), results.ProfileConfig(), tmp_path / "again")
     assert all(t.device_us > 0 for t in result.times)
     assert all((m.cuda_peak_allocated_bytes or 0) > 0 for m in result.memory_phases)
     forward = {s.name: s for s in result.operators["forward"]}
