@@ -1,7 +1,8 @@
-"""mlpbench's reference networks, activations, training step and exact accounting."""
+"""mlpbench's reference networks, activations, options, data, training step and exact accounting."""
 
 from .accounting import Flops, Memory, flops, inference_flops, layers_of, memory, optimizer_state_bytes
 from .activations import ACTIVATIONS, BinaryStep, activation_spec, make_activation
+from .data import batches, classification_data, fashion_mnist_data, regression_data, torchvision_status
 from .models import (
     FASHION_MNIST_CLASSES,
     FASHION_MNIST_IMAGE,
@@ -11,24 +12,8 @@ from .models import (
     teaching_mlp,
     uniform,
 )
-from .train import (
-    CLASSIC_LR,
-    Loss,
-    Optimizer,
-    Precision,
-    TrainStep,
-    batches,
-    classification_data,
-    fashion_mnist_data,
-    make_loss,
-    make_optimizer,
-    matmul_precision,
-    optimizer_impl,
-    parse_enum,
-    regression_data,
-    torchvision_status,
-    train,
-)
+from .options import Loss, Optimizer, Precision, matmul_precision, parse_enum
+from .train import CLASSIC_LR, TrainStep, make_loss, make_optimizer, optimizer_impl, train
 
 __all__ = [
     "ACTIVATIONS", "BinaryStep", "CLASSIC_LR", "FASHION_MNIST_CLASSES", "FASHION_MNIST_IMAGE", "Flops", "Loss",

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from .activations import ACTIVATIONS, ActivationSpec
-from .train import Loss, Optimizer, Precision, parse_enum
+from .options import Loss, Optimizer, Precision, parse_enum
 
 FP32_BYTES = 4
 

@@ -16,7 +16,9 @@ from __future__ import annotations
 import torch
 
 from .models import FASHION_MNIST_CLASSES, FASHION_MNIST_IMAGE, count_parameters, fashion_mnist_mlp, teaching_mlp
-from .train import CLASSIC_LR, Loss, Optimizer, TrainStep, classification_data, regression_data, train
+from .data import classification_data, regression_data
+from .options import Loss, Optimizer
+from .train import CLASSIC_LR, TrainStep, train
 
 DEMO_SEED = 0  # fixed, so every run prints the same numbers
 FASHION_MNIST_LABELS = (
