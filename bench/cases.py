@@ -95,6 +95,24 @@ class Case:
         if self.dtype == Precision.FP16.value and self.device != Device.CUDA.value:
             raise ValueError("dtype 'fp16' needs device 'cuda' (fp16 autocast training is a CUDA recipe)")
 
+    # ------------------------------------------------------------------ typed views
+    # The fields stay plain strings (they are the results row and the case_id's input); these
+    # give the enums, so that code compares members, not ``.value`` strings.
+
+    @property
+    def compile_mode(self) -> CompileMode:
+        return CompileMode(self.compile)
+
+    @property
+    def compiled(self) -> bool:
+        return self.compile_mode is not CompileMode.NONE
+
+    @property
+    def cuda_graphs(self) -> bool:
+        """reduce-overhead / max-autotune on CUDA replay CUDA graphs (each step must be announced)."""
+        return self.device == Device.CUDA.value and self.compile_mode in (CompileMode.REDUCE_OVERHEAD,
+                                                                          CompileMode.MAX_AUTOTUNE)
+
     # ------------------------------------------------------------------ identity
 
     @property
@@ -111,7 +129,7 @@ class Case:
             net += f" {self.activation}"
         elif self.network == Network.UNIFORM.value:
             net += f" {self.activation}"
-        comp = "eager" if self.compile == CompileMode.NONE.value else f"compile:{self.compile}"
+        comp = f"compile:{self.compile}" if self.compiled else "eager"
         extra = "" if self.optimizer == Optimizer.SGD.value else f" {self.optimizer}"
         extra += f" t{self.threads}" if self.threads else ""
         return f"{net} b{self.batch} {self.device} {self.dtype} {comp}{extra}"

@@ -83,7 +83,7 @@ def summary_rows(m: Measurement, ceiling: Ceiling | None) -> list[dict]:
     summaries = {p: summarize(m.samples[p]) for p in Phase}
     medians = {p: s.median for p, s in summaries.items()}
     phase_sum = sum(medians[p] for p in TRAINING_PHASES)
-    compiled = case.compile != "none"
+    compiled = case.compiled
     rows = []
     for phase in Phase:
         s = summaries[phase]

@@ -27,7 +27,7 @@ import torch
 import mlp
 from mlp import Precision
 
-from .cases import Case, CompileMode, Device
+from .cases import Case
 from .clocks import BATCH_POOL, Clock, clock_for, time_block, torch_threads
 from .phases import TRAINING_PHASES, Phase
 
@@ -84,7 +84,7 @@ def calibrate_iters(per_iter_s: float, config: TimingConfig) -> int:
 def build_step(case: Case) -> mlp.TrainStep:
     model = case.build_model()
     compiled = None
-    if case.compile != CompileMode.NONE.value:
+    if case.compiled:
         # dynamic=False: each batch size is its own static graph, as in a real training job
         compiled = torch.compile(model.to(case.device), mode=case.compile, dynamic=False)
     return mlp.TrainStep(model, loss=case.loss, optimizer=case.optimizer, precision=case.dtype,
@@ -95,7 +95,7 @@ def build_step(case: Case) -> mlp.TrainStep:
 def case_context(case: Case):
     """Threads and matmul precision of the case for its duration; dynamo starts clean for compiled cases."""
     with torch_threads(case.threads):
-        if case.compile != CompileMode.NONE.value:
+        if case.compiled:
             # One dynamo cache per code object: without a reset, after `recompile_limit` cases every
             # nn.Sequential.forward would silently run eager.
             torch._dynamo.reset()
@@ -105,8 +105,7 @@ def case_context(case: Case):
 
 def cudagraph_step_marker(case: Case) -> Callable[[], None]:
     """reduce-overhead / max-autotune on CUDA replay CUDA graphs: each new iteration must be announced."""
-    if case.device == Device.CUDA.value and case.compile in (CompileMode.REDUCE_OVERHEAD.value,
-                                                             CompileMode.MAX_AUTOTUNE.value):
+    if case.cuda_graphs:
         return torch.compiler.cudagraph_mark_step_begin
     return lambda: None
 
@@ -128,7 +127,7 @@ def measure(case: Case, config: TimingConfig = TimingConfig()) -> Measurement:
         return Measurement(case, status="skipped", reason="CUDA is not available on this machine")
     result = Measurement(case)
     with case_context(case):
-        compiled = case.compile != CompileMode.NONE.value
+        compiled = case.compiled
         if compiled:
             from torch._dynamo.utils import counters
             counters.clear()

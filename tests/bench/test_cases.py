@@ -34,3 +34,13 @@ def test_quick_preset_covers_every_dimension_twice():
     assert len({c.activation for c in uniform}) >= 3 and len({c.depth for c in uniform}) >= 2
     assert {c.dtype for c in cases} >= {"fp32", "bf16"} and {c.compile for c in cases} >= {"none", "default"}
     assert {"teaching", "fashion_mnist"} <= {c.network for c in cases}
+
+
+def test_typed_views_give_the_enums_of_the_string_fields():
+    from bench.cases import CompileMode
+
+    eager, compiled = Case(), Case(compile="reduce_overhead")
+    assert eager.compile_mode is CompileMode.NONE and not eager.compiled and eager.to_row()["compile"] == "none"
+    assert compiled.compile_mode is CompileMode.REDUCE_OVERHEAD and compiled.compiled
+    assert not compiled.cuda_graphs  # CUDA graphs are a CUDA matter
+    assert compiled.with_(device="cuda").cuda_graphs and not Case(device="cuda", compile="default").cuda_graphs
