@@ -222,8 +222,8 @@ def _pin_cpus() -> None:
 
 
 if __name__ == "__main__":
-    # Run as a script: sys.path[0] is this folder, whose module names (profile, stats, ...) would
-    # shadow the standard library and hide the tree under test. Drop it; PYTHONPATH names the tree.
+    # Run as a script: sys.path[0] is this folder, whose module names (stats, report, ...) would
+    # shadow other modules and hide the tree under test. Drop it; PYTHONPATH names the tree.
     sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
     _pin_cpus()
     serve(sys.stdin, _protocol_stdout())
