@@ -1,12 +1,20 @@
 """The hardware ceiling MFU is measured against: the device's own matmul rate, measured in the same run.
 
-We time large square matmuls in the case's dtype (the same timing blocks as the
+We time square matmuls in the case's dtype (the same timing blocks as the
 cases) and keep the best size's median. Where the device is known we also give
 the datasheet's dense peak, and say which one a number is relative to.
+
+The measurement has a time budget: it starts small and doubles the size while the
+next size's measurement, predicted from the last one (cost grows as n³), fits in
+what is left of the budget. A CPU without a fast path for a dtype (bf16 on AVX2
+parts: ~1 GFLOP/s against ~56 for fp32) then stops at a small size in seconds
+instead of spending minutes on 2048³ products; the size reached is recorded.
 """
 
 from __future__ import annotations
 
+import math
+import time
 from dataclasses import asdict, dataclass
 
 import torch
@@ -18,9 +26,13 @@ from .stats import summarize
 from .clocks import clock_for, time_block
 from .timing import TimingConfig, calibrate_iters
 
-CPU_SIZES = (512, 1024, 2048)  # a 2-core CPU reaches its plateau by 1-2k
-CUDA_SIZES = (4096, 8192, 16384)  # tensor cores need large tiles to saturate
+CPU_SIZES = (256, 512, 1024, 2048)  # start small (slow dtypes); a 2-core CPU reaches its plateau by 1-2k
+CUDA_SIZES = (1024, 2048, 4096, 8192, 16384)  # tensor cores need large tiles to saturate
 CEILING_REPEATS = 5
+CEILING_BUDGET_S = 3.0  # per device x dtype x threads: seconds, not minutes, even where a dtype is slow
+CEILING_MIN_BLOCK_S = 0.05
+UNTIMED_PRODUCTS = 2  # warm-up product + calibration product before the timed blocks
+COST_MARGIN = 1.25  # n³ scaling from a smaller size underestimates: caches, allocation and randn of the inputs
 
 # Dense (no sparsity) datasheet peaks in TFLOP/s, by a substring of torch.cuda.get_device_name().
 DATASHEET_TFLOPS = {
@@ -41,6 +53,9 @@ class Ceiling:
     datasheet_tflops: float | None
     datasheet_source: str | None
     threads: int = 0  # torch threads during the measurement (a CPU ceiling is per thread count)
+    sizes_tried: tuple[int, ...] = ()  # the sizes measured, smallest first (the budget stops the growth)
+    budget_s: float = 0.0  # the time budget of this measurement
+    spent_s: float = 0.0  # wall time it took
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -61,30 +76,50 @@ def datasheet_peak(name: str, dtype: str) -> tuple[float | None, str | None]:
     return None, None
 
 
-def measure_ceiling(device: str, dtype: str, sizes: tuple[int, ...] | None = None) -> Ceiling:
-    """Best median matmul TFLOP/s over ``sizes`` for ``dtype`` on ``device`` (autocast dtypes run natively).
+def measure_ceiling(device: str, dtype: str, sizes: tuple[int, ...] | None = None,
+                    budget_s: float = CEILING_BUDGET_S) -> Ceiling:
+    """Best median matmul TFLOP/s for ``dtype`` on ``device`` (autocast dtypes run natively), within a budget.
+
+    Sizes are tried in increasing order; the next one is measured only while its predicted cost
+    (the last size's time per product scaled by n³) fits in the budget left, so the budget holds
+    on a CPU where the dtype is 50x slower than fp32. The first size is always measured.
 
     Runs with the current ``torch.get_num_threads()``: callers set the thread count of the cases
     it will be compared with, so a 1-thread case is not measured against a 2-thread ceiling.
     """
     precision = mlp.parse_enum(Precision, dtype, "dtype")
     dev = torch.device(device)
-    sizes = sizes or (CUDA_SIZES if dev.type == "cuda" else CPU_SIZES)
+    sizes = tuple(sorted(sizes or (CUDA_SIZES if dev.type == "cuda" else CPU_SIZES)))
     clock = clock_for(dev)
-    config = TimingConfig(min_block_s=0.05)
-    best_tflops, best_size = 0.0, sizes[0]
+    config = TimingConfig(min_block_s=CEILING_MIN_BLOCK_S)
+    start = time.perf_counter()
+    best_tflops, best_size, tried, per_product_s = 0.0, sizes[0], [], math.nan
     with mlp.matmul_precision(precision):
         for n in sizes:
-            a = torch.randn(n, n, device=dev, dtype=precision.compute_dtype)
-            b = torch.randn(n, n, device=dev, dtype=precision.compute_dtype)
-            matmul = lambda i: torch.mm(a, b)  # noqa: E731
-            time_block(matmul, 1, clock)  # warm-up: heuristics, allocation
-            iters = calibrate_iters(time_block(matmul, 1, clock), config)
-            median = summarize([time_block(matmul, iters, clock) for _ in range(CEILING_REPEATS)]).median
-            tflops = 2 * n**3 / median / 1e12
+            if tried and _predicted_cost_s(per_product_s * (n / tried[-1]) ** 3, config) > \
+                    budget_s - (time.perf_counter() - start):
+                break
+            per_product_s = _median_product_s(n, dev, precision, clock, config)
+            tried.append(n)
+            tflops = 2 * n**3 / per_product_s / 1e12
             if tflops > best_tflops:
                 best_tflops, best_size = tflops, n
-            del a, b
     name = device_name(device)
     peak, source = datasheet_peak(name, precision.value)
-    return Ceiling(dev.type, precision.value, name, best_tflops, best_size, peak, source, torch.get_num_threads())
+    return Ceiling(dev.type, precision.value, name, best_tflops, best_size, peak, source, torch.get_num_threads(),
+                   tuple(tried), budget_s, time.perf_counter() - start)
+
+
+def _predicted_cost_s(per_product_s: float, config: TimingConfig) -> float:
+    """Wall time of one size's measurement: the untimed products plus CEILING_REPEATS calibrated blocks."""
+    iters = calibrate_iters(per_product_s, config)
+    return COST_MARGIN * (UNTIMED_PRODUCTS + CEILING_REPEATS * iters) * per_product_s
+
+
+def _median_product_s(n: int, dev: torch.device, precision: Precision, clock, config: TimingConfig) -> float:
+    a = torch.randn(n, n, device=dev, dtype=precision.compute_dtype)
+    b = torch.randn(n, n, device=dev, dtype=precision.compute_dtype)
+    matmul = lambda i: torch.mm(a, b)  # noqa: E731
+    time_block(matmul, 1, clock)  # warm-up: heuristics, allocation
+    iters = calibrate_iters(time_block(matmul, 1, clock), config)
+    return summarize([time_block(matmul, iters, clock) for _ in range(CEILING_REPEATS)]).median

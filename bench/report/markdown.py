@@ -140,10 +140,20 @@ def ceiling_table(ceilings: pd.DataFrame) -> str:
     rows = [{"platform": c["platform"], "dtype": c["dtype"],
              "threads": "" if _missing(c.get("threads")) or c["device"] == "cuda" else int(c["threads"]),
              "measured matmul TFLOP/s": f"{c['measured_tflops']:.3g} (n={int(c['matmul_size'])})",
+             "sizes tried (budget)": _ceiling_budget_text(c),
              "datasheet TFLOP/s": _sig(c["datasheet_tflops"]) or "unknown",
              "datasheet source": c["datasheet_source"] if not _missing(c["datasheet_source"]) else ""}
             for _, c in ceilings.iterrows()]
     return _table(rows)
+
+
+def _ceiling_budget_text(c: pd.Series) -> str:
+    """``256-1024 in 1.9 s (budget 3 s)``: where the budget stopped the size growing; empty for older runs."""
+    sizes = c.get("sizes_tried")
+    if not isinstance(sizes, (list, tuple)) or not sizes:
+        return ""
+    span = f"{sizes[0]}" if len(sizes) == 1 else f"{sizes[0]}-{sizes[-1]}"
+    return f"{span} in {c['spent_s']:.2g} s (budget {c['budget_s']:g} s)"
 
 
 def best_table(summary: pd.DataFrame) -> str:
@@ -258,7 +268,9 @@ def render_markdown(runs: Sequence, summary: pd.DataFrame, regimes: pd.DataFrame
     parts += [case_table(summary, regimes) if len(summary) else "(no rows)", ""]
     parts += ["## Matmul ceilings", "", "MFU is measured against the best large square matmul on the same device "
               "and dtype, timed at the start of the same run; the datasheet peak is shown where the device is "
-              "known.", "", ceiling_table(ceilings), ""]
+              "known. Each ceiling has a time budget: the size doubles from the smallest while the next size's "
+              "predicted cost fits in it, so a dtype the device runs slowly stops at a small size.", "",
+              ceiling_table(ceilings), ""]
     parts += _thread_note(summary, runs)
     if len(steps_ok):
         parts += ["## Best configuration per network size", "", "Highest training throughput (samples/s) among "

@@ -123,7 +123,7 @@ def merged_ceilings(runs: Sequence) -> pd.DataFrame:
             rows.append({**ceiling, "threads": threads, "run": name,
                          "platform": platform_name(ceiling.get("device", "cpu"), env)})
     columns = ["platform", "device", "dtype", "threads", "device_name", "measured_tflops", "matmul_size",
-               "datasheet_tflops", "datasheet_source", "run"]
+               "sizes_tried", "budget_s", "spent_s", "datasheet_tflops", "datasheet_source", "run"]
     frame = pd.DataFrame(rows, columns=columns)
     return frame.drop_duplicates(["platform", "dtype", "threads"], keep="last").reset_index(drop=True)
 
