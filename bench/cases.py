@@ -214,6 +214,7 @@ def _require(ok: bool, message: str) -> None:
 # --------------------------------------------------------------------------- sweeps
 
 DIMENSIONS = tuple(f.name for f in fields(Case))
+CUSTOM_MAX_CASE_S = 60.0  # a sweep of flags alone: the user chose each case, so a roomier budget
 
 
 @dataclass(frozen=True)
@@ -229,6 +230,7 @@ class Sweep:
     grids: tuple[Mapping[str, tuple], ...]
     description: str = ""
     all_devices: bool = True  # without a --device override, run on every available device
+    max_case_s: float = CUSTOM_MAX_CASE_S  # default --max-case-s: a case predicted to measure longer is skipped
 
     def cases(self, overrides: Mapping[str, Iterable] | None = None) -> list[Case]:
         overrides = {k: tuple(v) for k, v in (overrides or {}).items()}
@@ -260,7 +262,8 @@ PRESETS: dict[str, Sweep] = {
         _grid(width=(32, 64), depth=1, batch=(8, 32), activation=("relu", "gelu")),
         _grid(width=32, depth=1, batch=8, compile="default"),
         _grid(network="teaching", batch=4),
-    ), "a handful of tiny CPU cases, one compiled; used by tests (~30 s cold on 2 cores)", all_devices=False),
+    ), "a handful of tiny CPU cases, one compiled; used by tests (~30 s cold on 2 cores)", all_devices=False,
+        max_case_s=10.0),
     "quick": Sweep("quick", (
         # throughput vs batch, per width (figure 1 / the CPU-GPU heatmap)
         _grid(width=(128, 512, 1024), depth=2, batch=(16, 128, 1024), dtype=("fp32", "bf16")),
@@ -268,19 +271,20 @@ PRESETS: dict[str, Sweep] = {
         _grid(width=512, depth=2, batch=128, activation=("gelu", "tanh", "sigmoid", "silu", "binary_step")),
         _grid(width=512, depth=2, batch=(16, 1024), compile=("none", "default")),  # compile vs eager
         _grid(network=_CLASSIC_NETS, batch=(4, 64)),
-    ), "every knob at >= 2 values plus the classic nets; the default of `make bench` (< 5 min on 2 CPU cores)"),
+    ), "every knob at >= 2 values plus the classic nets; the default of `make bench` (< 5 min on 2 CPU cores)",
+        max_case_s=30.0),  # its slowest fp32 case measures in ~6 s on a 2-core AMD EPYC: 5x headroom
     "classic": Sweep("classic", (
         _grid(network=_CLASSIC_NETS, batch=(4, 64, 256, 1024)),
         _grid(network="fashion_mnist_original", batch=(64,)),
         _grid(network=_CLASSIC_NETS, batch=64, optimizer=("sgd_momentum", "adam")),
-    ), "the teaching and FashionMNIST nets at the classic batch sizes (4, 64) and larger"),
+    ), "the teaching and FashionMNIST nets at the classic batch sizes (4, 64) and larger", max_case_s=30.0),
     "full": Sweep("full", (
         _grid(width=(256, 1024, 4096, 8192), depth=(2, 4, 8), batch=(64, 1024, 8192), dtype=("fp32", "tf32", "bf16")),
         _grid(width=(1024, 8192), depth=4, batch=(4, 16, 64, 256, 1024, 4096, 16384), dtype=("bf16",),
               compile=("none", "default", "reduce-overhead", "max-autotune")),
         _grid(width=1024, depth=4, batch=1024, dtype="bf16", activation=tuple(mlp.ACTIVATIONS)),
         _grid(network=_CLASSIC_NETS, batch=(4, 64, 1024, 16384), compile=("none", "reduce-overhead")),
-    ), "GPU-scale grid: widths to 8192, batches to 16384, all compile modes, fp32/tf32/bf16"),
+    ), "GPU-scale grid: widths to 8192, batches to 16384, all compile modes, fp32/tf32/bf16", max_case_s=120.0),
 }
 
 

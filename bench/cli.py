@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from .errors import UsageError
-from .flags import add_case_arguments, case_overrides
+from .flags import add_case_arguments, case_overrides, seconds_budget
 
 DEFAULT_PRESET = "quick"
 CUSTOM_PRESET = "custom"  # a sweep defined by the case flags alone
@@ -67,12 +67,16 @@ def _add_run(sub) -> None:
     p.add_argument("--repeats", type=int, help="samples per phase (default 12)")
     p.add_argument("--min-time-s", type=float, help="measure each case for at least this long")
     p.add_argument("--warmup-s", type=float, help="warm-up budget per case (default 0.25)")
+    p.add_argument("--max-case-s", metavar="SECONDS",
+                   help="skip a case whose measuring time, predicted after its first step, exceeds this "
+                        "(default per preset: quick 30, smoke 10, classic 30, full 120, flags alone 60; "
+                        "'inf' for no limit)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-show", action="store_true", help="do not print the summary table at the end")
 
 
 def _cmd_run(args) -> int:
-    from .cases import PRESETS, Case
+    from .cases import CUSTOM_MAX_CASE_S, PRESETS, Case
     from .env import busy_warning
     from .runner import run_sweep
     from .store import load_run, new_run_dir, prepare_run_dir
@@ -84,8 +88,9 @@ def _cmd_run(args) -> int:
         return 0
     config_args = {k: v for k, v in (("repeats", args.repeats), ("min_time_s", args.min_time_s),
                                      ("warmup_s", args.warmup_s)) if v is not None}
+    max_case_s = seconds_budget(args.max_case_s, "max-case-s") if args.max_case_s is not None else None
     try:
-        config = TimingConfig(**config_args)
+        TimingConfig(**config_args)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     if args.resume:
@@ -102,6 +107,9 @@ def _cmd_run(args) -> int:
         cases = resolve_cases(args.preset, overrides)
         preset_name = args.preset or (CUSTOM_PRESET if overrides else DEFAULT_PRESET)
         out_dir = args.out or new_run_dir(preset=preset_name)
+    if args.max_case_s is None:  # not given: the preset's default
+        max_case_s = PRESETS[preset_name].max_case_s if preset_name in PRESETS else CUSTOM_MAX_CASE_S
+    config = TimingConfig(**config_args, max_case_s=max_case_s)
     if not cases:
         raise UsageError("the sweep has no cases")
     if args.dry_run:
@@ -130,8 +138,10 @@ def _cmd_run(args) -> int:
         from .report.markdown import format_summary
 
         print(format_summary(load_run(out_dir).summary))
-    failed = sum(1 for r in writer.summary if r["status"] not in ("ok", "skipped"))
-    print(f"mlpbench: run folder {out_dir} ({len(writer.done_ids)} cases, {failed} failed)")
+    step_rows = [r for r in writer.summary if r["phase"] == "step"]
+    failed = sum(1 for r in step_rows if r["status"] not in ("ok", "skipped"))
+    skipped = sum(1 for r in step_rows if r["status"] == "skipped")
+    print(f"mlpbench: run folder {out_dir} ({len(writer.done_ids)} cases, {skipped} skipped, {failed} failed)")
     return 0
 
 

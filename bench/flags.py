@@ -7,6 +7,7 @@ Strings become typed comma lists here, once; a malformed list is a one-line
 from __future__ import annotations
 
 import argparse
+import math
 
 from .errors import UsageError
 
@@ -16,6 +17,7 @@ CASE_FLAGS = {  # flag -> (Case field, parser of one item)
     "compile": ("compile", str), "optimizer": ("optimizer", str), "loss": ("loss", str),
     "threads": ("threads", int), "in-features": ("in_features", int), "out-features": ("out_features", int),
 }
+NO_LIMIT_WORDS = ("inf", "none", "off")  # spellings of "no time budget"
 
 
 def comma_list(text: str, item_type: type, name: str) -> tuple:
@@ -29,6 +31,21 @@ def comma_list(text: str, item_type: type, name: str) -> tuple:
             bad = next(t for t in items if not t.lstrip("-").isdigit())
             raise UsageError(f"--{name}: {bad!r} is not an integer (in {text!r})") from None
     return tuple(items)
+
+
+def seconds_budget(text: str, name: str) -> float | None:
+    """A positive number of seconds, or ``inf`` (also ``none``, ``off``) for no limit."""
+    if text.strip().lower() in NO_LIMIT_WORDS:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if math.isinf(value) and value > 0:
+        return None
+    if not value > 0:  # also NaN and 'abc'
+        raise UsageError(f"--{name}: {text!r} is not a positive number of seconds (use 'inf' for no limit)")
+    return value
 
 
 def add_case_arguments(parser: argparse.ArgumentParser) -> None:

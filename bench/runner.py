@@ -3,6 +3,10 @@
 Failure is data: CUDA absent -> ``skipped``; out of memory -> ``oom`` (memory
 released, the sweep goes on); compile or other error -> ``error`` with the
 message. Ctrl-C keeps every finished case; ``resume`` measures only what is missing.
+
+Bounded in time: the run folder and meta.json are written before anything is
+measured; each ceiling has a budget (``ceiling.py``), each case a predicted-time
+budget (``timing.py``): a case over it is a ``skipped`` row that says why and how to run it.
 """
 
 from __future__ import annotations
@@ -34,11 +38,11 @@ _OOM_ERRORS = tuple(e for e in (getattr(torch, "OutOfMemoryError", None),
                                 getattr(torch.cuda, "OutOfMemoryError", None)) if e is not None)
 
 
-def safe_measure(case: Case, config: TimingConfig) -> Measurement:
+def safe_measure(case: Case, config: TimingConfig, on_predict: Callable[[float], object] | None = None) -> Measurement:
     """``measure`` with every failure turned into a status; memory is released after a failure."""
     start = time.perf_counter()
     try:
-        return measure(case, config)
+        return measure(case, config, on_predict=on_predict)
     except KeyboardInterrupt:
         raise
     except _OOM_ERRORS as exc:
@@ -75,8 +79,10 @@ def summary_rows(m: Measurement, ceiling: Ceiling | None) -> list[dict]:
     """One row per phase (one row in all for a failed case), with statistics and derived metrics."""
     case = m.case
     base = {**case.to_row(), "case_id": case.case_id, "label": case.label, "status": m.status, "reason": m.reason}
+    timings = {"first_step_s": m.first_step_s, "measure_s": m.measure_s,
+               "predicted_measure_s": m.predicted_measure_s, "steady_measure_s": m.steady_measure_s}
     if m.status != "ok":
-        return [{**base, "phase": Phase.STEP.value, "measure_s": m.measure_s}]
+        return [{**base, "phase": Phase.STEP.value, **timings}]
     model = case.build_model()
     flops = mlp.flops(model, case.batch, case.loss, case.optimizer)
     memory = mlp.memory(model, case.batch, case.input_shape, case.loss, case.optimizer, case.dtype)
@@ -105,7 +111,6 @@ def summary_rows(m: Measurement, ceiling: Ceiling | None) -> list[dict]:
             "parameters": mlp.count_parameters(model),
             **{f"mem_{k}": v for k, v in memory.as_dict().items()},
             "peak_mem_bytes": m.peak_mem_bytes.get(phase, math.nan),
-            "first_step_s": m.first_step_s,
             "first_inference_s": m.first_inference_s,
             "compile_s": max(m.first_step_s - medians[Phase.STEP], 0.0) if compiled else math.nan,
             "compile_graphs": m.compile_graphs,
@@ -114,7 +119,7 @@ def summary_rows(m: Measurement, ceiling: Ceiling | None) -> list[dict]:
             "phase_sum_gap": (phase_sum / medians[Phase.STEP] - 1) if phase is Phase.STEP else math.nan,
             "optimizer_impl": m.optimizer_impl,
             "torch_threads": m.threads,
-            "measure_s": m.measure_s,
+            **timings,
         }
         rows.append(row)
     return rows
@@ -158,14 +163,20 @@ class RunWriter:
         self.flush()
 
     def flush(self) -> None:
-        store.write_table(self.out_dir / store.SAMPLES_CSV, pd.DataFrame(self.samples))
+        store.write_table(self.out_dir / store.SAMPLES_CSV, pd.DataFrame(self.samples, columns=SAMPLE_COLUMNS))
         store.write_table(self.out_dir / store.SUMMARY_CSV, _ordered(pd.DataFrame(self.summary)))
         store.write_meta(self.out_dir / store.META_JSON, self.meta)
 
 
+SAMPLE_COLUMNS = ["case_id", "phase", "sample", "seconds", "iters_per_block"]
+FIRST_COLUMNS = list(store.CASE_COLUMNS) + ["case_id", "label", "phase", "status", "reason"]
+
+
 def _ordered(frame: pd.DataFrame) -> pd.DataFrame:
-    first = list(store.CASE_COLUMNS) + ["case_id", "label", "phase", "status", "reason"]
-    return frame[[c for c in first if c in frame] + [c for c in frame if c not in first]]
+    """Case columns first; an empty table (before the first case) still has its header, so it reads back."""
+    if not len(frame.columns):
+        return pd.DataFrame(columns=FIRST_COLUMNS)
+    return frame[[c for c in FIRST_COLUMNS if c in frame] + [c for c in frame if c not in FIRST_COLUMNS]]
 
 
 def ceiling_key(device: str, dtype: str, threads: int = 0) -> str:
@@ -185,39 +196,46 @@ def run_sweep(
     preset: str = "custom",
     resume: bool = False,
     progress: bool = True,
-    measure_fn: Callable[[Case, TimingConfig], Measurement] = safe_measure,
+    measure_fn: Callable[..., Measurement] = safe_measure,
     meta_extra: dict | None = None,
 ) -> RunWriter:
-    """Measure every case not yet in ``out_dir`` and write the run folder after each one."""
+    """Measure every case not yet in ``out_dir`` and write the run folder after each one.
+
+    The folder and meta.json exist before the first ceiling. ``measure_fn(case, config, on_predict=...)``
+    reports each case's predicted time to the progress bar.
+    """
     started = time.perf_counter()
     meta = {"preset": preset, "env": fingerprint(), "timing_config": asdict(config), "n_cases": len(cases),
             "ceilings": {}, "interrupted": False, "cases": [c.to_row() for c in cases], **(meta_extra or {})}
     writer = RunWriter(out_dir, meta, resume=resume)
+    writer.flush()  # the folder and meta.json from the first second
     todo = [c for c in cases if c.case_id not in writer.done_ids]
-    writer.meta["ceilings"].update(_measure_ceilings(todo, writer.meta["ceilings"]))
+    writer.meta["ceilings"].update(_measure_ceilings(todo, writer.meta["ceilings"], writer))
     writer.flush()
-    bar = _progress(todo, progress)
+    bar = _Progress(todo, progress)
     try:
-        for case in bar:
-            if hasattr(bar, "set_postfix_str"):
-                bar.set_postfix_str(case.label, refresh=True)
-            measurement = measure_fn(case, config)
+        for case in todo:
+            bar.start(case)
+            measurement = measure_fn(case, config, on_predict=bar.predicted)
             ceiling = writer.meta["ceilings"].get(case_ceiling_key(case))
             writer.add(measurement, Ceiling(**ceiling) if ceiling else None)
+            bar.done(measurement)
     except KeyboardInterrupt:
         writer.meta["interrupted"] = True
         raise
     finally:
-        if hasattr(bar, "close"):
-            bar.close()
+        bar.close()
         writer.meta["run_s"] = writer.meta.get("run_s", 0.0) + time.perf_counter() - started
         writer.meta["load_average_1m_end"] = load_average()
         writer.flush()
     return writer
 
 
-def _measure_ceilings(cases: Sequence[Case], known: dict) -> dict:
-    """One matmul ceiling per (device, dtype, CPU thread count) that the cases need and the machine has."""
+def _measure_ceilings(cases: Sequence[Case], known: dict, writer: RunWriter | None = None) -> dict:
+    """One matmul ceiling per (device, dtype, CPU thread count) that the cases need and the machine has.
+
+    Each is budgeted (``ceiling.CEILING_BUDGET_S``) and written to meta.json as soon as it is measured.
+    """
     out = {}
     needed = {(c.device, c.dtype, 0 if c.device == "cuda" else c.threads) for c in cases}
     for device, dtype, threads in sorted(needed):
@@ -229,12 +247,54 @@ def _measure_ceilings(cases: Sequence[Case], known: dict) -> dict:
                 out[key] = measure_ceiling(device, dtype).as_dict()
         except Exception as exc:  # noqa: BLE001 - a missing ceiling leaves MFU empty, not the run dead
             print(f"mlpbench: warning: no {key} matmul ceiling ({_one_line(exc)})", file=sys.stderr)
+        if writer is not None and key in out:
+            writer.meta["ceilings"][key] = out[key]
+            writer.flush()
     return out
 
 
-def _progress(cases: Sequence[Case], enabled: bool):
-    if not enabled:
-        return cases
-    from tqdm.auto import tqdm
+class _Progress:
+    """A tqdm bar over the cases: the case being measured, its predicted time, and the time left.
 
-    return tqdm(cases, desc="cases", unit="case", file=sys.stderr, mininterval=0.5, dynamic_ncols=True)
+    The time left is the current case's prediction (from its first steps) plus, for each case still
+    to come, the mean wall time of the cases done so far (or of this one, before any is done).
+    """
+
+    def __init__(self, cases: Sequence[Case], enabled: bool):
+        self.left = len(cases)
+        self.done_s: list[float] = []
+        self.bar = None
+        self.label, self.case_start = "", time.perf_counter()
+        if enabled and cases:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=len(cases), unit="case", file=sys.stderr, mininterval=0.5, dynamic_ncols=True,
+                            bar_format="{n_fmt}/{total_fmt} cases [{elapsed}] {desc}")
+
+    def start(self, case: Case) -> None:
+        self.label, self.case_start = case.label, time.perf_counter()
+        self._show(f"{self.label}: first step")
+
+    def predicted(self, seconds: float) -> None:
+        this_case = time.perf_counter() - self.case_start + seconds
+        per_case = sum(self.done_s) / len(self.done_s) if self.done_s else this_case
+        left = seconds + (self.left - 1) * per_case
+        self._show(f"{self.label}: ~{_duration(seconds)} to measure, run ~{_duration(left)} left")
+
+    def done(self, m: Measurement) -> None:
+        self.left -= 1
+        self.done_s.append(m.measure_s)
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+    def _show(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.set_description_str(text, refresh=True)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"

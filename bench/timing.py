@@ -12,6 +12,10 @@
   a host clock around unsynchronised work.
 * Rounds interleave the step, phase and inference blocks so machine drift hits
   every phase alike.
+* A time budget per case (``max_case_s``): after the first step (cold start or
+  compilation, kept apart) one more step (or a block of short ones) is timed, and the warm-up and rounds are
+  predicted from it; a case predicted to take longer is returned ``skipped`` with
+  the prediction, before the minutes are spent.
 """
 
 from __future__ import annotations
@@ -41,12 +45,15 @@ class TimingConfig:
     min_block_s: float = 0.02  # a block lasts at least this long (timer resolution, launch jitter)
     max_block_iters: int = 2000
     max_rounds: int = 200
+    max_case_s: float | None = None  # skip a case whose predicted measuring time exceeds this (None: no limit)
 
     def __post_init__(self):
         if self.repeats < 1:
             raise ValueError(f"repeats must be >= 1, got {self.repeats}")
         if self.min_time_s < 0 or self.warmup_s < 0 or self.min_block_s <= 0:
             raise ValueError("min_time_s and warmup_s must be >= 0, min_block_s > 0")
+        if self.max_case_s is not None and not (0 < self.max_case_s < math.inf):
+            raise ValueError(f"max_case_s must be a positive number of seconds or None, got {self.max_case_s}")
 
 
 @dataclass
@@ -67,6 +74,8 @@ class Measurement:
     optimizer_impl: str = ""
     threads: int = 0
     measure_s: float = 0.0  # wall time spent on this case
+    predicted_measure_s: float = math.nan  # warm-up + rounds, predicted from the step after the first
+    steady_measure_s: float = math.nan  # what that part really took (first inference call excluded)
 
 
 # --------------------------------------------------------------------------- blocks
@@ -116,10 +125,13 @@ def _dynamo_counts() -> tuple[int, int, int]:
     return (counters["stats"]["unique_graphs"], sum(counters["graph_break"].values()), counters["frames"]["ok"])
 
 
-def measure(case: Case, config: TimingConfig = TimingConfig()) -> Measurement:
+def measure(case: Case, config: TimingConfig = TimingConfig(),
+            on_predict: Callable[[float], object] | None = None) -> Measurement:
     """Measure one case: warm-up, then interleaved rounds of step / phase / inference blocks.
 
-    Raises on failure (OOM, compile error); the runner turns that into a status row.
+    After the first step, ``on_predict`` (a progress bar) gets the predicted measuring time, and a
+    case predicted beyond ``config.max_case_s`` comes back ``skipped``. Raises on failure (OOM,
+    compile error); the runner turns that into a status row.
     """
     wall_start = time.perf_counter()
     device = torch.device(case.device)
@@ -150,6 +162,14 @@ def measure(case: Case, config: TimingConfig = TimingConfig()) -> Measurement:
 
         # cold start (and compilation) on its own clock
         result.first_step_s = time_block(train_step, 1, clock)
+        result.predicted_measure_s = predict_measure_s(_probe_step_s(train_step, clock, config), config)
+        if on_predict is not None:
+            on_predict(result.predicted_measure_s)
+        if config.max_case_s is not None and result.predicted_measure_s > config.max_case_s:
+            result.status, result.reason = "skipped", over_budget_reason(result.predicted_measure_s, config.max_case_s)
+            result.measure_s = time.perf_counter() - wall_start
+            return result
+        steady_start = time.perf_counter()
         warm_per_iter = _warm_up(train_step, clock, config)
         result.first_inference_s = time_block(infer, 1, clock)
         _warm_up(infer, clock, config, budget_s=config.warmup_s / 2)
@@ -176,10 +196,69 @@ def measure(case: Case, config: TimingConfig = TimingConfig()) -> Measurement:
 
         if compiled:
             result.recompiles = _dynamo_counts()[2] - frames_after_warmup
+        result.steady_measure_s = time.perf_counter() - steady_start - result.first_inference_s
         if device.type == "cuda":
             result.peak_mem_bytes = peak_memory_per_phase(step, pool, mark_step)
     result.measure_s = time.perf_counter() - wall_start
     return result
+
+
+# --------------------------------------------------------------------------- the case's time budget
+
+INFERENCE_STEP_FRACTION = 0.4  # a forward alone: ~1/3 of a step's matmul FLOPs, plus per-call overhead
+MIN_PREDICTED_ITER_S = 1e-9  # a zero reading (coarse clock) must not stall the warm-up simulation
+
+
+def predict_measure_s(step_s: float, config: TimingConfig) -> float:
+    """Seconds that warm-up and the timed rounds of ``measure`` will take for a step of ``step_s``.
+
+    Replays the same loops (warm-up budgets and minimum counts, block calibration, repeats and
+    ``min_time_s``) with a constant step time; the phase block costs one step block, inference
+    ``INFERENCE_STEP_FRACTION`` of a step. Compilation is not in it: the first step already paid
+    for the training graph, and a compiled inference graph's first call is kept apart too.
+    """
+    step_s = max(step_s, MIN_PREDICTED_ITER_S)
+    infer_s = step_s * INFERENCE_STEP_FRACTION
+    step_iters, infer_iters = calibrate_iters(step_s, config), calibrate_iters(infer_s, config)
+    warm_up = (_warm_up_s(step_s, config, config.warmup_s) + _warm_up_s(infer_s, config, config.warmup_s / 2)
+               + infer_s)  # + the inference calibration call
+    rounds = 0
+    while rounds < config.max_rounds and (rounds < config.repeats or rounds * step_iters * step_s < config.min_time_s):
+        rounds += 1
+    return warm_up + rounds * (2 * step_iters * step_s + infer_iters * infer_s)
+
+
+def _probe_step_s(train_step: Callable[[int], object], clock: Clock, config: TimingConfig) -> float:
+    """One warm step; a short one is re-read as the mean of a block (one step is at the mercy of noise)."""
+    one_s = time_block(train_step, 1, clock)
+    if one_s >= config.min_block_s:
+        return one_s  # a slow case: no second step before the budget decision
+    return time_block(train_step, calibrate_iters(one_s, config), clock)
+
+
+def _warm_up_s(per_iter_s: float, config: TimingConfig, budget_s: float) -> float:
+    """What ``_warm_up`` spends for a constant ``per_iter_s``."""
+    spent, count, iters = 0.0, 0, 1
+    while count < config.min_warmup_iters or spent < budget_s:
+        spent += per_iter_s * iters
+        count += iters
+        iters = calibrate_iters(per_iter_s, config)
+    return spent
+
+
+def over_budget_reason(predicted_s: float, max_case_s: float) -> str:
+    """The skip reason: the prediction, the budget, and the budget that would measure it."""
+    return (f"predicted {predicted_s:.3g} s of measuring > --max-case-s {max_case_s:g}; "
+            f"run it with --max-case-s {_round_up(predicted_s * BUDGET_HEADROOM):g}")
+
+
+BUDGET_HEADROOM = 1.2  # the suggested budget leaves room for the prediction's error
+
+
+def _round_up(value: float) -> float:
+    """Up to a half step of the leading digit: 192 -> 200, 37 -> 40, 12 -> 15."""
+    magnitude = 10 ** math.floor(math.log10(value))
+    return math.ceil(value / magnitude * 2) / 2 * magnitude
 
 
 def _warm_up(fn: Callable[[int], object], clock: Clock, config: TimingConfig, budget_s: float | None = None) -> float:

@@ -406,7 +406,8 @@ def _failures_section(summary: pd.DataFrame) -> list[str]:
         return []
     rows = [{"case": r["label"], "status": r["status"], "reason": r["reason"]} for _, r in failed.iterrows()]
     return ["## Cases not measured", "", "Failure is data: these cases ran into a limit or are not available "
-            "on this machine.", "", _table(rows), ""]
+            "on this machine. Cases skipped by the time budget are re-tried by `mlpbench run --resume RUN "
+            "--max-case-s SECONDS`.", "", _table(rows), ""]
 
 
 # --------------------------------------------------------------------------- CLI

@@ -24,6 +24,10 @@ REPO = Path(__file__).resolve().parents[2]
     (["run", "--preset", "huge"], "unknown preset 'huge'"),
     (["run", "--batch", "8,,16"], "malformed list"),
     (["run", "--repeats", "0"], "repeats must be >= 1"),
+    (["run", "--max-case-s", "0"], "--max-case-s: '0' is not a positive number of seconds"),
+    (["run", "--max-case-s", "-1"], "--max-case-s: '-1' is not a positive number of seconds"),
+    (["run", "--max-case-s", "abc"], "--max-case-s: 'abc' is not a positive number of seconds"),
+    (["run", "--max-case-s", "nan"], "--max-case-s: 'nan' is not a positive number of seconds"),
     (["show", "/nonexistent/run"], "no run folder"),
 ])
 def test_bad_cli_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, argv, message):

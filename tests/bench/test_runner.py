@@ -87,7 +87,7 @@ def test_resume_skips_measured_cases(smoke_run, tmp_path):
     store.write_table(copy / store.SUMMARY_CSV, run.summary[run.summary["case_id"] != dropped])
     measured: list[Case] = []
 
-    def fake_measure(case, config):
+    def fake_measure(case, config, **progress):
         measured.append(case)
         return measure(case, FAST)
 
@@ -120,10 +120,10 @@ def test_cuda_request_without_cuda_is_skipped(tmp_path):
 def test_failures_become_rows_and_the_sweep_goes_on(tmp_path, monkeypatch, exc, status):
     bad = Case(width=24, depth=1, batch=4)
 
-    def flaky(case, config):
+    def flaky(case, config, **progress):
         if case == bad:
             raise exc
-        return measure(case, config)
+        return measure(case, config, **progress)
 
     monkeypatch.setattr(runner, "measure", flaky)
     runner.run_sweep([bad, Case(width=16, depth=1, batch=4)], tmp_path / "run", FAST, progress=False)
@@ -136,7 +136,7 @@ def test_failures_become_rows_and_the_sweep_goes_on(tmp_path, monkeypatch, exc, 
 def test_interrupt_keeps_finished_cases_and_previous_files_readable(tmp_path, monkeypatch):
     cases = [Case(width=16, depth=1, batch=4), Case(width=24, depth=1, batch=4), Case(width=32, depth=1, batch=4)]
 
-    def interrupt_on_third(case, config):
+    def interrupt_on_third(case, config, **progress):
         if case == cases[2]:
             raise KeyboardInterrupt
         return measure(case, config)

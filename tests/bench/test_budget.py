@@ -1,0 +1,146 @@
+"""`make bench` bounded in time on any CPU: the ceiling's budget, the case budget, early files."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import time
+
+import pytest
+import torch
+
+from bench import ceiling, runner, store, timing
+from bench.cases import Case
+from bench.ceiling import Ceiling, measure_ceiling
+from bench.cli import main as cli_main
+from bench.timing import TimingConfig
+
+FAST = TimingConfig(repeats=5, warmup_s=0.05, min_block_s=0.005)
+SLEEP_STEP_S = 0.2  # the fake slow case: every training step sleeps this long (time.sleep is the reference)
+TINY_BUDGET_S = 1.5  # tiny cases predict ~0.2 s with FAST; the slow one >= 5 repeats x 2 blocks x 0.2 s
+AMD_BF16_FLOPS_PER_S = 0.5e9  # the reference kernel's bf16 rate, in the range seen on that EPYC (~1 GFLOP/s)
+MIN_PRODUCTS_PER_SIZE = 7  # a ceiling size costs >= 2 untimed + 5 timed products
+GENEROUS = 3.0  # factor on a wall-clock budget: shared 2-core machine, never a tight time
+
+
+def _tiny(width: int, **kw) -> Case:
+    return Case(width=width, depth=1, batch=4, **kw)
+
+
+def _fake_ceiling(rates_tflops: dict[str, float]):
+    def fake(device, dtype, sizes=None, budget_s=ceiling.CEILING_BUDGET_S):
+        return Ceiling(device, dtype, "fake cpu", rates_tflops[dtype], 256, None, None, torch.get_num_threads(),
+                       (256,), budget_s, 0.0)
+    return fake
+
+
+# --------------------------------------------------------------------------- the case budget
+
+
+def test_a_slow_case_becomes_a_skipped_row_with_its_prediction_and_the_others_are_measured(tmp_path, monkeypatch):
+    slow = _tiny(48)
+    real_build = timing.build_step
+
+    def build(case):
+        step = real_build(case)
+        if case == slow:
+            fast_step = step.step
+            step.step = lambda x, y: (time.sleep(SLEEP_STEP_S), fast_step(x, y))
+        return step
+
+    monkeypatch.setattr(timing, "build_step", build)
+    monkeypatch.setattr(runner, "measure_ceiling", _fake_ceiling({"fp32": 0.1}))
+    cases = [_tiny(16), slow, _tiny(32)]
+    runner.run_sweep(cases, tmp_path / "run", dataclasses.replace(FAST, max_case_s=TINY_BUDGET_S),
+                     progress=False)
+    summary = store.load_run(tmp_path / "run").summary
+    steps = summary[summary["phase"] == "step"].set_index("case_id")
+    row = steps.loc[slow.case_id]
+    assert row["status"] == "skipped"
+    predicted, suggested = map(float, re.search(r"predicted ([\d.e+]+) s .*--max-case-s ([\d.e+]+)$",
+                                                row["reason"]).groups())
+    assert predicted >= FAST.repeats * 2 * SLEEP_STEP_S  # at least the step and phase blocks of every round
+    assert predicted == pytest.approx(row["predicted_measure_s"], rel=0.01) and suggested > predicted
+    assert row["measure_s"] < predicted / 2  # decided after two steps, not after measuring
+    others = steps.drop(index=slow.case_id)
+    assert set(others["status"]) == {"ok"} and (others["predicted_measure_s"] <= TINY_BUDGET_S).all()
+
+
+def test_the_prediction_covers_the_rounds_it_replays():
+    """For a step longer than a block, every round is one step block + one phase block + an inference block."""
+    config = TimingConfig(repeats=10, warmup_s=0.0, min_warmup_iters=3, min_block_s=0.01)
+    step_s = 1.0
+    expected = 3 * step_s + 3 * (step_s * timing.INFERENCE_STEP_FRACTION) + step_s * timing.INFERENCE_STEP_FRACTION \
+        + 10 * (2 * step_s + step_s * timing.INFERENCE_STEP_FRACTION)
+    assert timing.predict_measure_s(step_s, config) == pytest.approx(expected)
+    assert timing.predict_measure_s(step_s, TimingConfig(repeats=10, min_time_s=30.0)) > 30.0
+
+
+@pytest.mark.parametrize("text, expected", [("30", 30.0), ("0.5", 0.5), ("inf", None), ("none", None)])
+def test_max_case_s_parses_seconds_and_inf(text, expected):
+    from bench.cli import seconds_budget
+
+    assert seconds_budget(text, "max-case-s") == expected
+
+
+# --------------------------------------------------------------------------- the ceiling budget
+
+
+def test_the_ceiling_stops_growing_when_the_next_size_would_not_fit(monkeypatch):
+    """On the AMD part's bf16 (~0.5-1 GFLOP/s) a 512³ size alone costs > 3.8 s: a 1 s budget stops at 256."""
+    seen = []
+
+    def amd_bf16_product(n, *args):
+        per_product_s = 2 * n**3 / AMD_BF16_FLOPS_PER_S
+        time.sleep(MIN_PRODUCTS_PER_SIZE * per_product_s)  # what measuring that size would take
+        seen.append(n)
+        return per_product_s
+
+    monkeypatch.setattr(ceiling, "_median_product_s", amd_bf16_product)
+    c = measure_ceiling("cpu", "bf16", budget_s=1.0)
+    assert seen == [256] and c.sizes_tried == (256,) and c.matmul_size == 256
+    assert c.measured_tflops * 1e12 == pytest.approx(AMD_BF16_FLOPS_PER_S)
+    assert c.budget_s == 1.0 and c.spent_s < 1.0 * GENEROUS
+
+
+def test_a_real_ceiling_honours_its_budget():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one thread: no OpenMP barrier stalls when other work shares the cores
+    try:
+        c = measure_ceiling("cpu", "fp32", budget_s=1.0)
+    finally:
+        torch.set_num_threads(threads)
+    assert c.sizes_tried and list(c.sizes_tried) == sorted(c.sizes_tried)
+    assert list(c.sizes_tried) == list(ceiling.CPU_SIZES[:len(c.sizes_tried)])  # grows from the smallest
+    assert c.measured_tflops > 0 and c.spent_s < 1.0 * GENEROUS, c
+
+
+# --------------------------------------------------------------------------- files from the first second
+
+
+def test_meta_json_exists_before_the_ceilings_and_stays_readable(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    seen = []
+
+    def ceiling_checks_the_folder(device, dtype, **kw):
+        seen.append(("ceiling", json.loads((out / store.META_JSON).read_text())["n_cases"]))
+        assert len(store.load_run(out).summary) == 0  # an empty but readable summary.csv
+        return _fake_ceiling({"fp32": 0.1})(device, dtype)
+
+    def measure_checks_the_folder(case, config, **progress):
+        seen.append(("case", sorted(store.load_run(out).meta["ceilings"])))
+        return runner.safe_measure(case, config, **progress)
+
+    monkeypatch.setattr(runner, "measure_ceiling", ceiling_checks_the_folder)
+    runner.run_sweep([_tiny(16)], out, FAST, progress=False, measure_fn=measure_checks_the_folder)
+    assert seen == [("ceiling", 1), ("case", ["cpu/fp32"])]
+
+
+def test_the_cli_run_records_the_budget_and_accepts_inf(tmp_path, monkeypatch):
+    monkeypatch.setattr(runner, "measure_ceiling", _fake_ceiling({"fp32": 0.1}))
+    out = tmp_path / "run"
+    assert cli_main(["run", "--width", "16", "--depth", "1", "--batch", "4", "--max-case-s", "inf", "--repeats", "3",
+                     "--warmup-s", "0.01", "--out", str(out), "--no-progress", "--no-show"]) == 0
+    meta = store.load_run(out).meta
+    assert meta["timing_config"]["max_case_s"] is None
