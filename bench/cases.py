@@ -141,6 +141,13 @@ class Case:
     def from_row(cls, row: Mapping[str, object]) -> "Case":
         return cls(**{f.name: row[f.name] for f in fields(cls)})
 
+    def cli_flags(self) -> str:
+        """The ``mlpbench run`` flags that measure exactly this case (fields that differ from the defaults)."""
+        default = Case(network=self.network)  # a named network's fixed fields are not flags
+        changed = [f.name for f in fields(self) if getattr(self, f.name) != getattr(default, f.name)]
+        names = ["network", *changed, "device"] if self.network != Network.UNIFORM.value else [*changed, "device"]
+        return " ".join(f"--{name.replace('_', '-')} {getattr(self, name)}" for name in dict.fromkeys(names))
+
     # ------------------------------------------------------------------ building
 
     @property

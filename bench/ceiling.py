@@ -31,6 +31,7 @@ CUDA_SIZES = (1024, 2048, 4096, 8192, 16384)  # tensor cores need large tiles to
 CEILING_REPEATS = 5
 CEILING_BUDGET_S = 3.0  # per device x dtype x threads: seconds, not minutes, even where a dtype is slow
 CEILING_MIN_BLOCK_S = 0.05
+SLOW_CEILING_FRACTION = 0.25  # a dtype's fast path runs at >= fp32's rate (AMX: ~10x); emulation at ~1/50
 UNTIMED_PRODUCTS = 2  # warm-up product + calibration product before the timed blocks
 COST_MARGIN = 1.25  # n³ scaling from a smaller size underestimates: caches, allocation and randn of the inputs
 
@@ -59,6 +60,14 @@ class Ceiling:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+def slower_than_fp32(ceiling: dict, fp32: dict) -> str | None:
+    """A reason when a reduced-precision ceiling is far below fp32's on the same device (no fast path)."""
+    if ceiling["measured_tflops"] >= SLOW_CEILING_FRACTION * fp32["measured_tflops"]:
+        return None
+    return (f"its measured matmul rate, {ceiling['measured_tflops'] * 1e3:.3g} GFLOP/s (n={ceiling['matmul_size']}), "
+            f"is below {SLOW_CEILING_FRACTION:.0%} of fp32's {fp32['measured_tflops'] * 1e3:.3g} GFLOP/s")
 
 
 def device_name(device: str) -> str:

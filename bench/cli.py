@@ -102,11 +102,14 @@ def _cmd_run(args) -> int:
         if not cases:
             raise UsageError(f"{args.resume}: meta.json lists no cases to resume")
         out_dir, preset_name = Path(args.resume), run.meta.get("preset", "custom")
+        skip_slow_dtypes = bool(run.meta.get("skip_slow_dtypes", False))
     else:
         overrides = case_overrides(args)
         cases = resolve_cases(args.preset, overrides)
         preset_name = args.preset or (CUSTOM_PRESET if overrides else DEFAULT_PRESET)
         out_dir = args.out or new_run_dir(preset=preset_name)
+        # a preset skips the dtypes this device has no fast path for; dtypes the user named are measured
+        skip_slow_dtypes = preset_name in PRESETS and "dtype" not in overrides
     if args.max_case_s is None:  # not given: the preset's default
         max_case_s = PRESETS[preset_name].max_case_s if preset_name in PRESETS else CUSTOM_MAX_CASE_S
     config = TimingConfig(**config_args, max_case_s=max_case_s)
@@ -129,7 +132,7 @@ def _cmd_run(args) -> int:
         print(f"mlpbench: warning: {warning}", file=sys.stderr)
     try:
         writer = run_sweep(cases, out_dir, config, preset=preset_name, resume=bool(args.resume),
-                           progress=not args.no_progress)
+                           progress=not args.no_progress, skip_slow_dtypes=skip_slow_dtypes)
     except KeyboardInterrupt:
         print(f"\nmlpbench: interrupted; finished cases are saved in {out_dir} "
               f"(continue with: mlpbench run --resume {out_dir})", file=sys.stderr)

@@ -6,7 +6,8 @@ message. Ctrl-C keeps every finished case; ``resume`` measures only what is miss
 
 Bounded in time: the run folder and meta.json are written before anything is
 measured; each ceiling has a budget (``ceiling.py``), each case a predicted-time
-budget (``timing.py``): a case over it is a ``skipped`` row that says why and how to run it.
+budget (``timing.py``), and a preset skips the dtypes this device has no fast path
+for (``skip_slow_dtypes``), each as ``skipped`` rows that say why and how to run them.
 """
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ import mlp
 
 from . import store
 from .cases import Case
-from .ceiling import Ceiling, measure_ceiling
+from .ceiling import Ceiling, measure_ceiling, slower_than_fp32
 from .clocks import torch_threads
-from .env import fingerprint, load_average
+from .env import FULL_RATE_DTYPES, dtype_fast_path, fingerprint, load_average
 from .stats import summarize
 from .phases import TRAINING_PHASES, Phase
 from .timing import Measurement, TimingConfig, measure
@@ -198,25 +199,35 @@ def run_sweep(
     progress: bool = True,
     measure_fn: Callable[..., Measurement] = safe_measure,
     meta_extra: dict | None = None,
+    skip_slow_dtypes: bool = False,
 ) -> RunWriter:
     """Measure every case not yet in ``out_dir`` and write the run folder after each one.
 
     The folder and meta.json exist before the first ceiling. ``measure_fn(case, config, on_predict=...)``
-    reports each case's predicted time to the progress bar.
+    reports each case's predicted time to the progress bar. With ``skip_slow_dtypes`` (a preset whose
+    dtypes the user did not choose), cases in a dtype the device has no fast path for become
+    ``skipped`` rows, and meta.json's ``skipped_dtypes`` says why.
     """
     started = time.perf_counter()
     meta = {"preset": preset, "env": fingerprint(), "timing_config": asdict(config), "n_cases": len(cases),
-            "ceilings": {}, "interrupted": False, "cases": [c.to_row() for c in cases], **(meta_extra or {})}
+            "ceilings": {}, "interrupted": False, "cases": [c.to_row() for c in cases],
+            "skip_slow_dtypes": skip_slow_dtypes, "skipped_dtypes": {}, **(meta_extra or {})}
     writer = RunWriter(out_dir, meta, resume=resume)
     writer.flush()  # the folder and meta.json from the first second
     todo = [c for c in cases if c.case_id not in writer.done_ids]
     writer.meta["ceilings"].update(_measure_ceilings(todo, writer.meta["ceilings"], writer))
+    slow = slow_dtypes(todo, writer.meta["ceilings"]) if skip_slow_dtypes else {}
+    writer.meta["skipped_dtypes"] = slow
     writer.flush()
     bar = _Progress(todo, progress)
     try:
         for case in todo:
             bar.start(case)
-            measurement = measure_fn(case, config, on_predict=bar.predicted)
+            key = f"{case.device}/{case.dtype}"
+            if key in slow:
+                measurement = Measurement(case, status="skipped", reason=slow_dtype_reason(case, slow[key]))
+            else:
+                measurement = measure_fn(case, config, on_predict=bar.predicted)
             ceiling = writer.meta["ceilings"].get(case_ceiling_key(case))
             writer.add(measurement, Ceiling(**ceiling) if ceiling else None)
             bar.done(measurement)
@@ -229,6 +240,31 @@ def run_sweep(
         writer.meta["load_average_1m_end"] = load_average()
         writer.flush()
     return writer
+
+
+def slow_dtypes(cases: Sequence[Case], ceilings: dict) -> dict[str, str]:
+    """``{"cpu/bf16": why}`` for each reduced-precision device x dtype without a fast path.
+
+    Two independent sources, either suffices: PyTorch's view of the device (``env.dtype_fast_path``:
+    CPU capability, oneDNN support, CPU flags), and the ceilings measured in this run (a dtype far
+    below fp32's matmul rate on the same device and threads).
+    """
+    out = {}
+    for device, dtype, threads in sorted({(c.device, c.dtype, c.threads) for c in cases}):
+        key = f"{device}/{dtype}"
+        if dtype in FULL_RATE_DTYPES or key in out:
+            continue
+        path = dtype_fast_path(device, dtype)
+        ceiling = ceilings.get(ceiling_key(device, dtype, threads))
+        fp32 = ceilings.get(ceiling_key(device, "fp32", threads))
+        measured = slower_than_fp32(ceiling, fp32) if ceiling and fp32 else None
+        if not path.native or measured:
+            out[key] = "; ".join(r for r in (None if path.native else path.reason, measured) if r)
+    return out
+
+
+def slow_dtype_reason(case: Case, why: str) -> str:
+    return f"{case.dtype} skipped by the preset: {why}; measure it with: mlpbench run {case.cli_flags()}"
 
 
 def _measure_ceilings(cases: Sequence[Case], known: dict, writer: RunWriter | None = None) -> dict:

@@ -271,6 +271,7 @@ def render_markdown(runs: Sequence, summary: pd.DataFrame, regimes: pd.DataFrame
               "known. Each ceiling has a time budget: the size doubles from the smallest while the next size's "
               "predicted cost fits in it, so a dtype the device runs slowly stops at a small size.", "",
               ceiling_table(ceilings), ""]
+    parts += _skipped_dtypes_section(runs)
     parts += _thread_note(summary, runs)
     if len(steps_ok):
         parts += ["## Best configuration per network size", "", "Highest training throughput (samples/s) among "
@@ -398,6 +399,17 @@ def _glance(summary: pd.DataFrame, regimes: pd.DataFrame) -> list[str]:
 def _regime_table(regimes: pd.DataFrame) -> str:
     rows = [{"case": r["label"], "regime": r["regime"], "signals": r["why"]} for _, r in regimes.iterrows()]
     return _table(rows)
+
+
+def _skipped_dtypes_section(runs: Sequence) -> list[str]:
+    """The dtypes a preset did not measure because the device has no fast path for them, and why."""
+    rows = [{"run": name, "device/dtype": key, "why": why}
+            for run, name in zip(runs, run_names(runs)) for key, why in run.meta.get("skipped_dtypes", {}).items()]
+    if not rows:
+        return []
+    return ["## Dtypes skipped", "", "The preset does not spend minutes on a dtype the device multiplies without a "
+            "fast path; each of its cases is a `skipped` row below. Name the dtype (`--dtype bf16`) to measure it.",
+            "", _table(rows), ""]
 
 
 def _failures_section(summary: pd.DataFrame) -> list[str]:

@@ -1,4 +1,9 @@
-"""`make bench` bounded in time on any CPU: the ceiling's budget, the case budget, early files."""
+"""`make bench` bounded in time on any CPU: the ceiling's budget, the case budget, slow dtypes, early files.
+
+The slow-bf16 CPU of issue 14 (a 2-core AMD EPYC, AVX2, no native bf16) is not available here:
+its path is tested by substituting PyTorch's view of the CPU (capability, oneDNN support, CPU
+flags) and the measured ceilings, never by running on it.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ import time
 import pytest
 import torch
 
-from bench import ceiling, runner, store, timing
+from bench import ceiling, env, runner, store, timing
 from bench.cases import Case
 from bench.ceiling import Ceiling, measure_ceiling
 from bench.cli import main as cli_main
@@ -19,6 +24,7 @@ from bench.timing import TimingConfig
 FAST = TimingConfig(repeats=5, warmup_s=0.05, min_block_s=0.005)
 SLEEP_STEP_S = 0.2  # the fake slow case: every training step sleeps this long (time.sleep is the reference)
 TINY_BUDGET_S = 1.5  # tiny cases predict ~0.2 s with FAST; the slow one >= 5 repeats x 2 blocks x 0.2 s
+AMD_AVX2 = dict(capability="AVX2", mkldnn_ok=False, flags=frozenset({"avx2", "fma", "f16c"}))  # issue 14's EPYC
 AMD_BF16_FLOPS_PER_S = 0.5e9  # the reference kernel's bf16 rate, in the range seen on that EPYC (~1 GFLOP/s)
 MIN_PRODUCTS_PER_SIZE = 7  # a ceiling size costs >= 2 untimed + 5 timed products
 GENEROUS = 3.0  # factor on a wall-clock budget: shared 2-core machine, never a tight time
@@ -116,6 +122,59 @@ def test_a_real_ceiling_honours_its_budget():
     assert c.measured_tflops > 0 and c.spent_s < 1.0 * GENEROUS, c
 
 
+# --------------------------------------------------------------------------- dtypes without a fast path
+
+
+def test_cpu_fast_path_decisions_for_the_cpus_seen():
+    assert not env.cpu_fast_path("bf16", **AMD_AVX2).native  # AMD EPYC, AVX2: torch's reference kernel
+    assert "AVX2" in env.cpu_fast_path("bf16", **AMD_AVX2).reason
+    xeon_spr = dict(capability="AVX512", mkldnn_ok=True, flags=frozenset({"avx512f", "avx512_bf16", "amx_bf16"}))
+    assert env.cpu_fast_path("bf16", **xeon_spr).native
+    skylake = dict(capability="AVX512", mkldnn_ok=True, flags=frozenset({"avx512f", "avx512bw"}))
+    assert env.cpu_fast_path("bf16", **skylake).native  # oneDNN converts on AVX-512
+    assert env.cpu_fast_path("fp32", **AMD_AVX2).native
+
+
+def _amd(monkeypatch):
+    monkeypatch.setattr(runner, "dtype_fast_path",
+                        lambda device, dtype: env.cpu_fast_path(dtype, **AMD_AVX2))
+
+
+def test_the_preset_skips_a_dtype_the_cpu_has_no_fast_path_for(tmp_path, monkeypatch):
+    _amd(monkeypatch)
+    monkeypatch.setattr(runner, "measure_ceiling", _fake_ceiling({"fp32": 0.056, "bf16": 0.05}))
+    fp32, bf16 = _tiny(16), _tiny(16, dtype="bf16")
+    runner.run_sweep([fp32, bf16], tmp_path / "run", FAST, progress=False, skip_slow_dtypes=True)
+    run = store.load_run(tmp_path / "run")
+    status = run.summary[run.summary["phase"] == "step"].set_index("case_id")
+    assert status.loc[fp32.case_id, "status"] == "ok" and status.loc[bf16.case_id, "status"] == "skipped"
+    reason = status.loc[bf16.case_id, "reason"]
+    assert "no fast bf16 path" in reason and "mlpbench run --width 16 --depth 1 --batch 4 --dtype bf16" in reason
+    assert "no fast bf16 path" in run.meta["skipped_dtypes"]["cpu/bf16"]
+    from bench.report import write_report
+
+    text = write_report([run], tmp_path / "report").path.read_text()
+    assert "## Dtypes skipped" in text and "cpu/bf16" in text and "AVX2" in text
+
+
+def test_an_explicitly_requested_slow_dtype_is_measured(tmp_path, monkeypatch):
+    _amd(monkeypatch)
+    monkeypatch.setattr(runner, "measure_ceiling", _fake_ceiling({"fp32": 0.056, "bf16": 0.001}))
+    bf16 = _tiny(16, dtype="bf16")
+    runner.run_sweep([bf16], tmp_path / "run", FAST, progress=False, skip_slow_dtypes=False)
+    run = store.load_run(tmp_path / "run")
+    assert set(run.summary["status"]) == {"ok"} and run.meta["skipped_dtypes"] == {}
+
+
+def test_a_ceiling_far_below_fp32_marks_the_dtype_slow_even_where_torch_claims_support(tmp_path, monkeypatch):
+    monkeypatch.setattr(runner, "dtype_fast_path", lambda device, dtype: env.FastPath(True, "claimed"))
+    monkeypatch.setattr(runner, "measure_ceiling", _fake_ceiling({"fp32": 0.056, "bf16": 0.001}))
+    bf16 = _tiny(16, dtype="bf16")
+    runner.run_sweep([_tiny(16), bf16], tmp_path / "run", FAST, progress=False, skip_slow_dtypes=True)
+    why = store.load_run(tmp_path / "run").meta["skipped_dtypes"]["cpu/bf16"]
+    assert "1 GFLOP/s" in why and "56 GFLOP/s" in why
+
+
 # --------------------------------------------------------------------------- files from the first second
 
 
@@ -143,4 +202,4 @@ def test_the_cli_run_records_the_budget_and_accepts_inf(tmp_path, monkeypatch):
     assert cli_main(["run", "--width", "16", "--depth", "1", "--batch", "4", "--max-case-s", "inf", "--repeats", "3",
                      "--warmup-s", "0.01", "--out", str(out), "--no-progress", "--no-show"]) == 0
     meta = store.load_run(out).meta
-    assert meta["timing_config"]["max_case_s"] is None
+    assert meta["timing_config"]["max_case_s"] is None and meta["skip_slow_dtypes"] is False
