@@ -85,7 +85,7 @@ def test_the_prediction_covers_the_rounds_it_replays():
 
 @pytest.mark.parametrize("text, expected", [("30", 30.0), ("0.5", 0.5), ("inf", None), ("none", None)])
 def test_max_case_s_parses_seconds_and_inf(text, expected):
-    from bench.cli import seconds_budget
+    from bench.flags import seconds_budget
 
     assert seconds_budget(text, "max-case-s") == expected
 
@@ -151,7 +151,7 @@ def test_the_preset_skips_a_dtype_the_cpu_has_no_fast_path_for(tmp_path, monkeyp
     reason = status.loc[bf16.case_id, "reason"]
     assert "no fast bf16 path" in reason and "mlpbench run --width 16 --depth 1 --batch 4 --dtype bf16" in reason
     assert "no fast bf16 path" in run.meta["skipped_dtypes"]["cpu/bf16"]
-    from bench.report import write_report
+    from bench.report.markdown import write_report
 
     text = write_report([run], tmp_path / "report").path.read_text()
     assert "## Dtypes skipped" in text and "cpu/bf16" in text and "AVX2" in text
