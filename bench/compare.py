@@ -24,7 +24,10 @@ import pandas as pd
 # The fields of bench.cases.Case, in order. Kept here so reporting needs no torch import;
 # tests/test_compare.py checks that it matches the dataclass.
 CASE_FIELDS = ("network", "width", "depth", "in_features", "out_features", "batch", "activation", "device",
-               "dtype", "compile", "optimizer", "loss", "threads")
+               "dtype", "compile", "optimizer", "loss", "threads", "world_size", "backend", "scaling",
+               "bucket_cap_mb")
+# Values of the data-parallel fields in runs written before they existed (bench.cases.PARALLEL_DEFAULTS).
+PARALLEL_DEFAULTS = {"world_size": 1, "backend": "none", "scaling": "none", "bucket_cap_mb": 0.0}
 # Which environment fields make runs incomparable (mirrors bench.env.COMPARABILITY_KEYS; checked by a test).
 COMPARABILITY_KEYS = ("torch", "cuda", "device_name", "cpu_model", "torch_threads", "hostname")
 FLAG_KEYS = ("tf32_matmul_default", "float32_matmul_precision_default", "cpu_capability")  # precision flags
@@ -90,7 +93,8 @@ def ratio_of_medians(a_row: Mapping, b_row: Mapping, a_samples: Sequence[float] 
 
 
 def identity_columns(ignore: Sequence[str] = ()) -> list[str]:
-    return [f for f in CASE_FIELDS if f not in ignore]
+    """The case fields that join one-process rows; data-parallel runs are reported apart (report_scaling)."""
+    return [f for f in CASE_FIELDS if f not in ignore and f not in PARALLEL_DEFAULTS]
 
 
 def ok_rows(summary: pd.DataFrame, phases: Sequence[str] | None = None) -> pd.DataFrame:
@@ -166,6 +170,9 @@ def merged_summary(runs: Sequence) -> tuple[pd.DataFrame, int]:
     for run, name in zip(runs, run_names(runs)):
         env = run.meta.get("env", {})
         frame = run.summary.copy()
+        for column, default in PARALLEL_DEFAULTS.items():
+            if column not in frame:
+                frame[column] = default
         frame["run"] = name
         frame["platform"] = [platform_name(d, env) for d in frame["device"]]
         frames.append(frame)

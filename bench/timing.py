@@ -212,9 +212,9 @@ def measure(case: Case, config: TimingConfig = TimingConfig()) -> Measurement:
 
         # cold start (and compilation) on its own clock
         result.first_step_s = time_block(train_step, 1, clock)
-        warm_per_iter = _warm_up(train_step, clock, config)
+        warm_per_iter = warm_up(train_step, clock, config)
         result.first_inference_s = time_block(infer, 1, clock)
-        _warm_up(infer, clock, config, budget_s=config.warmup_s / 2)
+        warm_up(infer, clock, config, budget_s=config.warmup_s / 2)
         if compiled:
             graphs, breaks, frames_after_warmup = _dynamo_counts()
             result.compile_graphs, result.graph_breaks = graphs, breaks
@@ -244,12 +244,19 @@ def measure(case: Case, config: TimingConfig = TimingConfig()) -> Measurement:
     return result
 
 
-def _warm_up(fn: Callable[[int], object], clock: _Clock, config: TimingConfig, budget_s: float | None = None) -> float:
-    """Run ``fn`` until the budget is spent and the minimum count reached; return the last mean per call."""
+def warm_up(fn: Callable[[int], object], clock: _Clock, config: TimingConfig, budget_s: float | None = None,
+            agree: Callable[[float], float] | None = None) -> float:
+    """Run ``fn`` until the budget is spent and the minimum count reached; return the last mean per call.
+
+    ``agree`` maps each block's time to one value shared by every process (data-parallel ranks take
+    the slowest), so all ranks run the same number of blocks and iterations and no collective hangs.
+    """
     budget_s = config.warmup_s if budget_s is None else budget_s
     spent, count, iters, per_iter = 0.0, 0, 1, math.nan
     while count < config.min_warmup_iters or spent < budget_s:
         per_iter = time_block(fn, iters, clock)
+        if agree is not None:
+            per_iter = agree(per_iter)
         spent += per_iter * iters
         count += iters
         iters = calibrate_iters(per_iter, config)

@@ -25,6 +25,8 @@ def test_identity_fields_match_the_case_dataclass_and_env_keys() -> None:
     from bench.env import COMPARABILITY_KEYS
 
     assert compare.CASE_FIELDS == tuple(f.name for f in dataclasses.fields(Case))
+    defaults = {f.name: f.default for f in dataclasses.fields(Case)}
+    assert compare.PARALLEL_DEFAULTS == {k: defaults[k] for k in compare.PARALLEL_DEFAULTS}
     assert compare.COMPARABILITY_KEYS == tuple(COMPARABILITY_KEYS)
 
 
