@@ -25,6 +25,7 @@ EXTERNAL_COMMANDS = {
     "check": ("bench.gate", "performance regression gate (exact counters + noise-aware timing)"),
     "profile": ("bench.profile", "profile one case: trace, top operators, FLOPs by module, memory"),
     "crosscheck": ("bench.crosscheck", "engine vs torch.utils.benchmark on three classic cases"),
+    "ddp": ("bench.ddp.command", "data-parallel scaling with torchrun + DistributedDataParallel"),
 }
 
 CASE_FLAGS = {  # flag -> (Case field, parser of one item)

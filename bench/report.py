@@ -226,6 +226,10 @@ class Report:
 def write_report(runs: Sequence, out_dir: Path) -> Report:
     """Render report.md and plots/*.png for ``runs`` (store.Run objects) into ``out_dir``."""
     from . import plots
+    from .report_scaling import is_ddp_run, write_scaling_report
+
+    if any(is_ddp_run(run) for run in runs):  # data-parallel runs: the scaling figure and table
+        return write_scaling_report(runs, out_dir)
     from .regime import classify
     from .store import write_atomic
 
