@@ -151,6 +151,21 @@ def test_a_rank_that_dies_ends_the_run_and_keeps_what_was_measured(tmp_path) -> 
     assert (summary[summary["world_size"] == 1]["status"] == "ok").all()
 
 
+def test_a_rendezvous_that_times_out_ends_the_run_and_keeps_the_reference(tmp_path) -> None:
+    """Two machines announced, one comes: torchrun's rendezvous gives up after --rdzv-timeout-s."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    run = tmp_path / "run"
+    done = _mlpbench(["--nproc", "1", "--nnodes", "2", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-timeout-s",
+                      "2", *TINY, "--scaling", "weak", *FAST, "--out", str(run)])
+    assert done.returncode == 1
+    assert "the rendezvous timed out" in done.stderr.strip().splitlines()[-1]
+    summary = pd.read_csv(run / "summary.csv", dtype={"rank": str})
+    assert set(summary[summary["world_size"] == 1]["status"]) == {"ok"}
+    assert set(summary[summary["world_size"] == 2]["status"]) == {"error"}
+
+
 @pytest.mark.cuda
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="NCCL with 2 ranks needs 2 CUDA devices")
 def test_two_processes_on_nccl(tmp_path) -> None:

@@ -218,6 +218,8 @@ def _failure_line(log: Path, rc: int) -> str:
     ours = [line.split(ERROR_MARKER, 1)[1].strip() for line in lines if ERROR_MARKER in line]
     if ours:
         return ours[0]
+    if any("RendezvousTimeoutError" in line for line in lines):
+        return f"the rendezvous timed out: not every machine joined (see {log})"
     errors = [line.strip() for line in lines if "Error" in line or "error" in line]
     return (errors[-1][:300] if errors else f"torchrun exited with code {rc}") + f" (see {log})"
 
