@@ -184,6 +184,11 @@ def _cmd_show(args) -> int:
         run = load_run(args.run or latest_run())
     except FileNotFoundError as exc:
         raise UsageError(str(exc)) from None
+    if run.meta.get("kind") == "ddp":  # per-rank rows: the scaling table says what they mean
+        from .report_scaling import format_scaling
+
+        print(format_scaling(run.summary, run.samples))
+        return 0
     print(format_summary(run.summary, all_phases=args.all_phases))
     return 0
 

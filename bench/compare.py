@@ -340,6 +340,9 @@ def command(args: argparse.Namespace) -> int:
     from .cli import UsageError
 
     run_a, run_b = load_runs([args.run_a, args.run_b])
+    if any(run.meta.get("kind") == "ddp" for run in (run_a, run_b)):
+        raise UsageError("compare joins one-process runs; for data-parallel runs use `mlpbench report RUN_A RUN_B "
+                         "--out DIR` (one scaling figure and a table per run)")
     phases = ("step", "forward", "backward", "optimizer", "inference") if args.all_phases else ("step",)
     table, ignored = compare_runs(run_a, run_b, phases)
     if not len(table):

@@ -136,6 +136,7 @@ def test_two_processes_on_gloo_write_a_run_folder_and_a_scaling_report(tmp_path)
     text = (run / "report.md").read_text()
     assert "plots/scaling.png" in text and "efficiency" in text and (run / "plots" / "scaling.png").stat().st_size
     assert "torch thread(s) per process" in text
+    assert main(["show", str(run)]) == 0 and main(["compare", str(run), str(run)]) == 2
 
 
 def test_a_rank_that_dies_ends_the_run_and_keeps_what_was_measured(tmp_path) -> None:
