@@ -12,7 +12,6 @@ import socket
 import subprocess
 import sys
 from dataclasses import fields
-from pathlib import Path
 
 import pandas as pd
 import pytest

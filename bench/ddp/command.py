@@ -106,7 +106,7 @@ def _check_port(port: int) -> None:
 
 def plan_cases(args: argparse.Namespace) -> list:
     """The one-process references and the data-parallel cases, in launch order."""
-    from ..cases import Case, Scaling, Sweep
+    from ..cases import Scaling, Sweep
 
     if args.nproc < 1:
         raise UsageError(f"--nproc must be >= 1, got {args.nproc}")
