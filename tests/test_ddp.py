@@ -138,13 +138,17 @@ def test_two_processes_on_gloo_write_a_run_folder_and_a_scaling_report(tmp_path)
     assert main(["show", str(run)]) == 0 and main(["compare", str(run), str(run)]) == 2
 
 
-def test_a_rank_that_dies_ends_the_run_and_keeps_what_was_measured(tmp_path) -> None:
+@pytest.mark.parametrize("fault, message", [
+    ("1:1", "rank 1: RuntimeError: injected fault"),  # rank 1 raises before the second case
+    ("1:1:kill", "rank 1 died (Signal 9 (SIGKILL)"),  # ... or is killed, leaving no message of its own
+])
+def test_a_rank_that_dies_ends_the_run_and_keeps_what_was_measured(fault, message, tmp_path) -> None:
     run = tmp_path / "run"
     done = _mlpbench(["--nproc", "2", *TINY, "--scaling", "weak", "--bucket-cap-mb", "25,1", *FAST,
-                      "--out", str(run)], **{FAULT_ENV: "1:1"})  # rank 1 raises before the second case
+                      "--out", str(run)], **{FAULT_ENV: fault})
     assert done.returncode == 1
     last = done.stderr.strip().splitlines()[-1]
-    assert "rank 1: RuntimeError: injected fault" in last and str(run) in last
+    assert message in last and str(run) in last
     summary = pd.read_csv(run / "summary.csv", dtype={"rank": str})
     status = summary.drop_duplicates("case_id").set_index("bucket_cap_mb")["status"]
     assert status[25.0] == "ok" and status[1.0] == "error"  # the first ddp case survived, the second is a row

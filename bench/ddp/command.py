@@ -211,17 +211,40 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 def _failure_line(log: Path, rc: int) -> str:
-    """The failing rank's own one-line message, else torchrun's last error line, else the exit code."""
+    """One line naming the root cause: the first failed rank's own message, or how it died.
+
+    torchrun's "Root Cause (first observed failure)" block names the rank; a rank killed by a
+    signal leaves no message of its own (its peers then report only a broken connection).
+    """
     from .worker import ERROR_MARKER
 
     lines = log.read_text(errors="replace").splitlines()
-    ours = [line.split(ERROR_MARKER, 1)[1].strip() for line in lines if ERROR_MARKER in line]
+    ours = {m.split(":", 1)[0].strip(): m for m in
+            (line.split(ERROR_MARKER, 1)[1].strip() for line in lines if ERROR_MARKER in line)}
+    root = _root_cause(lines)
+    if root and f"rank {root[0]}" in ours:
+        return ours[f"rank {root[0]}"]
+    if root:
+        return f"rank {root[0]} died ({root[1]})"
     if ours:
-        return ours[0]
+        return next(iter(ours.values()))
     if any("RendezvousTimeoutError" in line for line in lines):
         return f"the rendezvous timed out: not every machine joined (see {log})"
-    errors = [line.strip() for line in lines if "Error" in line or "error" in line]
-    return (errors[-1][:300] if errors else f"torchrun exited with code {rc}") + f" (see {log})"
+    return f"torchrun exited with code {rc} (see {log})"
+
+
+def _root_cause(lines: list[str]) -> tuple[str, str] | None:
+    """(rank, traceback or exit code) from torchrun's root-cause block, if it printed one."""
+    start = next((i for i, line in enumerate(lines) if "Root Cause (first observed failure)" in line), None)
+    if start is None:
+        return None
+    fields = dict(line.strip().split(":", 1) for line in lines[start + 1:start + 9] if ":" in line)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    if "rank" not in fields:
+        return None
+    how = fields.get("traceback", "")
+    how = how if how and not how.startswith("To enable traceback") else f"exit code {fields.get('exitcode', '?')}"
+    return fields["rank"].split()[0], how
 
 
 def launch_env(threads: int, single_node: bool) -> dict:

@@ -22,6 +22,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import signal
 import socket
 import sys
 import time
@@ -38,7 +39,7 @@ from ..timing import (BATCH_POOL, Phase, TimingConfig, build_step, calibrate_ite
                       clock_for, time_block, time_phases, warm_up)
 
 NOSYNC_PHASE = "step_nosync"  # the DDP step under no_sync(): no gradient all-reduce
-FAULT_ENV = "MLPBENCH_DDP_FAULT"  # test hook "RANK:CASE_INDEX": that rank raises before that case
+FAULT_ENV = "MLPBENCH_DDP_FAULT"  # test hook "RANK:CASE_INDEX[:kill]": that rank raises (or is killed) before that case
 ERROR_MARKER = "mlpbench-ddp-error:"  # the one line the launcher looks for in the log
 DATA_SEED = 1000  # + rank: every rank draws its own batches, as a sharded dataset would give it
 
@@ -133,7 +134,9 @@ def _append_line(path: Path, record: dict) -> None:
 
 def _maybe_fault(rank: int, index: int) -> None:
     spec = os.environ.get(FAULT_ENV, "")
-    if spec and spec == f"{rank}:{index}":
+    if spec == f"{rank}:{index}:kill":  # dies as the OOM killer would take it: no Python exception, no message
+        os.kill(os.getpid(), signal.SIGKILL)
+    if spec == f"{rank}:{index}":
         raise RuntimeError(f"injected fault ({FAULT_ENV}={spec})")
 
 
