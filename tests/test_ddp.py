@@ -178,3 +178,21 @@ def test_two_processes_on_nccl(tmp_path) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     summary = pd.read_csv(run / "summary.csv", dtype={"rank": str})
     assert set(summary[summary["world_size"] == 2]["device"]) == {"cuda"}
+
+
+# --------------------------------------------------------------------------- arithmetic (no processes)
+
+
+def test_efficiency_follows_the_throughput_definitions() -> None:
+    """Weak: throughput_N / (N x throughput_1) with N*B examples per step; strong: global batch B in both."""
+    from bench.ddp.scaling import communication_share, efficiency
+
+    batch, n = 64, 2
+    t1, tn = [2e-3, 2.1e-3, 1.9e-3], [3.2e-3, 3.0e-3, 3.1e-3]  # medians 2.0 ms and 3.1 ms
+    weak = efficiency(t1, tn, n, "weak")
+    assert weak.value == pytest.approx((n * batch / 3.1e-3) / (n * batch / 2.0e-3))
+    strong = efficiency(t1, tn, n, "strong")
+    assert strong.value == pytest.approx((batch / 3.1e-3) / (n * batch / 2.0e-3))
+    assert weak.low <= weak.value <= weak.high
+    share = communication_share([4e-3, 4.2e-3, 3.8e-3], [3e-3, 3.1e-3, 2.9e-3])
+    assert share.value == pytest.approx((4e-3 - 3e-3) / 4e-3) and share.low <= share.value <= share.high
