@@ -134,14 +134,19 @@ def _figure_lines(figure: Figure, out_dir: Path) -> list[str]:
     return [f"**{figure.title}.** {figure.caption}", "", f"![{figure.title}]({Path(rel).as_posix()})", ""]
 
 
+def _load(value) -> str:
+    return "?" if value is None else f"{value:.1f}"
+
+
 def _run_section(run, name: str, table: pd.DataFrame) -> list[str]:
     ddp, env = run.meta.get("ddp", {}), run.meta.get("env", {})
     platform = platform_name("cuda" if ddp.get("backend") == "nccl" else "cpu", env)
     lines = [f"## {name}", "",
              f"{platform}; {ddp.get('nproc_per_node', '?')} processes per node x {ddp.get('nnodes', 1)} node(s), "
              f"backend {ddp.get('backend', '?')}, {ddp.get('threads_per_process', '?')} torch thread(s) per process; "
-             f"load average {run.meta.get('load_average_1m_start')} at the start, "
-             f"{run.meta.get('load_average_1m_end')} at the end.", "",
+             f"load average {_load(run.meta.get('load_average_1m_start'))} at the start, "
+             f"{_load(run.meta.get('load_average_1m_end'))} at the end (above the core count, the ranks "
+             "compete with other work and efficiency reads low).", "",
              f"The one-process reference is {ddp.get('reference', 'the same case in one process')}. Step times are "
              "medians of block means; `all ranks` takes each round's slowest rank (the job moves at its pace).", ""]
     lines += [_table(table_rows(table)) if len(table) else "(no data-parallel case measured)", ""]

@@ -282,6 +282,11 @@ def command(args: argparse.Namespace) -> int:
     meta = _meta(args, cases, config, cases[0].threads)
     print(f"mlpbench: ddp, {len(cases)} cases, {world} processes x {cases[0].threads} threads ({args.backend}) "
           f"-> {out_dir}", file=sys.stderr)
+    from ..env import busy_warning
+
+    warning = busy_warning()
+    if warning:
+        print(f"mlpbench: warning: {warning}", file=sys.stderr)
     started = time.perf_counter()
     try:
         failure = _measure_references(cases, config, out_dir, args.node_rank)
