@@ -211,40 +211,52 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 def _failure_line(log: Path, rc: int) -> str:
-    """One line naming the root cause: the first failed rank's own message, or how it died.
+    """One line naming the root cause, not its echoes.
 
-    torchrun's "Root Cause (first observed failure)" block names the rank; a rank killed by a
-    signal leaves no message of its own (its peers then report only a broken connection).
+    When one rank fails, its peers fail too (a broken connection in the next collective) and
+    torchrun stops the rest with SIGTERM, so neither the peers' messages nor torchrun's "first
+    observed failure" reliably name the rank that started it. In order: a rank killed by a
+    signal other than SIGTERM (no message of its own: the OOM killer, a segfault); else the
+    earliest message a rank wrote; else torchrun's own diagnosis.
     """
-    from .worker import ERROR_MARKER
-
     lines = log.read_text(errors="replace").splitlines()
-    ours = {m.split(":", 1)[0].strip(): m for m in
-            (line.split(ERROR_MARKER, 1)[1].strip() for line in lines if ERROR_MARKER in line)}
-    root = _root_cause(lines)
-    if root and f"rank {root[0]}" in ours:
-        return ours[f"rank {root[0]}"]
-    if root:
-        return f"rank {root[0]} died ({root[1]})"
-    if ours:
-        return next(iter(ours.values()))
+    killed = _signal_deaths(lines)
+    if killed:
+        return f"rank {killed[0][0]} died ({killed[0][1]})"
+    messages = sorted(_rank_messages(lines))
+    if messages:
+        return messages[0][1]
     if any("RendezvousTimeoutError" in line for line in lines):
         return f"the rendezvous timed out: not every machine joined (see {log})"
     return f"torchrun exited with code {rc} (see {log})"
 
 
-def _root_cause(lines: list[str]) -> tuple[str, str] | None:
-    """(rank, traceback or exit code) from torchrun's root-cause block, if it printed one."""
-    start = next((i for i, line in enumerate(lines) if "Root Cause (first observed failure)" in line), None)
-    if start is None:
-        return None
-    fields = dict(line.strip().split(":", 1) for line in lines[start + 1:start + 9] if ":" in line)
-    fields = {k.strip(): v.strip() for k, v in fields.items()}
-    if "rank" not in fields:
-        return None
-    how = fields.get("traceback", "")
-    how = how if how and not how.startswith("To enable traceback") else f"exit code {fields.get('exitcode', '?')}"
-    return fields["rank"].split()[0], how
+def _rank_messages(lines: list[str]) -> list[tuple[float, str]]:
+    """(time, 'rank R: Error: text') of every worker's one-line message."""
+    from .worker import ERROR_MARKER
+
+    out = []
+    for line in lines:
+        if ERROR_MARKER in line:
+            stamp, _, text = line.split(ERROR_MARKER, 1)[1].strip().partition(" ")
+            try:
+                out.append((float(stamp), text))
+            except ValueError:
+                continue
+    return out
+
+
+def _signal_deaths(lines: list[str]) -> list[tuple[str, str]]:
+    """(rank, 'Signal 9 (SIGKILL) ...') from torchrun's failure report, leaving out its own SIGTERMs."""
+    deaths, rank = [], "?"
+    for line in lines:
+        key, _, value = line.strip().partition(":")
+        key, value = key.strip(), value.strip()
+        if key == "rank":
+            rank = value.split()[0]
+        elif key == "traceback" and value.startswith("Signal") and "SIGTERM" not in value:
+            deaths.append((rank, value))
+    return deaths
 
 
 def launch_env(threads: int, single_node: bool) -> dict:

@@ -171,7 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - one line for the launcher, then fail this rank
         rank = rank_and_world()[0]
         text = (str(exc).strip().splitlines() or [""])[0][:300]
-        print(f"{ERROR_MARKER} rank {rank}: {type(exc).__name__}: {text}", file=sys.stderr, flush=True)
+        # the time orders the ranks' messages: the first is the cause, the later ones its echoes
+        print(f"{ERROR_MARKER} {time.time():.6f} rank {rank}: {type(exc).__name__}: {text}", file=sys.stderr,
+              flush=True)
         return 1
     return 0
 
