@@ -19,6 +19,8 @@ from torch import nn
 import mlp
 from mlp import Loss, Optimizer, Precision, parse_enum
 
+from .store import PARALLEL_DEFAULTS  # a plain one-process case; these fields are left out of case_id
+
 
 class Network(str, enum.Enum):
     UNIFORM = "uniform"  # width x depth x activation family
@@ -37,6 +39,22 @@ class CompileMode(str, enum.Enum):
 class Device(str, enum.Enum):
     CPU = "cpu"
     CUDA = "cuda"
+
+
+class Backend(str, enum.Enum):
+    """Process-group backend of a data-parallel case; NONE is one process, no DistributedDataParallel."""
+
+    NONE = "none"
+    GLOO = "gloo"  # CPU tensors (and loopback/TCP between machines)
+    NCCL = "nccl"  # CUDA tensors only
+
+
+class Scaling(str, enum.Enum):
+    """How the batch relates to the processes: WEAK keeps the batch per rank, STRONG keeps the global batch."""
+
+    NONE = "none"
+    WEAK = "weak"
+    STRONG = "strong"
 
 
 TEACHING_IO = (3, 1)  # the classic notebook's regression: 3 inputs, 1 output (50,561 parameters)
@@ -65,6 +83,11 @@ class Case:
     optimizer: str = Optimizer.SGD.value
     loss: str = Loss.MSE.value
     threads: int = 0
+    # Data parallelism (`mlpbench ddp`); the defaults are one plain process. `batch` is per rank.
+    world_size: int = 1
+    backend: str = Backend.NONE.value
+    scaling: str = Scaling.NONE.value
+    bucket_cap_mb: float = 0.0  # DDP gradient bucket size; 0 for a plain process
 
     def __post_init__(self) -> None:
         network = parse_enum(Network, self.network, "network")
@@ -78,6 +101,12 @@ class Case:
         set_("loss", parse_enum(Loss, self.loss, "loss").value)
         for name in ("width", "depth", "in_features", "out_features", "batch", "threads"):
             set_(name, _as_int(name, getattr(self, name)))
+        set_("world_size", _as_int("world_size", self.world_size))
+        set_("backend", parse_enum(Backend, self.backend, "backend").value)
+        set_("scaling", parse_enum(Scaling, self.scaling, "scaling").value)
+        set_("bucket_cap_mb", _as_float("bucket_cap_mb", self.bucket_cap_mb))
+        _require(self.world_size >= 1, f"world_size must be >= 1, got {self.world_size}")
+        _require(self.bucket_cap_mb >= 0, f"bucket_cap_mb must be >= 0, got {self.bucket_cap_mb}")
         _require(self.batch >= 1, f"batch must be >= 1, got {self.batch}")
         _require(self.threads >= 0, f"threads must be >= 0, got {self.threads}")
         _require(self.in_features >= 0 and self.out_features >= 0, "in/out features must be >= 0")
@@ -117,8 +146,13 @@ class Case:
 
     @property
     def case_id(self) -> str:
-        """Short stable identifier (hash of every field) used to join samples, summaries and runs."""
-        text = "|".join(f"{f.name}={getattr(self, f.name)}" for f in fields(self))
+        """Short stable identifier (hash of every field) used to join samples, summaries and runs.
+
+        The data-parallel fields enter the hash only away from their defaults, so every case
+        (and baseline) recorded before they existed keeps its identifier.
+        """
+        text = "|".join(f"{f.name}={getattr(self, f.name)}" for f in fields(self)
+                        if not (f.name in PARALLEL_DEFAULTS and getattr(self, f.name) == PARALLEL_DEFAULTS[f.name]))
         return hashlib.sha1(text.encode()).hexdigest()[:12]
 
     @property
@@ -132,6 +166,8 @@ class Case:
         comp = f"compile:{self.compile}" if self.compiled else "eager"
         extra = "" if self.optimizer == Optimizer.SGD.value else f" {self.optimizer}"
         extra += f" t{self.threads}" if self.threads else ""
+        if self.backend != Backend.NONE.value:
+            extra += f" ddp:{self.backend} x{self.world_size} {self.scaling} bucket{self.bucket_cap_mb:g}MB"
         return f"{net} b{self.batch} {self.device} {self.dtype} {comp}{extra}"
 
     def to_row(self) -> dict[str, object]:
@@ -139,7 +175,8 @@ class Case:
 
     @classmethod
     def from_row(cls, row: Mapping[str, object]) -> "Case":
-        return cls(**{f.name: row[f.name] for f in fields(cls)})
+        """Rows written before the data-parallel fields existed take their defaults."""
+        return cls(**{f.name: row[f.name] for f in fields(cls) if f.name in row})
 
     def cli_flags(self) -> str:
         """The ``mlpbench run`` flags that measure exactly this case (fields that differ from the defaults)."""
@@ -211,6 +248,15 @@ def _as_int(name: str, value) -> int:
         return int(str(value).strip())
     except ValueError:
         raise ValueError(f"{name} must be an integer, got {value!r}") from None
+
+
+def _as_float(name: str, value) -> float:
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        return float(str(value).strip())
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
 
 
 def _require(ok: bool, message: str) -> None:

@@ -12,21 +12,20 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import UsageError
+from .errors import EXIT_INTERRUPTED, EXIT_USAGE, UsageError
 from .flags import add_case_arguments, case_overrides, seconds_budget
 
 DEFAULT_PRESET = "quick"
 CUSTOM_PRESET = "custom"  # a sweep defined by the case flags alone
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
 
 # Sub-commands implemented in their own modules: each has add_arguments(parser) and command(args) -> int.
 EXTERNAL_COMMANDS = {
-    "report": ("bench.report.markdown", "write report.md and plots for one or more runs"),
+    "report": ("bench.report.command", "write report.md and plots for one or more runs"),
     "compare": ("bench.report.compare", "per-case ratios of medians between two runs"),
     "check": ("bench.gate.command", "performance regression gate (exact counters + noise-aware timing)"),
     "profile": ("bench.profile.command", "profile one case: trace, top operators, FLOPs by module, memory"),
     "crosscheck": ("bench.crosscheck", "engine vs torch.utils.benchmark on three classic cases"),
+    "ddp": ("bench.ddp.command", "data-parallel scaling with torchrun + DistributedDataParallel"),
 }
 
 
@@ -162,6 +161,11 @@ def _cmd_show(args) -> int:
         run = load_run(args.run or latest_run())
     except FileNotFoundError as exc:
         raise UsageError(str(exc)) from None
+    if run.meta.get("kind") == "ddp":  # per-rank rows: the scaling table says what they mean
+        from .report.scaling import format_scaling
+
+        print(format_scaling(run.summary, run.samples))
+        return 0
     print(format_summary(run.summary, all_phases=args.all_phases))
     return 0
 

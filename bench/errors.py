@@ -6,6 +6,9 @@ without importing the CLI (nothing imports ``bench.cli``).
 
 from __future__ import annotations
 
+EXIT_USAGE = 2  # bad input or an environment that cannot run the request
+EXIT_INTERRUPTED = 130  # Ctrl-C: what was measured is kept (128 + SIGINT, the shell convention)
+
 
 class UsageError(Exception):
     """Bad user input: reported as one line, exit code 2."""

@@ -20,7 +20,10 @@ SAMPLES_CSV, SUMMARY_CSV, META_JSON = "samples.csv", "summary.csv", "meta.json"
 # summary.csv's first columns: the fields of bench.cases.Case, in order, so any row re-runs exactly.
 # Declared here, in the run-folder format, so that readers need no torch; a test checks the dataclass.
 CASE_COLUMNS = ("network", "width", "depth", "in_features", "out_features", "batch", "activation", "device",
-                "dtype", "compile", "optimizer", "loss", "threads")
+                "dtype", "compile", "optimizer", "loss", "threads", "world_size", "backend", "scaling",
+                "bucket_cap_mb")
+# Values of the data-parallel fields in runs written before they existed (bench.cases' defaults; a test checks).
+PARALLEL_DEFAULTS = {"world_size": 1, "backend": "none", "scaling": "none", "bucket_cap_mb": 0.0}
 
 
 def new_run_dir(root: Path = RUNS_DIR, preset: str = "custom") -> Path:

@@ -170,9 +170,9 @@ def measure(case: Case, config: TimingConfig = TimingConfig(),
             result.measure_s = time.perf_counter() - wall_start
             return result
         steady_start = time.perf_counter()
-        warm_per_iter = _warm_up(train_step, clock, config)
+        warm_per_iter = warm_up(train_step, clock, config)
         result.first_inference_s = time_block(infer, 1, clock)
-        _warm_up(infer, clock, config, budget_s=config.warmup_s / 2)
+        warm_up(infer, clock, config, budget_s=config.warmup_s / 2)
         if compiled:
             graphs, breaks, frames_after_warmup = _dynamo_counts()
             result.compile_graphs, result.graph_breaks = graphs, breaks
@@ -220,12 +220,12 @@ def predict_measure_s(step_s: float, config: TimingConfig) -> float:
     step_s = max(step_s, MIN_PREDICTED_ITER_S)
     infer_s = step_s * INFERENCE_STEP_FRACTION
     step_iters, infer_iters = calibrate_iters(step_s, config), calibrate_iters(infer_s, config)
-    warm_up = (_warm_up_s(step_s, config, config.warmup_s) + _warm_up_s(infer_s, config, config.warmup_s / 2)
-               + infer_s)  # + the inference calibration call
+    warm_up_s = (_warm_up_s(step_s, config, config.warmup_s) + _warm_up_s(infer_s, config, config.warmup_s / 2)
+                 + infer_s)  # + the inference calibration call
     rounds = 0
     while rounds < config.max_rounds and (rounds < config.repeats or rounds * step_iters * step_s < config.min_time_s):
         rounds += 1
-    return warm_up + rounds * (2 * step_iters * step_s + infer_iters * infer_s)
+    return warm_up_s + rounds * (2 * step_iters * step_s + infer_iters * infer_s)
 
 
 def _probe_step_s(train_step: Callable[[int], object], clock: Clock, config: TimingConfig) -> float:
@@ -237,7 +237,7 @@ def _probe_step_s(train_step: Callable[[int], object], clock: Clock, config: Tim
 
 
 def _warm_up_s(per_iter_s: float, config: TimingConfig, budget_s: float) -> float:
-    """What ``_warm_up`` spends for a constant ``per_iter_s``."""
+    """What ``warm_up`` spends for a constant ``per_iter_s``."""
     spent, count, iters = 0.0, 0, 1
     while count < config.min_warmup_iters or spent < budget_s:
         spent += per_iter_s * iters
@@ -261,12 +261,19 @@ def _round_up(value: float) -> float:
     return math.ceil(value / magnitude * 2) / 2 * magnitude
 
 
-def _warm_up(fn: Callable[[int], object], clock: Clock, config: TimingConfig, budget_s: float | None = None) -> float:
-    """Run ``fn`` until the budget is spent and the minimum count reached; return the last mean per call."""
+def warm_up(fn: Callable[[int], object], clock: Clock, config: TimingConfig, budget_s: float | None = None,
+            agree: Callable[[float], float] | None = None) -> float:
+    """Run ``fn`` until the budget is spent and the minimum count reached; return the last mean per call.
+
+    ``agree`` maps each block's time to one value shared by every process (data-parallel ranks take
+    the slowest), so all ranks run the same number of blocks and iterations and no collective hangs.
+    """
     budget_s = config.warmup_s if budget_s is None else budget_s
     spent, count, iters, per_iter = 0.0, 0, 1, math.nan
     while count < config.min_warmup_iters or spent < budget_s:
         per_iter = time_block(fn, iters, clock)
+        if agree is not None:
+            per_iter = agree(per_iter)
         spent += per_iter * iters
         count += iters
         iters = calibrate_iters(per_iter, config)

@@ -164,6 +164,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def command(args: argparse.Namespace) -> int:
 
     run_a, run_b = load_runs([args.run_a, args.run_b])
+    if any(run.meta.get("kind") == "ddp" for run in (run_a, run_b)):
+        raise UsageError("compare joins one-process runs; for data-parallel runs use `mlpbench report RUN_A RUN_B "
+                         "--out DIR` (one scaling figure and a table per run)")
     phases = PHASE_NAMES if args.all_phases else (Phase.STEP.value,)
     table, ignored = compare_runs(run_a, run_b, phases)
     if not len(table):

@@ -7,7 +7,6 @@ one machine and a GPU run from another give the CPU -> GPU comparison).
 
 from __future__ import annotations
 
-import argparse
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,7 +15,6 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
-from ..errors import UsageError
 from ..phases import PHASE_NAMES, TRAINING_PHASE_NAMES, Phase
 from .tables import (
     COMPARABILITY_KEYS,
@@ -27,7 +25,6 @@ from .tables import (
     device_speedup,
     fingerprint_differences,
     identity_columns,
-    load_runs,
     merged_ceilings,
     merged_summary,
     ok_rows,
@@ -423,21 +420,3 @@ def _failures_section(summary: pd.DataFrame) -> list[str]:
 
 
 # --------------------------------------------------------------------------- CLI
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("runs", nargs="+", metavar="RUN",
-                        help="run folder(s); 'latest' = the newest under results/runs")
-    parser.add_argument("--out", type=Path, help="output folder (default: the run folder; required for several runs)")
-
-
-def command(args: argparse.Namespace) -> int:
-
-    runs = load_runs(args.runs)
-    if len(runs) > 1 and args.out is None:
-        raise UsageError("several runs are merged into one report: give --out DIR for it")
-    report = write_report(runs, args.out or Path(runs[0].path))
-    drawn = [f for f in report.figures if f.path is not None]
-    print(f"mlpbench: report {report.path} ({len(drawn)} figures in {report.path.parent / PLOTS_DIR}"
-          + "".join(f"; {f.name} omitted: {f.reason}" for f in report.figures if f.path is None) + ")")
-    return 0

@@ -17,7 +17,7 @@ import pandas as pd
 from ..env import COMPARABILITY_KEYS, FLAG_KEYS
 from ..errors import UsageError
 from ..phases import Phase
-from ..store import CASE_COLUMNS
+from ..store import CASE_COLUMNS, PARALLEL_DEFAULTS
 
 
 def resolve_run_path(text: str) -> Path:
@@ -39,7 +39,8 @@ def load_runs(texts: Sequence[str]) -> list:
 
 
 def identity_columns(ignore: Sequence[str] = ()) -> list[str]:
-    return [f for f in CASE_COLUMNS if f not in ignore]
+    """The case fields that join one-process rows; data-parallel runs are reported apart (report.scaling)."""
+    return [f for f in CASE_COLUMNS if f not in ignore and f not in PARALLEL_DEFAULTS]
 
 
 def ok_rows(summary: pd.DataFrame, phases: Sequence[str] | None = None) -> pd.DataFrame:
@@ -101,6 +102,9 @@ def merged_summary(runs: Sequence) -> tuple[pd.DataFrame, int]:
     for run, name in zip(runs, run_names(runs)):
         env = run.meta.get("env", {})
         frame = run.summary.copy()
+        for column, default in PARALLEL_DEFAULTS.items():
+            if column not in frame:
+                frame[column] = default
         frame["run"] = name
         frame["platform"] = [platform_name(d, env) for d in frame["device"]]
         frames.append(frame)

@@ -26,7 +26,9 @@ def test_identity_fields_match_the_case_dataclass_and_env_keys() -> None:
     from bench.env import COMPARABILITY_KEYS
 
     assert store.CASE_COLUMNS == tuple(f.name for f in dataclasses.fields(Case))
-    assert tables.identity_columns() == list(store.CASE_COLUMNS)
+    assert tables.identity_columns() == [c for c in store.CASE_COLUMNS if c not in store.PARALLEL_DEFAULTS]
+    defaults = {f.name: f.default for f in dataclasses.fields(Case)}
+    assert store.PARALLEL_DEFAULTS == {k: defaults[k] for k in store.PARALLEL_DEFAULTS}
     assert compare.COMPARABILITY_KEYS == tuple(COMPARABILITY_KEYS)
 
 
