@@ -92,6 +92,12 @@ _FUNCTION_LINE = re.compile(r"^\s*([0-9,]+)\s+(?:\([^)]*\)\s+)?(.+:.+)$")
 _TOTAL_LINE = re.compile(r"^\s*([0-9,]+)\s+(?:\([^)]*\)\s+)?PROGRAM TOTALS")
 
 
+# Build-location prefixes and library names out of function names, as CallgrindStats.as_standardized
+# does: shorter report lines, and the same function under two build paths still cancels in B - A.
+STANDARDIZE = ((r"^.+/(Python|Objects|Modules|Include)/", r"\1/"), (r"^.+build/\.\./", "build/../"),
+               (r"\s\[.+\]$", ""))
+
+
 def function_counts(paths: Sequence[Path]):
     """Exclusive instructions per function over several dumps, as torch.utils.benchmark's ``FunctionCounts``."""
     from torch.utils.benchmark.utils.valgrind_wrapper.timer_interface import FunctionCounts
@@ -103,6 +109,8 @@ def function_counts(paths: Sequence[Path]):
         if done.returncode != 0:
             raise EnvironmentProblem(f"callgrind_annotate {path}: {done.stderr.strip()[-200:]}")
         total = total + parse_annotate(done.stdout)
+    for pattern, replacement in STANDARDIZE:
+        total = total.transform(lambda fn, p=pattern, r=replacement: re.sub(p, r, fn))
     return total
 
 
