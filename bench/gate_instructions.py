@@ -39,7 +39,7 @@ WORKER = Path(instructions_worker.__file__).resolve()
 PHASES = instructions_worker.PHASES
 VALGRIND_TOOLS = ("valgrind", "callgrind_control", "callgrind_annotate")
 # A regression: B - A above both THRESHOLD x A and MIN_INCREASE instructions per step. Both are
-# twice the worst A/A spread measured here (docs/perf-gate.md; 9 process pairs x 4 cases x 4 phases),
+# twice the worst A/A spread measured here (docs/perf-gate.md; 10 process pairs x 4 cases x 4 phases),
 # rounded up: |B - A| at most 8,020 instructions per step (teaching net, step), so MIN_INCREASE =
 # 17,000; |B/A - 1| at most 0.0564% among regions of 10 M instructions per step or more (w256 Adam,
 # step), so THRESHOLD = 0.12%. The A/A noise is additive (a few thousand instructions per region
