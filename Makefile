@@ -9,7 +9,7 @@ PRESET ?= quick
 ARGS   ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test bench report profile check-perf check-counters baseline perf-save perf-compare clean
+.PHONY: help venv test bench report profile check-perf check-counters check-instructions baseline perf-save perf-compare clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -40,6 +40,9 @@ check-perf: $(STAMP)  ## perf gate: counters vs the committed baseline, timing v
 
 check-counters: $(STAMP)  ## the deterministic counter gate alone, against the committed baseline (CI runs this)
 	$(BIN)/mlpbench check --baseline $(GATE_BASELINE) --layers counters $(ARGS)
+
+check-instructions: $(STAMP)  ## instruction counts under Callgrind, this tree vs PERF_BASE (default HEAD) in one run; needs valgrind
+	$(BIN)/mlpbench check --against $(PERF_BASE) --layers instructions $(ARGS)
 
 baseline: $(STAMP)  ## deliberately rewrite the committed gate baseline (counters + timing samples, this machine)
 	$(BIN)/mlpbench check --write-baseline $(GATE_BASELINE) $(ARGS)

@@ -29,7 +29,7 @@ from typing import Any
 from ..errors import EnvironmentProblem, UsageError
 
 BASELINE_FORMAT = "mlpbench-gate-baseline/1"
-LAYERS = ("counters", "timing")
+LAYERS = ("counters", "timing", "instructions")  # instructions: opt-in, needs Valgrind and --against
 ENV_MISMATCH = ("error", "skip")
 # One torch thread in the timed cases: on a 2-core box shared with other jobs, two
 # OpenMP threads spin and wait for each other and a step's time spreads over 10x
@@ -78,6 +78,7 @@ class GateOptions:
     advisory: bool
     inject: str
     pin: bool
+    instr_plan: Any  # instructions.InstructionPlan
     on_env_mismatch: str
     markdown_out: Path | None
     json_out: Path | None
@@ -90,7 +91,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       "(timing, and counters unless --baseline is given)")
     what.add_argument("--write-baseline", type=Path, metavar="FILE", help="measure and (re)write a baseline")
     how = parser.add_argument_group("how")
-    how.add_argument("--layers", default="counters,timing", help="counters, timing or both (default: both)")
+    how.add_argument("--layers", default="counters,timing",
+                     help="comma list of counters, timing, instructions (default: counters,timing)")
     how.add_argument("--device", default="cpu", help="device of the gate suite (default: cpu)")
     how.add_argument("--rounds", type=int, default=20, help="timed blocks per case and side (default 20)")
     how.add_argument("--block-s", type=float, default=0.1, help="seconds per timed block (default 0.1)")
@@ -102,8 +104,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     how.add_argument("--on-env-mismatch", default="error", choices=ENV_MISMATCH,
                      help="baseline from another torch build/device/host: error (exit 2, default) or skip that layer")
     how.add_argument("--inject-regression", default="none", metavar="KIND",
-                     help="measure the working tree with a known synthetic regression (extra-op, flops+10, flops+25) "
-                          "to check that the gate catches it")
+                     help="measure the working tree with a known synthetic regression (extra-op, flops+10, flops+25, "
+                          "python-2us, foreach-optim) to check that the gate catches it; the instruction layer alone "
+                          "takes a comma list (B then counts the clean tree and each)")
+    how.add_argument("--instr-steps", type=int, default=3, help="instruction layer: steps per counted region")
+    how.add_argument("--instr-warmup", type=int, default=5, help="instruction layer: warm-up steps per case")
+    how.add_argument("--instr-repeats", type=int, default=1, help="instruction layer: regions per case and phase")
     out = parser.add_argument_group("output")
     out.add_argument("--markdown", type=Path, metavar="FILE", help="also write the Markdown report here")
     out.add_argument("--json", type=Path, metavar="FILE", help="also write the full result as JSON")
@@ -111,6 +117,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def parse_options(args: argparse.Namespace) -> GateOptions:
     from .ab import TimingPlan
+    from .instructions import InstructionPlan
     from .stats import ALPHA, MIN_EFFECT
     from .worker import INJECTIONS
 
@@ -122,8 +129,14 @@ def parse_options(args: argparse.Namespace) -> GateOptions:
     layers = frozenset(t.strip() for t in args.layers.split(","))
     if not layers or not layers <= set(LAYERS):
         raise UsageError(f"--layers {args.layers!r}: valid: {', '.join(LAYERS)} (comma-separated)")
-    if args.inject_regression not in INJECTIONS:
+    injections = [t.strip() for t in args.inject_regression.split(",")]
+    if not set(injections) <= set(INJECTIONS):
         raise UsageError(f"--inject-regression {args.inject_regression!r}: valid: {', '.join(INJECTIONS)}")
+    if len(injections) > 1 and layers != {"instructions"}:
+        raise UsageError("several --inject-regression kinds are for --layers instructions alone")
+    if "instructions" in layers and not args.against:
+        raise UsageError("the instruction layer counts base and head in one run: give --against REF "
+                         "(counts depend on the CPU and torch build, so no stored baseline is read)")
     if args.write_baseline and args.inject_regression != "none":
         raise UsageError("a baseline is never written with an injected regression")
     if args.device not in ("cpu", "cuda"):
@@ -134,7 +147,8 @@ def parse_options(args: argparse.Namespace) -> GateOptions:
         raise UsageError("--min-effect must be in [0, 1) and --alpha in (0, 1)")
     return GateOptions(args.baseline, args.write_baseline, args.against, layers, args.device,
                        TimingPlan(args.rounds, args.block_s, args.warmup_s), min_effect, alpha,
-                       args.timing_advisory, args.inject_regression, not args.no_pin, args.on_env_mismatch,
+                       args.timing_advisory, args.inject_regression, not args.no_pin,
+                       InstructionPlan(args.instr_steps, args.instr_warmup, args.instr_repeats), args.on_env_mismatch,
                        args.markdown, args.json)
 
 
@@ -199,6 +213,10 @@ def check(opts: GateOptions) -> int:
                 report.timing_against = opts.against or f"baseline {opts.baseline}"
                 report.timing = _timing_layer(workers, replies, timing_baseline, labels, timed, opts)
         report.notes += _injection_notes(opts, suite, replies)
+    if "instructions" in opts.layers:
+        from .instructions import run_layer
+
+        report.instructions = run_layer(opts.against, rows, labels, opts.inject.split(","), opts.instr_plan)
     report.wall_s = time.perf_counter() - started
     text = render_markdown(report)
     print(text)

@@ -64,6 +64,11 @@ def summarize(runs: list[dict]) -> str:
     timing_fails = sum(bool((r["report"] or {}).get("timing_regressions")) for r in runs)
     if per_case:
         lines.append(f"runs with at least one timing regression: {timing_fails}/{len(runs)}")
+    if any((r["report"] or {}).get("instructions") for r in runs):
+        from .instructions import summarize_runs
+
+        lines += ["instruction layer, per variant B carried, case and phase:"]
+        lines += summarize_runs([r["report"] for r in runs if r["report"]])
     return "\n".join(lines)
 
 

@@ -48,6 +48,7 @@ class GateReport:
     timing: list[TimingResult] | None = None
     timing_skipped: str = ""
     timing_advisory: bool = False
+    instructions: Any = None  # instructions.InstructionLayer; None: layer not run
     notes: list[str] = field(default_factory=list)
     wall_s: float = 0.0
 
@@ -60,8 +61,13 @@ class GateReport:
         return sum(r.comparison.verdict is Verdict.REGRESSION for r in self.timing or [])
 
     @property
+    def instruction_regressions(self) -> int:
+        return self.instructions.regressions if self.instructions else 0
+
+    @property
     def exit_code(self) -> int:
         failing = self.counter_regressions + (0 if self.timing_advisory else self.timing_regressions)
+        failing += self.instruction_regressions
         return EXIT_REGRESSION if failing else EXIT_PASS
 
     def to_dict(self) -> dict[str, Any]:
@@ -70,6 +76,8 @@ class GateReport:
             "counter_regressions": self.counter_regressions, "timing_regressions": self.timing_regressions,
             "timing_advisory": self.timing_advisory, "counters_skipped": self.counters_skipped,
             "timing_skipped": self.timing_skipped, "notes": self.notes,
+            "instruction_regressions": self.instruction_regressions,
+            "instructions": self.instructions.to_dict() if self.instructions else None,
             "counters": None if self.counters is None else [
                 {"label": r.label, "case_id": r.case_id, "regressed": r.regressed, "n_metrics": r.n_metrics,
                  "changes": [{"metric": c.metric, "before": c.before, "after": c.after, "kind": c.kind}
@@ -88,6 +96,10 @@ class GateReport:
 def render_markdown(report: GateReport) -> str:
     lines = [f"## mlpbench perf gate: {_headline(report)}", "", f"_{report.title} · {report.wall_s:.0f} s_", ""]
     lines += _counter_section(report) + _timing_section(report)
+    if report.instructions:
+        from .instructions import render
+
+        lines += render(report.instructions)
     lines += [f"- {note}" for note in report.notes]
     return "\n".join(lines).rstrip() + "\n"
 
@@ -96,6 +108,8 @@ def _headline(report: GateReport) -> str:
     parts = []
     if report.counter_regressions:
         parts.append(f"{report.counter_regressions} case(s) with more work per step")
+    if report.instruction_regressions:
+        parts.append(f"{report.instruction_regressions} case phase(s) with more instructions per step")
     if report.timing_regressions:
         parts.append(f"{report.timing_regressions} slower case(s)" + (" (advisory)" if report.timing_advisory else ""))
     verdict = "FAIL" if report.exit_code else "PASS"

@@ -39,7 +39,10 @@ LEAD_STEPS = 2  # untimed steps before each block: the rebuilt step's first one 
 # it 12 times in one process gave medians from 4.7 to 6.4 ms. Rebuilding per block turns that
 # bias into noise that the paired test sees and that averages out over the rounds.
 BUILD_SEED = 1234  # weights and batches of round r come from seed BUILD_SEED + r on both sides
-INJECTIONS = ("none", "extra-op", "flops+10", "flops+25")
+INJECTIONS = ("none", "extra-op", "flops+10", "flops+25", "python-2us", "foreach-optim")
+# python-2us: iterations of an empty pure-Python loop that, with the wrapper around forward,
+# take about 2 us natively here (Xeon 2.5 GHz, Python 3.11: 320 gave 2.30 us with timeit, so 280)
+PYTHON_OVERHEAD_ITERS = 280
 CPUS_ENV = "MLPBENCH_GATE_CPUS"  # comma-separated CPU ids the worker pins itself to
 
 
@@ -62,12 +65,35 @@ def inject_case(case, inject: str):
 
 
 def inject_step(step, inject: str) -> None:
-    """``extra-op``: a redundant ``* 1.0`` on the model output, as a refactor might leave behind.
+    """Change a built step the way a careless edit might.
 
-    One more ATen op in forward and inference, and one more in backward (its gradient).
+    ``extra-op``: a redundant ``* 1.0`` on the model output, as a refactor might leave behind:
+    one more elementwise ATen op in forward and inference, and one more in backward (its gradient).
+    ``python-2us``: pure-Python work (no torch call) before every forward, about 2 us natively.
+    ``foreach-optim``: the optimiser rebuilt with ``foreach=True`` where it was fused.
     """
     if inject == "extra-op":
         step.model.register_forward_hook(lambda module, inputs, output: output * 1.0)
+    elif inject == "python-2us":
+        forward = step.forward
+
+        def slower_forward(x):
+            for _ in range(PYTHON_OVERHEAD_ITERS):
+                pass
+            return forward(x)
+
+        step.forward = slower_forward
+    elif inject == "foreach-optim":
+        _unfuse_optimizer(step)
+
+
+def _unfuse_optimizer(step) -> None:
+    """The same optimiser class and hyper-parameters, foreach instead of fused (from torch's own defaults)."""
+    optimizer = step.optimizer
+    if not optimizer.defaults.get("fused"):
+        raise ValueError("foreach-optim needs a fused optimiser to start from; this step's is not fused")
+    settings = {**optimizer.defaults, "fused": False, "foreach": True}
+    step.optimizer = type(optimizer)(step.model.parameters(), **settings)
 
 
 # --------------------------------------------------------------------------- the suite of one tree
