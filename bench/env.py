@@ -55,6 +55,8 @@ def cpu_flags() -> frozenset[str]:
 
 def mkldnn_supports(dtype: str) -> bool:
     """oneDNN's own check that it has a (native or AVX-512-converted) kernel for ``dtype`` on this CPU."""
+    import torch  # lazily, as in fingerprint(): readers of this module need no torch
+
     check = {"bf16": "_is_mkldnn_bf16_supported", "fp16": "_is_mkldnn_fp16_supported"}.get(dtype)
     try:
         return bool(getattr(torch.ops.mkldnn, check)()) if check else True
@@ -80,6 +82,8 @@ def cpu_fast_path(dtype: str, capability: str, mkldnn_ok: bool, flags: frozenset
 
 def dtype_fast_path(device: str, dtype: str) -> FastPath:
     """``cpu_fast_path`` with this machine's inputs; on CUDA, bf16 needs compute capability 8.0."""
+    import torch
+
     if device == "cuda":
         if dtype != "bf16" or not torch.cuda.is_available():
             return FastPath(True, f"{dtype} on CUDA")

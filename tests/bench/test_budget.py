@@ -140,6 +140,17 @@ def _amd(monkeypatch):
                         lambda device, dtype: env.cpu_fast_path(dtype, **AMD_AVX2))
 
 
+def test_this_machines_fast_paths_agree_with_torchs_own_checks():
+    """The real inputs (nothing substituted): fp32 is always fast; a dtype oneDNN supports is fast."""
+    assert env.dtype_fast_path("cpu", "fp32").native
+    for dtype, check in (("bf16", torch.ops.mkldnn._is_mkldnn_bf16_supported),
+                         ("fp16", torch.ops.mkldnn._is_mkldnn_fp16_supported)):
+        path = env.dtype_fast_path("cpu", dtype)
+        assert path.reason
+        if check():
+            assert path.native, (dtype, path.reason)
+
+
 def test_the_preset_skips_a_dtype_the_cpu_has_no_fast_path_for(tmp_path, monkeypatch):
     _amd(monkeypatch)
     monkeypatch.setattr(runner, "measure_ceiling", _fake_ceiling({"fp32": 0.056, "bf16": 0.05}))
