@@ -10,6 +10,15 @@ EXIT_USAGE = 2  # bad input or an environment that cannot run the request
 EXIT_INTERRUPTED = 130  # Ctrl-C: what was measured is kept (128 + SIGINT, the shell convention)
 
 
+ONE_LINE_CHARS = 300  # an error reported in a table cell or a launcher line stays readable
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, capped at ``ONE_LINE_CHARS`` ("" when it has none)."""
+    lines = str(exc).strip().splitlines()
+    return lines[0][:ONE_LINE_CHARS] if lines else ""
+
+
 class UsageError(Exception):
     """Bad user input: reported as one line, exit code 2."""
 

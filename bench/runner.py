@@ -30,6 +30,7 @@ from .cases import Case
 from .ceiling import Ceiling, measure_ceiling, slower_than_fp32
 from .clocks import torch_threads
 from .env import FULL_RATE_DTYPES, dtype_fast_path, fingerprint, load_average
+from .errors import first_line
 from .stats import summarize
 from .phases import TRAINING_PHASES, Phase
 from .timing import Measurement, TimingConfig, measure
@@ -58,8 +59,7 @@ def safe_measure(case: Case, config: TimingConfig, on_predict: Callable[[float],
 
 
 def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:300]
+    return first_line(exc) or type(exc).__name__
 
 
 # --------------------------------------------------------------------------- rows

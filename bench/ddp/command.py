@@ -28,7 +28,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from ..errors import EXIT_INTERRUPTED, UsageError
+from ..errors import EXIT_INTERRUPTED, UsageError, first_line
 from ..flags import add_case_arguments, case_overrides, comma_list
 
 DDP_DEFAULT_BUCKET_CAP_MB = 25.0  # DistributedDataParallel's documented default bucket_cap_mb
@@ -330,8 +330,7 @@ def _measure_references(cases: list, config, out_dir: Path, node_rank: int) -> s
         try:
             measure_reference(case, config, out_dir / PARTS)
         except Exception as exc:  # noqa: BLE001 - the reference failing is data, like a rank dying
-            text = (str(exc).strip().splitlines() or [""])[0][:300]
-            return f"one-process reference {case.label}: {type(exc).__name__}: {text}"
+            return f"one-process reference {case.label}: {type(exc).__name__}: {first_line(exc)}"
     return ""
 
 

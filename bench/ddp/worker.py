@@ -36,6 +36,7 @@ import mlp
 
 from ..cases import Case
 from ..clocks import BATCH_POOL, clock_for, time_block
+from ..errors import first_line
 from ..phases import Phase
 from ..timing import TimingConfig, build_step, calibrate_iters, case_context, time_phases, warm_up
 
@@ -171,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         run(json.loads(args.plan.read_text()))
     except Exception as exc:  # noqa: BLE001 - one line for the launcher, then fail this rank
         rank = rank_and_world()[0]
-        text = (str(exc).strip().splitlines() or [""])[0][:300]
+        text = first_line(exc)
         # the time orders the ranks' messages: the first is the cause, the later ones its echoes
         print(f"{ERROR_MARKER} {time.time():.6f} rank {rank}: {type(exc).__name__}: {text}", file=sys.stderr,
               flush=True)
