@@ -7,7 +7,6 @@ at the edge: a bad value raises ValueError naming it and the valid choices.
 
 from __future__ import annotations
 
-import enum
 import hashlib
 import itertools
 from collections.abc import Iterable, Mapping
@@ -19,79 +18,28 @@ from torch import nn
 import mlp
 from mlp import Loss, Optimizer, Precision, parse_enum
 
-from .store import PARALLEL_DEFAULTS  # a plain one-process case; these fields are left out of case_id
-
-
-class Network(str, enum.Enum):
-    UNIFORM = "uniform"  # width x depth x activation family
-    TEACHING = "teaching"  # in -> 256 -> 128 -> 128 -> out, ReLU
-    FASHION_MNIST = "fashion_mnist"  # Flatten, 784 -> 512 -> 512 -> 10, raw logits
-    FASHION_MNIST_ORIGINAL = "fashion_mnist_original"  # ... with the original's ReLU on the logits
-
-
-class CompileMode(str, enum.Enum):
-    NONE = "none"
-    DEFAULT = "default"
-    REDUCE_OVERHEAD = "reduce-overhead"
-    MAX_AUTOTUNE = "max-autotune"
-
-
-class Device(str, enum.Enum):
-    CPU = "cpu"
-    CUDA = "cuda"
-
-
-class Backend(str, enum.Enum):
-    """Process-group backend of a data-parallel case; NONE is one process, no DistributedDataParallel."""
-
-    NONE = "none"
-    GLOO = "gloo"  # CPU tensors (and loopback/TCP between machines)
-    NCCL = "nccl"  # CUDA tensors only
-
-
-class Scaling(str, enum.Enum):
-    """How the batch relates to the processes: WEAK keeps the batch per rank, STRONG keeps the global batch."""
-
-    NONE = "none"
-    WEAK = "weak"
-    STRONG = "strong"
+# The closed choices live with the fields (no torch); they are imported from here too.
+from .case_fields import FIELD_TYPES, LATER_DEFAULTS, Backend, CaseFields, CompileMode, Device, Network, Scaling
 
 
 TEACHING_IO = (3, 1)  # the classic notebook's regression: 3 inputs, 1 output (50,561 parameters)
 
 
 @dataclass(frozen=True, order=True)
-class Case:
-    """Everything that defines one measured configuration.
+class Case(CaseFields):
+    """Everything that defines one measured configuration (the fields: ``bench.case_fields.CaseFields``).
 
-    For the named networks, width/depth/in/out are fixed by the network and
-    stored as 0 so that equal configurations compare equal. ``threads=0``
-    means torch's default; the thread count actually used is recorded in the
-    run's environment.
+    Values are parsed and normalised here: for the named networks, width/depth/in/out are fixed by
+    the network and stored as 0 so that equal configurations compare equal. ``threads=0`` means
+    torch's default; the thread count actually used is recorded in the run's environment.
     """
 
-    network: str = Network.UNIFORM.value
-    width: int = 256
-    depth: int = 2
-    in_features: int = 0  # 0: same as width (uniform) / the network's own
-    out_features: int = 0
-    batch: int = 64
-    activation: str = "relu"
-    device: str = Device.CPU.value
-    dtype: str = Precision.FP32.value
-    compile: str = CompileMode.NONE.value
-    optimizer: str = Optimizer.SGD.value
-    loss: str = Loss.MSE.value
-    threads: int = 0
-    # Data parallelism (`mlpbench ddp`); the defaults are one plain process. `batch` is per rank.
-    world_size: int = 1
-    backend: str = Backend.NONE.value
-    scaling: str = Scaling.NONE.value
-    bucket_cap_mb: float = 0.0  # DDP gradient bucket size; 0 for a plain process
-
     def __post_init__(self) -> None:
-        network = parse_enum(Network, self.network, "network")
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen)
+        for name, kind in FIELD_TYPES.items():  # numbers from a CSV row or a flag: one parser per type
+            if kind is not str:
+                set_(name, (_as_int if kind is int else _as_float)(name, getattr(self, name)))
+        network = parse_enum(Network, self.network, "network")
         set_("network", network.value)
         set_("activation", mlp.activation_spec(self.activation).name)
         set_("device", parse_enum(Device, self.device, "device").value)
@@ -99,12 +47,8 @@ class Case:
         set_("compile", _parse_compile(self.compile).value)
         set_("optimizer", parse_enum(Optimizer, self.optimizer, "optimizer").value)
         set_("loss", parse_enum(Loss, self.loss, "loss").value)
-        for name in ("width", "depth", "in_features", "out_features", "batch", "threads"):
-            set_(name, _as_int(name, getattr(self, name)))
-        set_("world_size", _as_int("world_size", self.world_size))
         set_("backend", parse_enum(Backend, self.backend, "backend").value)
         set_("scaling", parse_enum(Scaling, self.scaling, "scaling").value)
-        set_("bucket_cap_mb", _as_float("bucket_cap_mb", self.bucket_cap_mb))
         _require(self.world_size >= 1, f"world_size must be >= 1, got {self.world_size}")
         _require(self.bucket_cap_mb >= 0, f"bucket_cap_mb must be >= 0, got {self.bucket_cap_mb}")
         _require(self.batch >= 1, f"batch must be >= 1, got {self.batch}")
@@ -148,11 +92,11 @@ class Case:
     def case_id(self) -> str:
         """Short stable identifier (hash of every field) used to join samples, summaries and runs.
 
-        The data-parallel fields enter the hash only away from their defaults, so every case
-        (and baseline) recorded before they existed keeps its identifier.
+        Fields added later (the data-parallel ones, ``case_fields.added_later``) enter the hash only away
+        from their defaults, so every case (and baseline) recorded before they existed keeps its identifier.
         """
         text = "|".join(f"{f.name}={getattr(self, f.name)}" for f in fields(self)
-                        if not (f.name in PARALLEL_DEFAULTS and getattr(self, f.name) == PARALLEL_DEFAULTS[f.name]))
+                        if not (f.name in LATER_DEFAULTS and getattr(self, f.name) == LATER_DEFAULTS[f.name]))
         return hashlib.sha1(text.encode()).hexdigest()[:12]
 
     @property

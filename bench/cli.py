@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import EXIT_INTERRUPTED, EXIT_USAGE, UsageError
+from .errors import EXIT_INTERRUPTED, EXIT_USAGE, UsageError, sigterm_as_interrupt
 from .flags import add_case_arguments, case_overrides, seconds_budget
 
 DEFAULT_PRESET = "quick"
@@ -78,7 +78,7 @@ def _cmd_run(args) -> int:
     from .cases import CUSTOM_MAX_CASE_S, PRESETS, Case
     from .env import busy_warning
     from .runner import run_sweep
-    from .store import load_run, new_run_dir, prepare_run_dir
+    from .runs import Status, load_run, new_run_dir, prepare_run_dir
     from .timing import TimingConfig
 
     if args.list_presets:
@@ -97,11 +97,11 @@ def _cmd_run(args) -> int:
             run = load_run(args.resume)
         except FileNotFoundError as exc:
             raise UsageError(str(exc)) from None
-        cases = [Case.from_row(row) for row in run.meta.get("cases", [])]
+        cases = [Case.from_row(row) for row in run.meta.cases]
         if not cases:
             raise UsageError(f"{args.resume}: meta.json lists no cases to resume")
-        out_dir, preset_name = Path(args.resume), run.meta.get("preset", "custom")
-        skip_slow_dtypes = bool(run.meta.get("skip_slow_dtypes", False))
+        out_dir, preset_name = Path(args.resume), run.meta.preset
+        skip_slow_dtypes = run.meta.skip_slow_dtypes
     else:
         overrides = case_overrides(args)
         cases = resolve_cases(args.preset, overrides)
@@ -140,9 +140,9 @@ def _cmd_run(args) -> int:
         from .report.markdown import format_summary
 
         print(format_summary(load_run(out_dir).summary))
-    step_rows = [r for r in writer.summary if r["phase"] == "step"]
-    failed = sum(1 for r in step_rows if r["status"] not in ("ok", "skipped"))
-    skipped = sum(1 for r in step_rows if r["status"] == "skipped")
+    statuses = [Status(r["status"]) for r in writer.summary if r["phase"] == "step"]
+    failed = sum(1 for s in statuses if s.failed)
+    skipped = statuses.count(Status.SKIPPED)
     print(f"mlpbench: run folder {out_dir} ({len(writer.done_ids)} cases, {skipped} skipped, {failed} failed)")
     return 0
 
@@ -155,13 +155,13 @@ def _add_show(sub) -> None:
 
 def _cmd_show(args) -> int:
     from .report.markdown import format_summary
-    from .store import latest_run, load_run
+    from .runs import RunKind, latest_run, load_run
 
     try:
         run = load_run(args.run or latest_run())
     except FileNotFoundError as exc:
         raise UsageError(str(exc)) from None
-    if run.meta.get("kind") == "ddp":  # per-rank rows: the scaling table says what they mean
+    if run.kind is RunKind.DDP:  # per-rank rows: the scaling table says what they mean
         from .report.scaling import format_scaling
 
         print(format_scaling(run.summary, run.samples))
@@ -186,6 +186,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    with sigterm_as_interrupt():
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     try:
         parser = build_parser()
         args = parser.parse_args(argv)

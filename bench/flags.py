@@ -9,14 +9,13 @@ from __future__ import annotations
 import argparse
 import math
 
+from .case_fields import FIELD_TYPES, FLAG_FIELDS
 from .errors import UsageError
 
-CASE_FLAGS = {  # flag -> (Case field, parser of one item)
-    "network": ("network", str), "width": ("width", int), "depth": ("depth", int), "batch": ("batch", int),
-    "activation": ("activation", str), "device": ("device", str), "dtype": ("dtype", str),
-    "compile": ("compile", str), "optimizer": ("optimizer", str), "loss": ("loss", str),
-    "threads": ("threads", int), "in-features": ("in_features", int), "out-features": ("out_features", int),
-}
+# flag -> (Case field, parser of one item), derived from the case's fields (bench.case_fields)
+CASE_FLAGS = {name.replace("_", "-"): (name, FIELD_TYPES[name]) for name in FLAG_FIELDS}
+# Flags whose 0 would silently mean "the default" (in/out features = the width): a user who types 0 made a mistake.
+POSITIVE_FLAGS = ("in-features", "out-features")
 NO_LIMIT_WORDS = ("inf", "none", "off")  # spellings of "no time budget"
 
 
@@ -61,4 +60,6 @@ def case_overrides(args: argparse.Namespace) -> dict[str, tuple]:
         value = getattr(args, flag.replace("-", "_"), None)
         if value is not None:
             out[field] = comma_list(value, item_type, flag)
+            if flag in POSITIVE_FLAGS and min(out[field]) < 1:
+                raise UsageError(f"--{flag} must be >= 1, got {min(out[field])} (leave it out for the width)")
     return out

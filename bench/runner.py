@@ -1,8 +1,10 @@
 """Run a sweep: measure each case, turn failures into rows, and save after every case.
 
-Failure is data: CUDA absent -> ``skipped``; out of memory -> ``oom`` (memory
-released, the sweep goes on); compile or other error -> ``error`` with the
-message. Ctrl-C keeps every finished case; ``resume`` measures only what is missing.
+Failure is data: CUDA absent or a case bigger than the memory available -> ``skipped``;
+an allocation that fails (CUDA or CPU) -> ``oom`` (memory released, the sweep goes on);
+compile or other error -> ``error`` with the message; a case the process died in twice
+-> ``crashed`` (``bench.runs.writer``). Ctrl-C and SIGTERM keep every finished case;
+``resume`` measures only what is missing. The folder's format belongs to ``bench.runs``.
 
 Bounded in time: the run folder and meta.json are written before anything is
 measured; each ceiling has a budget (``ceiling.py``), each case a predicted-time
@@ -20,37 +22,56 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-import pandas as pd
 import torch
 
 import mlp
 
-from . import store
 from .cases import Case
 from .ceiling import Ceiling, measure_ceiling, slower_than_fp32
 from .clocks import torch_threads
 from .env import FULL_RATE_DTYPES, dtype_fast_path, fingerprint, load_average
 from .errors import first_line
-from .stats import summarize
+from .format import duration as _duration
+from .headroom import memory_shortfall
 from .phases import TRAINING_PHASES, Phase
+from .runs import CRASHED_REASON, RunMeta, RunWriter, Status
+from .stats import summarize
 from .timing import Measurement, TimingConfig, measure
 
-DONE_STATUSES = ("ok", "oom", "error")  # resume re-tries only `skipped` cases (the machine may differ)
 _OOM_ERRORS = tuple(e for e in (getattr(torch, "OutOfMemoryError", None),
-                                getattr(torch.cuda, "OutOfMemoryError", None)) if e is not None)
+                                getattr(torch.cuda, "OutOfMemoryError", None), MemoryError) if e is not None)
+# How the CPU allocator (c10's DefaultCPUAllocator) words a failed allocation in its RuntimeError
+CPU_OOM_MESSAGES = ("can't allocate memory", "DefaultCPUAllocator")
+
+
+def failure_status(exc: BaseException) -> Status:
+    """``oom`` for an allocation that failed (CUDA, or the CPU allocator), else ``error``."""
+    if isinstance(exc, _OOM_ERRORS):
+        return Status.OOM
+    if isinstance(exc, RuntimeError) and any(text in str(exc) for text in CPU_OOM_MESSAGES):
+        return Status.OOM
+    return Status.ERROR
 
 
 def safe_measure(case: Case, config: TimingConfig, on_predict: Callable[[float], object] | None = None) -> Measurement:
-    """``measure`` with every failure turned into a status; memory is released after a failure."""
+    """``measure`` with every failure turned into a status; memory is released after a failure.
+
+    A case whose analytic memory exceeds what the device has available is ``skipped`` before
+    it is built: on Linux an oversized CPU allocation succeeds and the kernel kills the
+    process later, mid-case, with nothing to catch (``bench.headroom``).
+    """
     start = time.perf_counter()
     try:
+        shortfall = memory_shortfall(case)
+        if shortfall:
+            return Measurement(case, status=Status.SKIPPED, reason=shortfall)
         return measure(case, config, on_predict=on_predict)
     except KeyboardInterrupt:
         raise
-    except _OOM_ERRORS as exc:
-        failed = Measurement(case, status="oom", reason=_one_line(exc))
     except Exception as exc:  # noqa: BLE001 - any failure of one case is data, not a crash
-        failed = Measurement(case, status="error", reason=f"{type(exc).__name__}: {_one_line(exc)}")
+        status = failure_status(exc)
+        reason = _one_line(exc) if status is Status.OOM else f"{type(exc).__name__}: {_one_line(exc)}"
+        failed = Measurement(case, status=status, reason=reason)
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
@@ -79,10 +100,11 @@ _PHASE_ELEMENTWISE = {
 def summary_rows(m: Measurement, ceiling: Ceiling | None) -> list[dict]:
     """One row per phase (one row in all for a failed case), with statistics and derived metrics."""
     case = m.case
-    base = {**case.to_row(), "case_id": case.case_id, "label": case.label, "status": m.status, "reason": m.reason}
+    base = {**case.to_row(), "case_id": case.case_id, "label": case.label, "status": Status(m.status).value,
+            "reason": m.reason}
     timings = {"first_step_s": m.first_step_s, "measure_s": m.measure_s,
                "predicted_measure_s": m.predicted_measure_s, "steady_measure_s": m.steady_measure_s}
-    if m.status != "ok":
+    if m.status != Status.OK:
         return [{**base, "phase": Phase.STEP.value, **timings}]
     model = case.build_model()
     flops = mlp.flops(model, case.batch, case.loss, case.optimizer)
@@ -135,51 +157,6 @@ def sample_rows(m: Measurement) -> list[dict]:
 # --------------------------------------------------------------------------- the sweep
 
 
-class RunWriter:
-    """Holds a run's tables in memory and rewrites the folder atomically after every case."""
-
-    def __init__(self, out_dir: Path, meta: dict, resume: bool = False):
-        self.out_dir = Path(out_dir)
-        self.meta = meta
-        self.summary: list[dict] = []
-        self.samples: list[dict] = []
-        if resume:
-            run = store.load_run(self.out_dir)
-            done = run.summary[run.summary["status"].isin(DONE_STATUSES)]
-            self.summary = done.to_dict("records")
-            done_ids = set(done["case_id"])
-            if len(run.samples):
-                self.samples = run.samples[run.samples["case_id"].isin(done_ids)].to_dict("records")
-            self.meta = {**run.meta, **{k: v for k, v in meta.items() if k not in ("ceilings",)},
-                         "resumed_from": run.meta.get("env", {}).get("date")}
-            self.meta["ceilings"] = {**run.meta.get("ceilings", {}), **meta.get("ceilings", {})}
-
-    @property
-    def done_ids(self) -> set[str]:
-        return {row["case_id"] for row in self.summary}
-
-    def add(self, m: Measurement, ceiling: Ceiling | None) -> None:
-        self.summary += summary_rows(m, ceiling)
-        self.samples += sample_rows(m)
-        self.flush()
-
-    def flush(self) -> None:
-        store.write_table(self.out_dir / store.SAMPLES_CSV, pd.DataFrame(self.samples, columns=SAMPLE_COLUMNS))
-        store.write_table(self.out_dir / store.SUMMARY_CSV, _ordered(pd.DataFrame(self.summary)))
-        store.write_meta(self.out_dir / store.META_JSON, self.meta)
-
-
-SAMPLE_COLUMNS = ["case_id", "phase", "sample", "seconds", "iters_per_block"]
-FIRST_COLUMNS = list(store.CASE_COLUMNS) + ["case_id", "label", "phase", "status", "reason"]
-
-
-def _ordered(frame: pd.DataFrame) -> pd.DataFrame:
-    """Case columns first; an empty table (before the first case) still has its header, so it reads back."""
-    if not len(frame.columns):
-        return pd.DataFrame(columns=FIRST_COLUMNS)
-    return frame[[c for c in FIRST_COLUMNS if c in frame] + [c for c in frame if c not in FIRST_COLUMNS]]
-
-
 def ceiling_key(device: str, dtype: str, threads: int = 0) -> str:
     """``cpu/fp32`` for torch's default threads, ``cpu/fp32/t1`` for a case pinned to one thread."""
     return f"{device}/{dtype}" if device == "cuda" or not threads else f"{device}/{dtype}/t{threads}"
@@ -209,37 +186,50 @@ def run_sweep(
     ``skipped`` rows, and meta.json's ``skipped_dtypes`` says why.
     """
     started = time.perf_counter()
-    meta = {"preset": preset, "env": fingerprint(), "timing_config": asdict(config), "n_cases": len(cases),
-            "ceilings": {}, "interrupted": False, "cases": [c.to_row() for c in cases],
-            "skip_slow_dtypes": skip_slow_dtypes, "skipped_dtypes": {}, **(meta_extra or {})}
-    writer = RunWriter(out_dir, meta, resume=resume)
-    writer.flush()  # the folder and meta.json from the first second
-    todo = [c for c in cases if c.case_id not in writer.done_ids]
-    writer.meta["ceilings"].update(_measure_ceilings(todo, writer.meta["ceilings"], writer))
-    slow = slow_dtypes(todo, writer.meta["ceilings"]) if skip_slow_dtypes else {}
-    writer.meta["skipped_dtypes"] = slow
-    writer.flush()
+    meta = RunMeta(preset=preset, env=fingerprint(), timing_config=asdict(config), n_cases=len(cases),
+                   cases=[c.to_row() for c in cases], skip_slow_dtypes=skip_slow_dtypes,
+                   load_average_1m_start=load_average(), extra=dict(meta_extra or {}))
+    writer = RunWriter(out_dir, meta, resume=resume)  # takes the folder's lock (FolderBusy: another writer)
+    try:
+        writer.flush()  # the folder and meta.json from the first second
+        todo = [c for c in cases if c.case_id not in writer.done_ids]
+        writer.meta.ceilings.update(_measure_ceilings(todo, writer.meta.ceilings, writer))
+        slow = slow_dtypes(todo, writer.meta.ceilings) if skip_slow_dtypes else {}
+        writer.meta.skipped_dtypes = slow
+        writer.flush()
+        _measure_cases(todo, writer, config, measure_fn, slow, progress)
+    finally:
+        writer.meta.run_s += time.perf_counter() - started
+        writer.meta.load_average_1m_end = load_average()
+        writer.flush()
+        writer.close()
+    return writer
+
+
+def _measure_cases(todo: Sequence[Case], writer: RunWriter, config: TimingConfig, measure_fn: Callable,
+                   slow: dict[str, str], progress: bool) -> None:
+    """Each case in turn, marked in flight while it is measured; interrupted, the mark is withdrawn."""
     bar = _Progress(todo, progress)
     try:
         for case in todo:
             bar.start(case)
             key = f"{case.device}/{case.dtype}"
-            if key in slow:
-                measurement = Measurement(case, status="skipped", reason=slow_dtype_reason(case, slow[key]))
+            if writer.gave_up_on(case.case_id):
+                measurement = Measurement(case, status=Status.CRASHED, reason=CRASHED_REASON)
+            elif key in slow:
+                measurement = Measurement(case, status=Status.SKIPPED, reason=slow_dtype_reason(case, slow[key]))
             else:
+                writer.begin(case.case_id, case.label)
                 measurement = measure_fn(case, config, on_predict=bar.predicted)
-            ceiling = writer.meta["ceilings"].get(case_ceiling_key(case))
-            writer.add(measurement, Ceiling(**ceiling) if ceiling else None)
+            ceiling = writer.meta.ceilings.get(case_ceiling_key(case))
+            writer.add(summary_rows(measurement, Ceiling(**ceiling) if ceiling else None), sample_rows(measurement))
             bar.done(measurement)
-    except KeyboardInterrupt:
-        writer.meta["interrupted"] = True
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (the CLI turns it into this): not a crash
+        writer.abandon()
+        writer.meta.interrupted = True
         raise
     finally:
         bar.close()
-        writer.meta["run_s"] = writer.meta.get("run_s", 0.0) + time.perf_counter() - started
-        writer.meta["load_average_1m_end"] = load_average()
-        writer.flush()
-    return writer
 
 
 def slow_dtypes(cases: Sequence[Case], ceilings: dict) -> dict[str, str]:
@@ -284,7 +274,7 @@ def _measure_ceilings(cases: Sequence[Case], known: dict, writer: RunWriter | No
         except Exception as exc:  # noqa: BLE001 - a missing ceiling leaves MFU empty, not the run dead
             print(f"mlpbench: warning: no {key} matmul ceiling ({_one_line(exc)})", file=sys.stderr)
         if writer is not None and key in out:
-            writer.meta["ceilings"][key] = out[key]
+            writer.meta.ceilings[key] = out[key]
             writer.flush()
     return out
 
@@ -331,6 +321,3 @@ class _Progress:
         if self.bar is not None:
             self.bar.set_description_str(text, refresh=True)
 
-
-def _duration(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"

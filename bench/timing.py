@@ -1,4 +1,4 @@
-"""How to time: the measurement protocol of ../shared/DESIGN.md, for one case.
+"""How to time: the measurement protocol of docs/design.md, for one case.
 
 * Blocks, not calls: a sample is the mean over a block of iterations long
   enough to dwarf timer resolution and launch jitter (``min_block_s``).
@@ -34,6 +34,7 @@ from mlp import Precision
 from .cases import Case
 from .clocks import BATCH_POOL, Clock, clock_for, time_block, torch_threads
 from .phases import TRAINING_PHASES, Phase
+from .runs.status import Status
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ class Measurement:
     """Raw result of one case: every sample (seconds per iteration) plus the one-off timings."""
 
     case: Case
-    status: str = "ok"  # ok | skipped | oom | error
+    status: Status = Status.OK
     reason: str = ""
     samples: dict[Phase, list[float]] = field(default_factory=dict)
     iters_per_block: dict[Phase, int] = field(default_factory=dict)
@@ -136,7 +137,7 @@ def measure(case: Case, config: TimingConfig = TimingConfig(),
     wall_start = time.perf_counter()
     device = torch.device(case.device)
     if device.type == "cuda" and not torch.cuda.is_available():
-        return Measurement(case, status="skipped", reason="CUDA is not available on this machine")
+        return Measurement(case, status=Status.SKIPPED, reason="CUDA is not available on this machine")
     result = Measurement(case)
     with case_context(case):
         compiled = case.compiled
@@ -166,7 +167,7 @@ def measure(case: Case, config: TimingConfig = TimingConfig(),
         if on_predict is not None:
             on_predict(result.predicted_measure_s)
         if config.max_case_s is not None and result.predicted_measure_s > config.max_case_s:
-            result.status, result.reason = "skipped", over_budget_reason(result.predicted_measure_s, config.max_case_s)
+            result.status, result.reason = Status.SKIPPED, over_budget_reason(result.predicted_measure_s, config.max_case_s)
             result.measure_s = time.perf_counter() - wall_start
             return result
         steady_start = time.perf_counter()

@@ -12,9 +12,18 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("mlp", "bench")
 # The measuring side: what times, runs and stores cases, and the gate's instruments.
-MEASUREMENT = ("bench.cases", "bench.timing", "bench.clocks", "bench.phases", "bench.runner", "bench.ceiling",
-               "bench.env", "bench.store", "bench.stats", "bench.errors", "bench.flags", "bench.crosscheck",
+MEASUREMENT = ("bench.cases", "bench.case_fields", "bench.timing", "bench.clocks", "bench.phases", "bench.runner",
+               "bench.ceiling", "bench.headroom", "bench.env", "bench.runs", "bench.runs.columns", "bench.runs.folder",
+               "bench.runs.meta", "bench.runs.reader", "bench.runs.status", "bench.runs.writer", "bench.store",
+               "bench.stats", "bench.errors", "bench.flags", "bench.format", "bench.crosscheck",
                "bench.gate.worker", "bench.gate.counters", "bench.gate.ab", "bench.gate.stats")
+# Reporting reads run folders (bench.runs) and formats (bench.format); it never imports a measuring wing,
+# so that a report renders on a machine without the measuring code's dependencies and cannot change a number.
+REPORTING = ("bench.report",)
+MEASURING_WINGS = ("bench.cases", "bench.timing", "bench.clocks", "bench.runner", "bench.ceiling", "bench.headroom",
+                   "bench.crosscheck", "bench.ddp", "bench.gate", "bench.profile", "mlp")
+# Shared by both sides, so they stay light: no torch, and nothing of the measuring wings.
+LIGHT = ("bench.runs", "bench.case_fields", "bench.format", "bench.errors", "bench.phases")
 ENTRY_POINTS = ("bench.__main__",)  # `python -m bench` runs the CLI
 # Loaded by path inside a gate worker next to another tree: the project imports they may make. The worker
 # imports the *tree under test's* mlp, bench.cases and bench.timing (absolute, on purpose); counters.py only
@@ -34,25 +43,50 @@ def _modules() -> dict[str, Path]:
     return {_module_name(p): p for pkg in PACKAGES for p in sorted((REPO / pkg).rglob("*.py"))}
 
 
-def _imports(name: str, path: Path, known: set[str]) -> set[str]:
-    """The project modules ``name`` imports (relative imports resolved; ``from pkg import mod`` is the module)."""
-    is_package = path.name == "__init__.py"
+def _from_module(name: str, path: Path, node: ast.ImportFrom) -> str:
+    """The absolute module of ``from ... import``, relative imports resolved."""
+    if not node.level:
+        return node.module or ""
+    base = name.split(".")[: len(name.split(".")) - node.level + (1 if path.name == "__init__.py" else 0)]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
+def _imports(name: str, path: Path, known: set[str], external: bool = False) -> set[str]:
+    """The project modules ``name`` imports (relative imports resolved; ``from pkg import mod`` is the module).
+
+    ``external=True``: the top-level names of every module it imports (``torch``, ``pandas``, ``bench``).
+    """
     out = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             targets = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = name.split(".")[: len(name.split(".")) - node.level + (1 if is_package else 0)]
-                module = ".".join(base + ([node.module] if node.module else []))
-            else:
-                module = node.module or ""
+            module = _from_module(name, path, node)
             targets = [f"{module}.{alias.name}" if f"{module}.{alias.name}" in known else module
                        for alias in node.names]
         else:
             continue
-        out |= {t for t in targets if t.split(".")[0] in PACKAGES and t in known}
+        if external:
+            out |= {t.split(".")[0] for t in targets}
+        else:
+            out |= {t for t in targets if t.split(".")[0] in PACKAGES and t in known}
     return out - {name}
+
+
+def _private_imports(name: str, path: Path) -> list[str]:
+    """``from module import _name`` where module is another project module (``import x as _x`` is fine)."""
+    bad = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module != "__future__":
+            module = _from_module(name, path, node)
+            if module.split(".")[0] in PACKAGES and module != name:
+                bad += [f"{name}: from {module} import {alias.name}" for alias in node.names
+                        if alias.name.startswith("_") and not alias.name.startswith("__")]
+    return bad
+
+
+def _inside(name: str, prefixes) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
 
 
 def _graph() -> dict[str, set[str]]:
@@ -124,3 +158,38 @@ def test_the_gate_instruments_import_only_what_a_worker_can_load_by_path():
     graph = _graph()
     for name, allowed in INSTRUMENTS_ALLOWED.items():
         assert graph[name] <= allowed, (name, graph[name] - allowed)
+
+
+def test_reporting_never_imports_a_measuring_wing():
+    graph = _graph()
+    bad = {(n, m) for n, deps in graph.items() if _inside(n, REPORTING) for m in deps if _inside(m, MEASURING_WINGS)}
+    assert not bad, sorted(bad)
+
+
+def test_the_wing_rule_sees_a_violation():
+    graph = {"bench.report.x": {"bench.ddp.merge", "bench.runs"}, "bench.runs": set()}
+    bad = {(n, m) for n, deps in graph.items() if _inside(n, REPORTING) for m in deps if _inside(m, MEASURING_WINGS)}
+    assert bad == {("bench.report.x", "bench.ddp.merge")}
+
+
+def test_no_private_name_is_imported_across_modules():
+    bad = [line for name, path in _modules().items() for line in _private_imports(name, path)]
+    assert not bad, bad
+
+
+def test_the_private_rule_sees_a_violation(tmp_path):
+    module = tmp_path / "scaling.py"
+    module.write_text("from .markdown import _ms, PLOTS_DIR\nfrom ..format import ms as _ms2\n"
+                      "from __future__ import annotations\n")
+    assert _private_imports("bench.report.scaling", module) == ["bench.report.scaling: from bench.report.markdown "
+                                                                "import _ms"]
+
+
+def test_the_run_record_and_the_formatter_stay_light():
+    """Readers (report, compare, show) load no torch and no measuring code through the shared modules."""
+    modules = _modules()
+    known = set(modules)
+    for name in (n for n in modules if _inside(n, LIGHT)):
+        external = _imports(name, modules[name], known, external=True)
+        assert "torch" not in external, name
+        assert not {m for m in _imports(name, modules[name], known) if _inside(m, MEASURING_WINGS)}, name

@@ -271,7 +271,7 @@ def launch_env(threads: int, single_node: bool) -> dict:
 
 
 def command(args: argparse.Namespace) -> int:
-    from ..store import new_run_dir, write_meta
+    from ..runs import RunWriter, new_run_dir, write_json
     from ..timing import TimingConfig
 
     cases = plan_cases(args)
@@ -291,8 +291,13 @@ def command(args: argparse.Namespace) -> int:
     world = args.nproc * args.nnodes
     plan = {"cases": [c.to_row() for c in cases], "timing": asdict(config), "parts": str((out_dir / PARTS).resolve()),
             "collective_timeout_s": COLLECTIVE_TIMEOUT_S}
-    write_meta(out_dir / PLAN, plan)
-    meta = _meta(args, cases, config, cases[0].threads)
+    with RunWriter(out_dir, _meta(args, cases, config, cases[0].threads)) as writer:
+        write_json(out_dir / PLAN, plan)
+        return _run(args, cases, config, writer, world)
+
+
+def _run(args: argparse.Namespace, cases: list, config, writer, world: int) -> int:
+    out_dir, meta = writer.out_dir, writer.meta
     print(f"mlpbench: ddp, {len(cases)} cases, {world} processes x {cases[0].threads} threads ({args.backend}) "
           f"-> {out_dir}", file=sys.stderr)
     from ..env import busy_warning
@@ -303,18 +308,18 @@ def command(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     try:
         failure = _measure_references(cases, config, out_dir, args.node_rank)
-        _write(out_dir, meta, cases, failure, started)
+        _write(writer, cases, failure, started)
         if not failure:
             cmd = torchrun_command(args.nproc, rendezvous(args), out_dir / PLAN)
             t0 = time.perf_counter()
             rc, failure = run_launch(cmd, out_dir / "torchrun.log", launch_env(cases[0].threads, args.nnodes == 1),
                                      args.timeout_s)
-            meta["ddp"]["launch"] = {"command": " ".join(cmd), "exit_code": rc, "wall_s": time.perf_counter() - t0,
-                                     "failure": failure}
-            _write(out_dir, meta, cases, failure, started)
+            meta.ddp["launch"] = {"command": " ".join(cmd), "exit_code": rc, "wall_s": time.perf_counter() - t0,
+                                  "failure": failure}
+            _write(writer, cases, failure, started)
     except KeyboardInterrupt:
-        meta["interrupted"] = True
-        _write(out_dir, meta, cases, "interrupted (Ctrl-C)", started)
+        meta.interrupted = True
+        _write(writer, cases, "interrupted (Ctrl-C or SIGTERM)", started)
         print(f"\nmlpbench: interrupted; what was measured is in {out_dir}", file=sys.stderr)
         return EXIT_INTERRUPTED
     return _finish(out_dir, failure, args.no_report)
@@ -334,41 +339,40 @@ def _measure_references(cases: list, config, out_dir: Path, node_rank: int) -> s
     return ""
 
 
-def _meta(args: argparse.Namespace, cases: list, config, threads: int) -> dict:
+def _meta(args: argparse.Namespace, cases: list, config, threads: int):
     from ..env import fingerprint, load_average
+    from ..runs import RunKind, RunMeta
 
-    return {"kind": "ddp", "preset": "ddp", "env": fingerprint(), "timing_config": asdict(config),
-            "n_cases": len(cases), "cases": [c.to_row() for c in cases], "ceilings": {}, "interrupted": False,
-            "load_average_1m_start": load_average(),
-            "ddp": {"nproc_per_node": args.nproc, "nnodes": args.nnodes, "node_rank": args.node_rank,
-                    "backend": args.backend, "threads_per_process": threads,
-                    "reference": "the same case in one process without DDP, with the same torch threads per "
-                                 "process, measured by the same code in the same invocation, before the launch"}}
+    return RunMeta(kind=RunKind.DDP, preset="ddp", env=fingerprint(), timing_config=asdict(config),
+                   n_cases=len(cases), cases=[c.to_row() for c in cases], load_average_1m_start=load_average(),
+                   ddp={"nproc_per_node": args.nproc, "nnodes": args.nnodes, "node_rank": args.node_rank,
+                        "backend": args.backend, "threads_per_process": threads,
+                        "reference": "the same case in one process without DDP, with the same torch threads per "
+                                     "process, measured by the same code in the same invocation, before the launch"})
 
 
-def _write(out_dir: Path, meta: dict, cases: list, failure: str, started: float) -> None:
+def _write(writer, cases: list, failure: str, started: float) -> None:
     """Rewrite the run folder from rank 0's records; cases without a record get a status row."""
     from ..env import load_average
-    from ..store import META_JSON, SAMPLES_CSV, SUMMARY_CSV, write_meta, write_table
+    from ..runs import Status
     from .merge import failed_row, read_parts, tables
 
-    records = read_parts(out_dir / PARTS)
+    records = read_parts(writer.out_dir / PARTS)
     done = {r["case_id"] for r in records}
     missing = [c for c in cases if c.case_id not in done] if failure else []
-    failed = [failed_row(case, "error", failure) if i == 0 else
-              failed_row(case, "skipped", "not measured: the run ended at an earlier failure")
+    failed = [failed_row(case, Status.ERROR, failure) if i == 0 else
+              failed_row(case, Status.SKIPPED, "not measured: the run ended at an earlier failure")
               for i, case in enumerate(missing)]
     samples, summary = tables(records, failed)
-    meta["run_s"] = time.perf_counter() - started
-    meta["load_average_1m_end"] = load_average()
-    write_table(out_dir / SAMPLES_CSV, samples)
-    write_table(out_dir / SUMMARY_CSV, summary)
-    write_meta(out_dir / META_JSON, meta)
+    writer.meta.run_s = time.perf_counter() - started
+    writer.meta.load_average_1m_end = load_average()
+    writer.set_tables(summary, samples)
+    writer.flush()
 
 
 def _finish(out_dir: Path, failure: str, no_report: bool) -> int:
     from ..report.scaling import format_scaling, write_scaling_report
-    from ..store import load_run
+    from ..runs import load_run
 
     run = load_run(out_dir)
     if len(run.samples):

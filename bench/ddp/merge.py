@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ..cases import Case
+from ..runs import RANK_COLUMN, SAMPLE_COLUMNS, Status, leading_first, summary_frame
 from ..stats import summarize
 
 ALL_RANKS = "all"
-CASE_COLUMNS = [f.name for f in fields(Case)]
 
 
 def read_parts(path: Path) -> list[dict]:
@@ -56,7 +55,7 @@ def summary_rows(record: dict) -> list[dict]:
     """One row per phase x rank (and 'all'): the case's fields, statistics, samples/s of that rank or the job."""
     case = Case.from_row(record["case"])
     first = record["ranks"][0]
-    base = {**case.to_row(), "case_id": case.case_id, "label": case.label, "status": "ok", "reason": ""}
+    base = {**case.to_row(), "case_id": case.case_id, "label": case.label, "status": Status.OK.value, "reason": ""}
     rows = []
     for rank, phases in _rank_samples(record).items():
         examples = case.batch * (case.world_size if rank == ALL_RANKS else 1)
@@ -73,15 +72,14 @@ def summary_rows(record: dict) -> list[dict]:
     return rows
 
 
-def failed_row(case: Case, status: str, reason: str) -> dict:
-    return {**case.to_row(), "case_id": case.case_id, "label": case.label, "status": status, "reason": reason,
-            "phase": "step", "rank": ALL_RANKS}
+def failed_row(case: Case, status: Status, reason: str) -> dict:
+    return {**case.to_row(), "case_id": case.case_id, "label": case.label, "status": Status(status).value,
+            "reason": reason, "phase": "step", RANK_COLUMN: ALL_RANKS}
 
 
 def tables(records: list[dict], failed: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(samples, summary) frames; the case columns first, as ``mlpbench run`` writes them."""
+    """(samples, summary) frames, in the run record's column order (``bench.runs.columns``)."""
     samples = pd.DataFrame([row for r in records for row in sample_rows(r)])
-    summary = pd.DataFrame([row for r in records for row in summary_rows(r)] + failed)
-    first = CASE_COLUMNS + ["case_id", "label", "phase", "rank", "status", "reason"]
-    summary = summary[[c for c in first if c in summary] + [c for c in summary if c not in first]]
+    samples = samples[leading_first(samples.columns, SAMPLE_COLUMNS)] if len(samples) else samples
+    summary = summary_frame([row for r in records for row in summary_rows(r)] + failed)
     return samples, summary

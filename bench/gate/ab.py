@@ -16,7 +16,6 @@ import math
 import os
 import select
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -26,7 +25,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from . import worker
-from ..errors import EnvironmentProblem, UsageError
+from ..errors import EnvironmentProblem, UsageError, sigterm_as_interrupt
 
 WORKER = Path(worker.__file__).resolve()
 SETUP_TIMEOUT_S = 600.0  # import torch + build + warm up a few cases on a loaded 2-core box
@@ -193,23 +192,6 @@ def worktree(repo: Path, ref: str) -> Iterator[Path]:
         shutil.rmtree(parent, ignore_errors=True)
         with contextlib.suppress(EnvironmentProblem):
             _git(repo, "worktree", "prune")
-
-
-@contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM (a CI timeout) unwinds like Ctrl-C, so ``finally`` blocks clean up."""
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    try:
-        old = signal.signal(signal.SIGTERM, interrupt)
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
 
 
 @contextlib.contextmanager

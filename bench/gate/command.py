@@ -166,7 +166,7 @@ def write_baseline(opts: GateOptions) -> int:
     """Measure this tree's suite (counters, and timing samples for the timed cases) and write the file."""
     from . import ab
     from ..env import fingerprint
-    from ..store import write_meta
+    from ..runs import write_json
 
     _require_device(opts.device)
     suite = gate_suite(opts.device)
@@ -181,7 +181,7 @@ def write_baseline(opts: GateOptions) -> int:
               "counters": counters[i] if counters else None,
               "timing": {"iters_per_block": iters[i], "samples_s": samples[i]} if i in timed else None}
              for i, row in enumerate(rows)]
-    write_meta(opts.write_baseline, {
+    write_json(opts.write_baseline, {
         "format": BASELINE_FORMAT, "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "env": fingerprint(), "counter_env": counter_env(opts.device), "timing_plan": asdict(opts.plan),
         "cases": cases})

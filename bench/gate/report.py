@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..format import ms
 from .counters import Change
 from .stats import TimingComparison, Verdict
 
@@ -154,7 +155,7 @@ def _timing_section(report: GateReport) -> list[str]:
             "|---|---:|---:|---:|---|---:|---|---|"]
     for r in report.timing:
         c = r.comparison
-        rows.append(f"| {r.label} | {_ms(c.median_a_s)} | {_ms(c.median_b_s)} | {c.ratio:.3f} | "
+        rows.append(f"| {r.label} | {ms(c.median_a_s)} ms | {ms(c.median_b_s)} ms | {c.ratio:.3f} | "
                     f"[{c.ci_low:.3f}, {c.ci_high:.3f}] | {c.p_slower:.2g} | {c.n_a}/{c.n_b} | "
                     f"{_timing_verdict(c.verdict)} |")
     rule = (f"Regression: B/A ≥ {1 + first.min_effect:.2f} and the {first.confidence:.0%} bootstrap interval of the "
@@ -186,6 +187,3 @@ def _change_verdict(change: Change) -> str:
 def _timing_verdict(verdict: Verdict) -> str:
     return {Verdict.REGRESSION: "**regression**", Verdict.IMPROVEMENT: "faster"}.get(verdict, "pass")
 
-
-def _ms(seconds: float) -> str:
-    return f"{seconds * 1e3:.3f} ms"

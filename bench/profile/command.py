@@ -11,7 +11,8 @@ to them. The profile folder gets:
 * ``profile.md``: overhead split per phase, the top operators per phase, FLOPs
   by module (``FlopCounterMode``) next to the analytic count, and memory
   analytic vs measured;
-* ``meta.json``: the case, the schedule and the environment fingerprint;
+* ``meta.json``: the run record's ``RunMeta`` (kind ``profile``): the case, the environment
+  fingerprint, and under ``schedule`` / ``files`` the profiler's schedule and the folder's files;
 * ``memory_snapshot.pickle`` with ``--memory-snapshot`` (CUDA only), for
   https://pytorch.org/memory_viz.
 
@@ -89,9 +90,10 @@ def command(args: argparse.Namespace) -> int:
     if out_dir.exists() and any(out_dir.iterdir()):
         raise UsageError(f"{out_dir} exists and is not empty; choose another --out")
     print(f"mlpbench: profiling {case.label} -> {out_dir}", file=sys.stderr)
-    result = profile_case(case, config, out_dir)
-    text = render_markdown(result)
-    _write_outputs(result, text, out_dir)
+    with _writer(case, config, out_dir) as writer:  # the folder's lock, from the first file to the last
+        result = profile_case(case, config, out_dir)
+        text = render_markdown(result)
+        _write_outputs(result, text, writer)
     print(text)
     print(f"mlpbench: profile folder {out_dir} (open {TRACE_FILE} in https://ui.perfetto.dev)")
     return 0
@@ -123,7 +125,7 @@ def _check_runnable(case: Case, config: ProfileConfig) -> None:
 
 
 def _new_profile_dir(case: Case) -> Path:
-    from ..store import new_run_dir
+    from ..runs import new_run_dir
 
     return new_run_dir(PROFILES_DIR, preset=re.sub(r"[^A-Za-z0-9_.-]+", "-", case.label))
 
@@ -131,13 +133,16 @@ def _new_profile_dir(case: Case) -> Path:
 # --------------------------------------------------------------------------- files
 
 
-def _write_outputs(result: ProfileResult, markdown: str, out_dir: Path) -> None:
+def _writer(case: Case, config: ProfileConfig, out_dir: Path):
     from ..env import fingerprint
-    from ..store import write_atomic, write_meta
+    from ..runs import RunKind, RunMeta, RunWriter
 
-    write_atomic(out_dir / REPORT_FILE, markdown)
-    write_meta(out_dir / META_FILE, {
-        "case": result.case.to_row(), "case_id": result.case.case_id, "label": result.case.label,
-        "schedule": asdict(result.config), "files": [*result.files, REPORT_FILE, META_FILE],
-        "environment": fingerprint(),
-    })
+    meta = RunMeta(kind=RunKind.PROFILE, preset="profile", env=fingerprint(), n_cases=1, cases=[case.to_row()],
+                   extra={"case_id": case.case_id, "label": case.label, "schedule": asdict(config)})
+    return RunWriter(out_dir, meta)
+
+
+def _write_outputs(result: ProfileResult, markdown: str, writer) -> None:
+    writer.write_text(REPORT_FILE, markdown)
+    writer.meta.extra["files"] = [*result.files, REPORT_FILE, META_FILE]
+    writer.write_meta()

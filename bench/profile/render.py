@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
+from ..format import US_PER_S, ms, table as _table
 from .attribution import PHASE_LABELS
 from .results import ProfileResult
-
-
-US_PER_MS = 1e3
 
 
 def render_markdown(result: ProfileResult) -> str:
@@ -16,14 +14,8 @@ def render_markdown(result: ProfileResult) -> str:
     return "\n\n".join(parts) + "\n"
 
 
-def _table(rows: list[dict]) -> str:
-    from tabulate import tabulate
-
-    return tabulate(rows, headers="keys", tablefmt="github", disable_numparse=True)
-
-
-def _ms(us: float) -> str:
-    return f"{us / US_PER_MS:.3f}"
+def _ms(us: float) -> str:  # the profiler counts microseconds
+    return ms(us / US_PER_S)
 
 
 def _header(r: ProfileResult) -> str:

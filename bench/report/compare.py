@@ -22,7 +22,9 @@ import numpy as np
 import pandas as pd
 
 from ..errors import UsageError
+from ..format import ms, table as format_table
 from ..phases import PHASE_NAMES, Phase
+from ..runs import RunKind, write_atomic
 from ..stats import COMPARE_CI_LEVEL, COMPARE_RESAMPLES, ratio_of_medians_ci
 from .tables import (
     COMPARABILITY_KEYS,
@@ -113,7 +115,7 @@ def _samples_by_case(samples: pd.DataFrame) -> dict[tuple[str, str], np.ndarray]
 def compare_runs(run_a, run_b, phases: Sequence[str] = ("step",)) -> tuple[pd.DataFrame, list[str]]:
     """Per case and phase: medians of A and B, ratio B/A with its interval and a verdict.
 
-    ``run_a``/``run_b`` are store.Run objects. Returns the table and the ignored identity columns.
+    ``run_a``/``run_b`` are ``bench.runs.Run`` objects. Returns the table and the ignored identity columns.
     """
     joined, ignored = match_cases(run_a.summary, run_b.summary, phases)
     samples_a, samples_b = _samples_by_case(run_a.samples), _samples_by_case(run_b.samples)
@@ -130,13 +132,11 @@ def compare_runs(run_a, run_b, phases: Sequence[str] = ("step",)) -> tuple[pd.Da
 
 
 def format_comparison(table: pd.DataFrame, tablefmt: str = "github") -> str:
-    from tabulate import tabulate
-
-    rows = [{"case": r["case"], "phase": r["phase"], "A ms": f"{r['median_a_s'] * 1e3:.4g}",
-             "B ms": f"{r['median_b_s'] * 1e3:.4g}", "B/A": f"{r['ratio']:.3f}",
+    rows = [{"case": r["case"], "phase": r["phase"], "A ms": ms(r["median_a_s"]),
+             "B ms": ms(r["median_b_s"]), "B/A": f"{r['ratio']:.3f}",
              f"{CI_LEVEL:.0%} CI": f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}]", "verdict": r["verdict"]}
             for _, r in table.iterrows()]
-    return tabulate(rows, headers="keys", tablefmt=tablefmt, disable_numparse=True)
+    return format_table(rows, tablefmt, empty="")
 
 
 def comparison_summary(table: pd.DataFrame) -> str:
@@ -164,7 +164,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def command(args: argparse.Namespace) -> int:
 
     run_a, run_b = load_runs([args.run_a, args.run_b])
-    if any(run.meta.get("kind") == "ddp" for run in (run_a, run_b)):
+    if any(run.kind is RunKind.DDP for run in (run_a, run_b)):
         raise UsageError("compare joins one-process runs; for data-parallel runs use `mlpbench report RUN_A RUN_B "
                          "--out DIR` (one scaling figure and a table per run)")
     phases = PHASE_NAMES if args.all_phases else (Phase.STEP.value,)
@@ -172,8 +172,7 @@ def command(args: argparse.Namespace) -> int:
     if not len(table):
         raise UsageError(f"{run_a.path} and {run_b.path} have no measured case in common")
     lines = [f"A = {run_a.path}", f"B = {run_b.path}"]
-    diffs = describe_differences(fingerprint_differences({"A": run_a.meta.get("env", {}),
-                                                          "B": run_b.meta.get("env", {})}))
+    diffs = describe_differences(fingerprint_differences({"A": run_a.meta.env, "B": run_b.meta.env}))
     lines += ([f"WARNING: the fingerprints differ, so differences may come from the machine: {d}" for d in diffs]
               or ["Fingerprints agree on " + ", ".join(COMPARABILITY_KEYS + FLAG_KEYS) + "."])
     if ignored:
@@ -182,7 +181,5 @@ def command(args: argparse.Namespace) -> int:
     text = "\n".join(lines)
     print(text)
     if args.out:
-        from ..store import write_atomic
-
         write_atomic(args.out, text + "\n")
     return 0

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-from tabulate import tabulate
 
+from ..format import missing as _missing, ms as _ms, pct as _pct, sig as _sig, table as _table
 from ..phases import PHASE_NAMES, TRAINING_PHASE_NAMES, Phase
+from ..runs import Status, write_atomic
 from .tables import (
     COMPARABILITY_KEYS,
     FLAG_KEYS,
@@ -39,32 +40,12 @@ TRAINING_PHASES = TRAINING_PHASE_NAMES
 SLOW_PHASES = tuple(p for p in PHASE_NAMES if p != Phase.STEP.value)  # every phase but the whole step
 
 
-def _missing(value) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA
-
-
-def _ms(seconds: float) -> str:
-    return "" if _missing(seconds) else f"{seconds * 1e3:.3f}"
-
-
-def _sig(value: float, digits: int = 3) -> str:
-    return "" if _missing(value) else f"{value:.{digits}g}"
-
-
-def _pct(value: float, digits: int = 1) -> str:
-    return "" if _missing(value) else f"{value:.{digits}%}"
-
-
-def _table(rows: list[dict], tablefmt: str = "github") -> str:
-    return tabulate(rows, headers="keys", tablefmt=tablefmt, disable_numparse=True) if rows else "(none)"
-
-
 def format_summary(summary: pd.DataFrame, all_phases: bool = False, tablefmt: str = "github") -> str:
     """The run's summary: one row per case (the whole step), or per case x phase."""
     frame = summary if all_phases else summary[summary["phase"] == "step"]
     rows = []
     for _, r in frame.iterrows():
-        ok = r["status"] == "ok"
+        ok = r["status"] == Status.OK
         rows.append({
             "case": r["label"],
             **({"phase": r["phase"]} if all_phases else {}),
@@ -75,7 +56,7 @@ def format_summary(summary: pd.DataFrame, all_phases: bool = False, tablefmt: st
             "MFU": _pct(r.get("mfu")) if ok else "",
             "status": r["status"] + ("" if ok else f": {r['reason']}") + (" (noisy)" if ok and r.get("noisy") else ""),
         })
-    return tabulate(rows, headers="keys", tablefmt=tablefmt, disable_numparse=True)
+    return _table(rows, tablefmt, empty="")
 
 
 # --------------------------------------------------------------------------- derived tables
@@ -100,7 +81,7 @@ def case_table(summary: pd.DataFrame, regimes: pd.DataFrame) -> str:
     many = steps["platform"].nunique() > 1
     rows = []
     for _, r in steps.iterrows():
-        ok = r["status"] == "ok"
+        ok = r["status"] == Status.OK
         key = (r["platform"], r["case_id"])
         share = shares.loc[key] if ok and key in shares.index else None
         split = "/".join(f"{share[f'{p}_share'] * 100:.0f}" for p in TRAINING_PHASES) \
@@ -128,7 +109,7 @@ def _memory_text(r: pd.Series) -> str:
 
 
 def _status_text(r: pd.Series) -> str:
-    if r["status"] != "ok":
+    if r["status"] != Status.OK:
         return f"{r['status']}: {r['reason']}"
     return "ok (noisy)" if str(r.get("noisy")) == "True" else "ok"
 
@@ -226,7 +207,6 @@ def write_report(runs: Sequence, out_dir: Path) -> Report:
     """Render report.md and plots/*.png for ``runs`` (store.Run objects) into ``out_dir``."""
     from . import plots
     from .regime import classify
-    from ..store import write_atomic
 
     out_dir = Path(out_dir)
     summary, duplicates = merged_summary(runs)
@@ -249,7 +229,7 @@ def render_markdown(runs: Sequence, summary: pd.DataFrame, regimes: pd.DataFrame
 
     names = run_names(runs)
     parts = [f"# mlpbench report: {', '.join(names)}", "", _overview(runs, names, summary), ""]
-    parts += _environment_section(runs, names)
+    parts += environment_section(runs, names)
     if duplicates:
         parts += [f"> {duplicates} case(s) were measured on the same platform in several runs; tables and "
                   "figures use the last run given. Compare them with `mlpbench compare RUN_A RUN_B`.", ""]
@@ -328,7 +308,7 @@ def _overview(runs: Sequence, names: list[str], summary: pd.DataFrame) -> str:
     return f"{len(steps)} cases ({status or 'none'}) from {len(runs)} run(s):\n" + "\n".join(lines)
 
 
-def _environment_section(runs: Sequence, names: list[str]) -> list[str]:
+def environment_section(runs: Sequence, names: list[str]) -> list[str]:
     envs = {name: run.meta.get("env", {}) for run, name in zip(runs, names)}
     keys = COMPARABILITY_KEYS + FLAG_KEYS + ("python", "cudnn", "cpu_count", "command")
     rows = [{"": key, **{name: str(env.get(key, "")) for name, env in envs.items()}} for key in keys]
@@ -410,7 +390,7 @@ def _skipped_dtypes_section(runs: Sequence) -> list[str]:
 
 
 def _failures_section(summary: pd.DataFrame) -> list[str]:
-    failed = summary[(summary["phase"] == "step") & (summary["status"] != "ok")] if len(summary) else summary
+    failed = summary[(summary["phase"] == "step") & (summary["status"] != Status.OK)] if len(summary) else summary
     if not len(failed):
         return []
     rows = [{"case": r["label"], "status": r["status"], "reason": r["reason"]} for _, r in failed.iterrows()]

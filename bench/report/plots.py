@@ -8,51 +8,23 @@ returns the reason it has nothing to draw: a dimension with one value, a missing
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from ..format import time_text as _ms_text
 from ..phases import TRAINING_PHASE_NAMES
 from .compare import interval_ratio
+from .figure import Figure, pyplot as _pyplot, save as _save
 from .tables import compile_pairs, crossover_batches, device_speedup, identity_columns, ok_rows
 
-DPI = 120  # ~1000 px wide at the default widths: sharp on GitHub, files stay ~50-150 kB
 PANEL_IN = 3.6  # width of one small-multiple panel in inches
 MAX_PANELS_PER_ROW = 3
 BAR_IN = 0.28  # height per horizontal bar; keeps case labels legible at any case count
 PHASE_COLORS = dict(zip(TRAINING_PHASE_NAMES, ("#4C72B0", "#DD8452", "#55A868")))
 REGIME_MARKERS = {"overhead-bound": "o", "memory-bound": "s", "compute-bound": "^"}
 DTYPE_MARKERS = {"fp32": "o", "tf32": "D", "bf16": "s", "fp16": "^"}
-
-
-@dataclass(frozen=True)
-class Figure:
-    name: str  # file stem, e.g. "throughput"
-    title: str
-    path: Path | None  # None: omitted
-    reason: str = ""  # why it was omitted
-    caption: str = ""  # one or two sentences: what to read off it
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    plt.rcParams.update({"figure.dpi": DPI, "axes.grid": True, "grid.alpha": 0.3, "axes.titlesize": 10,
-                         "axes.labelsize": 9, "xtick.labelsize": 8, "ytick.labelsize": 8, "legend.fontsize": 8,
-                         "axes.spines.top": False, "axes.spines.right": False})
-    return plt
-
-
-def _save(fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
-    _pyplot().close(fig)
-    return path
 
 
 def _omitted(name: str, title: str, reason: str) -> Figure:
@@ -202,12 +174,6 @@ def phase_breakdown(summary: pd.DataFrame, out_dir: Path) -> Figure:
                "blocks); the number on the right is the uninstrumented step median and, in brackets, how far "
                "the phase sum is from it.")
     return Figure(name, title, _save(fig, out_dir / f"{name}.png"), caption=caption)
-
-
-def _ms_text(seconds: float) -> str:
-    if seconds >= 1:
-        return f"{seconds:.3g} s"
-    return f"{seconds * 1e3:.3g} ms" if seconds >= 1e-4 else f"{seconds * 1e6:.3g} µs"
 
 
 def _case_labels(table: pd.DataFrame) -> list[str]:

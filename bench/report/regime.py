@@ -24,7 +24,9 @@ import math
 import numpy as np
 import pandas as pd
 
+from ..format import number as _fmt
 from ..phases import TRAINING_PHASE_NAMES
+from ..runs import Status
 from .tables import identity_columns
 
 COMPUTE_MFU = 0.5  # matmuls at half the device's own best matmul rate: arithmetic is the limit
@@ -119,7 +121,7 @@ def borrow_exponents(steps: pd.DataFrame, alpha: pd.Series) -> tuple[pd.Series, 
 
 def phase_medians(summary: pd.DataFrame) -> pd.DataFrame:
     """Training-phase medians in columns, one row per (platform, case_id)."""
-    ok = summary[(summary["status"] == "ok") & summary["phase"].isin(TRAINING_PHASES)]
+    ok = summary[(summary["status"] == Status.OK) & summary["phase"].isin(TRAINING_PHASES)]
     ok = ok.assign(_platform=platform_column(ok))
     return ok.pivot_table(index=["_platform", "case_id"], columns="phase", values="median_s", aggfunc="first")
 
@@ -132,7 +134,7 @@ def optimizer_traffic_bytes(steps: pd.DataFrame) -> pd.Series:
 
 def classify(summary: pd.DataFrame) -> pd.DataFrame:
     """The step rows of ``summary`` (ok cases) with columns alpha, optimizer_share, regime and why."""
-    ok = summary[summary["status"] == "ok"]
+    ok = summary[summary["status"] == Status.OK]
     steps = ok[ok["phase"] == "step"].copy()
     if not len(steps):
         return steps.assign(alpha=[], alpha_borrowed_from=[], alpha_noisy=[], optimizer_share=[], regime=[],
@@ -173,6 +175,3 @@ def _decide(row: pd.Series) -> tuple[Regime, str]:
         return (Regime.OVERHEAD if near_floor else Regime.MEMORY), signals + " (no batch pair: floor test)"
     return (Regime.OVERHEAD if alpha < OVERHEAD_ALPHA else Regime.MEMORY), signals
 
-
-def _fmt(value: float, spec: str) -> str:
-    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)

@@ -8,33 +8,28 @@ throughput, efficiency and communication share with bootstrap intervals, and eac
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 
-from ..ddp.scaling import scaling_table
+from ..format import interval, ms, pct, table as format_table
+from ..runs import RunKind, Status, write_atomic
+from .efficiency import scaling_table
+from .figure import Figure, pyplot, save
+from .markdown import PLOTS_DIR, REPORT_MD, Report, environment_section
 from .tables import platform_name, run_names
-from .plots import Figure, _pyplot, _save
-from .markdown import PLOTS_DIR, REPORT_MD, Report, _environment_section, _ms, _pct, _table
 
 FIGURE = "scaling"
 SCALING_STYLE = {"weak": ("o", "-"), "strong": ("s", "--")}
 
 
 def is_ddp_run(run) -> bool:
-    return run.meta.get("kind") == "ddp"
-
-
-def _interval(value: float, low: float, high: float, fmt) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    return f"{fmt(value)} [{fmt(low)}, {fmt(high)}]"
+    return run.meta.kind is RunKind.DDP
 
 
 def _ranks_text(per_rank: dict) -> str:
-    return ", ".join(f"r{r} {_ms(s)}" for r, s in sorted(per_rank.items(), key=lambda kv: int(kv[0])))
+    return ", ".join(f"r{r} {ms(s)}" for r, s in sorted(per_rank.items(), key=lambda kv: int(kv[0])))
 
 
 def table_rows(table: pd.DataFrame) -> list[dict]:
@@ -45,20 +40,20 @@ def table_rows(table: pd.DataFrame) -> list[dict]:
             "case": r["label"], "scaling": r["scaling"], "procs": r["world_size"],
             "batch/rank": r["batch_per_rank"], "global batch": r["global_batch"],
             "bucket MB": f"{r['bucket_cap_mb']:g}", "threads/proc": r["threads"],
-            "step ms (all ranks)": _ms(r["step_s"]), "per rank ms": _ranks_text(r["rank_step_s"]),
+            "step ms (all ranks)": ms(r["step_s"]), "per rank ms": _ranks_text(r["rank_step_s"]),
             "samples/s": f"{r['samples_per_s']:,.0f}",
-            "1 proc: batch, step ms, samples/s": (f"{r['reference_batch']}, {_ms(r['reference_step_s'])}, "
+            "1 proc: batch, step ms, samples/s": (f"{r['reference_batch']}, {ms(r['reference_step_s'])}, "
                                                f"{r['reference_samples_per_s']:,.0f}") if has_ref else "-",
-            "efficiency [95% CI]": _interval(r.get("efficiency"), r.get("efficiency_low"),
+            "efficiency [95% CI]": interval(r.get("efficiency"), r.get("efficiency_low"),
                                              r.get("efficiency_high"), lambda v: f"{v:.2f}") if has_ref else "-",
-            "comm share [95% CI]": _interval(r["comm_share"], r["comm_low"], r["comm_high"], _pct),
+            "comm share [95% CI]": interval(r["comm_share"], r["comm_low"], r["comm_high"], pct),
         })
     return rows
 
 
 def format_scaling(summary: pd.DataFrame, samples: pd.DataFrame, tablefmt: str = "github") -> str:
     table = scaling_table(summary, samples)
-    return _table(table_rows(table), tablefmt) if len(table) else "(no data-parallel case measured)"
+    return format_table(table_rows(table), tablefmt) if len(table) else "(no data-parallel case measured)"
 
 
 def scaling_figure(table: pd.DataFrame, out_dir: Path) -> Figure:
@@ -66,7 +61,7 @@ def scaling_figure(table: pd.DataFrame, out_dir: Path) -> Figure:
     title = "Data-parallel scaling efficiency and communication share"
     if not len(table) or "efficiency" not in table or table["efficiency"].isna().all():
         return Figure(FIGURE, title, None, "no data-parallel case with its one-process reference")
-    plt = _pyplot()
+    plt = pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(9.5, 3.6), gridspec_kw={"width_ratios": [1, 1.2]})
     default_bucket = table.groupby(["network", "width", "depth", "scaling"])["bucket_cap_mb"].transform("first")
     main = table[(table["bucket_cap_mb"] == default_bucket) & table["efficiency"].notna()]
@@ -96,7 +91,7 @@ def scaling_figure(table: pd.DataFrame, out_dir: Path) -> Figure:
     right.axvline(0, color="grey", linewidth=0.8)
     right.set_xlabel("communication share of the step, % ((sync - no_sync) / sync)")
     fig.suptitle(title, fontsize=10)
-    path = _save(fig, out_dir / PLOTS_DIR / f"{FIGURE}.png")
+    path = save(fig, out_dir / PLOTS_DIR / f"{FIGURE}.png")
     return Figure(FIGURE, title, path, caption="Left: efficiency against the same case in one process "
                   "(weak: throughput_N / (N x throughput_1), batch per rank fixed; strong: global batch fixed), "
                   "bars are 95% bootstrap intervals. Right: the share of the DDP step that skipping the gradient "
@@ -110,8 +105,6 @@ def _size(table: pd.DataFrame) -> list[str]:
 
 def write_scaling_report(runs: Sequence, out_dir: Path) -> Report:
     """report.md + plots/scaling.png for ddp runs (one table per run)."""
-    from ..store import write_atomic
-
     out_dir = Path(out_dir)
     names = run_names(runs)
     tables = [scaling_table(run.summary, run.samples) if len(run.samples) else pd.DataFrame() for run in runs]
@@ -121,7 +114,7 @@ def write_scaling_report(runs: Sequence, out_dir: Path) -> Report:
     parts = [f"# mlpbench data-parallel report: {', '.join(names)}", "", *_figure_lines(figure, out_dir)]
     for run, name, table in zip(runs, names, tables):
         parts += _run_section(run, name, table)
-    parts += _environment_section(runs, names)
+    parts += environment_section(runs, names)
     path = out_dir / REPORT_MD
     write_atomic(path, "\n".join(parts).rstrip() + "\n")
     return Report(path, [figure])
@@ -139,20 +132,20 @@ def _load(value) -> str:
 
 
 def _run_section(run, name: str, table: pd.DataFrame) -> list[str]:
-    ddp, env = run.meta.get("ddp", {}), run.meta.get("env", {})
+    ddp, env = run.meta.ddp or {}, run.meta.env
     platform = platform_name("cuda" if ddp.get("backend") == "nccl" else "cpu", env)
     lines = [f"## {name}", "",
              f"{platform}; {ddp.get('nproc_per_node', '?')} processes per node x {ddp.get('nnodes', 1)} node(s), "
              f"backend {ddp.get('backend', '?')}, {ddp.get('threads_per_process', '?')} torch thread(s) per process; "
-             f"load average {_load(run.meta.get('load_average_1m_start'))} at the start, "
-             f"{_load(run.meta.get('load_average_1m_end'))} at the end (above the core count, the ranks "
+             f"load average {_load(run.meta.load_average_1m_start)} at the start, "
+             f"{_load(run.meta.load_average_1m_end)} at the end (above the core count, the ranks "
              "compete with other work and efficiency reads low).", "",
              f"The one-process reference is {ddp.get('reference', 'the same case in one process')}. Step times are "
              "medians of block means; `all ranks` takes each round's slowest rank (the job moves at its pace).", ""]
-    lines += [_table(table_rows(table)) if len(table) else "(no data-parallel case measured)", ""]
-    failed = run.summary[run.summary["status"] != "ok"] if "status" in run.summary else run.summary.iloc[0:0]
+    lines += [format_table(table_rows(table)) if len(table) else "(no data-parallel case measured)", ""]
+    failed = run.summary[run.summary["status"] != Status.OK]
     if len(failed):
-        lines += ["### Not measured", "", _table([{"case": r["label"], "status": r["status"], "reason": r["reason"]}
+        lines += ["### Not measured", "", format_table([{"case": r["label"], "status": r["status"], "reason": r["reason"]}
                                                    for _, r in failed.iterrows()]), ""]
     launch = ddp.get("launch")
     if launch:

@@ -1,8 +1,8 @@
 """Run tables for reports: read runs, join them by case identity, merge platforms, derive tables.
 
 Used by the Markdown report, the figures, the regime rule and ``mlpbench compare``.
-Reads result tables only (``bench.store`` folders) and imports no torch: the case
-columns come from ``bench.store.CASE_COLUMNS``, the comparability keys from ``bench.env``.
+Reads result tables only (run folders, through ``bench.runs``) and imports no torch: the case
+columns come from ``bench.runs.CASE_COLUMNS``, the comparability keys from ``bench.env``.
 """
 
 from __future__ import annotations
@@ -17,12 +17,10 @@ import pandas as pd
 from ..env import COMPARABILITY_KEYS, FLAG_KEYS
 from ..errors import UsageError
 from ..phases import Phase
-from ..store import CASE_COLUMNS, PARALLEL_DEFAULTS
+from ..runs import CASE_COLUMNS, PARALLEL_DEFAULTS, Status, latest_run, load_run
 
 
 def resolve_run_path(text: str) -> Path:
-    from ..store import latest_run
-
     try:
         return latest_run() if text == "latest" else Path(text)
     except FileNotFoundError as exc:
@@ -30,8 +28,7 @@ def resolve_run_path(text: str) -> Path:
 
 
 def load_runs(texts: Sequence[str]) -> list:
-    from ..store import load_run
-
+    """The runs named on a command line (``latest`` = the newest); a damaged one raises ``DamagedRun``."""
     try:
         return [load_run(resolve_run_path(t)) for t in texts]
     except FileNotFoundError as exc:
@@ -44,7 +41,7 @@ def identity_columns(ignore: Sequence[str] = ()) -> list[str]:
 
 
 def ok_rows(summary: pd.DataFrame, phases: Sequence[str] | None = None) -> pd.DataFrame:
-    rows = summary[summary["status"] == "ok"]
+    rows = summary[summary["status"] == Status.OK]
     return rows if phases is None else rows[rows["phase"].isin(list(phases))]
 
 
@@ -101,10 +98,7 @@ def merged_summary(runs: Sequence) -> tuple[pd.DataFrame, int]:
     frames = []
     for run, name in zip(runs, run_names(runs)):
         env = run.meta.get("env", {})
-        frame = run.summary.copy()
-        for column, default in PARALLEL_DEFAULTS.items():
-            if column not in frame:
-                frame[column] = default
+        frame = run.summary.copy()  # older runs' missing case fields are filled by the reader
         frame["run"] = name
         frame["platform"] = [platform_name(d, env) for d in frame["device"]]
         frames.append(frame)

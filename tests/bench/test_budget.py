@@ -15,7 +15,8 @@ import time
 import pytest
 import torch
 
-from bench import ceiling, env, runner, store, timing
+from bench import ceiling, env, runner, timing
+from bench import runs as run_record
 from bench.cases import Case
 from bench.ceiling import Ceiling, measure_ceiling
 from bench.cli import main as cli_main
@@ -60,7 +61,7 @@ def test_a_slow_case_becomes_a_skipped_row_with_its_prediction_and_the_others_ar
     cases = [_tiny(16), slow, _tiny(32)]
     runner.run_sweep(cases, tmp_path / "run", dataclasses.replace(FAST, max_case_s=TINY_BUDGET_S),
                      progress=False)
-    summary = store.load_run(tmp_path / "run").summary
+    summary = run_record.load_run(tmp_path / "run").summary
     steps = summary[summary["phase"] == "step"].set_index("case_id")
     row = steps.loc[slow.case_id]
     assert row["status"] == "skipped"
@@ -156,7 +157,7 @@ def test_the_preset_skips_a_dtype_the_cpu_has_no_fast_path_for(tmp_path, monkeyp
     monkeypatch.setattr(runner, "measure_ceiling", _fake_ceiling({"fp32": 0.056, "bf16": 0.05}))
     fp32, bf16 = _tiny(16), _tiny(16, dtype="bf16")
     runner.run_sweep([fp32, bf16], tmp_path / "run", FAST, progress=False, skip_slow_dtypes=True)
-    run = store.load_run(tmp_path / "run")
+    run = run_record.load_run(tmp_path / "run")
     status = run.summary[run.summary["phase"] == "step"].set_index("case_id")
     assert status.loc[fp32.case_id, "status"] == "ok" and status.loc[bf16.case_id, "status"] == "skipped"
     reason = status.loc[bf16.case_id, "reason"]
@@ -173,7 +174,7 @@ def test_an_explicitly_requested_slow_dtype_is_measured(tmp_path, monkeypatch):
     monkeypatch.setattr(runner, "measure_ceiling", _fake_ceiling({"fp32": 0.056, "bf16": 0.001}))
     bf16 = _tiny(16, dtype="bf16")
     runner.run_sweep([bf16], tmp_path / "run", FAST, progress=False, skip_slow_dtypes=False)
-    run = store.load_run(tmp_path / "run")
+    run = run_record.load_run(tmp_path / "run")
     assert set(run.summary["status"]) == {"ok"} and run.meta["skipped_dtypes"] == {}
 
 
@@ -182,7 +183,7 @@ def test_a_ceiling_far_below_fp32_marks_the_dtype_slow_even_where_torch_claims_s
     monkeypatch.setattr(runner, "measure_ceiling", _fake_ceiling({"fp32": 0.056, "bf16": 0.001}))
     bf16 = _tiny(16, dtype="bf16")
     runner.run_sweep([_tiny(16), bf16], tmp_path / "run", FAST, progress=False, skip_slow_dtypes=True)
-    why = store.load_run(tmp_path / "run").meta["skipped_dtypes"]["cpu/bf16"]
+    why = run_record.load_run(tmp_path / "run").meta["skipped_dtypes"]["cpu/bf16"]
     assert "1 GFLOP/s" in why and "56 GFLOP/s" in why
 
 
@@ -194,12 +195,12 @@ def test_meta_json_exists_before_the_ceilings_and_stays_readable(tmp_path, monke
     seen = []
 
     def ceiling_checks_the_folder(device, dtype, **kw):
-        seen.append(("ceiling", json.loads((out / store.META_JSON).read_text())["n_cases"]))
-        assert len(store.load_run(out).summary) == 0  # an empty but readable summary.csv
+        seen.append(("ceiling", json.loads((out / run_record.META_JSON).read_text())["n_cases"]))
+        assert len(run_record.load_run(out).summary) == 0  # an empty but readable summary.csv
         return _fake_ceiling({"fp32": 0.1})(device, dtype)
 
     def measure_checks_the_folder(case, config, **progress):
-        seen.append(("case", sorted(store.load_run(out).meta["ceilings"])))
+        seen.append(("case", sorted(run_record.load_run(out).meta["ceilings"])))
         return runner.safe_measure(case, config, **progress)
 
     monkeypatch.setattr(runner, "measure_ceiling", ceiling_checks_the_folder)
@@ -212,5 +213,5 @@ def test_the_cli_run_records_the_budget_and_accepts_inf(tmp_path, monkeypatch):
     out = tmp_path / "run"
     assert cli_main(["run", "--width", "16", "--depth", "1", "--batch", "4", "--max-case-s", "inf", "--repeats", "3",
                      "--warmup-s", "0.01", "--out", str(out), "--no-progress", "--no-show"]) == 0
-    meta = store.load_run(out).meta
+    meta = run_record.load_run(out).meta
     assert meta["timing_config"]["max_case_s"] is None and meta["skip_slow_dtypes"] is False

@@ -185,7 +185,7 @@ def test_two_processes_on_nccl(tmp_path) -> None:
 
 def test_efficiency_follows_the_throughput_definitions() -> None:
     """Weak: throughput_N / (N x throughput_1) with N*B examples per step; strong: global batch B in both."""
-    from bench.ddp.scaling import communication_share, efficiency
+    from bench.report.efficiency import communication_share, efficiency
 
     batch, n = 64, 2
     t1, tn = [2e-3, 2.1e-3, 1.9e-3], [3.2e-3, 3.0e-3, 3.1e-3]  # medians 2.0 ms and 3.1 ms

@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 import torch
 
-from bench import runner, store
+from bench import runner
+from bench import runs as run_record
 from bench.cases import PRESETS, Case
 from bench.cli import main as cli_main
 from bench.timing import Phase, TimingConfig, measure
@@ -42,7 +43,7 @@ def smoke_run(tmp_path_factory) -> Path:
 
 
 def test_smoke_run_has_documented_files_and_columns(smoke_run):
-    run = store.load_run(smoke_run)
+    run = run_record.load_run(smoke_run)
     assert set(DOCUMENTED_COLUMNS) <= set(run.summary.columns)
     cases = {Case.from_row(r) for r in run.meta["cases"]}
     assert cases == set(PRESETS["smoke"].cases())
@@ -58,7 +59,7 @@ def test_smoke_run_has_documented_files_and_columns(smoke_run):
 
 
 def test_smoke_compiled_case_really_compiled(smoke_run):
-    summary = store.load_run(smoke_run).summary
+    summary = run_record.load_run(smoke_run).summary
     step = summary[summary["phase"] == "step"]
     compiled = step[step["compile"] != "none"]
     assert len(compiled) == 1
@@ -71,7 +72,7 @@ def test_smoke_compiled_case_really_compiled(smoke_run):
 
 
 def test_rows_round_trip_to_the_same_case(smoke_run):
-    summary = store.load_run(smoke_run).summary
+    summary = run_record.load_run(smoke_run).summary
     for _, row in summary.iterrows():
         case = Case.from_row(row.to_dict())
         assert case.case_id == row["case_id"] and case.label == row["label"]
@@ -80,11 +81,11 @@ def test_rows_round_trip_to_the_same_case(smoke_run):
 def test_resume_skips_measured_cases(smoke_run, tmp_path):
     copy = tmp_path / "resumed"
     copy.mkdir()
-    for name in (store.SUMMARY_CSV, store.SAMPLES_CSV, store.META_JSON):
+    for name in (run_record.SUMMARY_CSV, run_record.SAMPLES_CSV, run_record.META_JSON):
         (copy / name).write_bytes((smoke_run / name).read_bytes())
-    run = store.load_run(copy)
+    run = run_record.load_run(copy)
     dropped = run.summary["case_id"].iloc[0]
-    store.write_table(copy / store.SUMMARY_CSV, run.summary[run.summary["case_id"] != dropped])
+    run_record.write_table(copy / run_record.SUMMARY_CSV, run.summary[run.summary["case_id"] != dropped])
     measured: list[Case] = []
 
     def fake_measure(case, config, **progress):
@@ -94,7 +95,7 @@ def test_resume_skips_measured_cases(smoke_run, tmp_path):
     cases = [Case.from_row(r) for r in run.meta["cases"]]
     runner.run_sweep(cases, copy, FAST, resume=True, progress=False, measure_fn=fake_measure)
     assert [c.case_id for c in measured] == [dropped]
-    resumed = store.load_run(copy).summary
+    resumed = run_record.load_run(copy).summary
     assert sorted(set(resumed["case_id"])) == sorted(c.case_id for c in cases)
     assert len(resumed) == len(cases) * len(Phase)
 
@@ -107,7 +108,7 @@ def test_cuda_request_without_cuda_is_skipped(tmp_path):
         pytest.skip("this machine has CUDA: the skip path does not apply")
     cases = [Case(width=16, depth=1, batch=4, device="cuda"), Case(width=16, depth=1, batch=4)]
     runner.run_sweep(cases, tmp_path / "run", FAST, progress=False)
-    summary = store.load_run(tmp_path / "run").summary
+    summary = run_record.load_run(tmp_path / "run").summary
     statuses = summary.groupby("device")["status"].agg(set).to_dict()
     assert statuses == {"cuda": {"skipped"}, "cpu": {"ok"}}
     assert "CUDA is not available" in summary[summary["device"] == "cuda"]["reason"].iloc[0]
@@ -127,7 +128,7 @@ def test_failures_become_rows_and_the_sweep_goes_on(tmp_path, monkeypatch, exc, 
 
     monkeypatch.setattr(runner, "measure", flaky)
     runner.run_sweep([bad, Case(width=16, depth=1, batch=4)], tmp_path / "run", FAST, progress=False)
-    summary = store.load_run(tmp_path / "run").summary
+    summary = run_record.load_run(tmp_path / "run").summary
     row = summary[summary["case_id"] == bad.case_id].iloc[0]
     assert row["status"] == status and "\n" not in row["reason"] and row["reason"]
     assert set(summary[summary["case_id"] != bad.case_id]["status"]) == {"ok"}
@@ -144,20 +145,20 @@ def test_interrupt_keeps_finished_cases_and_previous_files_readable(tmp_path, mo
     out = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
         runner.run_sweep(cases, out, FAST, progress=False, measure_fn=interrupt_on_third)
-    run = store.load_run(out)
+    run = run_record.load_run(out)
     assert set(run.summary["case_id"]) == {cases[0].case_id, cases[1].case_id}
     assert run.meta["interrupted"] is True
 
 
 def test_a_failed_write_leaves_the_previous_file_intact(tmp_path, monkeypatch):
-    path = tmp_path / store.SUMMARY_CSV
-    store.write_table(path, pd.DataFrame({"a": [1, 2]}))
+    path = tmp_path / run_record.SUMMARY_CSV
+    run_record.write_table(path, pd.DataFrame({"a": [1, 2]}))
 
     def broken_replace(src, dst):
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", broken_replace)
     with pytest.raises(OSError):
-        store.write_table(path, pd.DataFrame({"a": [3]}))
+        run_record.write_table(path, pd.DataFrame({"a": [3]}))
     assert pd.read_csv(path)["a"].tolist() == [1, 2]
-    assert [p.name for p in tmp_path.iterdir()] == [store.SUMMARY_CSV]  # no temp file left behind
+    assert [p.name for p in tmp_path.iterdir()] == [run_record.SUMMARY_CSV]  # no temp file left behind

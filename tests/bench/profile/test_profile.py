@@ -63,9 +63,14 @@ def test_profile_md_has_the_tables(cpu_profile):
 
 
 def test_meta_round_trips_the_case(cpu_profile):
-    meta = json.loads((cpu_profile / results.META_FILE).read_text())
-    assert Case.from_row(meta["case"]) == TINY_CASE
-    assert meta["environment"]["torch"] == torch.__version__
+    from bench.runs import RunKind, read_meta
+
+    meta = read_meta(cpu_profile / results.META_FILE)  # the run record's reader: a profile folder is a run record
+    assert meta.kind is RunKind.PROFILE
+    assert [Case.from_row(row) for row in meta.cases] == [TINY_CASE]
+    assert meta.env["torch"] == torch.__version__
+    assert set(meta.extra["files"]) >= {results.TRACE_FILE, results.REPORT_FILE, results.META_FILE}
+    assert json.loads((cpu_profile / results.META_FILE).read_text())["schedule"]["active_steps"] >= 1
 
 
 # --------------------------------------------------------------------------- attribution and numbers

@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench import store
+from bench import runs as run_record
 from bench.report.markdown import write_report
 
 # Synthetic GPU: slower than the CPU at the smallest batch, faster above it -> a known crossover.
@@ -67,7 +67,7 @@ def gpu_run_dir() -> Path:
     """A synthetic CUDA run of the same cases (plus compiled copies), written next to nothing real."""
     from bench.cases import Case
 
-    run = store.load_run(cpu_run_dir())
+    run = run_record.load_run(cpu_run_dir())
     summary, samples = run.summary.copy(), run.samples.copy()
     summary = summary[summary["network"] == "uniform"]  # the teaching net is "missing" on the GPU
     new_ids = {}
@@ -87,14 +87,14 @@ def gpu_run_dir() -> Path:
     compiled_samples = _compiled_samples(samples, summary, compiled)
     env = {**run.meta["env"], "device_name": "Synthetic GPU (test)", "torch": "2.11.0", "cuda": "12.4",
            "hostname": "gpu-host"}
-    meta = {**run.meta, "env": env, "preset": "synthetic",
+    meta = {**run.meta.to_dict(), "env": env, "preset": "synthetic",
             "ceilings": {"cuda/fp32": {"device": "cuda", "dtype": "fp32", "device_name": "Synthetic GPU (test)",
                                        "measured_tflops": 50.0, "matmul_size": 8192, "datasheet_tflops": 67.0,
                                        "datasheet_source": "test"}}}
     out = _scratch("mlpbench-gpu-run-") / "gpu-run"
-    store.write_table(out / store.SUMMARY_CSV, pd.concat([summary, compiled], ignore_index=True))
-    store.write_table(out / store.SAMPLES_CSV, pd.concat([samples, compiled_samples], ignore_index=True))
-    store.write_meta(out / store.META_JSON, meta)
+    run_record.write_table(out / run_record.SUMMARY_CSV, pd.concat([summary, compiled], ignore_index=True))
+    run_record.write_table(out / run_record.SAMPLES_CSV, pd.concat([samples, compiled_samples], ignore_index=True))
+    run_record.write_meta(out / run_record.META_JSON, meta)
     return out
 
 
@@ -122,14 +122,14 @@ def _compiled_samples(samples: pd.DataFrame, eager: pd.DataFrame, compiled: pd.D
 @functools.lru_cache(maxsize=None)
 def cpu_report() -> tuple[Path, list]:
     out = _scratch("mlpbench-cpu-report-")
-    report = write_report([store.load_run(cpu_run_dir())], out)
+    report = write_report([run_record.load_run(cpu_run_dir())], out)
     return report.path, report.figures
 
 
 @functools.lru_cache(maxsize=None)
 def merged_report() -> tuple[Path, list]:
     out = _scratch("mlpbench-merged-report-")
-    report = write_report([store.load_run(cpu_run_dir()), store.load_run(gpu_run_dir())], out)
+    report = write_report([run_record.load_run(cpu_run_dir()), run_record.load_run(gpu_run_dir())], out)
     return report.path, report.figures
 
 

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from bench import store
+from bench import runs as run_record
 from bench.cli import main
 from bench.report import compare, tables
 from bench.report.compare import Ratio, bootstrap_ratio, compare_runs
@@ -25,10 +25,10 @@ def test_identity_fields_match_the_case_dataclass_and_env_keys() -> None:
     from bench.cases import Case
     from bench.env import COMPARABILITY_KEYS
 
-    assert store.CASE_COLUMNS == tuple(f.name for f in dataclasses.fields(Case))
-    assert tables.identity_columns() == [c for c in store.CASE_COLUMNS if c not in store.PARALLEL_DEFAULTS]
+    assert run_record.CASE_COLUMNS == tuple(f.name for f in dataclasses.fields(Case))
+    assert tables.identity_columns() == [c for c in run_record.CASE_COLUMNS if c not in run_record.PARALLEL_DEFAULTS]
     defaults = {f.name: f.default for f in dataclasses.fields(Case)}
-    assert store.PARALLEL_DEFAULTS == {k: defaults[k] for k in store.PARALLEL_DEFAULTS}
+    assert run_record.PARALLEL_DEFAULTS == {k: defaults[k] for k in run_record.PARALLEL_DEFAULTS}
     assert compare.COMPARABILITY_KEYS == tuple(COMPARABILITY_KEYS)
 
 
@@ -53,7 +53,7 @@ def test_verdicts() -> None:
 
 
 def test_a_run_compared_with_itself_shows_no_significant_difference(cpu_run_dir) -> None:
-    run = store.load_run(cpu_run_dir)
+    run = run_record.load_run(cpu_run_dir)
     table, ignored = compare_runs(run, run, phases=("step", "forward", "backward", "optimizer", "inference"))
     assert ignored == []
     assert len(table) == len(run.summary[run.summary["status"] == "ok"])
@@ -73,15 +73,15 @@ def _slowed_copy(tmp_path: Path, source: Path, factor_of) -> tuple[Path, dict]:
     """A copy of the shared run with every case-phase slowed by ``factor_of(samples)``; returns the factors."""
     folder = tmp_path / "slow"
     shutil.copytree(source, folder)
-    run = store.load_run(folder)
+    run = run_record.load_run(folder)
     summary, samples = run.summary.copy(), run.samples.copy()
     factors = {key: factor_of(group["seconds"].to_numpy()) for key, group in samples.groupby(["case_id", "phase"])}
     samples["seconds"] *= [factors[k] for k in zip(samples["case_id"], samples["phase"])]
     scale = [factors.get(k, 1.0) for k in zip(summary["case_id"], summary["phase"])]
     for col in ("median_s", "iqr_s", "min_s", "max_s", "mean_s", "ci_low_s", "ci_high_s"):
         summary[col] = summary[col] * scale
-    store.write_table(folder / store.SUMMARY_CSV, summary)
-    store.write_table(folder / store.SAMPLES_CSV, samples)
+    run_record.write_table(folder / run_record.SUMMARY_CSV, summary)
+    run_record.write_table(folder / run_record.SAMPLES_CSV, samples)
     return folder, factors
 
 
@@ -92,9 +92,9 @@ def _beyond_noise(seconds: np.ndarray) -> float:
 
 def test_a_slowdown_beyond_the_noise_is_significant(tmp_path: Path, cpu_run_dir) -> None:
     folder, factors = _slowed_copy(tmp_path, cpu_run_dir, _beyond_noise)
-    table, _ = compare_runs(store.load_run(cpu_run_dir), store.load_run(folder))
+    table, _ = compare_runs(run_record.load_run(cpu_run_dir), run_record.load_run(folder))
     step_factors = {k[0]: v for k, v in factors.items() if k[1] == "step"}
-    run = store.load_run(cpu_run_dir).summary
+    run = run_record.load_run(cpu_run_dir).summary
     expected = [step_factors[c] for c in run[(run["phase"] == "step") & (run["status"] == "ok")]["case_id"]]
     np.testing.assert_allclose(table["ratio"], expected)
     assert set(table["verdict"]) == {"B slower"}
@@ -102,14 +102,14 @@ def test_a_slowdown_beyond_the_noise_is_significant(tmp_path: Path, cpu_run_dir)
 
 def test_without_samples_the_summary_intervals_are_used(tmp_path: Path, cpu_run_dir) -> None:
     folder, _ = _slowed_copy(tmp_path, cpu_run_dir, lambda seconds: KNOWN_SLOWDOWN)
-    (folder / store.SAMPLES_CSV).unlink()
-    table, _ = compare_runs(store.load_run(cpu_run_dir), store.load_run(folder))
+    (folder / run_record.SAMPLES_CSV).unlink()
+    table, _ = compare_runs(run_record.load_run(cpu_run_dir), run_record.load_run(folder))
     assert set(table["method"]) == {"summary CIs"}
     assert (table["ci_low"] <= table["ratio"]).all() and (table["ratio"] <= table["ci_high"]).all()
 
 
 def test_cpu_and_gpu_runs_are_matched_ignoring_the_device(capsys, cpu_run_dir, gpu_run_dir) -> None:
-    table, ignored = compare_runs(store.load_run(cpu_run_dir), store.load_run(gpu_run_dir))
+    table, ignored = compare_runs(run_record.load_run(cpu_run_dir), run_record.load_run(gpu_run_dir))
     assert ignored == ["device"]
     assert len(table) == 5  # the uniform eager cases; the teaching net has no GPU row
     assert main(["compare", str(cpu_run_dir), str(gpu_run_dir)]) == 0
@@ -118,7 +118,7 @@ def test_cpu_and_gpu_runs_are_matched_ignoring_the_device(capsys, cpu_run_dir, g
 
 
 def test_device_speedup_and_crossover_on_the_synthetic_gpu_run(cpu_run_dir, gpu_run_dir, expected_crossover) -> None:
-    runs = [store.load_run(cpu_run_dir), store.load_run(gpu_run_dir)]
+    runs = [run_record.load_run(cpu_run_dir), run_record.load_run(gpu_run_dir)]
     summary, _ = tables.merged_summary(runs)
     speed = device_speedup(summary)
     eager = speed[speed["compile"] == "none"]

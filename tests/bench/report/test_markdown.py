@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench import store
+from bench import runs as run_record
 from bench.cli import main
 from bench.report.markdown import format_summary, write_report
 from bench.report.regime import Regime, classify
@@ -31,12 +31,12 @@ def _scratch(prefix: str) -> Path:
 
 def subset_run(source: Path, keep, name: str) -> Path:
     """A copy of ``source`` with only the summary rows for which ``keep(row)`` is true."""
-    run = store.load_run(source)
+    run = run_record.load_run(source)
     summary = run.summary[[bool(keep(r)) for _, r in run.summary.iterrows()]]
     out = _scratch(f"mlpbench-{name}-") / name
-    store.write_table(out / store.SUMMARY_CSV, summary)
-    store.write_table(out / store.SAMPLES_CSV, run.samples[run.samples["case_id"].isin(summary["case_id"])])
-    store.write_meta(out / store.META_JSON, run.meta)
+    run_record.write_table(out / run_record.SUMMARY_CSV, summary)
+    run_record.write_table(out / run_record.SAMPLES_CSV, run.samples[run.samples["case_id"].isin(summary["case_id"])])
+    run_record.write_meta(out / run_record.META_JSON, run.meta)
     return out
 
 
@@ -50,7 +50,7 @@ def test_cpu_report_has_every_table_and_each_case(cpu_run_dir, cpu_report) -> No
                     "## Best configuration per network size", "## Slowest phases relative to their FLOPs (top 5)",
                     "## Regimes: how they are decided", "## Environment"):
         assert heading in text, heading
-    summary = store.load_run(cpu_run_dir).summary
+    summary = run_record.load_run(cpu_run_dir).summary
     for label in summary["label"].unique():
         assert f"| {label} " in text, label
     assert "fwd/bwd/opt %" in text and "step ms (median ± IQR)" in text
@@ -70,7 +70,7 @@ def test_cpu_report_links_every_drawn_figure_and_says_why_gpu_is_missing(cpu_rep
 
 
 def test_format_summary_still_lists_one_row_per_case(cpu_run_dir) -> None:
-    summary = store.load_run(cpu_run_dir).summary
+    summary = run_record.load_run(cpu_run_dir).summary
     text = format_summary(summary)
     assert len(text.splitlines()) == 2 + summary["case_id"].nunique()
     assert len(format_summary(summary, all_phases=True).splitlines()) == 2 + len(summary)
@@ -93,7 +93,7 @@ def test_merged_report_compares_devices_and_states_fingerprint_differences(merge
 
 
 def test_merged_summary_keeps_both_devices_and_names_platforms(cpu_run_dir, gpu_run_dir) -> None:
-    runs = [store.load_run(cpu_run_dir), store.load_run(gpu_run_dir)]
+    runs = [run_record.load_run(cpu_run_dir), run_record.load_run(gpu_run_dir)]
     merged, dropped = merged_summary(runs)
     assert dropped == 0
     assert set(merged["device"]) == {"cpu", "cuda"}
@@ -102,7 +102,7 @@ def test_merged_summary_keeps_both_devices_and_names_platforms(cpu_run_dir, gpu_
 
 
 def test_the_same_run_twice_keeps_one_row_per_case(cpu_run_dir) -> None:
-    run = store.load_run(cpu_run_dir)
+    run = run_record.load_run(cpu_run_dir)
     merged, dropped = merged_summary([run, run])
     assert dropped == run.summary["case_id"].nunique()
     assert len(merged) == len(run.summary)
@@ -110,7 +110,7 @@ def test_the_same_run_twice_keeps_one_row_per_case(cpu_run_dir) -> None:
 
 def test_compile_break_even_is_compile_time_over_saving(gpu_run_dir, synthetic_compile) -> None:
     compile_s, compile_factor = synthetic_compile
-    merged, _ = merged_summary([store.load_run(gpu_run_dir)])
+    merged, _ = merged_summary([run_record.load_run(gpu_run_dir)])
     pairs = compile_pairs(merged)
     assert len(pairs) == 4  # the four relu cases
     expected = compile_s / (pairs["median_s_eager"] * (1 - compile_factor))
@@ -122,9 +122,9 @@ def test_compile_break_even_is_compile_time_over_saving(gpu_run_dir, synthetic_c
 
 
 def test_a_single_case_run_renders_with_reasons_for_missing_figures(tmp_path: Path, cpu_run_dir) -> None:
-    first = store.load_run(cpu_run_dir).summary["case_id"].iloc[0]
+    first = run_record.load_run(cpu_run_dir).summary["case_id"].iloc[0]
     one = subset_run(cpu_run_dir, lambda r: r["case_id"] == first, "one-case")
-    report = write_report([store.load_run(one)], tmp_path)
+    report = write_report([run_record.load_run(one)], tmp_path)
     text = report.path.read_text()
     omitted = {f.name: f.reason for f in report.figures if f.path is None}
     assert set(omitted) == {"throughput", "gpu_speedup", "compile", "activations"}
@@ -134,27 +134,27 @@ def test_a_single_case_run_renders_with_reasons_for_missing_figures(tmp_path: Pa
 
 
 def test_a_run_with_only_failed_cases_renders(tmp_path: Path, cpu_run_dir) -> None:
-    run = store.load_run(cpu_run_dir)
+    run = run_record.load_run(cpu_run_dir)
     failed = run.summary[run.summary["phase"] == "step"].head(2).copy()
     failed["status"] = ["error", "skipped"]
     failed["reason"] = ["RuntimeError: boom", "CUDA is not available on this machine"]
     folder = tmp_path / "failed-run"
-    store.write_table(folder / store.SUMMARY_CSV, failed)
-    store.write_meta(folder / store.META_JSON, {"preset": "test", "env": run.meta["env"], "ceilings": {}})
-    report = write_report([store.load_run(folder)], folder)
+    run_record.write_table(folder / run_record.SUMMARY_CSV, failed)
+    run_record.write_meta(folder / run_record.META_JSON, {"preset": "test", "env": run.meta["env"], "ceilings": {}})
+    report = write_report([run_record.load_run(folder)], folder)
     text = report.path.read_text()
     assert "## Cases not measured" in text and "RuntimeError: boom" in text
     assert "2 cases (1 error, 1 skipped)" in text or "2 cases (1 skipped, 1 error)" in text
 
 
 def test_cases_with_fewer_threads_than_the_ceiling_are_noted(tmp_path: Path, cpu_run_dir) -> None:
-    run = store.load_run(cpu_run_dir)
+    run = run_record.load_run(cpu_run_dir)
     if run.meta["env"]["torch_threads"] < 2:
         pytest.skip("torch runs single-threaded here: no case can use fewer threads than the ceiling")
     folder = tmp_path / "one-thread"
-    store.write_table(folder / store.SUMMARY_CSV, run.summary.assign(threads=1))
-    store.write_meta(folder / store.META_JSON, run.meta)
-    text = write_report([store.load_run(folder)], folder).path.read_text()
+    run_record.write_table(folder / run_record.SUMMARY_CSV, run.summary.assign(threads=1))
+    run_record.write_meta(folder / run_record.META_JSON, run.meta)
+    text = write_report([run_record.load_run(folder)], folder).path.read_text()
     assert "ran with 1 thread(s) (`tN` in the label) while the CPU ceiling was measured with torch's default" in text
 
 
@@ -237,4 +237,4 @@ def test_the_reports_regime_rule_is_written_down_in_the_docs() -> None:
 
 
 def test_meta_of_the_shared_run_is_json(cpu_run_dir) -> None:
-    assert json.loads((cpu_run_dir / store.META_JSON).read_text())["preset"] == "test"
+    assert json.loads((cpu_run_dir / run_record.META_JSON).read_text())["preset"] == "test"

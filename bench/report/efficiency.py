@@ -1,4 +1,4 @@
-"""Scaling arithmetic from result tables (no torch): efficiency against one process, communication share.
+"""Data-parallel scaling arithmetic from result tables (no torch): efficiency against one process, communication share.
 
 * Weak scaling (batch per rank fixed at B): N ranks process N*B examples per step, one process B;
   efficiency = throughput_N / (N * throughput_1) = t_1 / t_N.
@@ -19,9 +19,9 @@ import numpy as np
 import pandas as pd
 
 from ..stats import COMPARE_CI_LEVEL, COMPARE_RESAMPLES, ratio_of_medians_ci
-from ..store import CASE_COLUMNS, PARALLEL_DEFAULTS
+from ..runs import CASE_COLUMNS, PARALLEL_DEFAULTS, Status
 
-ALL_RANKS = "all"
+ALL_RANKS = "all"  # bench.ddp.merge writes it; reporting reads the table, not the measuring wing
 STEP, NOSYNC = "step", "step_nosync"
 STRONG = "strong"
 
@@ -76,7 +76,7 @@ def _reference_id(steps: pd.DataFrame, row: pd.Series) -> str | None:
 def scaling_table(summary: pd.DataFrame, samples: pd.DataFrame) -> pd.DataFrame:
     """One row per data-parallel case (and its one-process reference): step times, throughput, efficiency."""
     steps = summary[(summary["phase"] == STEP) & (summary["rank"].astype(str) == ALL_RANKS)
-                    & (summary["status"] == "ok")]
+                    & (summary["status"] == Status.OK)]
     rows = []
     for _, row in steps[steps["world_size"] > 1].iterrows():
         ref_id = _reference_id(steps, row)

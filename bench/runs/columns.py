@@ -1,0 +1,63 @@
+"""The columns of a run folder's tables, derived from the case's fields (``bench.case_fields``).
+
+summary.csv: one row per case x phase (x rank for a data-parallel run). Its leading columns
+are fixed: the case's fields in order (so any row re-runs exactly), then its identity, then
+its status. Everything after them is whatever the measuring code put in the row, in the
+order it put it there: a new measured column is one new key in the row its producer
+builds (``bench.runner.summary_rows``, ``bench.ddp.merge.summary_rows``); readers of older
+runs find it absent and print a blank (``bench.format``). A new case field is one field in
+``bench.case_fields.CaseFields``; a run written before it existed reads back its default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import pandas as pd
+
+from ..case_fields import CASE_FIELD_NAMES, LATER_DEFAULTS
+
+CASE_COLUMNS = CASE_FIELD_NAMES
+ID_COLUMNS = ("case_id", "label", "phase")
+RANK_COLUMN = "rank"  # data-parallel runs: a rank number, or 'all' for the job's step (the slowest rank)
+STATUS_COLUMNS = ("status", "reason")
+LEADING_COLUMNS = (*CASE_COLUMNS, *ID_COLUMNS, RANK_COLUMN, *STATUS_COLUMNS)
+# Older runs lack the case fields added later: they read back as those fields' defaults.
+REQUIRED_SUMMARY_COLUMNS = (*(c for c in CASE_COLUMNS if c not in LATER_DEFAULTS), *ID_COLUMNS, *STATUS_COLUMNS)
+
+SAMPLE_COLUMNS = ("case_id", "phase", "sample", "seconds", "iters_per_block")  # + rank in a data-parallel run
+REQUIRED_SAMPLE_COLUMNS = ("case_id", "phase", "seconds")
+
+
+def leading_first(columns: Iterable[str], leading: Sequence[str] = LEADING_COLUMNS) -> list[str]:
+    """``columns`` with the leading ones first, in their fixed order; the rest keep their order."""
+    columns = list(dict.fromkeys(columns))
+    return [c for c in leading if c in columns] + [c for c in columns if c not in leading]
+
+
+def summary_frame(rows: list[dict]) -> pd.DataFrame:
+    """The summary table of ``rows``; with no rows yet it still has its header, so it reads back."""
+    if not rows:
+        return pd.DataFrame(columns=[c for c in LEADING_COLUMNS if c != RANK_COLUMN])
+    frame = pd.DataFrame(rows)
+    return frame[leading_first(frame.columns)]
+
+
+def samples_frame(rows: list[dict]) -> pd.DataFrame:
+    if not rows:
+        return pd.DataFrame(columns=list(SAMPLE_COLUMNS))
+    frame = pd.DataFrame(rows)
+    return frame[leading_first(frame.columns, SAMPLE_COLUMNS)]
+
+
+def missing_columns(frame: pd.DataFrame, required: Sequence[str]) -> list[str]:
+    return [c for c in required if c not in frame.columns]
+
+
+def fill_later_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """Add the case fields an older run lacks, at their defaults (in their place among the leading columns)."""
+    absent = {c: v for c, v in LATER_DEFAULTS.items() if c not in frame.columns}
+    if not absent:
+        return frame
+    frame = frame.assign(**absent)
+    return frame[leading_first(frame.columns)]

@@ -1,0 +1,107 @@
+"""meta.json as a dataclass: what a run measured, on what, how, and how far it got.
+
+Read tolerantly: a key this version does not know is kept in ``extra`` and written back
+unchanged; a key an older run lacks takes its default (runs before ``kind`` are sweeps).
+A new meta key is one field here. Code that reads optional keys by name may use
+``meta.get(key, default)`` as it did when meta was a dict.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from .status import RunKind
+
+CRASH_LIMIT = 2  # deaths in the same case after which --resume records it as crashed and goes on
+
+
+class MetaError(ValueError):
+    """meta.json holds something that is not a run's metadata (the reader names the file)."""
+
+
+@dataclass
+class RunMeta:
+    """A run's metadata. Mutable on purpose: the writer updates it as the run goes and rewrites meta.json."""
+
+    kind: RunKind = RunKind.SWEEP
+    preset: str = "custom"
+    env: dict = field(default_factory=dict)  # bench.env.fingerprint()
+    timing_config: dict = field(default_factory=dict)
+    n_cases: int = 0
+    cases: list = field(default_factory=list)  # every planned case as a row (Case.to_row), for --resume
+    ceilings: dict = field(default_factory=dict)  # "cpu/fp32" -> bench.ceiling.Ceiling.as_dict()
+    interrupted: bool = False  # Ctrl-C or SIGTERM ended it
+    skip_slow_dtypes: bool = False
+    skipped_dtypes: dict = field(default_factory=dict)  # "cpu/bf16" -> why the preset skipped it
+    run_s: float = 0.0  # wall time over every invocation (a resumed run adds up)
+    load_average_1m_start: float | None = None
+    load_average_1m_end: float | None = None
+    resumed_from: str | None = None  # the date of the first invocation's environment
+    in_flight: dict | None = None  # {"case_id", "label"} while a case is being measured (cleared after it)
+    crashes: dict = field(default_factory=dict)  # case_id -> times the process died while measuring it
+    ddp: dict | None = None  # mlpbench ddp: processes, backend, threads, the launch
+    extra: dict = field(default_factory=dict)  # keys this version does not know, written back as they were
+
+    # ------------------------------------------------------------------ JSON
+
+    def to_dict(self) -> dict:
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
+        out = {k: v for k, v in out.items() if v is not None}
+        return {**self.extra, **out, "kind": self.kind.value}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True, default=str) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "RunMeta":
+        if not isinstance(data, dict):
+            raise MetaError(f"not a JSON object but {type(data).__name__}")
+        known = {f.name for f in fields(cls)} - {"extra"}
+        values = {k: v for k, v in data.items() if k in known}
+        try:
+            values["kind"] = RunKind(values.get("kind", RunKind.SWEEP.value))
+        except ValueError:
+            raise MetaError(f"unknown kind {data.get('kind')!r}; valid: "
+                            f"{', '.join(k.value for k in RunKind)}") from None
+        for f in fields(cls):
+            if f.name in values and values[f.name] is not None and f.type in ("dict", "list", "dict | None") \
+                    and not isinstance(values[f.name], list if f.type == "list" else dict):
+                raise MetaError(f"{f.name!r} is {type(values[f.name]).__name__}, expected {f.type.split()[0]}")
+        return cls(**values, extra={k: v for k, v in data.items() if k not in known})
+
+    @classmethod
+    def from_json(cls, text: str) -> "RunMeta":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise MetaError(f"not JSON ({exc})") from None
+        return cls.from_dict(data)
+
+    # ------------------------------------------------------------------ mapping-style reads
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if key != "extra" and key in {f.name for f in fields(self)}:
+            value = getattr(self, key)
+            return default if value is None else value
+        return self.extra.get(key, default)
+
+    def __getitem__(self, key: str) -> Any:
+        sentinel = object()
+        value = self.get(key, sentinel)
+        if value is sentinel:
+            raise KeyError(key)
+        return value
+
+    def __contains__(self, key: str) -> bool:
+        return self.get(key) is not None
+
+    # ------------------------------------------------------------------ crashes
+
+    def crash_count(self, case_id: str) -> int:
+        return int(self.crashes.get(case_id, 0))
+
+    def gave_up_on(self, case_id: str) -> bool:
+        """The process died in this case ``CRASH_LIMIT`` times: record it, do not measure it again."""
+        return self.crash_count(case_id) >= CRASH_LIMIT
