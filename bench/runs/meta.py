@@ -39,7 +39,7 @@ class RunMeta:
     load_average_1m_start: float | None = None
     load_average_1m_end: float | None = None
     resumed_from: str | None = None  # the date of the first invocation's environment
-    in_flight: dict | None = None  # {"case_id", "label"} while a case is being measured (cleared after it)
+    in_flight: dict | None = None  # {"case_id", "label", "pid"} while a case is being measured (cleared after it)
     crashes: dict = field(default_factory=dict)  # case_id -> times the process died while measuring it
     ddp: dict | None = None  # mlpbench ddp: processes, backend, threads, the launch
     extra: dict = field(default_factory=dict)  # keys this version does not know, written back as they were

@@ -10,6 +10,7 @@ the case as ``crashed`` instead, so a resume never loops on a case that kills th
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -64,7 +65,7 @@ class RunWriter:
 
     def begin(self, case_id: str, label: str) -> None:
         """Mark the case in flight (meta.json only) before measuring it."""
-        self.meta.in_flight = {"case_id": case_id, "label": label}
+        self.meta.in_flight = {"case_id": case_id, "label": label, "pid": os.getpid()}
         self.write_meta()
 
     def abandon(self) -> None:
