@@ -1,4 +1,4 @@
-"""bench.runner and bench.store: a real smoke sweep through the CLI, failures as rows, resume, atomic writes.
+"""bench.runner and the run record (bench.runs): a real smoke sweep through the CLI, failures as rows, resume, atomic writes.
 
 One real smoke sweep (the `smoke` preset, one compiled case) runs once per session
 through the CLI; the other tests use tiny eager cases with a short timing config.
