@@ -138,6 +138,21 @@ def test_a_case_bigger_than_memory_is_skipped_before_it_is_built(monkeypatch):
     assert abs(available_gib - available / GIB) < 0.1 * available / GIB + 0.2
 
 
+@pytest.mark.cuda
+def test_a_cuda_case_bigger_than_free_gpu_memory_is_skipped(monkeypatch):
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    free_bytes = torch.cuda.mem_get_info()[0]
+    case = Case(width=int((free_bytes / 4) ** 0.5) + 1, depth=1, batch=8, device="cuda")
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("the case was built")
+
+    monkeypatch.setattr(runner, "measure", must_not_run)
+    m = runner.safe_measure(case, FAST)
+    assert m.status == "skipped" and "available (CUDA free memory)" in m.reason, m.reason
+
+
 def test_the_analytic_total_is_taken_on_the_meta_device_without_allocating():
     case = Case(width=96, depth=2, batch=16, optimizer="adam", dtype="bf16")
     model = case.build_model()  # a real model: mlp.memory over real tensors is the reference
