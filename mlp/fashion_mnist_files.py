@@ -39,7 +39,6 @@ DATASET_FOLDER, RAW_FOLDER = "FashionMNIST", "raw"  # torchvision: root / class 
 SPLIT_PREFIXES = {"train": "train", "test": "t10k"}
 RANDOM_MARKER = "MLPBENCH_RANDOM_CONTENT.txt"  # beside the files: they are random, not FashionMNIST
 DEFAULT_SEED = 0
-TEMPLATE_WEIGHT = 0.5  # an image = this much of its class pattern + the rest per-image noise
 
 
 @dataclass(frozen=True)
@@ -118,8 +117,8 @@ def random_split(count: int, generator: np.random.Generator, templates: np.ndarr
     """(images (count, 28, 28) uint8, labels (count,) uint8): class pattern and noise, averaged."""
     labels = generator.integers(0, CLASSES, size=count, dtype=np.uint8)
     noise = generator.integers(0, 256, size=(count, IMAGE_SIDE, IMAGE_SIDE), dtype=np.uint8)
-    mixed = TEMPLATE_WEIGHT * templates[labels] + (1 - TEMPLATE_WEIGHT) * noise  # (count, 28, 28) float
-    return np.rint(mixed).astype(np.uint8), labels
+    mixed = (templates[labels].astype(np.uint16) + noise) // 2  # (count, 28, 28): the mean of pattern and noise
+    return mixed.astype(np.uint8), labels
 
 
 def write_random_fashion_mnist(root: str | Path, seed: int = DEFAULT_SEED, train_count: int = TRAIN_IMAGES,
@@ -135,7 +134,7 @@ def write_random_fashion_mnist(root: str | Path, seed: int = DEFAULT_SEED, train
     folder = raw_folder(root)
     folder.mkdir(parents=True, exist_ok=True)
     generator = np.random.default_rng(seed)
-    templates = generator.integers(0, 256, size=(CLASSES, IMAGE_SIDE, IMAGE_SIDE)).astype(np.float64)
+    templates = generator.integers(0, 256, size=(CLASSES, IMAGE_SIDE, IMAGE_SIDE), dtype=np.uint8)
     for split, count in (("train", train_count), ("test", test_count)):
         images, labels = random_split(count, generator, templates)
         image_name, label_name = file_names(split)
