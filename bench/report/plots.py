@@ -55,6 +55,10 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+# Public names for the report modules that draw a figure of their own (bench/report/loader.py).
+pyplot, save_figure = _pyplot, _save
+
+
 def _omitted(name: str, title: str, reason: str) -> Figure:
     return Figure(name, title, None, reason)
 
