@@ -170,7 +170,8 @@ def resolve_root(root: str | Path | None = None, seed: int = DEFAULT_SEED) -> Fa
 
     A given root without the four files is an error (``FileNotFoundError`` naming the missing file):
     nothing is downloaded and nothing is written into a user's folder. Without a root, the cache
-    folder gets random-content files the first time and keeps them.
+    folder (``default_cache_root``) is read when it holds a real copy (no marker), and otherwise gets
+    random-content files the first time and keeps them.
     """
     if root is not None:
         if not has_fashion_mnist(root):
@@ -181,6 +182,8 @@ def resolve_root(root: str | Path | None = None, seed: int = DEFAULT_SEED) -> Fa
                                     "an IDX file of the right shape (torchvision's layout; nothing is downloaded)")
         return FashionMNISTRoot(Path(root), random_content=is_random_content(root))
     cache = default_cache_root()
-    if has_fashion_mnist(cache) and is_random_content(cache) and full_size(cache):
+    if has_fashion_mnist(cache) and not is_random_content(cache):  # a real copy put there: read, never overwrite
+        return FashionMNISTRoot(cache, random_content=False)
+    if has_fashion_mnist(cache) and full_size(cache):
         return FashionMNISTRoot(cache, random_content=True)
     return write_random_fashion_mnist(cache, seed)

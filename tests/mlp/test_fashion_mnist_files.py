@@ -142,3 +142,12 @@ def test_without_a_root_the_cache_is_written_once_and_nothing_is_downloaded(tmp_
     assert files.resolve_root() == first
     assert (files.raw_folder(first.root) / "train-images-idx3-ubyte").stat().st_mtime_ns == stamp  # reused
     assert len(mlp.fashion_mnist_dataset(str(first.root))) == 60_000
+
+
+def test_a_real_copy_in_the_cache_folder_is_read_never_overwritten(tmp_path, monkeypatch):
+    files.write_random_fashion_mnist(tmp_path, train_count=SMALL_TRAIN, test_count=SMALL_TEST)
+    (files.raw_folder(tmp_path) / files.RANDOM_MARKER).unlink()  # now it looks like a user's download
+    before = (files.raw_folder(tmp_path) / "train-images-idx3-ubyte").read_bytes()
+    monkeypatch.setenv("MLPBENCH_DATA", str(tmp_path))
+    assert files.resolve_root() == files.FashionMNISTRoot(tmp_path, random_content=False)
+    assert (files.raw_folder(tmp_path) / "train-images-idx3-ubyte").read_bytes() == before
