@@ -152,3 +152,17 @@ def test_summary_columns_put_the_case_first(dataset):
     assert {"num_workers", "pin_memory", "persistent_workers", "loader_share", "epoch_samples_per_s",
             "step_only_samples_per_s"} <= set(summary.columns)
     assert isinstance(summary, pd.DataFrame)
+
+
+def test_a_failed_case_is_a_row_and_the_report_still_draws(dataset, tmp_path):
+    from bench.loader.measure import LoaderMeasurement
+    from bench.report.loader import format_loader, loader_figure
+
+    good = measure_loader_case(_case(16), dataset, FAST)
+    bad = LoaderMeasurement(_case(32), status="error", reason="RuntimeError: boom")
+    _, summary = tables([good, bad])
+    text = format_loader(summary)
+    assert "error: RuntimeError: boom" in text and "workers0" in text
+    figure = loader_figure(summary, tmp_path)
+    assert figure.path is not None and figure.path.stat().st_size > 0
+    assert loader_figure(tables([bad])[1], tmp_path).path is None  # nothing measured: omitted, with a reason
