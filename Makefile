@@ -9,7 +9,7 @@ PRESET ?= quick
 ARGS   ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test bench report profile check-perf check-counters check-instructions baseline perf-save perf-compare clean
+.PHONY: help venv test bench loader report profile check-perf check-counters check-instructions baseline perf-save perf-compare clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -24,8 +24,13 @@ venv: $(STAMP)  ## create or refresh .venv with the pinned, tested versions
 test: $(STAMP)  ## run the test suite (fast; perf benchmarks are not included)
 	$(BIN)/python -m pytest -q
 
-bench: $(STAMP)  ## run the `quick` sweep on every available device (PRESET=..., ARGS=...)
+bench: $(STAMP)  ## the `quick` sweep on every available device (PRESET=..., ARGS=...), then `make loader`
 	$(BIN)/mlpbench run --preset $(PRESET) $(ARGS) && $(BIN)/mlpbench report latest
+	$(BIN)/mlpbench loader $(LOADER_ARGS)
+
+LOADER_ARGS ?=
+loader: $(STAMP)  ## the classic FashionMNIST loop end to end vs the step alone (LOADER_ARGS=...; docs/loader.md)
+	$(BIN)/mlpbench loader $(LOADER_ARGS)
 
 report: $(STAMP)  ## re-render report.md and plots of the latest run (RUN=dir to choose)
 	$(BIN)/mlpbench report $(or $(RUN),latest)

@@ -26,6 +26,7 @@ EXTERNAL_COMMANDS = {
     "profile": ("bench.profile.command", "profile one case: trace, top operators, FLOPs by module, memory"),
     "crosscheck": ("bench.crosscheck", "engine vs torch.utils.benchmark on three classic cases"),
     "ddp": ("bench.ddp.command", "data-parallel scaling with torchrun + DistributedDataParallel"),
+    "loader": ("bench.loader.command", "the classic FashionMNIST loop end to end: DataLoader, copy, step"),
 }
 
 
@@ -165,6 +166,11 @@ def _cmd_show(args) -> int:
         from .report.scaling import format_scaling
 
         print(format_scaling(run.summary, run.samples))
+        return 0
+    if run.meta.get("kind") == "loader":  # input-pipeline rows: the loader table says what they mean
+        from .report.loader import format_loader
+
+        print(format_loader(run.summary))
         return 0
     print(format_summary(run.summary, all_phases=args.all_phases))
     return 0

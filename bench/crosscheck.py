@@ -27,6 +27,10 @@ TIMER_MIN_RUN_S = 1.0  # blocked_autorange keeps adding blocks until this much t
 
 
 def crosscheck(case: Case, config: TimingConfig = TimingConfig()) -> dict:
+    # imported here: torch.utils.benchmark imports cpp_extension, which on a CUDA build of torch without a
+    # CUDA runtime (torch 2.14.1 from PyPI on a CPU machine) logs a warning; every mlpbench command would print it
+    import torch.utils.benchmark as tbench
+
     ours = summarize(measure(case, config).samples[Phase.STEP]).median
     with case_context(case):
         step = build_step(case)

@@ -2,7 +2,15 @@
 
 from .accounting import Flops, Memory, flops, inference_flops, layers_of, memory, optimizer_state_bytes
 from .activations import ACTIVATIONS, BinaryStep, activation_spec, make_activation
-from .data import batches, classification_data, fashion_mnist_data, regression_data, torchvision_status
+from .data import (
+    batches,
+    classification_data,
+    fashion_mnist_data,
+    fashion_mnist_dataset,
+    fashion_mnist_loader,
+    regression_data,
+    torchvision_status,
+)
 from .models import (
     FASHION_MNIST_CLASSES,
     FASHION_MNIST_IMAGE,
@@ -18,7 +26,7 @@ from .train import CLASSIC_LR, TrainStep, make_loss, make_optimizer, optimizer_i
 __all__ = [
     "ACTIVATIONS", "BinaryStep", "CLASSIC_LR", "FASHION_MNIST_CLASSES", "FASHION_MNIST_IMAGE", "Flops", "Loss",
     "MLP", "Memory", "Optimizer", "Precision", "TrainStep", "activation_spec", "batches", "classification_data",
-    "count_parameters", "fashion_mnist_data", "fashion_mnist_mlp", "flops", "inference_flops", "layers_of", "make_activation",
+    "count_parameters", "fashion_mnist_data", "fashion_mnist_dataset", "fashion_mnist_loader", "fashion_mnist_mlp", "flops", "inference_flops", "layers_of", "make_activation",
     "make_loss", "make_optimizer", "matmul_precision", "memory", "optimizer_impl", "optimizer_state_bytes",
     "parse_enum", "regression_data", "teaching_mlp", "torchvision_status", "train", "uniform",
 ]

@@ -1,5 +1,5 @@
-"""Training data: learnable synthetic regression and FashionMNIST-shaped batches, the real FashionMNIST
-where torchvision imports, and shuffled mini-batches.
+"""Training data: learnable synthetic regression and FashionMNIST-shaped batches, FashionMNIST through
+torchvision (its dataset class and a DataLoader, as the classic loop reads it), and shuffled mini-batches.
 """
 
 from __future__ import annotations
@@ -78,6 +78,34 @@ def fashion_mnist_data(root: str, train: bool = True, device: torch.device | str
     dataset = FashionMNIST(root, train=train, download=download)
     x = dataset.data.unsqueeze(1).to(torch.float32) / 255.0  # (n, 28, 28) uint8 -> (n, 1, 28, 28) float
     return x.to(device), dataset.targets.to(torch.int64).to(device)
+
+
+def fashion_mnist_dataset(root: str, train: bool = True):
+    """``torchvision.datasets.FashionMNIST(root, train, download=False, transform=ToTensor())``: the classic's dataset.
+
+    Each item is a (1, 28, 28) float tensor in [0, 1] and an int label; torchvision itself parses the
+    IDX files under ``root`` (``mlp.fashion_mnist_files`` writes random-content ones). Never downloads.
+    """
+    reason = torchvision_status()
+    if reason:
+        raise RuntimeError(f"FashionMNIST needs torchvision: {reason}")
+    from torchvision.datasets import FashionMNIST
+    from torchvision.transforms import ToTensor
+
+    return FashionMNIST(str(root), train=train, download=False, transform=ToTensor())
+
+
+def fashion_mnist_loader(dataset, batch_size: int, num_workers: int = 0, pin_memory: bool = False,
+                         persistent_workers: bool = False, shuffle: bool = True,
+                         seed: int | None = None) -> torch.utils.data.DataLoader:
+    """The classic loop's ``DataLoader``; ``persistent_workers`` only where there are workers (torch refuses it
+    with none). ``seed`` fixes the shuffle order."""
+    if batch_size < 1 or num_workers < 0:
+        raise ValueError(f"batch_size must be >= 1 and num_workers >= 0, got {batch_size} and {num_workers}")
+    generator = torch.Generator().manual_seed(seed) if seed is not None else None
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
+                                       pin_memory=pin_memory, persistent_workers=persistent_workers and num_workers > 0,
+                                       generator=generator)
 
 
 def batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool = True,

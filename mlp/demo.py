@@ -1,13 +1,17 @@
 """The classic MLP notebooks, reproduced correctly and in seconds: ``python -m mlp.demo``.
 
 1. The FashionMNIST classifier: its layers, its parameter count, and the softmax
-   class probabilities for a batch of FashionMNIST-shaped images. The images are
-   synthetic: torchvision's PyPI wheel does not import with the CPU torch used
-   here (so it is never imported), and the demo needs no download.
-2. The teaching net trained with SGD (the classic learning rate) and MSE on data
+   class probabilities for a batch of FashionMNIST-shaped images (synthetic tensors).
+2. The classic FashionMNIST loop, through the path the notebook used:
+   ``torchvision.datasets.FashionMNIST(root, train=True, download=False, transform=ToTensor())``,
+   ``DataLoader(batch_size=64, shuffle=True)``, SGD at lr 0.01 and cross-entropy, for a bounded
+   number of steps. The files are a local FashionMNIST when ``MLPBENCH_DATA`` points at one
+   (torchvision's layout), else FashionMNIST-format IDX files of random, class-patterned content
+   written once to a cache folder (``mlp.fashion_mnist_files``); nothing is downloaded.
+3. The teaching net trained with SGD (the classic learning rate) and MSE on data
    it can learn, in mini-batches that keep the last partial batch; the loss falls
    every epoch.
-3. A binary-step net trains without error: its backward is the exact derivative,
+4. A binary-step net trains without error: its backward is the exact derivative,
    zero, so only the last layer learns.
 """
 
@@ -16,7 +20,8 @@ from __future__ import annotations
 import torch
 
 from .models import FASHION_MNIST_CLASSES, FASHION_MNIST_IMAGE, count_parameters, fashion_mnist_mlp, teaching_mlp
-from .data import classification_data, regression_data
+from .data import classification_data, fashion_mnist_dataset, fashion_mnist_loader, regression_data
+from .fashion_mnist_files import resolve_root
 from .options import Loss, Optimizer
 from .train import CLASSIC_LR, TrainStep, train
 
@@ -32,11 +37,16 @@ TRAIN_EXAMPLES = 1000  # not a multiple of BATCH_SIZE: the last partial batch (8
 BATCH_SIZE = 32
 EPOCHS = 5  # about a second on 2 CPU cores; the loss falls every epoch at lr 0.01
 BINARY_STEP_EPOCHS = 2  # only to show that it runs
+CLASSIC_BATCH = 64  # the notebook's DataLoader batch size
+CLASSIC_STEPS = 100  # of the 938 in an epoch: a few seconds on 2 cores, and the loss visibly falls
+CLASSIC_LOG_EVERY = 25  # steps per printed mean loss
 
 
 def main() -> None:
     torch.manual_seed(DEMO_SEED)
     _show_fashion_mnist_net()
+    print()
+    _classic_fashion_mnist_loop()
     print()
     _train_teaching_net()
     print()
@@ -63,6 +73,24 @@ def _probability_table(probabilities: torch.Tensor) -> str:
         cells = "  ".join(f"{p:.{PROBABILITY_DECIMALS}f}".rjust(w) for p, w in zip(row, widths))
         rows.append(f"{index:>5}  {cells}  {sum(row):.{PROBABILITY_DECIMALS}f}")
     return "\n".join(rows)
+
+
+def _classic_fashion_mnist_loop() -> None:
+    source = resolve_root()  # $MLPBENCH_DATA or the cache: a real copy there is read, else random files
+    dataset = fashion_mnist_dataset(str(source.root), train=True)
+    loader = fashion_mnist_loader(dataset, CLASSIC_BATCH, shuffle=True, seed=DEMO_SEED)
+    step = TrainStep(fashion_mnist_mlp(), loss=Loss.CROSS_ENTROPY, optimizer=Optimizer.SGD, lr=CLASSIC_LR)
+    print(f"classic loop: FashionMNIST ({len(dataset):,} training images; {source.description}) -> "
+          f"DataLoader(batch_size={CLASSIC_BATCH}, shuffle=True) -> SGD lr {CLASSIC_LR}, cross-entropy; "
+          f"{CLASSIC_STEPS} steps")
+    total = 0.0
+    for index, (images, labels) in enumerate(loader, start=1):  # (64, 1, 28, 28) floats in [0, 1], (64,) labels
+        total += step.step(images, labels).item()
+        if index % CLASSIC_LOG_EVERY == 0:
+            print(f"step {index}/{CLASSIC_STEPS}  mean loss {total / CLASSIC_LOG_EVERY:.4f}")
+            total = 0.0
+        if index == CLASSIC_STEPS:
+            break
 
 
 def _train_teaching_net() -> None:

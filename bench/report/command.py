@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import UsageError
+from .loader import is_loader_run, write_loader_report
 from .markdown import PLOTS_DIR, write_report
 from .scaling import is_ddp_run, write_scaling_report
 from .tables import load_runs
@@ -24,6 +25,8 @@ def command(args: argparse.Namespace) -> int:
     out_dir = args.out or Path(runs[0].path)
     # data-parallel runs (per-rank rows) get the scaling figure and table
     write = write_scaling_report if any(is_ddp_run(run) for run in runs) else write_report
+    if any(is_loader_run(run) for run in runs):  # input-pipeline runs: the loader figure and table
+        write = write_loader_report
     report = write(runs, out_dir)
     drawn = [f for f in report.figures if f.path is not None]
     print(f"mlpbench: report {report.path} ({len(drawn)} figures in {report.path.parent / PLOTS_DIR}"

@@ -41,6 +41,7 @@ class Regime(str, enum.Enum):
     OVERHEAD = "overhead-bound"
     MEMORY = "memory-bound"
     COMPUTE = "compute-bound"
+    INPUT = "input-bound"  # the loop waits for its data (bench/report/loader.py; never from a step-only sweep)
 
 
 RULE = f"""\

@@ -1,23 +1,23 @@
 """Real FashionMNIST loading through torchvision, on tiny IDX files the test writes itself.
 
-torchvision does not import with the CPU torch of the development machines: there
-these tests skip with that reason, and they run where torchvision imports (the GPU machine).
+torchvision is pinned with torch (constraints.txt) and imported at the top: where it cannot be
+imported these tests fail, they never skip.
 """
 
 from __future__ import annotations
 
 import gzip
 import struct
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+import torchvision  # noqa: F401 - a failing import fails this module, on purpose
 
 import mlp
 
-REASON = mlp.torchvision_status()
-needs_torchvision = pytest.mark.skipif(REASON is not None, reason=REASON or "")
 IDX_UBYTE = 0x08  # IDX type code for unsigned bytes
 
 
@@ -39,18 +39,20 @@ def _fake_fashion_mnist(root: Path, n: int) -> tuple[torch.Tensor, torch.Tensor]
     return images, labels
 
 
-def test_torchvision_status_is_a_one_line_reason_or_none():
-    assert REASON is None or ("\n" not in REASON and "torchvision" in REASON)
+def test_torchvision_imports_with_the_pinned_torch():
+    assert mlp.torchvision_status() is None
 
 
-def test_real_data_without_torchvision_is_a_clear_error(tmp_path):
-    if REASON is None:
-        pytest.skip("torchvision imports here: the error path does not apply")
+def test_real_data_without_torchvision_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torchvision", None)  # what a failing import looks like to Python
+    reason = mlp.torchvision_status()
+    assert reason is not None and "\n" not in reason and "torchvision" in reason
     with pytest.raises(RuntimeError, match="needs torchvision"):
         mlp.fashion_mnist_data(str(tmp_path))
+    with pytest.raises(RuntimeError, match="needs torchvision"):
+        mlp.fashion_mnist_dataset(str(tmp_path))
 
 
-@needs_torchvision
 def test_fashion_mnist_data_reads_torchvision_layout(tmp_path):
     images, labels = _fake_fashion_mnist(tmp_path, n=12)
     x, y = mlp.fashion_mnist_data(str(tmp_path), train=True)
@@ -59,7 +61,6 @@ def test_fashion_mnist_data_reads_torchvision_layout(tmp_path):
     assert torch.equal(y, labels.long())
 
 
-@needs_torchvision
 def test_real_data_trains_the_fashion_net(tmp_path):
     _fake_fashion_mnist(tmp_path, n=64)
     x, y = mlp.fashion_mnist_data(str(tmp_path))

@@ -1,0 +1,1 @@
+"""`mlpbench loader`: the classic training loop end to end (FashionMNIST, DataLoader, copy, step)."""
