@@ -25,6 +25,7 @@ import importlib
 import math
 import os
 import pkgutil
+import re
 import subprocess
 import sys
 import time
@@ -330,7 +331,7 @@ def _pytest(targets: tuple[str, ...], mutant: str | None, timeout_s: float) -> t
     if mutant:
         env[ENV_VAR] = mutant
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
-    cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "--no-header", *targets]
+    cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-rfE", "-p", "no:cacheprovider", *targets]
     start = time.perf_counter()
     try:
         done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout_s)
@@ -340,9 +341,16 @@ def _pytest(targets: tuple[str, ...], mutant: str | None, timeout_s: float) -> t
     return code, out, time.perf_counter() - start
 
 
+PYTEST_SUMMARY = re.compile(r"^(FAILED|ERROR) \S+|\d+ (failed|passed|errors?)\b.* in [\d.]+s")
+
+
 def _last_line(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[-1][:200] if lines else ""
+    """What pytest said: the first failed test and the summary line (not a library's warning on stderr)."""
+    lines = [line.strip("= ") for line in text.splitlines() if PYTEST_SUMMARY.search(line.strip("= "))]
+    failed = [line.split(" - ")[0] for line in lines if line.startswith(("FAILED", "ERROR"))]
+    summary = [line for line in lines if not line.startswith(("FAILED", "ERROR"))]
+    text_lines = [line for line in text.strip().splitlines() if line.strip()]
+    return "; ".join(failed[:1] + summary[-1:])[:300] or (text_lines[-1][:300] if text_lines else "")
 
 
 PYTEST_TESTS_FAILED = 1  # pytest's exit code when a test failed (2-5: interrupted, internal, usage, none collected)
