@@ -217,6 +217,27 @@ def test_cuda_case_measures_with_events_and_memory(compile_mode):
 
 @pytest.mark.cuda
 @cuda
+def test_cuda_clock_times_gpu_work_like_torch_utils_benchmark():
+    """The engine's block timer on a few large products, from idle: what the GPU took, not what launching took.
+
+    A host clock without a synchronize reads the launches (microseconds) here; events read before
+    the work is done raise. In a long steady loop a full launch queue can hide both, so this block
+    is short (5 products of ~1 ms, far below the queue's depth).
+    """
+    from bench.clocks import clock_for, time_block
+
+    a, b = (torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16) for _ in range(2))
+    product = lambda i: torch.mm(a, b)  # noqa: E731
+    product(0)
+    torch.cuda.synchronize()
+    ours = [time_block(product, 5, clock_for(torch.device("cuda"))) for _ in range(5)]
+    theirs = tbench.Timer(stmt="torch.mm(a, b)", globals={"a": a, "b": b}).blocked_autorange(min_run_time=1.0)
+    assert abs(sorted(ours)[2] / theirs.median - 1) < TIMER_TOLERANCE, (ours, theirs.median)
+    assert 2 * 8192**3 / sorted(ours)[2] / 1e12 <= _datasheet_tflops("bf16")
+
+
+@pytest.mark.cuda
+@cuda
 def test_cuda_gpu_bound_step_agrees_with_torch_utils_benchmark():
     """CUDA events vs torch.utils.benchmark (which synchronises) on the step written out by hand: +-15%."""
     m = measure(GPU_BOUND, CUDA_CONFIG)
