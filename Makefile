@@ -9,7 +9,7 @@ PRESET ?= quick
 ARGS   ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test bench loader report profile check-perf check-counters check-instructions baseline perf-save perf-compare clean
+.PHONY: help venv test mutants bench loader report profile check-perf check-counters check-instructions baseline perf-save perf-compare clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -23,6 +23,9 @@ venv: $(STAMP)  ## create or refresh .venv with the pinned, tested versions
 
 test: $(STAMP)  ## run the test suite (fast; perf benchmarks are not included)
 	$(BIN)/python -m pytest -q
+
+mutants: $(STAMP)  ## the mutant campaign: each deliberate bug of tests/mutants.py must fail its tests (ARGS=--cuda on a GPU)
+	$(BIN)/python -m tests.mutants $(ARGS)
 
 bench: $(STAMP)  ## the `quick` sweep on every available device (PRESET=..., ARGS=...), then `make loader`
 	$(BIN)/mlpbench run --preset $(PRESET) $(ARGS) && $(BIN)/mlpbench report latest

@@ -7,6 +7,7 @@ import still ties two modules together (the old cycle through cli.py was made of
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -194,3 +195,42 @@ def test_the_run_record_and_the_formatter_stay_light():
         external = _imports(name, modules[name], known, external=True)
         assert "torch" not in external, name
         assert not {m for m in _imports(name, modules[name], known) if _inside(m, MEASURING_WINGS)}, name
+
+
+# --------------------------------------------------------------------------- the tests' own rules
+
+CUDA_SKIP_CONDITION = re.compile(r"not torch\.cuda\.is_available\(\)|torch\.cuda\.device_count\(\) <")
+
+
+def _cuda_skips_without_cuda_mark(text: str, name: str) -> list[str]:
+    """Tests (functions, or pytest.param marks) skipped without CUDA that do not also carry ``pytest.mark.cuda``."""
+    tree = ast.parse(text)
+    skip_aliases = {target.id for node in tree.body if isinstance(node, ast.Assign)
+                    and CUDA_SKIP_CONDITION.search(ast.unparse(node.value)) for target in node.targets
+                    if isinstance(target, ast.Name)}
+
+    def is_skip(expr: ast.expr) -> bool:
+        text = ast.unparse(expr)
+        return bool(CUDA_SKIP_CONDITION.search(text)) or text in skip_aliases
+
+    def has_mark(exprs) -> bool:
+        return any(ast.unparse(e) == "pytest.mark.cuda" for e in exprs)
+
+    missing = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
+            if any(is_skip(d) for d in node.decorator_list) and not has_mark(node.decorator_list):
+                missing.append(f"{name}::{node.name}")
+        elif isinstance(node, (ast.List, ast.Tuple)) and any(is_skip(e) for e in node.elts) \
+                and not has_mark(node.elts):
+            missing.append(f"{name}:{node.lineno} (marks list)")
+    return missing
+
+
+def test_every_cuda_test_carries_the_cuda_marker():
+    """`pytest -m cuda` on a GPU machine must select every test that needs CUDA."""
+    files = sorted((REPO / "tests").rglob("test_*.py"))
+    assert [m for f in files for m in _cuda_skips_without_cuda_mark(f.read_text(), f.name)] == []
+    unmarked = "import pytest, torch\nneeds = pytest.mark.skipif(not torch.cuda.is_available(), reason='x')\n" \
+               "@needs\ndef test_x(): pass\nP = [pytest.param(1, marks=[needs])]\n"
+    assert _cuda_skips_without_cuda_mark(unmarked, "t.py") == ["t.py::test_x", "t.py:5 (marks list)"]

@@ -44,3 +44,33 @@ def test_typed_views_give_the_enums_of_the_string_fields():
     assert compiled.compile_mode is CompileMode.REDUCE_OVERHEAD and compiled.compiled
     assert not compiled.cuda_graphs  # CUDA graphs are a CUDA matter
     assert compiled.with_(device="cuda").cuda_graphs and not Case(device="cuda", compile="default").cuda_graphs
+
+
+# Case ids recorded in the committed reference runs (results/reference/cpu-2core/*/summary.csv),
+# copied here as literals: an id is the key that joins runs, baselines and history across versions,
+# so a change of the hash, of a field's normal form or of which fields enter it must fail here.
+RECORDED_CASE_IDS = [
+    (dict(width=128, depth=2, batch=16, threads=1), "f27723a7dba5"),  # quick
+    (dict(width=128, depth=2, batch=16, dtype="bf16", threads=1), "062d32e62140"),
+    (dict(width=1024, depth=2, batch=1024, threads=1), "0701e2f8501f"),
+    (dict(width=512, depth=2, batch=128, activation="binary_step", threads=1), "93a46eec1511"),
+    (dict(width=512, depth=2, batch=128, activation="gelu", threads=1), "f591e8f9f215"),
+    (dict(width=512, depth=2, batch=16, compile="default", threads=1), "15d35304e0e1"),
+    (dict(network="teaching", batch=4, threads=1), "14a6d0d1ac2b"),
+    (dict(network="fashion_mnist", batch=64, threads=1), "4921ec98d5e6"),
+    (dict(network="fashion_mnist_original", batch=64, threads=1), "cbd8d3ede63f"),  # classic
+    (dict(network="teaching", batch=64, optimizer="adam", threads=1), "6b65334783cb"),
+    (dict(network="fashion_mnist", batch=64, optimizer="sgd_momentum", threads=1), "28e984c4a7dc"),
+    (dict(width=1024, depth=4, batch=64, threads=1), "d40cdc960541"),  # ddp-w1024-d4-b64
+    (dict(width=1024, depth=4, batch=64, threads=1, world_size=2, backend="gloo", scaling="weak",
+          bucket_cap_mb=25.0), "05feef32fb0f"),
+    (dict(width=1024, depth=4, batch=32, threads=1, world_size=2, backend="gloo", scaling="strong",
+          bucket_cap_mb=25.0), "e14b04fa1bb6"),
+    (dict(network="fashion_mnist", batch=64, threads=1, world_size=2, backend="gloo", scaling="weak",
+          bucket_cap_mb=25.0), "788352347eed"),  # ddp-fashion_mnist-b64
+]
+
+
+@pytest.mark.parametrize("fields, case_id", RECORDED_CASE_IDS, ids=[i for _, i in RECORDED_CASE_IDS])
+def test_recorded_case_ids_are_pinned(fields, case_id):
+    assert Case(**fields).case_id == case_id

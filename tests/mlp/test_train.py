@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import re
 from pathlib import Path
 
@@ -86,6 +87,68 @@ def test_optimizer_step_changes_parameters() -> None:
     before = [p.detach().clone() for p in step.model.parameters()]
     step.step(torch.randn(4, 8), torch.randn(4, 8))
     assert all(not torch.equal(b, p) for b, p in zip(before, step.model.parameters()))
+
+
+# The documented settings, written out: torch.optim built by hand with them is the reference.
+HAND_BUILT = {
+    "sgd": lambda params, flags: torch.optim.SGD(params, lr=0.01, **flags),
+    "sgd_momentum": lambda params, flags: torch.optim.SGD(params, lr=0.01, momentum=0.9, **flags),
+    "adam": lambda params, flags: torch.optim.Adam(params, lr=1e-3, **flags),
+    "adamw": lambda params, flags: torch.optim.AdamW(params, lr=1e-3, weight_decay=0.01, **flags),
+}
+REFERENCE_STEPS = 2  # the second step reads the first step's state (momentum, moments)
+
+
+@pytest.mark.parametrize("optimizer", list(HAND_BUILT))
+def test_optimizers_equal_hand_built_torch_optim(optimizer: str) -> None:
+    """After two steps the parameters equal those of a hand-built torch.optim with the documented settings.
+
+    The reference uses the same kernel family (fused / foreach) the step reports, so the two runs
+    are the same arithmetic and must agree to float32 rounding; a wrong class or setting
+    (Adam for AdamW: no decoupled weight decay; SGD without momentum) moves them by far more.
+    """
+    model = mlp.uniform(8, 2)
+    reference = copy.deepcopy(model)
+    step = mlp.TrainStep(model, optimizer=optimizer)
+    flags = {"fused": {"fused": True}, "foreach": {"foreach": True}}[step.optimizer_impl]
+    hand_built = HAND_BUILT[optimizer](reference.parameters(), flags)
+    loss_fn = torch.nn.MSELoss()
+    for _ in range(REFERENCE_STEPS):
+        x, y = torch.randn(4, 8), torch.randn(4, 8)
+        step.step(x, y)
+        loss_fn(reference(x), y).backward()
+        hand_built.step()
+        hand_built.zero_grad(set_to_none=True)
+    for ours, theirs in zip(step.model.parameters(), reference.parameters()):
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-7)
+    assert type(step.optimizer) is type(hand_built)
+
+
+def _precision_flags() -> tuple[bool, bool, str]:
+    return (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
+            torch.get_float32_matmul_precision())
+
+
+def test_matmul_precision_sets_tf32_and_restores_the_flags() -> None:
+    """TF32 on for tf32, off for every other precision, and the caller's flags back after (an error too)."""
+    old = torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
+    torch.set_float32_matmul_precision("medium")  # an unusual caller's state: TF32 matmuls, cuDNN TF32 off
+    torch.backends.cudnn.allow_tf32 = False
+    caller = _precision_flags()
+    try:
+        assert caller == (True, False, "medium")
+        for precision, inside in ((mlp.Precision.TF32, (True, True, "high")),
+                                  (mlp.Precision.FP32, (False, False, "highest")),
+                                  (mlp.Precision.BF16, (False, False, "highest"))):
+            with mlp.matmul_precision(precision):
+                assert _precision_flags() == inside, precision
+            assert _precision_flags() == caller, precision
+        with pytest.raises(RuntimeError, match="inside"), mlp.matmul_precision(mlp.Precision.TF32):
+            raise RuntimeError("inside")
+        assert _precision_flags() == caller
+    finally:
+        torch.set_float32_matmul_precision(old[0])
+        torch.backends.cudnn.allow_tf32 = old[1]
 
 
 @pytest.mark.parametrize("shuffle", [True, False])

@@ -22,7 +22,7 @@ def _case_params() -> list:
     for device in ("cpu", "cuda"):
         for network in NETWORKS:
             marks = [pytest.mark.benchmark(group=f"{network} b{CLASSIC_BATCH} {device}")]
-            marks += [CUDA_SKIP] if device == "cuda" else []
+            marks += [pytest.mark.cuda, CUDA_SKIP] if device == "cuda" else []
             params.append(pytest.param(Case(network=network, batch=CLASSIC_BATCH, device=device),
                                        id=f"{network}-{device}", marks=marks))
     return params

@@ -32,17 +32,42 @@ def test_identity_fields_match_the_case_dataclass_and_env_keys() -> None:
     assert compare.COMPARABILITY_KEYS == tuple(COMPARABILITY_KEYS)
 
 
-def test_bootstrap_interval_agrees_with_scipy() -> None:
+def _ratio_of_medians(x, y, axis=-1):
+    return np.median(y, axis=axis) / np.median(x, axis=axis)
+
+
+def _scipy_interval(a, b, level: float, paired: bool, resamples: int) -> tuple[float, float]:
+    from bench.stats import BOOTSTRAP_SEED
+
+    ci = sps.bootstrap((a, b), _ratio_of_medians, paired=paired, vectorized=True, method="percentile",
+                       n_resamples=resamples, confidence_level=level,
+                       random_state=np.random.default_rng(BOOTSTRAP_SEED)).confidence_interval
+    return float(ci.low), float(ci.high)
+
+
+def test_bootstrap_interval_equals_scipys() -> None:
+    """compare: 95%, unpaired (two runs made at different times); the gate: 99%, paired (interleaved blocks).
+
+    The same seed and resamples as the documented settings, so the intervals must be *equal* to
+    scipy.stats.bootstrap's, not merely close; the data are chosen so that another level or the
+    other pairing gives a visibly different interval (checked too, so this test can tell).
+    """
+    from bench.gate.stats import compare_samples
+    from bench.stats import COMPARE_RESAMPLES, GATE_RESAMPLES
+
     rng = np.random.default_rng(1)
     a = rng.lognormal(mean=0.0, sigma=0.1, size=12)
-    b = rng.lognormal(mean=0.1, sigma=0.1, size=12)
+    b = a * rng.lognormal(mean=0.1, sigma=0.02, size=12)  # B's blocks follow A's: pairing matters
+    assert COMPARE_RESAMPLES >= 2000 and GATE_RESAMPLES >= 2000  # enough for stable 95% / 99% endpoints
     ours = bootstrap_ratio(a, b)
-    reference = sps.bootstrap((a, b), lambda x, y, axis: np.median(y, axis=axis) / np.median(x, axis=axis),
-                              paired=False, vectorized=True, method="percentile", n_resamples=20_000,
-                              confidence_level=0.95, random_state=np.random.default_rng(2))
-    assert ours.ratio == pytest.approx(np.median(b) / np.median(a))
-    assert ours.low == pytest.approx(reference.confidence_interval.low, rel=0.03)
-    assert ours.high == pytest.approx(reference.confidence_interval.high, rel=0.03)
+    expected = _scipy_interval(a, b, 0.95, False, COMPARE_RESAMPLES)
+    assert ours.ratio == pytest.approx(np.median(b) / np.median(a), rel=1e-12)
+    assert (ours.low, ours.high) == pytest.approx(expected, rel=1e-12)
+    for other in (_scipy_interval(a, b, 0.90, False, COMPARE_RESAMPLES),
+                  _scipy_interval(a, b, 0.95, True, COMPARE_RESAMPLES)):
+        assert other != pytest.approx(expected, rel=1e-3)  # the data tell the level and the pairing apart
+    gate = compare_samples(a, b, paired=True)
+    assert (gate.ci_low, gate.ci_high) == pytest.approx(_scipy_interval(a, b, 0.99, True, GATE_RESAMPLES), rel=1e-12)
 
 
 def test_verdicts() -> None:
