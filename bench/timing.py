@@ -76,6 +76,8 @@ class Measurement:
     measure_s: float = 0.0  # wall time spent on this case
     predicted_measure_s: float = math.nan  # warm-up + rounds, predicted from the step after the first
     steady_measure_s: float = math.nan  # what that part really took (first inference call excluded)
+    steady_window: tuple[float, float] | None = None  # perf_counter at the start and end of warm-up + rounds
+    telemetry: dict = field(default_factory=dict)  # GPU telemetry columns (bench.telemetry), CUDA cases only
 
 
 # --------------------------------------------------------------------------- blocks
@@ -196,7 +198,9 @@ def measure(case: Case, config: TimingConfig = TimingConfig(),
 
         if compiled:
             result.recompiles = _dynamo_counts()[2] - frames_after_warmup
-        result.steady_measure_s = time.perf_counter() - steady_start - result.first_inference_s
+        steady_end = time.perf_counter()
+        result.steady_window = (steady_start, steady_end)
+        result.steady_measure_s = steady_end - steady_start - result.first_inference_s
         if device.type == "cuda":
             result.peak_mem_bytes = peak_memory_per_phase(step, pool, mark_step)
     result.measure_s = time.perf_counter() - wall_start

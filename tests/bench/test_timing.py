@@ -68,7 +68,9 @@ def test_gradients_do_not_accumulate_between_steps():
 
 # --------------------------------------------------------------------------- CUDA (where it exists)
 
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def cuda(test):
+    """Marked ``cuda`` (the GPU kit selects them with ``-m cuda``) and skipped where CUDA is absent."""
+    return pytest.mark.cuda(pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")(test))
 
 
 @cuda

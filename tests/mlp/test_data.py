@@ -18,6 +18,7 @@ import mlp
 
 REASON = mlp.torchvision_status()
 needs_torchvision = pytest.mark.skipif(REASON is not None, reason=REASON or "")
+pytestmark = pytest.mark.torchvision  # the GPU kit runs these with the CUDA tests (-m "cuda or torchvision")
 IDX_UBYTE = 0x08  # IDX type code for unsigned bytes
 
 

@@ -174,6 +174,7 @@ def test_compare_names_increases_as_regressions_and_reports_decreases():
     assert counters.compare(base, base) == []
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available on this machine")
 def test_cuda_phases_count_kernels_and_peak_memory():
     case = CASES[0].with_(device="cuda")
