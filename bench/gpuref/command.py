@@ -178,7 +178,7 @@ class Kit:
 
     def _run_stage(self, stage: Stage) -> dict:
         limit = stage.limit(self.tiny)
-        log = self.layout.logs / f"{STAGES.index(stage) + 1}-{stage.name.value}.log"
+        log = self.layout.logs / f"{list(StageName).index(stage.name) + 1}-{stage.name.value}.log"
         start = time.perf_counter()
         self.records.append(self._record(stage, "running", 0.0, None, ""))
         self._write_status()
