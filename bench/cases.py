@@ -214,12 +214,16 @@ class Case:
     def make_batch(self, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """A fresh random (input, target) batch on the case's device (never zeros)."""
         device = torch.device(self.device)
-        x = torch.randn(self.batch, *self.input_shape, generator=generator).to(device)
+        where = "cpu"
+        if device.type == "cuda":  # drawn on the GPU: the host takes seconds for a 134M-element batch
+            seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+            generator, where = torch.Generator(device=device).manual_seed(seed), device
+        x = torch.randn(self.batch, *self.input_shape, generator=generator, device=where).to(device)
         n_out = self.io_features[1]
         if self.loss == Loss.MSE.value:
-            y = torch.randn(self.batch, n_out, generator=generator).to(device)
+            y = torch.randn(self.batch, n_out, generator=generator, device=where).to(device)
         else:
-            y = torch.randint(0, n_out, (self.batch,), generator=generator).to(device)
+            y = torch.randint(0, n_out, (self.batch,), generator=generator, device=where).to(device)
         return x, y
 
     def with_(self, **changes) -> "Case":

@@ -86,7 +86,8 @@ def summary_rows(m: Measurement, ceiling: Ceiling | None) -> list[dict]:
                "predicted_measure_s": m.predicted_measure_s, "steady_measure_s": m.steady_measure_s}
     if m.status != "ok":
         return [{**base, "phase": Phase.STEP.value, **timings}]
-    model = case.build_model()
+    with torch.device("meta"):  # shapes only: a w8192 network built on the host would cost seconds per case
+        model = case.build_model()
     flops = mlp.flops(model, case.batch, case.loss, case.optimizer)
     memory = mlp.memory(model, case.batch, case.input_shape, case.loss, case.optimizer, case.dtype)
     summaries = {p: summarize(m.samples[p]) for p in Phase}

@@ -166,10 +166,13 @@ class Kit:
         return sys.executable
 
     @staticmethod
-    def _env() -> dict:
+    def _env(debug: bool = False) -> dict:
+        """The stages' environment: this checkout first on the path; tracebacks in the logs (not in the tests)."""
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
-        env.update({"PYTHONUNBUFFERED": "1", "MPLBACKEND": "Agg", "MLPBENCH_DEBUG": "1"})
+        env.update({"PYTHONUNBUFFERED": "1", "MPLBACKEND": "Agg"})
+        if debug:
+            env["MLPBENCH_DEBUG"] = "1"
         return env
 
     def _record(self, stage: Stage, status: str, seconds: float, rc: int | None, summary: str, **extra) -> dict:
@@ -188,7 +191,8 @@ class Kit:
             for cmd in commands(stage, self.layout, self.device, self.tiny):
                 sink.write(f"$ {' '.join(cmd)}\n")
                 sink.flush()
-                rc = _run_bounded(cmd, sink, limit - (time.perf_counter() - start), self._env())
+                rc = _run_bounded(cmd, sink, limit - (time.perf_counter() - start),
+                                  self._env(debug=stage.name is not StageName.TESTS))
                 if rc is None:
                     status = "timeout"
                     break

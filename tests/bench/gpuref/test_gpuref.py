@@ -131,3 +131,14 @@ def test_the_archive_stays_under_its_limit_by_leaving_out_the_largest_files(tmp_
 def test_the_cuda_tests_stage_selects_every_cuda_and_torchvision_test_file():
     files = {os.path.basename(f) for f in stages.marked_test_files()}
     assert {"test_timing.py", "test_counters.py", "test_profile.py", "test_data.py"} <= files
+
+
+def test_every_cuda_api_the_kit_lists_resolves_in_this_torch_except_nvml_where_it_is_absent():
+    """Here (torch 2.14.1) every torch name resolves; the GPU machine's preflight records the same for 2.11."""
+    from bench.gpuref import torch_api
+
+    results = torch_api.check_all()
+    assert set(torch_api.CUDA_APIS) <= set(results)
+    missing = [n for n, ok in results.items() if not ok and not n.startswith(("pynvml.", "triton."))]
+    assert missing == []
+    assert not torch_api.resolves("torch.cuda.no_such_helper") and not torch_api.resolves("no_such_module.x")
