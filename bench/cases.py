@@ -355,7 +355,7 @@ PRESETS.update({
         _grid(**_LARGE, device="cuda", dtype="fp16"),  # and so the run's fp16 ceiling
         _grid(network=_CLASSIC_NETS, batch=64, device="cuda", compile=("none", "reduce-overhead")),
         _grid(width=1024, depth=4, batch=64, device="cuda", compile=("none", "reduce-overhead")),
-        _grid(dtype=("fp32", "tf32", "bf16"), **_CROSSOVER, device="cuda"),  # the CPU-GPU crossover grid
+        _grid(dtype=("fp32", "bf16", "tf32"), **_CROSSOVER, device="cuda"),  # the CPU-GPU crossover grid
         _grid(width=1024, depth=4, batch=1024, device="cuda", dtype="bf16", activation=tuple(mlp.ACTIVATIONS)),
         _grid(width=1024, depth=(2, 3, 4, 5, 6, 7, 8), batch=1024, device="cuda", dtype="bf16"),
     ), "the GPU kit's CUDA sweep, by value: large MLP, reduce-overhead at batch 64, crossover grid, "

@@ -101,6 +101,7 @@ class Kit:
     # ------------------------------------------------------------------ status and archive
 
     def _write_status(self) -> None:
+        self.records.sort(key=lambda r: list(StageName).index(StageName(r["stage"])))
         status = {"device": self.device, "tiny": self.tiny, "out": str(self.layout.out), "archive": str(self.archive),
                   "started": self.started_at, "elapsed_s": time.perf_counter() - self.started,
                   "stages": self.records}
@@ -118,6 +119,8 @@ class Kit:
         self.started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
         self.layout.logs.mkdir(parents=True, exist_ok=True)
         self.archive_bytes, self.archive_left_out = 0, []
+        # --stages into an existing OUT: the other stages' records stay
+        self.records = self._earlier_records({s.name.value for s in stages})
         stopped = ""
         for i, stage in enumerate(stages, 1):
             if stopped:
@@ -141,6 +144,8 @@ class Kit:
                     print(f"    | {line}", flush=True)
         self._write_status()
         self._write_archive()
+        if self.layout.findings.is_file():  # the device tool returns the console's end: the figures go there
+            print(self.layout.findings.read_text(), end="", flush=True)
         counts = {s: sum(1 for r in self.records if r["status"] == s) for s in dict.fromkeys(
             r["status"] for r in self.records)}
         print(f"gpu-reference: {len(self.records)} stages ({', '.join(f'{n} {s}' for s, n in counts.items())}) in "
@@ -148,6 +153,13 @@ class Kit:
               f"({self.archive_bytes / 2**20:.1f} MiB"
               + (f", left out: {', '.join(self.archive_left_out)}" if self.archive_left_out else "") + ")", flush=True)
         return 0 if all(r["status"] in ("ok", "skipped") for r in self.records) else 1
+
+    def _earlier_records(self, rerun: set[str]) -> list[dict]:
+        try:
+            records = json.loads(self.layout.status.read_text())["stages"]
+        except (OSError, KeyError, ValueError):
+            return []
+        return [r for r in records if r.get("stage") not in rerun and r.get("stage") in {n.value for n in StageName}]
 
     def _has_cuda(self) -> bool:
         if self.cuda is None:
@@ -183,9 +195,10 @@ class Kit:
         limit = stage.limit(self.tiny)
         log = self.layout.logs / f"{list(StageName).index(stage.name) + 1}-{stage.name.value}.log"
         start = time.perf_counter()
-        self.records.append(self._record(stage, "running", 0.0, None, ""))
+        running = self._record(stage, "running", 0.0, None, "")
+        self.records.append(running)
         self._write_status()
-        self.records.pop()
+        self.records.remove(running)
         status, rc = "ok", 0
         with log.open("w") as sink:
             for cmd in commands(stage, self.layout, self.device, self.tiny):

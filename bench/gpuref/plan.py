@@ -43,11 +43,11 @@ class Stage:
 STAGES: tuple[Stage, ...] = (
     Stage(StageName.PREFLIGHT, "fingerprint; CUDA events, synchronize, peak memory, torch.compile", 20, 45),
     Stage(StageName.TESTS, "pytest -m 'cuda or torchvision' with a junit file", 90, 60),
-    Stage(StageName.GPU_RUN, "the gpu preset under --max-run-s (ceilings first, cases by value)", 215, 75),
+    Stage(StageName.GPU_RUN, "the gpu preset under --max-run-s (ceilings first, cases by value)", 205, 75),
     Stage(StageName.CPU_RUN, "the crossover grid on this machine's own CPU cores under --max-run-s", 90, 40),
     Stage(StageName.TIMER, "engine step median vs triton.testing.do_bench; device copy GB/s", 30, 30, cuda_only=True),
     Stage(StageName.PROFILE, "mlpbench profile of the large MLP", 40, 40),
-    Stage(StageName.REPORT, "merged CPU-vs-GPU reports (this machine's CPU; the 2-core reference)", 40, 60),
+    Stage(StageName.REPORT, "merged CPU-vs-GPU reports (this machine's CPU; the 2-core reference); findings", 50, 60),
 )
 
 
@@ -70,7 +70,7 @@ PLANNED_S = {  # predicted seconds of the stages whose work is not a list of cas
     StageName.TESTS: IMPORT_S + 55.0,  # collection + the CUDA tests, three of them compiled
     StageName.TIMER: IMPORT_S + 15.0,  # two engine measurements, two do_bench calls, one copy
     StageName.PROFILE: IMPORT_S + 10.0,  # 6 steps of ~25 ms, the trace written
-    StageName.REPORT: 2 * (IMPORT_S + 6.0),  # two reports, matplotlib figures
+    StageName.REPORT: 2 * (IMPORT_S + 6.0) + IMPORT_S,  # two reports (matplotlib figures), the findings page
 }
 CEILING_S = 3.0  # bench.ceiling.CEILING_BUDGET_S: one matmul ceiling per dtype
 

@@ -63,6 +63,10 @@ class Layout:
         return self.out / "report-vs-cpu-2core"
 
     @property
+    def findings(self) -> Path:
+        return self.out / "findings.md"
+
+    @property
     def logs(self) -> Path:
         return self.out / "logs"
 
@@ -75,7 +79,7 @@ class Layout:
         return {StageName.PREFLIGHT: [self.preflight], StageName.TESTS: [self.junit.parent],
                 StageName.GPU_RUN: [self.gpu_run], StageName.CPU_RUN: [self.cpu_run],
                 StageName.TIMER: [self.timer], StageName.PROFILE: [self.profile],
-                StageName.REPORT: [self.report, self.report_reference]}[name]
+                StageName.REPORT: [self.report, self.report_reference, self.findings]}[name]
 
 
 def _bench(*args: str) -> list[str]:
@@ -109,6 +113,7 @@ def commands(stage: Stage, layout: Layout, device: str, tiny: bool) -> list[list
     if (REFERENCE_CPU_RUN / "summary.csv").is_file():
         out.append(_bench("report", str(layout.gpu_run), str(REFERENCE_CPU_RUN), "--out",
                           str(layout.report_reference)))
+    out.append([sys.executable, "-m", "bench.gpuref.findings", "--out", str(layout.out)])
     return out
 
 

@@ -142,3 +142,16 @@ def test_every_cuda_api_the_kit_lists_resolves_in_this_torch_except_nvml_where_i
     missing = [n for n, ok in results.items() if not ok and not n.startswith(("pynvml.", "triton."))]
     assert missing == []
     assert not torch_api.resolves("torch.cuda.no_such_helper") and not torch_api.resolves("no_such_module.x")
+
+
+def test_rerunning_some_stages_keeps_the_other_stages_records_in_order(tmp_path, monkeypatch):
+    monkeypatch.setattr(command, "commands", lambda stage, layout, device, tiny: [
+        [sys.executable, "-c", f"print('{stage.name.value} done')"]])
+    monkeypatch.setattr(command.Kit, "_has_cuda", lambda self: False)
+    (tmp_path / "out").mkdir()
+    first = [_fake_stage(StageName.PREFLIGHT, 30), _fake_stage(StageName.GPU_RUN, 30), _fake_stage(StageName.REPORT, 30)]
+    assert command.Kit(stages.Layout(tmp_path / "out"), tmp_path / "a.tar.gz", "cpu", False).run(first) == 0
+    assert command.Kit(stages.Layout(tmp_path / "out"), tmp_path / "a.tar.gz", "cpu", False).run([first[1]]) == 0
+    records = json.loads((tmp_path / "out" / "stages.json").read_text())["stages"]
+    assert [r["stage"] for r in records] == ["preflight", "gpu-run", "report"]
+    assert all(r["status"] == "ok" for r in records)
