@@ -9,7 +9,7 @@ PRESET ?= quick
 ARGS   ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test mutants bench loader report profile check-perf check-counters check-instructions baseline perf-save perf-compare clean
+.PHONY: help venv test mutants bench loader report profile gpu-reference check-perf check-counters check-instructions baseline perf-save perf-compare clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -40,6 +40,12 @@ report: $(STAMP)  ## re-render report.md and plots of the latest run (RUN=dir to
 
 profile: $(STAMP)  ## profile a representative case (FashionMNIST net, batch 64) on the default device
 	$(BIN)/mlpbench profile --network fashion_mnist --batch 64 $(ARGS)
+
+# The GPU kit runs from a plain checkout on a bare GPU machine (no venv there): PY is that machine's python.
+PY ?= python3
+OUT ?= results/gpu-reference
+gpu-reference:  ## the GPU kit, every CUDA check and measurement in one bounded command (OUT=DIR, ARGS="--device cpu --tiny")
+	PYTHONPATH=. $(PY) -m bench gpu-reference --out $(OUT) $(ARGS)
 
 GATE_BASELINE ?= results/baselines/cpu-gate.json
 PERF_BASE ?= HEAD

@@ -158,12 +158,16 @@ class Case(CaseFields):
     def make_batch(self, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """A fresh random (input, target) batch on the case's device (never zeros)."""
         device = torch.device(self.device)
-        x = torch.randn(self.batch, *self.input_shape, generator=generator).to(device)
+        where = "cpu"
+        if device.type == "cuda":  # drawn on the GPU: the host takes seconds for a 134M-element batch
+            seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+            generator, where = torch.Generator(device=device).manual_seed(seed), device
+        x = torch.randn(self.batch, *self.input_shape, generator=generator, device=where).to(device)
         n_out = self.io_features[1]
         if self.loss == Loss.MSE.value:
-            y = torch.randn(self.batch, n_out, generator=generator).to(device)
+            y = torch.randn(self.batch, n_out, generator=generator, device=where).to(device)
         else:
-            y = torch.randint(0, n_out, (self.batch,), generator=generator).to(device)
+            y = torch.randint(0, n_out, (self.batch,), generator=generator, device=where).to(device)
         return x, y
 
     def with_(self, **changes) -> "Case":
@@ -283,6 +287,39 @@ PRESETS: dict[str, Sweep] = {
         _grid(network=_CLASSIC_NETS, batch=(4, 64, 1024, 16384), compile=("none", "reduce-overhead")),
     ), "GPU-scale grid: widths to 8192, batches to 16384, all compile modes, fp32/tf32/bf16", max_case_s=120.0),
 }
+
+# The GPU kit (`mlpbench gpu-reference`, docs/gpu-reference.md): cases ordered by value, because a run budget
+# (--max-run-s) measures them in order and skips the rest. Every run measures its matmul ceilings first.
+_LARGE = dict(width=8192, depth=4, batch=8192)  # the large MLP of the MFU goal
+_CROSSOVER = dict(width=(256, 1024, 4096, 8192), depth=2, batch=(4, 16, 64, 256, 1024, 4096, 16384))
+_TINY_CROSSOVER = dict(width=(16, 64), depth=2, batch=(4, 64))
+PRESETS.update({
+    "gpu": Sweep("gpu", (
+        _grid(**_LARGE, device="cuda", dtype="bf16", compile=("none", "default")),
+        _grid(**_LARGE, device="cuda", dtype="fp16"),  # and so the run's fp16 ceiling
+        _grid(network=_CLASSIC_NETS, batch=64, device="cuda", compile=("none", "reduce-overhead")),
+        _grid(width=1024, depth=4, batch=64, device="cuda", compile=("none", "reduce-overhead")),
+        _grid(dtype=("fp32", "bf16", "tf32"), **_CROSSOVER, device="cuda"),  # the CPU-GPU crossover grid
+        _grid(width=1024, depth=4, batch=1024, device="cuda", dtype="bf16", activation=tuple(mlp.ACTIVATIONS)),
+        _grid(width=1024, depth=(2, 3, 4, 5, 6, 7, 8), batch=1024, device="cuda", dtype="bf16"),
+    ), "the GPU kit's CUDA sweep, by value: large MLP, reduce-overhead at batch 64, crossover grid, "
+       "activations, depths (no max-autotune); run it under --max-run-s", all_devices=False, max_case_s=60.0),
+    "crossover": Sweep("crossover", (
+        _grid(batch=_CROSSOVER["batch"], width=_CROSSOVER["width"], depth=2),  # batch first: cheap cases first
+    ), "the CPU side of the GPU kit's crossover grid (fp32, small batches first); run it under --max-run-s",
+        all_devices=False, max_case_s=30.0),
+    "gpu-tiny": Sweep("gpu-tiny", (
+        _grid(width=64, depth=2, batch=64, device="cuda", compile=("none", "default")),
+        _grid(network="teaching", batch=64, device="cuda", compile=("none", "reduce-overhead")),
+        _grid(**_TINY_CROSSOVER, device="cuda"),
+        _grid(width=32, depth=1, batch=16, device="cuda", activation=("relu", "gelu")),
+        _grid(width=32, depth=(1, 2), batch=16, device="cuda"),
+    ), "the gpu preset's groups at toy sizes: the CPU rehearsal of the GPU kit (--device cpu)",
+        all_devices=False, max_case_s=10.0),
+    "crossover-tiny": Sweep("crossover-tiny", (_grid(**_TINY_CROSSOVER),),
+                            "the crossover preset at toy sizes (the GPU kit's rehearsal)", all_devices=False,
+                            max_case_s=10.0),
+})
 
 
 def preset(name: str) -> Sweep:

@@ -27,6 +27,7 @@ EXTERNAL_COMMANDS = {
     "crosscheck": ("bench.crosscheck", "engine vs torch.utils.benchmark on three classic cases"),
     "ddp": ("bench.ddp.command", "data-parallel scaling with torchrun + DistributedDataParallel"),
     "loader": ("bench.loader.command", "the classic FashionMNIST loop end to end: DataLoader, copy, step"),
+    "gpu-reference": ("bench.gpuref.command", "the GPU kit: every CUDA check and measurement, stage by stage, bounded"),
 }
 
 
@@ -71,6 +72,9 @@ def _add_run(sub) -> None:
                    help="skip a case whose measuring time, predicted after its first step, exceeds this "
                         "(default per preset: quick 30, smoke 10, classic 30, full 120, flags alone 60; "
                         "'inf' for no limit)")
+    p.add_argument("--max-run-s", metavar="SECONDS",
+                   help="run budget: start a case only while the time left covers its prediction; the rest "
+                        "become skipped rows ('run budget'). Default: no limit")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-show", action="store_true", help="do not print the summary table at the end")
 
@@ -89,6 +93,7 @@ def _cmd_run(args) -> int:
     config_args = {k: v for k, v in (("repeats", args.repeats), ("min_time_s", args.min_time_s),
                                      ("warmup_s", args.warmup_s)) if v is not None}
     max_case_s = seconds_budget(args.max_case_s, "max-case-s") if args.max_case_s is not None else None
+    max_run_s = seconds_budget(args.max_run_s, "max-run-s") if args.max_run_s is not None else None
     try:
         TimingConfig(**config_args)
     except ValueError as exc:
@@ -132,7 +137,7 @@ def _cmd_run(args) -> int:
         print(f"mlpbench: warning: {warning}", file=sys.stderr)
     try:
         writer = run_sweep(cases, out_dir, config, preset=preset_name, resume=bool(args.resume),
-                           progress=not args.no_progress, skip_slow_dtypes=skip_slow_dtypes)
+                           progress=not args.no_progress, skip_slow_dtypes=skip_slow_dtypes, max_run_s=max_run_s)
     except KeyboardInterrupt:
         print(f"\nmlpbench: interrupted; finished cases are saved in {out_dir} "
               f"(continue with: mlpbench run --resume {out_dir})", file=sys.stderr)

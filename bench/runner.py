@@ -19,13 +19,15 @@ import math
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
 
 import mlp
 
+from . import telemetry
+from .budget import RunBudget, prior_case_s
 from .cases import Case
 from .ceiling import Ceiling, measure_ceiling, slower_than_fp32
 from .clocks import torch_threads
@@ -101,12 +103,14 @@ def summary_rows(m: Measurement, ceiling: Ceiling | None) -> list[dict]:
     """One row per phase (one row in all for a failed case), with statistics and derived metrics."""
     case = m.case
     base = {**case.to_row(), "case_id": case.case_id, "label": case.label, "status": Status(m.status).value,
-            "reason": m.reason}
+            "reason": m.reason,
+            **m.telemetry}
     timings = {"first_step_s": m.first_step_s, "measure_s": m.measure_s,
                "predicted_measure_s": m.predicted_measure_s, "steady_measure_s": m.steady_measure_s}
     if m.status != Status.OK:
         return [{**base, "phase": Phase.STEP.value, **timings}]
-    model = case.build_model()
+    with torch.device("meta"):  # shapes only: a w8192 network built on the host would cost seconds per case
+        model = case.build_model()
     flops = mlp.flops(model, case.batch, case.loss, case.optimizer)
     memory = mlp.memory(model, case.batch, case.input_shape, case.loss, case.optimizer, case.dtype)
     summaries = {p: summarize(m.samples[p]) for p in Phase}
@@ -177,18 +181,23 @@ def run_sweep(
     measure_fn: Callable[..., Measurement] = safe_measure,
     meta_extra: dict | None = None,
     skip_slow_dtypes: bool = False,
+    max_run_s: float | None = None,
 ) -> RunWriter:
     """Measure every case not yet in ``out_dir`` and write the run folder after each one.
 
     The folder and meta.json exist before the first ceiling. ``measure_fn(case, config, on_predict=...)``
     reports each case's predicted time to the progress bar. With ``skip_slow_dtypes`` (a preset whose
     dtypes the user did not choose), cases in a dtype the device has no fast path for become
-    ``skipped`` rows, and meta.json's ``skipped_dtypes`` says why.
+    ``skipped`` rows, and meta.json's ``skipped_dtypes`` says why. With ``max_run_s`` (``--max-run-s``) the
+    run starts a case only while the time left covers its prediction (``bench.budget``); the rest become
+    ``skipped`` rows whose reason starts with "run budget".
     """
     started = time.perf_counter()
+    budget = RunBudget(max_run_s) if max_run_s is not None else None  # the ceilings count against it
     meta = RunMeta(preset=preset, env=fingerprint(), timing_config=asdict(config), n_cases=len(cases),
                    cases=[c.to_row() for c in cases], skip_slow_dtypes=skip_slow_dtypes,
-                   load_average_1m_start=load_average(), extra=dict(meta_extra or {}))
+                   load_average_1m_start=load_average(),
+                   extra={**(meta_extra or {}), "max_run_s": max_run_s})
     writer = RunWriter(out_dir, meta, resume=resume)  # takes the folder's lock (FolderBusy: another writer)
     try:
         writer.flush()  # the folder and meta.json from the first second
@@ -197,7 +206,7 @@ def run_sweep(
         slow = slow_dtypes(todo, writer.meta.ceilings) if skip_slow_dtypes else {}
         writer.meta.skipped_dtypes = slow
         writer.flush()
-        _measure_cases(todo, writer, config, measure_fn, slow, progress)
+        _measure_cases(todo, writer, config, measure_fn, slow, progress, budget)
     finally:
         writer.meta.run_s += time.perf_counter() - started
         writer.meta.load_average_1m_end = load_average()
@@ -207,21 +216,24 @@ def run_sweep(
 
 
 def _measure_cases(todo: Sequence[Case], writer: RunWriter, config: TimingConfig, measure_fn: Callable,
-                   slow: dict[str, str], progress: bool) -> None:
+                   slow: dict[str, str], progress: bool, budget: RunBudget | None) -> None:
     """Each case in turn, marked in flight while it is measured; interrupted, the mark is withdrawn."""
     bar = _Progress(todo, progress)
     try:
         for case in todo:
             bar.start(case)
             key = f"{case.device}/{case.dtype}"
+            ceiling = writer.meta.ceilings.get(case_ceiling_key(case))
             if writer.gave_up_on(case.case_id):
                 measurement = Measurement(case, status=Status.CRASHED, reason=CRASHED_REASON)
             elif key in slow:
                 measurement = Measurement(case, status=Status.SKIPPED, reason=slow_dtype_reason(case, slow[key]))
             else:
                 writer.begin(case.case_id, case.label)
-                measurement = measure_fn(case, config, on_predict=bar.predicted)
-            ceiling = writer.meta.ceilings.get(case_ceiling_key(case))
+                if budget is not None:
+                    measurement = _measure_within(budget, case, config, ceiling, measure_fn, bar.predicted)
+                else:
+                    measurement = _measure_watched(case, config, measure_fn, bar.predicted)
             writer.add(summary_rows(measurement, Ceiling(**ceiling) if ceiling else None), sample_rows(measurement))
             bar.done(measurement)
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (the CLI turns it into this): not a crash
@@ -230,6 +242,33 @@ def _measure_cases(todo: Sequence[Case], writer: RunWriter, config: TimingConfig
         raise
     finally:
         bar.close()
+
+
+def _measure_watched(case: Case, config: TimingConfig, measure_fn, on_predict) -> Measurement:
+    """``measure_fn`` with GPU telemetry sampled while it runs (CUDA cases; ``bench.telemetry``)."""
+    watch = telemetry.CaseWatch(case.device)
+    with watch:
+        m = measure_fn(case, config, on_predict=on_predict)
+    if case.device == "cuda":
+        step = m.samples.get(Phase.STEP) if m.samples else None
+        m.telemetry = watch.columns(m.steady_window, summarize(step).median if step else math.nan)
+    return m
+
+
+def _measure_within(budget: RunBudget, case: Case, config: TimingConfig, ceiling: dict | None, measure_fn,
+                    on_predict) -> Measurement:
+    """Measure ``case`` only if the run's time left covers it: before it starts, and again after its first step."""
+    rate = ceiling["measured_tflops"] if ceiling else None
+    reason = budget.not_started_reason(prior_case_s(case, rate, config).total_s, case)
+    if reason:
+        return Measurement(case, status=Status.SKIPPED, reason=reason)
+    left = budget.left_s()
+    run_limited = config.max_case_s is None or left < config.max_case_s
+    m = _measure_watched(case, replace(config, max_case_s=max(min(left, config.max_case_s or math.inf), 1e-3)),
+                         measure_fn, on_predict)
+    if m.status == Status.SKIPPED and run_limited and m.reason.startswith("predicted"):
+        m.reason = budget.measuring_reason(m.predicted_measure_s, left, case)
+    return m
 
 
 def slow_dtypes(cases: Sequence[Case], ceilings: dict) -> dict[str, str]:

@@ -77,6 +77,8 @@ class Measurement:
     measure_s: float = 0.0  # wall time spent on this case
     predicted_measure_s: float = math.nan  # warm-up + rounds, predicted from the step after the first
     steady_measure_s: float = math.nan  # what that part really took (first inference call excluded)
+    steady_window: tuple[float, float] | None = None  # perf_counter at the start and end of warm-up + rounds
+    telemetry: dict = field(default_factory=dict)  # GPU telemetry columns (bench.telemetry), CUDA cases only
 
 
 # --------------------------------------------------------------------------- blocks
@@ -92,7 +94,9 @@ def calibrate_iters(per_iter_s: float, config: TimingConfig) -> int:
 
 
 def build_step(case: Case) -> mlp.TrainStep:
-    model = case.build_model()
+    # built on its device: initialising a w8192 network on the host takes seconds, on the GPU milliseconds
+    with torch.device(case.device if case.device == "cuda" else "cpu"):
+        model = case.build_model()
     compiled = None
     if case.compiled:
         # dynamic=False: each batch size is its own static graph, as in a real training job
@@ -197,7 +201,9 @@ def measure(case: Case, config: TimingConfig = TimingConfig(),
 
         if compiled:
             result.recompiles = _dynamo_counts()[2] - frames_after_warmup
-        result.steady_measure_s = time.perf_counter() - steady_start - result.first_inference_s
+        steady_end = time.perf_counter()
+        result.steady_window = (steady_start, steady_end)
+        result.steady_measure_s = steady_end - steady_start - result.first_inference_s
         if device.type == "cuda":
             result.peak_mem_bytes = peak_memory_per_phase(step, pool, mark_step)
     result.measure_s = time.perf_counter() - wall_start

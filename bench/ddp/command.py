@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import errno
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -30,6 +29,7 @@ from pathlib import Path
 
 from ..errors import EXIT_INTERRUPTED, UsageError, first_line
 from ..flags import add_case_arguments, case_overrides, comma_list
+from ..processes import stop_group
 
 DDP_DEFAULT_BUCKET_CAP_MB = 25.0  # DistributedDataParallel's documented default bucket_cap_mb
 LAUNCH_TIMEOUT_S = 900  # one torchrun launch; a hung rendezvous or collective ends here at the latest
@@ -199,16 +199,7 @@ def run_launch(command: list[str], log: Path, env: dict, timeout_s: float) -> tu
 
 
 def _stop(proc: subprocess.Popen) -> None:
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=KILL_GRACE_S)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+    stop_group(proc, KILL_GRACE_S)
 
 
 def _failure_line(log: Path, rc: int) -> str:

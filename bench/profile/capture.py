@@ -55,7 +55,8 @@ def profile_case(case: Case, config: ProfileConfig, out_dir: Path) -> ProfileRes
         unprofiled = _unprofiled_phase_wall_us(step, pool, mark_step)
         cuda_peaks = _cuda_peaks(step, pool, mark_step) if case.device == "cuda" else {}
         module_flops, flops_total, measured = eager_accounting(case)
-    model = case.build_model()
+    with torch.device("meta"):  # the analytic counts need shapes only
+        model = case.build_model()
     return ProfileResult(
         case=case, config=config, torch_version=torch.__version__,
         operators=operators_by_phase(events, ranges, config.active_steps, config.by_shape),

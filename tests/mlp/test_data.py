@@ -18,6 +18,7 @@ import torchvision  # noqa: F401 - a failing import fails this module, on purpos
 
 import mlp
 
+pytestmark = pytest.mark.torchvision  # the GPU kit runs these with the CUDA tests (-m "cuda or torchvision")
 IDX_UBYTE = 0x08  # IDX type code for unsigned bytes
 
 

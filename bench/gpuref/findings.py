@@ -1,0 +1,169 @@
+"""The kit's headline figures in one page (``OUT/findings.md``, also printed): what the GPU issue must quote.
+
+Read from what the stages wrote, nothing measured here: tests (junit), ceilings against the datasheet and
+the copy rate, the large MLP's MFU, reduce-overhead against eager, the crossover batches (this machine's
+CPU and the 2-core reference), analytic against measured peak memory, engine against ``do_bench``, and
+the telemetry. A section whose inputs are missing says so in one line. The device tool returns only the
+end of the console, so these lines are printed last.
+
+``python -m bench.gpuref.findings --out OUT``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pandas as pd
+
+from ..report.tables import compile_pairs, crossover_batches, device_speedup, load_runs, merged_summary
+from ..store import is_run_dir, write_atomic
+from .stages import REFERENCE_CPU_RUN, Layout
+
+MEMORY_TOLERANCE = 0.10  # analytic vs measured peak: the GPU issue's goal
+LARGE = {"width": 8192, "depth": 4, "batch": 8192}
+
+
+def _fmt(value, digits: int = 3) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}g}"
+
+
+def _tests(layout: Layout) -> list[str]:
+    suite = ET.parse(layout.junit).getroot()
+    suite = suite if suite.tag == "testsuite" else suite.find("testsuite")
+    a = {k: int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped")}
+    return [f"- tests: {a['tests']} selected, {a['failures']} failed, {a['errors']} errors, {a['skipped']} skipped"]
+
+
+def _ceilings(layout: Layout) -> list[str]:
+    meta = json.loads((layout.gpu_run / "meta.json").read_text())
+    lines = []
+    for key, c in sorted(meta.get("ceilings", {}).items()):
+        if c.get("device") != "cuda":
+            continue
+        sheet = c.get("datasheet_tflops")
+        share = f" = {c['measured_tflops'] / sheet:.0%} of the datasheet's {sheet:g}" if sheet else ""
+        lines.append(f"- ceiling {key}: {c['measured_tflops']:.4g} TFLOP/s at n={c['matmul_size']}{share}")
+    if layout.timer.is_file():
+        copy = json.loads(layout.timer.read_text()).get("copy")
+        if copy:
+            lines.append(f"- device copy: {copy['gb_per_s']:.0f} GB/s (read + write)")
+    return lines or ["- no CUDA ceiling in the run"]
+
+
+def _steps(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame[(frame["phase"] == "step") & (frame["status"] == "ok")]
+
+
+def _large(gpu: pd.DataFrame) -> list[str]:
+    rows = _steps(gpu)
+    rows = rows[(rows["network"] == "uniform") & (rows["width"] == LARGE["width"]) & (rows["depth"] == LARGE["depth"])
+                & (rows["batch"] == LARGE["batch"])]
+    out = []
+    for _, r in rows.iterrows():
+        energy = r.get("gpu_energy_per_step_j", math.nan)
+        out.append(f"- large MLP {r['dtype']} {r['compile']}: step {r['median_s'] * 1e3:.4g} ms, "
+                   f"{_fmt(r['tflops'], 4)} TFLOP/s, MFU {_fmt(r['mfu'] * 100, 3)}% of the same-run ceiling; "
+                   f"energy/step {_fmt(energy)} J, throttled {r.get('gpu_throttled', 'n/a')}")
+    return out or ["- large MLP: not measured"]
+
+
+def _reduce_overhead(summary: pd.DataFrame) -> list[str]:
+    pairs = compile_pairs(summary)
+    pairs = pairs[(pairs["compile"] == "reduce-overhead") & (pairs["device"] == "cuda")]
+    return [f"- reduce-overhead {r['label']}: {r['speedup']:.3g}x eager, compile {_fmt(r['compile_s'])} s, "
+            f"break-even {_fmt(r['break_even_steps'])} steps" for _, r in pairs.iterrows()] or \
+        ["- reduce-overhead: no pair measured"]
+
+
+def _crossover(runs: list, what: str) -> list[str]:
+    summary, _ = merged_summary(runs)
+    cross = crossover_batches(device_speedup(summary))
+    cross = cross[cross["batches"] >= 2]
+    return [f"- crossover vs {what}, {r['dtype']} w{r['width']} d{r['depth']}: GPU wins from batch "
+            f"{_fmt(r['wins_from'])} (interpolated {_fmt(r['crossover_batch'])})" for _, r in cross.iterrows()] or \
+        [f"- crossover vs {what}: no case measured on both"]
+
+
+def _memory(gpu: pd.DataFrame) -> list[str]:
+    rows = _steps(gpu)
+    rows = rows[rows["peak_mem_bytes"].notna() & (rows["peak_mem_bytes"] > 0)]
+    if not len(rows):
+        return ["- memory: no measured CUDA peak"]
+    ratio = rows["mem_total_bytes"] / rows["peak_mem_bytes"]
+    off = rows[(ratio - 1).abs() > MEMORY_TOLERANCE]
+    worst = (ratio - 1).abs().idxmax()
+    return [f"- memory: analytic within {MEMORY_TOLERANCE:.0%} of the measured step peak for {len(rows) - len(off)} of "
+            f"{len(rows)} ok cases; worst {rows.loc[worst, 'label']}: analytic/measured {ratio[worst]:.3g}"]
+
+
+def _timer(layout: Layout) -> list[str]:
+    data = json.loads(layout.timer.read_text())
+    return [f"- engine vs do_bench, {c['case']}: ratio {c['ratio']:.3f} ({c['engine_median_s'] * 1e3:.4g} ms vs "
+            f"{c['do_bench_median_s'] * 1e3:.4g} ms)" for c in data.get("cases", [])] + \
+        [f"- timer-check error: {e}" for e in data.get("errors", [])]
+
+
+def _telemetry_and_budget(gpu: pd.DataFrame) -> list[str]:
+    steps = gpu[gpu["phase"] == "step"]
+    budget = int(steps["reason"].astype(str).str.startswith("run budget").sum())
+    lines = [f"- run: {int((steps['status'] == 'ok').sum())} ok, {budget} skipped for the run budget, "
+             f"{int(steps['status'].isin(['error', 'oom']).sum())} failed, of {len(steps)}"]
+    if "gpu_throttled" in steps:
+        flagged = steps[steps["gpu_throttled"].astype(str) == "True"]
+        lines.append(f"- telemetry: {len(flagged)} case(s) throttled" +
+                     (f" ({', '.join(flagged['label'])})" if len(flagged) else "") +
+                     f"; reasons: {', '.join(sorted(set(steps['gpu_telemetry_reason'].dropna()) - {''})) or 'none'}")
+    return lines
+
+
+def findings(out: Path) -> str:
+    layout = Layout(out)
+    lines = [f"# GPU kit findings: {out}", ""]
+    if layout.preflight.is_file():
+        info = json.loads(layout.preflight.read_text()).get("fingerprint", {})
+        lines.append(f"- machine: {info.get('gpu_name') or 'no GPU'}, driver {info.get('driver_version')}, torch "
+                     f"{info.get('torch')} (CUDA {info.get('torch_cuda_build')}), {info.get('cpu_model')} x"
+                     f"{info.get('cpu_count')}")
+    gpu_runs = [r for r in (layout.gpu_run, layout.cpu_run) if is_run_dir(r)]
+    sections = [(_tests, layout.junit.is_file()), (_ceilings, is_run_dir(layout.gpu_run)),
+                (_timer, layout.timer.is_file())]
+    for fn, ready in sections:
+        lines += _guarded(fn, layout) if ready else [f"- {fn.__name__.strip('_')}: no input"]
+    if is_run_dir(layout.gpu_run):
+        runs = load_runs([str(p) for p in gpu_runs])
+        gpu = runs[0].summary
+        summary, _ = merged_summary(runs)
+        for fn, arg in ((_large, gpu), (_reduce_overhead, summary), (_memory, gpu), (_telemetry_and_budget, gpu)):
+            lines += _guarded(fn, arg)
+        if len(runs) > 1:
+            lines += _guarded(lambda r: _crossover(r, "this machine's CPU"), runs)
+        if is_run_dir(REFERENCE_CPU_RUN):
+            lines += _guarded(lambda r: _crossover(r, "the 2-core CPU reference"),
+                              [runs[0], *load_runs([str(REFERENCE_CPU_RUN)])])
+    return "\n".join(lines) + "\n"
+
+
+def _guarded(fn, arg) -> list[str]:
+    try:
+        return fn(arg)
+    except Exception as exc:  # noqa: BLE001 - one missing figure must not hide the others
+        return [f"- {getattr(fn, '__name__', 'section').strip('_')}: not available ({type(exc).__name__}: {exc})"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.gpuref.findings")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    text = findings(args.out)
+    write_atomic(args.out / "findings.md", text)
+    print(text, end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""The engine's step median against an independent timer, ``triton.testing.do_bench``, on two CUDA cases.
+
+One large case (the large MLP, compute-bound) and one launch-bound case (the FashionMNIST net at
+batch 64). For each: ``bench.timing.measure``'s whole-step median, then ``do_bench``'s median of the
+same training step (its own events, warm-up and repetitions in milliseconds, L2 flushed between
+calls), in the same process. Their ratio should be within a few per cent. Also the device-to-device
+copy rate (bytes read + written), the bandwidth ceiling issue 17 asks for. CUDA only: without
+CUDA it prints ``skipped: no CUDA`` and exits 0.
+
+``python -m bench.gpuref.timercheck --out FILE [--tiny]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from ..cases import Case
+from ..phases import Phase
+from ..stats import summarize
+from ..timing import build_step, case_context, measure
+
+CASES = (Case(width=8192, depth=4, batch=8192, dtype="bf16", device="cuda"),
+         Case(network="fashion_mnist", batch=64, device="cuda"))
+TINY_CASES = (Case(width=256, depth=2, batch=256, device="cuda"), Case(network="teaching", batch=64, device="cuda"))
+DO_BENCH_WARMUP_MS, DO_BENCH_REP_MS = 100, 500
+COPY_BYTES = 2**30  # one GiB each way: far beyond the L2 (50-60 MB on Hopper)
+NO_CUDA = "skipped: no CUDA"
+
+
+def do_bench_median_s(fn) -> float:
+    from triton.testing import do_bench
+
+    return do_bench(fn, warmup=DO_BENCH_WARMUP_MS, rep=DO_BENCH_REP_MS, return_mode="median") * 1e-3
+
+
+def compare_case(case: Case) -> dict:
+    import torch
+
+    start = time.perf_counter()
+    ours = summarize(measure(case).samples[Phase.STEP]).median
+    with case_context(case):
+        step = build_step(case)
+        x, y = case.make_batch(torch.Generator().manual_seed(1))
+        step.step(x, y)  # warm: cuBLAS handles, allocator
+        theirs = do_bench_median_s(lambda: step.step(x, y))
+    return {"case": case.label, "case_id": case.case_id, "engine_median_s": ours, "do_bench_median_s": theirs,
+            "ratio": ours / theirs, "seconds": time.perf_counter() - start}
+
+
+def copy_rate(n_bytes: int = COPY_BYTES) -> dict:
+    import torch
+
+    src = torch.randn(n_bytes // 4, device="cuda")
+    dst = torch.empty_like(src)
+    seconds = do_bench_median_s(lambda: dst.copy_(src))
+    return {"bytes_each_way": n_bytes, "median_s": seconds, "gb_per_s": 2 * n_bytes / seconds / 1e9,
+            "counting": "bytes read + bytes written"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.gpuref.timercheck")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--tiny", action="store_true")
+    args = parser.parse_args(argv)
+    import torch
+
+    if not torch.cuda.is_available():
+        print(f"timer-check: {NO_CUDA}")
+        return 0
+    rows, errors = [], []
+    for case in TINY_CASES if args.tiny else CASES:
+        try:
+            rows.append(compare_case(case))
+        except Exception as exc:  # noqa: BLE001 - one case failing keeps the other's numbers
+            errors.append(f"{case.label}: {type(exc).__name__}: {str(exc).strip()[:200]}")
+    try:
+        copy = copy_rate(COPY_BYTES // 16 if args.tiny else COPY_BYTES)
+    except Exception as exc:  # noqa: BLE001
+        copy, errors = None, errors + [f"copy: {type(exc).__name__}: {str(exc).strip()[:200]}"]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"cases": rows, "copy": copy, "errors": errors,
+                                    "do_bench": {"warmup_ms": DO_BENCH_WARMUP_MS, "rep_ms": DO_BENCH_REP_MS,
+                                                 "return_mode": "median"}}, indent=2) + "\n")
+    for r in rows:
+        print(f"timer-check: {r['case']}: engine {r['engine_median_s'] * 1e3:.4g} ms, do_bench "
+              f"{r['do_bench_median_s'] * 1e3:.4g} ms, ratio {r['ratio']:.3f}")
+    if copy:
+        print(f"timer-check: device copy {copy['gb_per_s']:.0f} GB/s (read + write, {copy['bytes_each_way']} B)")
+    for e in errors:
+        print(f"timer-check: error: {e}")
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
