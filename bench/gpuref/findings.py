@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..report.tables import compile_pairs, crossover_batches, device_speedup, load_runs, merged_summary
-from ..store import is_run_dir, write_atomic
+from ..runs import is_run_dir, write_atomic
 from .stages import REFERENCE_CPU_RUN, Layout
 
 MEMORY_TOLERANCE = 0.10  # analytic vs measured peak: the GPU issue's goal

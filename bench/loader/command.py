@@ -131,7 +131,7 @@ def _dataset(data_root: Path | None):
 
 def command(args: argparse.Namespace) -> int:
     from ..env import busy_warning
-    from ..store import new_run_dir, prepare_run_dir
+    from ..runs import RunWriter, new_run_dir, prepare_run_dir
 
     cases = plan_cases(args)
     config = _loop_config(args)
@@ -147,18 +147,18 @@ def command(args: argparse.Namespace) -> int:
     warning = busy_warning()
     if warning:
         print(f"mlpbench: warning: {warning}", file=sys.stderr)
-    meta = _meta(cases, config, source, len(dataset))
     results, started = [], time.perf_counter()
-    try:
-        for index, lcase in enumerate(cases, start=1):
-            results.append(_measure(lcase, dataset, config, args.seed))
-            _write(out_dir, meta, results, started)
-            print(f"  [{index}/{len(cases)}] {lcase.label}: {_progress_text(results[-1])}", file=sys.stderr)
-    except KeyboardInterrupt:
-        meta["interrupted"] = True
-        _write(out_dir, meta, results, started)
-        print(f"\nmlpbench: interrupted; {len(results)} finished cases are saved in {out_dir}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    with RunWriter(out_dir, _meta(cases, config, source, len(dataset))) as writer:  # the folder's lock
+        try:
+            for index, lcase in enumerate(cases, start=1):
+                results.append(_measure(lcase, dataset, config, args.seed))
+                _write(writer, results, started)
+                print(f"  [{index}/{len(cases)}] {lcase.label}: {_progress_text(results[-1])}", file=sys.stderr)
+        except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (the CLI turns it into this)
+            writer.meta.interrupted = True
+            _write(writer, results, started)
+            print(f"\nmlpbench: interrupted; {len(results)} finished cases are saved in {out_dir}", file=sys.stderr)
+            return EXIT_INTERRUPTED
     return _finish(out_dir, args)
 
 
@@ -182,34 +182,33 @@ def _progress_text(m) -> str:
             f"{step_only_samples_per_s(m):,.0f} samples/s")
 
 
-def _meta(cases: list, config, source, examples: int) -> dict:
+def _meta(cases: list, config, source, examples: int):
     from ..env import fingerprint, load_average
+    from ..runs import RunKind, RunMeta
 
-    return {"kind": "loader", "preset": "loader", "env": fingerprint(),
-            "loop_config": {"steps": config.steps, "warmup_steps": config.warmup_steps,
-                            "timing": asdict(config.timing)},
-            "data": {"root": str(source.root), "random_content": source.random_content,
-                     "description": source.description, "train_examples": examples},
-            "cases": [c.to_row() for c in cases], "command": " ".join(["mlpbench", *sys.argv[1:]]),
-            "load_average_1m_start": load_average(), "interrupted": False}
+    return RunMeta(kind=RunKind.LOADER, preset="loader", env=fingerprint(), n_cases=len(cases),
+                   cases=[c.to_row() for c in cases], load_average_1m_start=load_average(),
+                   extra={"loop_config": {"steps": config.steps, "warmup_steps": config.warmup_steps,
+                                          "timing": asdict(config.timing)},
+                          "data": {"root": str(source.root), "random_content": source.random_content,
+                                   "description": source.description, "train_examples": examples},
+                          "command": " ".join(["mlpbench", *sys.argv[1:]])})
 
 
-def _write(out_dir: Path, meta: dict, results: list, started: float) -> None:
+def _write(writer, results: list, started: float) -> None:
     from ..env import load_average
-    from ..store import META_JSON, SAMPLES_CSV, SUMMARY_CSV, write_meta, write_table
     from .tables import tables
 
     samples, summary = tables(results)
-    meta["run_s"] = time.perf_counter() - started
-    meta["load_average_1m_end"] = load_average()
-    write_table(out_dir / SAMPLES_CSV, samples)
-    write_table(out_dir / SUMMARY_CSV, summary)
-    write_meta(out_dir / META_JSON, meta)
+    writer.set_tables(summary, samples)
+    writer.meta.run_s = time.perf_counter() - started
+    writer.meta.load_average_1m_end = load_average()
+    writer.flush()
 
 
 def _finish(out_dir: Path, args: argparse.Namespace) -> int:
     from ..report.loader import format_loader, write_loader_report
-    from ..store import load_run
+    from ..runs import load_run
 
     run = load_run(out_dir)
     if not args.no_show:

@@ -136,7 +136,7 @@ def loader_figure(summary: pd.DataFrame, out_dir: Path) -> Figure:
 
 def write_loader_report(runs: Sequence, out_dir: Path) -> Report:
     """report.md + plots/loader.png for loader runs (one table per run)."""
-    from ..store import write_atomic
+    from ..runs import write_atomic
 
     out_dir = Path(out_dir)
     names = run_names(runs)

@@ -46,3 +46,4 @@ class RunKind(_Word):
     SWEEP = "sweep"  # mlpbench run: one row per case x phase
     DDP = "ddp"  # mlpbench ddp: one row per case x phase x rank (and rank 'all')
     PROFILE = "profile"  # mlpbench profile: one case, trace.json and profile.md, no tables
+    LOADER = "loader"  # mlpbench loader: one row per case (the classic loop end to end vs the step alone)

@@ -20,7 +20,7 @@ from bench.cli import main
 from bench.loader.measure import LoaderCase, LoopConfig, measure_loader_case, skip_reason
 from bench.loader.tables import tables
 from bench.report.loader import INPUT_BOUND_SHARE, cases_frame
-from bench.store import load_run
+from bench.runs import load_run
 from bench.timing import TimingConfig
 from mlp.fashion_mnist_files import write_random_fashion_mnist
 
