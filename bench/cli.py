@@ -26,6 +26,7 @@ EXTERNAL_COMMANDS = {
     "profile": ("bench.profile.command", "profile one case: trace, top operators, FLOPs by module, memory"),
     "crosscheck": ("bench.crosscheck", "engine vs torch.utils.benchmark on three classic cases"),
     "ddp": ("bench.ddp.command", "data-parallel scaling with torchrun + DistributedDataParallel"),
+    "history": ("bench.history.command", "performance over commits: a history database and its change points"),
 }
 
 
