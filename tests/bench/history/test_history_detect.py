@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import ruptures
 
-from bench.history.detect import (MIN_SEGMENT, PENALTY_PER_LOG_N, change_points, check_series, recent,
+from bench.history.detect import (MIN_SEGMENT, ChangePoint, PENALTY_PER_LOG_N, change_points, check_series, recent,
                                   series_noise)
 
 
@@ -93,3 +93,10 @@ def test_check_series_flags_a_recent_step_only():
     old_step = check_series(_Series(_noisy(rng, 10, 25, step=0.3)), last=10)
     assert [c.index for c in recent_step.flagged] == [30]
     assert old_step.flagged == () and any(c.significant for c in old_step.change_points)
+
+
+def test_significant_needs_an_interval_that_excludes_zero_and_a_step_above_the_noise():
+    assert ChangePoint(5, 1.0, 2.0, 0.5, 1.5, noise=0.5).significant
+    assert not ChangePoint(5, 1.0, 2.0, -0.1, 1.5, noise=0.5).significant  # the interval holds 0
+    assert not ChangePoint(5, 1.0, 1.3, 0.1, 0.5, noise=0.5).significant  # a step below one point's noise
+    assert ChangePoint(5, 1.0, 0.0, -1.5, -0.5, noise=0.5).significant  # a drop
