@@ -83,7 +83,7 @@ class HistoryDB:
                              "pip install 'psycopg[binary]'") from None
         except sa.exc.SQLAlchemyError as exc:
             raise UsageError(f"cannot open the history database {shown_url(self.url)}: "
-                             f"{first_line(exc.orig or exc) if hasattr(exc, 'orig') else first_line(exc)}") from None
+                             f"{first_line(getattr(exc, 'orig', None) or exc)}") from None
 
     def close(self) -> None:
         self.engine.dispose()
