@@ -28,6 +28,7 @@ EXTERNAL_COMMANDS = {
     "ddp": ("bench.ddp.command", "data-parallel scaling with torchrun + DistributedDataParallel"),
     "loader": ("bench.loader.command", "the classic FashionMNIST loop end to end: DataLoader, copy, step"),
     "gpu-reference": ("bench.gpuref.command", "the GPU kit: every CUDA check and measurement, stage by stage, bounded"),
+    "history": ("bench.history.command", "performance over commits: a history database and its change points"),
 }
 
 

@@ -1,0 +1,102 @@
+"""Change points against series whose truth is known by construction, and against ruptures' own PELT."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import ruptures
+
+from bench.history.detect import (MIN_SEGMENT, ChangePoint, PENALTY_PER_LOG_N, change_points, check_series, recent,
+                                  series_noise)
+
+
+def _noisy(rng, n_before=30, n_after=30, noise=0.05, step=0.0):
+    x = 1.0 + noise * rng.standard_normal(n_before + n_after)
+    x[n_before:] *= 1.0 + step
+    return x
+
+
+def test_a_clear_step_is_found_where_it_is_with_an_interval_around_its_size():
+    found = change_points(_noisy(np.random.default_rng(3), step=0.15))
+    assert len(found) == 1
+    cp = found[0]
+    assert abs(cp.index - 30) <= 1 and cp.significant
+    assert cp.ci_low < 0.15 < cp.ci_high and cp.ci_low > 0
+    assert cp.step_rel == pytest.approx(0.15, abs=0.05)
+
+
+def test_a_drop_is_a_change_too():
+    cp = change_points(_noisy(np.random.default_rng(4), step=-0.15))[0]
+    assert cp.significant and cp.ci_high < 0 and abs(cp.index - 30) <= 1
+
+
+def test_pure_noise_rarely_has_a_significant_change():
+    rng = np.random.default_rng(5)
+    flagged = sum(any(c.significant for c in change_points(_noisy(rng))) for _ in range(40))
+    assert flagged <= 2  # measured 4% over 50 checks in docs/history.md; one whole series each here
+
+
+def test_the_noise_ignores_the_step():
+    rng = np.random.default_rng(6)
+    x = 1.0 + 0.05 * rng.standard_normal(2000)
+    x[1000:] += 1.0
+    assert np.std(x) > 0.4  # the plain spread counts the step
+    assert series_noise(x) == pytest.approx(0.05, rel=0.1)
+
+
+def test_an_exact_counter_changes_exactly_where_its_value_does():
+    x = [1000.0] * 7 + [1100.0] * 2 + [1050.0]
+    found = change_points(x)
+    assert [(c.index, c.step, c.ci_low, c.ci_high, c.noise) for c in found] == [(7, 100.0, 100.0, 100.0, 0.0),
+                                                                                 (9, -50.0, -50.0, -50.0, 0.0)]
+    assert all(c.significant for c in found)
+    assert change_points([5.0] * 12) == []
+
+
+def test_only_changes_in_the_last_n_commits_are_flagged():
+    x = _noisy(np.random.default_rng(7), step=0.2)
+    found = change_points(x)
+    assert recent(found, len(x), last=10) == []
+    assert [c.index for c in recent(found, len(x), last=31)] == [c.index for c in found if c.significant]
+
+
+def test_a_step_needs_min_segment_commits_after_it():
+    x = _noisy(np.random.default_rng(8), 30, MIN_SEGMENT - 1, noise=0.001, step=0.5)
+    assert not any(c.index == 30 for c in change_points(x))
+    x = _noisy(np.random.default_rng(8), 30, MIN_SEGMENT, noise=0.001, step=0.5)
+    assert [c.index for c in change_points(x)] == [30]
+
+
+def test_the_kernel_solver_segments_as_ruptures_pelt_l2_does():
+    rng = np.random.default_rng(9)
+    for _ in range(25):
+        n = int(rng.integers(2 * MIN_SEGMENT, 61))
+        x = rng.standard_normal(n)
+        x[n // 2:] += rng.choice([0.0, 1.5, 4.0])
+        noise = series_noise(x)
+        expected = ruptures.Pelt(model="l2", min_size=MIN_SEGMENT, jump=1).fit((x - np.median(x)) / noise).predict(
+            pen=PENALTY_PER_LOG_N * math.log(n))
+        assert [c.index for c in change_points(x)] == expected[:-1]
+
+
+class _Series:
+    def __init__(self, values):
+        self.values = tuple(values)
+        self.commits = tuple(f"c{i}" for i in range(len(values)))
+
+
+def test_check_series_flags_a_recent_step_only():
+    rng = np.random.default_rng(10)
+    recent_step = check_series(_Series(_noisy(rng, 30, 5, step=0.3)), last=10)
+    old_step = check_series(_Series(_noisy(rng, 10, 25, step=0.3)), last=10)
+    assert [c.index for c in recent_step.flagged] == [30]
+    assert old_step.flagged == () and any(c.significant for c in old_step.change_points)
+
+
+def test_significant_needs_an_interval_that_excludes_zero_and_a_step_above_the_noise():
+    assert ChangePoint(5, 1.0, 2.0, 0.5, 1.5, noise=0.5).significant
+    assert not ChangePoint(5, 1.0, 2.0, -0.1, 1.5, noise=0.5).significant  # the interval holds 0
+    assert not ChangePoint(5, 1.0, 1.3, 0.1, 0.5, noise=0.5).significant  # a step below one point's noise
+    assert ChangePoint(5, 1.0, 0.0, -1.5, -0.5, noise=0.5).significant  # a drop
