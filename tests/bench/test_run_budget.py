@@ -11,7 +11,7 @@ import time
 import pytest
 import torch
 
-from bench import budget, runner, store, timing
+from bench import budget, runner, runs, timing
 from bench.cases import Case
 from bench.ceiling import Ceiling
 from bench.cli import main as cli_main
@@ -33,7 +33,7 @@ def _instant_ceiling(device, dtype, sizes=None, budget_s=0.0):
 
 
 def _steps(out):
-    summary = store.load_run(out).summary
+    summary = runs.load_run(out).summary
     return summary[summary["phase"] == "step"].set_index("case_id")
 
 
@@ -56,7 +56,7 @@ def test_cases_whose_prediction_exceeds_the_time_left_are_not_started(tmp_path, 
         reason = steps.loc[case.case_id, "reason"]
         assert reason.startswith("run budget: predicted 0.5 s for the case >") and "--max-run-s 1.3" in reason
         assert f"mlpbench run {case.cli_flags()}" in reason
-    assert store.load_run(tmp_path / "run").meta["max_run_s"] == 1.3
+    assert runs.load_run(tmp_path / "run").meta["max_run_s"] == 1.3
 
 
 def test_a_case_predicted_after_its_first_step_beyond_the_time_left_is_skipped_and_the_next_measured(
