@@ -27,7 +27,16 @@ import mlp
 
 from . import store
 from .cases import Case
-from .ceiling import Ceiling, measure_ceiling, slower_than_fp32
+from .ceiling import (
+    END_BUDGET_S,
+    SHAPES_BUDGET_S,
+    Ceiling,
+    fastest_products,
+    measure_case_shapes,
+    measure_ceiling,
+    slower_than_fp32,
+    under_measured,
+)
 from .clocks import torch_threads
 from .env import FULL_RATE_DTYPES, dtype_fast_path, fingerprint, load_average
 from .errors import first_line
@@ -105,8 +114,7 @@ def summary_rows(m: Measurement, ceiling: Ceiling | None) -> list[dict]:
             "matmul_flops": matmul,
             "elementwise_flops": _PHASE_ELEMENTWISE[phase](flops),
             "tflops": tflops,
-            "ceiling_tflops": ceiling.measured_tflops if ceiling else math.nan,
-            "mfu": tflops / ceiling.measured_tflops if ceiling and ceiling.measured_tflops else math.nan,
+            **ceiling_columns(tflops, ceiling),
             "peak_tflops": ceiling.datasheet_tflops if ceiling and ceiling.datasheet_tflops else math.nan,
             "mfu_peak": tflops / ceiling.datasheet_tflops if ceiling and ceiling.datasheet_tflops else math.nan,
             "parameters": mlp.count_parameters(model),
@@ -124,6 +132,13 @@ def summary_rows(m: Measurement, ceiling: Ceiling | None) -> list[dict]:
         }
         rows.append(row)
     return rows
+
+
+def ceiling_columns(tflops: float, ceiling: Ceiling | None) -> dict:
+    """MFU against the same-run ceiling, and the flag when the case beats it (never silently above 100%)."""
+    rate = ceiling.measured_tflops if ceiling else math.nan
+    return {"ceiling_tflops": rate, "mfu": tflops / rate if rate else math.nan,
+            "ceiling_flag": under_measured(tflops, rate) or ""}
 
 
 def sample_rows(m: Measurement) -> list[dict]:
@@ -162,6 +177,14 @@ class RunWriter:
         self.summary += summary_rows(m, ceiling)
         self.samples += sample_rows(m)
         self.flush()
+
+    def rederive(self) -> None:
+        """Recompute the ceiling-derived columns of every row from the final ceilings (the end pass may raise them)."""
+        for row in self.summary:
+            if row.get("status") != "ok":
+                continue
+            ceiling = self.meta["ceilings"].get(ceiling_key(row["device"], row["dtype"], int(row["threads"] or 0)))
+            row.update(ceiling_columns(row["tflops"], Ceiling(**ceiling) if ceiling else None))
 
     def flush(self) -> None:
         store.write_table(self.out_dir / store.SAMPLES_CSV, pd.DataFrame(self.samples, columns=SAMPLE_COLUMNS))
@@ -218,6 +241,7 @@ def run_sweep(
     writer.meta["ceilings"].update(_measure_ceilings(todo, writer.meta["ceilings"], writer))
     slow = slow_dtypes(todo, writer.meta["ceilings"]) if skip_slow_dtypes else {}
     writer.meta["skipped_dtypes"] = slow
+    _measure_case_shapes([c for c in todo if f"{c.device}/{c.dtype}" not in slow], writer, "start")
     writer.flush()
     bar = _Progress(todo, progress)
     try:
@@ -231,6 +255,9 @@ def run_sweep(
             ceiling = writer.meta["ceilings"].get(case_ceiling_key(case))
             writer.add(measurement, Ceiling(**ceiling) if ceiling else None)
             bar.done(measurement)
+        bar.close()
+        _measure_case_shapes(todo, writer, "end")
+        writer.rederive()
     except KeyboardInterrupt:
         writer.meta["interrupted"] = True
         raise
@@ -287,6 +314,41 @@ def _measure_ceilings(cases: Sequence[Case], known: dict, writer: RunWriter | No
             writer.meta["ceilings"][key] = out[key]
             writer.flush()
     return out
+
+
+def case_gemms(cases: Sequence[Case]) -> dict[str, set]:
+    """The distinct GEMMs (``mlp.Gemm``: forward and both backward products) the cases run, per ceiling key."""
+    out: dict[str, set] = {}
+    for case in cases:
+        key = ceiling_key(case.device, case.dtype, 0 if case.device == "cuda" else case.threads)
+        out.setdefault(key, set()).update(mlp.gemms(case.build_model(), case.batch))
+    return out
+
+
+def _measure_case_shapes(cases: Sequence[Case], writer: RunWriter, pass_name: str) -> None:
+    """The ceilings measured again on the cases' own GEMMs (``start``) or on their fastest products (``end``)."""
+    ok = {row["case_id"] for row in writer.summary if row.get("status") == "ok"}
+    if pass_name == "end":
+        cases = [c for c in cases if c.case_id in ok]
+    for key, shapes in sorted(case_gemms(cases).items()):
+        known = writer.meta["ceilings"].get(key)
+        if not known:
+            continue
+        ceiling = Ceiling(**known)
+        device, dtype, *rest = key.split("/")
+        threads = int(rest[0][1:]) if rest else 0
+        try:
+            with torch_threads(threads):
+                if pass_name == "start":
+                    ceiling = measure_case_shapes(ceiling, shapes, SHAPES_BUDGET_S, pass_name)
+                else:
+                    ceiling = measure_case_shapes(ceiling, fastest_products(ceiling), END_BUDGET_S, pass_name)
+        except Exception as exc:  # noqa: BLE001 - the squares' ceiling stands; the flag still guards it
+            print(f"mlpbench: warning: {key} case-shape ceiling ({pass_name}) failed ({_one_line(exc)})",
+                  file=sys.stderr)
+            continue
+        writer.meta["ceilings"][key] = ceiling.as_dict()
+        writer.flush()
 
 
 class _Progress:

@@ -72,8 +72,9 @@ def format_summary(summary: pd.DataFrame, all_phases: bool = False, tablefmt: st
             "IQR ms": _ms(r.get("iqr_s")) if ok else "",
             "samples/s": f"{r['samples_per_s']:.4g}" if ok else "",
             "TFLOP/s": f"{r['tflops']:.3g}" if ok else "",
-            "MFU": _pct(r.get("mfu")) if ok else "",
-            "status": r["status"] + ("" if ok else f": {r['reason']}") + (" (noisy)" if ok and r.get("noisy") else ""),
+            "MFU": _mfu_text(r) if ok else "",
+            "status": r["status"] + ("" if ok else f": {r['reason']}") + (" (noisy)" if ok and r.get("noisy") else "")
+            + (f"; {r['ceiling_flag']}" if ok and _flagged(r) else ""),
         })
     return tabulate(rows, headers="keys", tablefmt=tablefmt, disable_numparse=True)
 
@@ -112,13 +113,26 @@ def case_table(summary: pd.DataFrame, regimes: pd.DataFrame) -> str:
             "fwd/bwd/opt %": split,
             "samples/s": _sig(r.get("samples_per_s"), 4) if ok else "",
             "TFLOP/s": _sig(r.get("tflops")) if ok else "",
-            "MFU": _pct(r.get("mfu")) if ok else "",
+            "MFU": _mfu_text(r) if ok else "",
             "memory MiB": _memory_text(r) if ok else "",
             "compile s": _sig(r.get("compile_s")) if ok else "",
             "regime": regime_of.get(key, ""),
             "status": _status_text(r),
         })
     return _table(rows)
+
+
+def _flagged(r) -> bool:
+    flag = r.get("ceiling_flag")
+    return isinstance(flag, str) and bool(flag)
+
+
+def _mfu_text(r) -> str:
+    """MFU, marked where the case beat its ceiling (the ceiling was under-measured; never silently > 100%)."""
+    mfu = r.get("mfu")
+    if not _missing(mfu) and mfu > 1 and not _flagged(r):  # runs before the flag existed
+        return f"{_pct(mfu)} (above the ceiling: under-measured)"
+    return _pct(mfu) + (" (ceiling under-measured)" if _flagged(r) else "")
 
 
 def _memory_text(r: pd.Series) -> str:
@@ -130,7 +144,8 @@ def _memory_text(r: pd.Series) -> str:
 def _status_text(r: pd.Series) -> str:
     if r["status"] != "ok":
         return f"{r['status']}: {r['reason']}"
-    return "ok (noisy)" if str(r.get("noisy")) == "True" else "ok"
+    text = "ok (noisy)" if str(r.get("noisy")) == "True" else "ok"
+    return text + (f"; {r['ceiling_flag']}" if _flagged(r) else "")
 
 
 def ceiling_table(ceilings: pd.DataFrame) -> str:
