@@ -100,7 +100,13 @@ def device_name(device: str) -> str:
     return cpu_model()
 
 
-def datasheet_peak(name: str, dtype: str) -> tuple[float | None, str | None]:
+def datasheet_peak(name: str, dtype: str, device: str = "cuda") -> tuple[float | None, str | None]:
+    """The GPU's datasheet line, or on a CPU the theoretical peak (``bench.peak``, an estimate with its inputs)."""
+    if device == "cpu":
+        from .peak import cpu_peak
+
+        peak = cpu_peak(dtype)
+        return (peak.tflops, f"estimate: {peak.formula}") if peak else (None, None)
     for key, peaks in DATASHEET_TFLOPS.items():  # ordered: the more specific keys first
         if key in name:
             return peaks.get(dtype), f"NVIDIA {key} datasheet, dense"
@@ -135,7 +141,7 @@ def measure_ceiling(device: str, dtype: str, sizes: tuple[int, ...] | None = Non
             tried.append(n)
             results[square(n).label] = samples
     name = device_name(device)
-    peak, source = datasheet_peak(name, precision.value)
+    peak, source = datasheet_peak(name, precision.value, dev.type)
     rates = {label: _tflops(_gemm_of(label), samples) for label, samples in results.items()}
     best = max(rates, key=rates.get)
     return Ceiling(dev.type, precision.value, name, rates[best], _gemm_of(best).m, peak, source,

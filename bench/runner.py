@@ -25,7 +25,8 @@ import torch
 
 import mlp
 
-from . import store
+from . import speed_of_light, store
+from .bandwidth import measure_bandwidth
 from .cases import Case
 from .ceiling import (
     END_BUDGET_S,
@@ -38,8 +39,10 @@ from .ceiling import (
     under_measured,
 )
 from .clocks import torch_threads
+from .dispatch import measure_dispatch
 from .env import FULL_RATE_DTYPES, dtype_fast_path, fingerprint, load_average
 from .errors import first_line
+from .gate.counters import count_step
 from .stats import summarize
 from .phases import TRAINING_PHASES, Phase
 from .timing import Measurement, TimingConfig, measure
@@ -96,6 +99,7 @@ def summary_rows(m: Measurement, ceiling: Ceiling | None) -> list[dict]:
     model = case.build_model()
     flops = mlp.flops(model, case.batch, case.loss, case.optimizer)
     memory = mlp.memory(model, case.batch, case.input_shape, case.loss, case.optimizer, case.dtype)
+    traffic = mlp.traffic(model, case.batch, case.input_shape, case.loss, case.optimizer, case.dtype)
     summaries = {p: summarize(m.samples[p]) for p in Phase}
     medians = {p: s.median for p, s in summaries.items()}
     phase_sum = sum(medians[p] for p in TRAINING_PHASES)
@@ -113,6 +117,7 @@ def summary_rows(m: Measurement, ceiling: Ceiling | None) -> list[dict]:
             "samples_per_s": case.batch / s.median if s.median > 0 else math.nan,
             "matmul_flops": matmul,
             "elementwise_flops": _PHASE_ELEMENTWISE[phase](flops),
+            "traffic_bytes": traffic.phase(phase.value).total_bytes,
             "tflops": tflops,
             **ceiling_columns(tflops, ceiling),
             "peak_tflops": ceiling.datasheet_tflops if ceiling and ceiling.datasheet_tflops else math.nan,
@@ -141,6 +146,40 @@ def ceiling_columns(tflops: float, ceiling: Ceiling | None) -> dict:
             "ceiling_flag": under_measured(tflops, rate) or ""}
 
 
+OPS_COUNT_BATCH = 4  # an eager step dispatches the same ops at any batch: count at a cheap one
+
+
+def phase_ops(case: Case) -> dict[str, int]:
+    """ATen ops per phase of the case's eager step (``bench.gate.counters``); {} when counting fails.
+
+    A compiled case is charged the ops of its eager step (an upper bound on what it dispatches).
+    """
+    small = case.with_(batch=min(case.batch, OPS_COUNT_BATCH), compile="none")
+    try:
+        step = mlp.TrainStep(small.build_model(), small.loss, small.optimizer, small.dtype, small.device)
+        with torch_threads(case.threads):
+            counts = count_step(step, small, small.make_batch())
+    except Exception as exc:  # noqa: BLE001 - no op count leaves the overhead term empty, not the row
+        print(f"mlpbench: warning: no op count for {case.label} ({_one_line(exc)})", file=sys.stderr)
+        return {}
+    return {phase: c.aten_ops for phase, c in counts.phases.items()}
+
+
+def derived_columns(row: dict, meta: dict) -> dict:
+    """The columns that depend on the run's limits: MFU and its flag, and the speed of light."""
+    threads = int(row.get("threads") or 0)
+    key = ceiling_key(row["device"], row["dtype"], threads)
+    ceiling = meta.get("ceilings", {}).get(key)
+    ceiling = Ceiling(**ceiling) if ceiling else None
+    bandwidth = meta.get("bandwidth", {}).get(key, {})
+    dispatch = meta.get("dispatch", {}).get(dispatch_key(row["device"], threads), {})
+    floor = speed_of_light.floor(row.get("matmul_flops", math.nan), row.get("traffic_bytes", math.nan),
+                                 row.get("aten_ops", math.nan),
+                                 ceiling.measured_tflops * 1e12 if ceiling else math.nan,
+                                 bandwidth.get("bytes_per_s", math.nan), dispatch.get("per_op_s", math.nan))
+    return {**ceiling_columns(row["tflops"], ceiling), **speed_of_light.columns(floor, row["median_s"])}
+
+
 def sample_rows(m: Measurement) -> list[dict]:
     return [{"case_id": m.case.case_id, "phase": phase.value, "sample": i, "seconds": value,
              "iters_per_block": m.iters_per_block.get(phase, 0)}
@@ -167,24 +206,29 @@ class RunWriter:
                 self.samples = run.samples[run.samples["case_id"].isin(done_ids)].to_dict("records")
             self.meta = {**run.meta, **{k: v for k, v in meta.items() if k not in ("ceilings",)},
                          "resumed_from": run.meta.get("env", {}).get("date")}
-            self.meta["ceilings"] = {**run.meta.get("ceilings", {}), **meta.get("ceilings", {})}
+            for key in ("ceilings", "bandwidth", "dispatch"):
+                self.meta[key] = {**run.meta.get(key, {}), **meta.get(key, {})}
 
     @property
     def done_ids(self) -> set[str]:
         return {row["case_id"] for row in self.summary}
 
     def add(self, m: Measurement, ceiling: Ceiling | None) -> None:
-        self.summary += summary_rows(m, ceiling)
+        rows = summary_rows(m, ceiling)
+        if m.status == "ok":
+            ops = phase_ops(m.case)
+            for row in rows:
+                row["aten_ops"] = ops.get(row["phase"], math.nan)
+                row.update(derived_columns(row, self.meta))
+        self.summary += rows
         self.samples += sample_rows(m)
         self.flush()
 
     def rederive(self) -> None:
-        """Recompute the ceiling-derived columns of every row from the final ceilings (the end pass may raise them)."""
+        """Recompute the limit-derived columns of every row from the final limits (the end pass may raise them)."""
         for row in self.summary:
-            if row.get("status") != "ok":
-                continue
-            ceiling = self.meta["ceilings"].get(ceiling_key(row["device"], row["dtype"], int(row["threads"] or 0)))
-            row.update(ceiling_columns(row["tflops"], Ceiling(**ceiling) if ceiling else None))
+            if row.get("status") == "ok":
+                row.update(derived_columns(row, self.meta))
 
     def flush(self) -> None:
         store.write_table(self.out_dir / store.SAMPLES_CSV, pd.DataFrame(self.samples, columns=SAMPLE_COLUMNS))
@@ -206,6 +250,10 @@ def _ordered(frame: pd.DataFrame) -> pd.DataFrame:
 def ceiling_key(device: str, dtype: str, threads: int = 0) -> str:
     """``cpu/fp32`` for torch's default threads, ``cpu/fp32/t1`` for a case pinned to one thread."""
     return f"{device}/{dtype}" if device == "cuda" or not threads else f"{device}/{dtype}/t{threads}"
+
+
+def dispatch_key(device: str, threads: int = 0) -> str:
+    return device if device == "cuda" or not threads else f"{device}/t{threads}"
 
 
 def case_ceiling_key(case: Case) -> str:
@@ -233,7 +281,7 @@ def run_sweep(
     """
     started = time.perf_counter()
     meta = {"preset": preset, "env": fingerprint(), "timing_config": asdict(config), "n_cases": len(cases),
-            "ceilings": {}, "interrupted": False, "cases": [c.to_row() for c in cases],
+            "ceilings": {}, "bandwidth": {}, "dispatch": {}, "interrupted": False, "cases": [c.to_row() for c in cases],
             "skip_slow_dtypes": skip_slow_dtypes, "skipped_dtypes": {}, **(meta_extra or {})}
     writer = RunWriter(out_dir, meta, resume=resume)
     writer.flush()  # the folder and meta.json from the first second
@@ -241,7 +289,9 @@ def run_sweep(
     writer.meta["ceilings"].update(_measure_ceilings(todo, writer.meta["ceilings"], writer))
     slow = slow_dtypes(todo, writer.meta["ceilings"]) if skip_slow_dtypes else {}
     writer.meta["skipped_dtypes"] = slow
-    _measure_case_shapes([c for c in todo if f"{c.device}/{c.dtype}" not in slow], writer, "start")
+    fast = [c for c in todo if f"{c.device}/{c.dtype}" not in slow]
+    _measure_case_shapes(fast, writer, "start")
+    _measure_limits(fast, writer)
     writer.flush()
     bar = _Progress(todo, progress)
     try:
@@ -323,6 +373,23 @@ def case_gemms(cases: Sequence[Case]) -> dict[str, set]:
         key = ceiling_key(case.device, case.dtype, 0 if case.device == "cuda" else case.threads)
         out.setdefault(key, set()).update(mlp.gemms(case.build_model(), case.batch))
     return out
+
+
+def _measure_limits(cases: Sequence[Case], writer: RunWriter) -> None:
+    """The memory-bandwidth ceiling per device x dtype x threads and the dispatch floor per device x threads."""
+    for device, dtype, threads in sorted({(c.device, c.dtype, 0 if c.device == "cuda" else c.threads)
+                                          for c in cases}):
+        for table, key, measure in (("bandwidth", ceiling_key(device, dtype, threads),
+                                     lambda: measure_bandwidth(device, dtype)),
+                                    ("dispatch", dispatch_key(device, threads), lambda: measure_dispatch(device))):
+            if key in writer.meta[table] or (device == "cuda" and not torch.cuda.is_available()):
+                continue
+            try:
+                with torch_threads(threads):
+                    writer.meta[table][key] = measure().as_dict()
+            except Exception as exc:  # noqa: BLE001 - a missing limit leaves the speed of light empty
+                print(f"mlpbench: warning: no {key} {table} limit ({_one_line(exc)})", file=sys.stderr)
+            writer.flush()
 
 
 def _measure_case_shapes(cases: Sequence[Case], writer: RunWriter, pass_name: str) -> None:
