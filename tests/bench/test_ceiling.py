@@ -17,7 +17,7 @@ from bench import ceiling, runner, store
 from bench.cases import Case
 from bench.clocks import torch_threads
 from bench.ceiling import Ceiling, measure_case_shapes, measure_ceiling
-from bench.report.markdown import format_summary
+from bench.report.markdown import format_summary, write_report
 from bench.timing import TimingConfig
 from mlp.traffic import Gemm
 
@@ -122,6 +122,9 @@ def test_a_case_above_its_ceiling_is_flagged_in_summary_and_report(tmp_path, mon
     flag = step["ceiling_flag"] if isinstance(step["ceiling_flag"], str) else ""
     assert flag.startswith("ceiling under-measured: this case ran at ") == flagged
     assert ("ceiling under-measured" in format_summary(summary)) == flagged
+    report = write_report([store.load_run(tmp_path / "run")], tmp_path / "report").path.read_text()
+    assert ("ceiling under-measured: this case ran at " in report) == flagged
+    assert ("**Ceiling under-measured**" in report) == flagged
 
 
 def test_the_end_pass_rederives_every_row(tmp_path, monkeypatch):
