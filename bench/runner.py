@@ -12,11 +12,12 @@ for (``skip_slow_dtypes``), each as ``skipped`` rows that say why and how to run
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import math
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -216,7 +217,8 @@ class RunWriter:
     def add(self, m: Measurement, ceiling: Ceiling | None) -> None:
         rows = summary_rows(m, ceiling)
         if m.status == "ok":
-            ops = phase_ops(m.case)
+            with _spent(self.meta, "op_counts"):
+                ops = phase_ops(m.case)
             for row in rows:
                 row["aten_ops"] = ops.get(row["phase"], math.nan)
                 row.update(derived_columns(row, self.meta))
@@ -290,8 +292,10 @@ def run_sweep(
     slow = slow_dtypes(todo, writer.meta["ceilings"]) if skip_slow_dtypes else {}
     writer.meta["skipped_dtypes"] = slow
     fast = [c for c in todo if f"{c.device}/{c.dtype}" not in slow]
-    _measure_case_shapes(fast, writer, "start")
-    _measure_limits(fast, writer)
+    with _spent(writer.meta, "case_shapes_start"):
+        _measure_case_shapes(fast, writer, "start")
+    with _spent(writer.meta, "bandwidth_and_dispatch"):
+        _measure_limits(fast, writer)
     writer.flush()
     bar = _Progress(todo, progress)
     try:
@@ -306,7 +310,8 @@ def run_sweep(
             writer.add(measurement, Ceiling(**ceiling) if ceiling else None)
             bar.done(measurement)
         bar.close()
-        _measure_case_shapes(todo, writer, "end")
+        with _spent(writer.meta, "case_shapes_end"):
+            _measure_case_shapes(todo, writer, "end")
         writer.rederive()
     except KeyboardInterrupt:
         writer.meta["interrupted"] = True
@@ -317,6 +322,17 @@ def run_sweep(
         writer.meta["load_average_1m_end"] = load_average()
         writer.flush()
     return writer
+
+
+@contextlib.contextmanager
+def _spent(meta: dict, what: str) -> Iterator[None]:
+    """Add the block's wall time to ``meta["limits_spent_s"][what]``: what the limits beyond the squares cost."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        spent = meta.setdefault("limits_spent_s", {})
+        spent[what] = spent.get(what, 0.0) + time.perf_counter() - start
 
 
 def slow_dtypes(cases: Sequence[Case], ceilings: dict) -> dict[str, str]:

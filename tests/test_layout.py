@@ -14,7 +14,8 @@ PACKAGES = ("mlp", "bench")
 # The measuring side: what times, runs and stores cases, and the gate's instruments.
 MEASUREMENT = ("bench.cases", "bench.timing", "bench.clocks", "bench.phases", "bench.runner", "bench.ceiling",
                "bench.env", "bench.store", "bench.stats", "bench.errors", "bench.flags", "bench.crosscheck",
-               "bench.gate.worker", "bench.gate.counters", "bench.gate.ab", "bench.gate.stats")
+               "bench.gate.worker", "bench.gate.counters", "bench.gate.ab", "bench.gate.stats", "bench.bandwidth",
+               "bench.dispatch", "bench.peak", "bench.speed_of_light")
 ENTRY_POINTS = ("bench.__main__",)  # `python -m bench` runs the CLI
 # Loaded by path inside a gate worker next to another tree: the project imports they may make. The worker
 # imports the *tree under test's* mlp, bench.cases and bench.timing (absolute, on purpose); counters.py only
