@@ -13,6 +13,7 @@ for (``skip_slow_dtypes``), each as ``skipped`` rows that say why and how to run
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import math
 import sys
@@ -150,20 +151,27 @@ def ceiling_columns(tflops: float, ceiling: Ceiling | None) -> dict:
 OPS_COUNT_BATCH = 4  # an eager step dispatches the same ops at any batch: count at a cheap one
 
 
+@functools.lru_cache(maxsize=256)
 def phase_ops(case: Case) -> dict[str, int]:
     """ATen ops per phase of the case's eager step (``bench.gate.counters``); {} when counting fails.
 
     A compiled case is charged the ops of its eager step (an upper bound on what it dispatches).
+    Cached: callers pass ``ops_case(case)``, so the cases of a batch sweep share one count.
     """
-    small = case.with_(batch=min(case.batch, OPS_COUNT_BATCH), compile="none")
+    small = case.with_(compile="none")
     try:
         step = mlp.TrainStep(small.build_model(), small.loss, small.optimizer, small.dtype, small.device)
-        with torch_threads(case.threads):
+        with torch_threads(1):  # the count does not depend on threads; one thread never waits at a barrier
             counts = count_step(step, small, small.make_batch())
     except Exception as exc:  # noqa: BLE001 - no op count leaves the overhead term empty, not the row
         print(f"mlpbench: warning: no op count for {case.label} ({_one_line(exc)})", file=sys.stderr)
         return {}
     return {phase: c.aten_ops for phase, c in counts.phases.items()}
+
+
+def ops_case(case: Case) -> Case:
+    """The case whose eager step is counted for ``case``: the same network at a small batch, eager, default threads."""
+    return case.with_(batch=min(case.batch, OPS_COUNT_BATCH), compile="none", threads=0)
 
 
 def derived_columns(row: dict, meta: dict) -> dict:
@@ -218,7 +226,7 @@ class RunWriter:
         rows = summary_rows(m, ceiling)
         if m.status == "ok":
             with _spent(self.meta, "op_counts"):
-                ops = phase_ops(m.case)
+                ops = phase_ops(ops_case(m.case))
             for row in rows:
                 row["aten_ops"] = ops.get(row["phase"], math.nan)
                 row.update(derived_columns(row, self.meta))

@@ -108,3 +108,14 @@ def test_the_runner_feeds_the_model_the_run_s_own_limits():
     assert cols["mfu"] == pytest.approx(0.5) and cols["ceiling_flag"] == ""
     pinned = runner.derived_columns({**row, "threads": 1}, meta)  # no 1-thread limits measured: no floor
     assert math.isnan(pinned["sol_s"])
+
+
+def test_the_op_count_does_not_depend_on_the_batch_it_is_counted_at():
+    """The runner counts ops at a small batch (cheap); a real batch dispatches the same ops."""
+    from bench.cases import Case
+
+    case = Case(width=48, depth=2, batch=64, activation="gelu", optimizer="adam")
+    small = runner.phase_ops(runner.ops_case(case))
+    runner.phase_ops.cache_clear()
+    real = runner.phase_ops(case.with_(threads=0))  # counted at the case's own batch
+    assert small == real and small["step"] > 0
