@@ -217,12 +217,17 @@ def sol_table(summary: pd.DataFrame) -> str:
         share = fraction.loc[(r["platform"], r["case_id"])] if (r["platform"], r["case_id"]) in fraction.index \
             else {}
         rows.append({"case": r["label"], "measured ms": _ms(r["median_s"]), "floor ms": _ms(r["sol_s"]),
-                     "% of SoL step": _pct(r["sol_fraction"], 0),
-                     "fwd / bwd / opt": " / ".join(_pct(share.get(p), 0) or "-" for p in TRAINING_PHASES),
+                     "% of SoL step": _sol_pct(r["sol_fraction"]),
+                     "fwd / bwd / opt": " / ".join(_sol_pct(share.get(p)) or "-" for p in TRAINING_PHASES),
                      "compute / memory / overhead ms": " / ".join(_ms(r[f"sol_{t}_s"])
                                                                   for t in ("compute", "memory", "overhead")),
                      "bound": r["sol_bound"] if isinstance(r["sol_bound"], str) else ""})
     return _table(rows)
+
+
+def _sol_pct(fraction) -> str:
+    """A fraction of the speed of light; above 100% marked: the phase beat a limit (never shown silently)."""
+    return _pct(fraction, 0) + (" (!)" if not _missing(fraction) and fraction > 1 else "")
 
 
 def model_error_table(summary: pd.DataFrame) -> str:
@@ -392,7 +397,10 @@ def render_markdown(runs: Sequence, summary: pd.DataFrame, regimes: pd.DataFrame
         parts += ["## Speed of light", "", "The least time the run's own limits allow: max(matmul FLOPs / matmul "
                   "ceiling, bytes / bandwidth) + ATen ops x dispatch floor, per phase (bytes: each operand read "
                   "once and each result written once, from `mlp.traffic`; ops: the eager step's, also for "
-                  "compiled cases). % of SoL = floor / measured (100% = at the limit).", "", sol_table(summary), "",
+                  "compiled cases). % of SoL = floor / measured (100% = at the limit). Above 100% (marked (!)) a phase "
+                  "beat a limit: its bytes stayed in a cache (the bandwidth ceiling is the DRAM's), a compiled step "
+                  "dispatched fewer ops than the eager count, or a limit was measured in a busier moment.", "",
+                  sol_table(summary), "",
                   "How far the floor is from the measured step, per dominant term:", "", model_error_table(summary),
                   ""]
         parts += ["## Regimes: how they are decided", "", SOL_RULE, "", RULE, "", _regime_table(regimes), ""]
