@@ -137,7 +137,7 @@ def measure_ceiling(device: str, dtype: str, sizes: tuple[int, ...] | None = Non
             if tried and _predicted_cost_s(per_product_s * (n / tried[-1]) ** 3, config) > \
                     budget_s - (time.perf_counter() - start):
                 break
-            samples = _product_samples(square(n), dev, precision, clock_for(dev), config)
+            samples = _product_samples(square(n), dev, precision, clock_for(dev), config, start + budget_s)
             per_product_s = summarize(samples).median
             tried.append(n)
             results[square(n).label] = samples

@@ -7,7 +7,8 @@ Two measurements, so that "overhead-bound" is a number of microseconds per op:
 * ``per_op_s``: the forward, loss and backward of a tiny training step (an 8-wide MLP, batch 1),
   warmed up, timed in blocks, divided by the ATen ops it dispatches (counted by the gate's
   ``OpCounter``). This includes autograd's Python and bookkeeping per op, as a real eager step
-  does; it is the floor the speed-of-light model charges per op, in every phase.
+  does; it is the floor the speed-of-light model charges per op, in every phase. Timed on one
+  thread: tensors this small never reach the thread pool, and a contended pool only adds waits.
 * ``tiny_step_s`` / ``tiny_step_ops``: the whole tiny step with its optimiser, for reference (seen:
   the fused CPU SGD of a 2-thread process took ~70 ms on a loaded 2-core machine, against ~2 ms for
   forward and backward: that is the optimiser, not dispatch, so it is kept out of the floor).
@@ -78,6 +79,15 @@ def measure_dispatch(device: str) -> DispatchFloor:
     add_s, _ = _best(lambda i: a + b, clock)
     step, x, y = tiny_step(device)
     step.step(x, y)  # the first step creates state; count and time steady steps
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tensors this small never fan out to the pool: one thread is the same dispatch
+    try:  # work without the barrier waits a contended pool adds (seen: 3.5 ms for 45 ops at load 15 on 2 cores)
+        return _measure_tiny(dev, add_s, step, x, y, clock, start, threads)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _measure_tiny(dev, add_s, step, x, y, clock, start, threads) -> DispatchFloor:
     def backprop(i: int = 0) -> None:
         step.loss_backward(step.forward(x), y)
         step.optimizer.zero_grad(set_to_none=True)  # no ATen op: the next backward writes fresh gradients
@@ -86,7 +96,7 @@ def measure_dispatch(device: str) -> DispatchFloor:
     backprop_s, spread = _best(backprop, clock)
     step_ops = count_ops(lambda: step.step(x, y))
     step_s, _ = _best(lambda i: step.step(x, y), clock)
-    return DispatchFloor(dev.type, torch.get_num_threads(), add_s, backprop_s / backprop_ops, backprop_s,
+    return DispatchFloor(dev.type, threads, add_s, backprop_s / backprop_ops, backprop_s,
                          backprop_ops, step_s, step_ops, spread, time.perf_counter() - start)
 
 

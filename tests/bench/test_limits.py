@@ -76,7 +76,7 @@ def test_the_dispatch_floor_s_add_matches_torch_utils_benchmark():
     assert floor.tiny_backprop_ops == count_ops(lambda: step.loss_backward(step.forward(x), y)) > 0
     a, b = torch.ones(1), torch.ones(1)
     reference = min(tub.Timer("a + b", globals={"a": a, "b": b}).blocked_autorange(min_run_time=0.2).times)
-    assert reference / 3 <= floor.add_s <= reference * 3  # microseconds on a loaded machine: a loose band
+    assert reference / 5 <= floor.add_s <= reference * 5  # microseconds on a loaded machine: a loose band
     assert floor.per_op_s == pytest.approx(floor.tiny_backprop_s / floor.tiny_backprop_ops)
 
 
