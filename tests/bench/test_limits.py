@@ -20,6 +20,7 @@ from bench.peak import cpu_peak
 
 NOISE_MARGIN = 0.5  # a shared, loaded 2-core machine: the reference may catch a quieter moment
 TUB_MIN_RUN_S = 0.3
+ADD_BAND = 10
 EPYC = "model name\t: AMD EPYC\nflags\t\t: fpu sse2 avx avx2 fma\ncpu MHz\t\t: 2445.000\nsiblings\t: 2\ncpu cores\t: 2\n"
 XEON_SMT = ("model name\t: Intel(R) Xeon(R) Gold 6338 CPU @ 2.00GHz\nflags\t\t: sse2 avx2 fma avx512f avx512_bf16\n"
             "cpu MHz\t\t: 3200.000\nsiblings\t: 4\ncpu cores\t: 2\n")
@@ -75,8 +76,11 @@ def test_the_dispatch_floor_s_add_matches_torch_utils_benchmark():
     step.step(x, y)
     assert floor.tiny_backprop_ops == count_ops(lambda: step.loss_backward(step.forward(x), y)) > 0
     a, b = torch.ones(1), torch.ones(1)
-    reference = min(tub.Timer("a + b", globals={"a": a, "b": b}).blocked_autorange(min_run_time=0.2).times)
-    assert reference / 5 <= floor.add_s <= reference * 5  # microseconds on a loaded machine: a loose band
+    reference = min(min(tub.Timer("a + b", globals={"a": a, "b": b}).blocked_autorange(min_run_time=0.2).times)
+                    for _ in range(3))
+    # microseconds on a loaded machine (seen: 1.4 against 6.9 us at load 14): a band that still catches a unit
+    # error (seconds per block instead of per call is a factor of hundreds)
+    assert reference / ADD_BAND <= floor.add_s <= reference * ADD_BAND
     assert floor.per_op_s == pytest.approx(floor.tiny_backprop_s / floor.tiny_backprop_ops)
 
 
