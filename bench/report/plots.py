@@ -371,7 +371,7 @@ def roofline(summary: pd.DataFrame, out_dir: Path, regimes: pd.DataFrame | None 
             xs = np.geomspace(min(x_lo, ridge / 4), max(x_hi, ridge * 4), 200)
             ax.plot(xs, np.minimum(bandwidth * xs / 1e12, ceiling), color=color, linewidth=1.3, alpha=0.85)
             ax.text(1.0, ceiling, f"{where}: matmul {ceiling:.3g} TFLOP/s, {bandwidth / 1e9:.3g} GB/s  ",
-                    color=color, fontsize=7, ha="right", va="bottom", transform=ax.get_yaxis_transform())
+                    color=color, fontsize=7, ha="right", va="top", transform=ax.get_yaxis_transform())  # peak: above
         elif ceiling is not None:
             ax.axhline(ceiling, color=color, linestyle="-", linewidth=1.2, alpha=0.8)
             ax.text(1.0, ceiling, f"{where} measured matmul ceiling {ceiling:.3g}  ", color=color, fontsize=7,
