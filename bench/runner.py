@@ -14,11 +14,13 @@ for (``skip_slow_dtypes``), each as ``skipped`` rows that say why and how to run
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import gc
 import math
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -26,14 +28,26 @@ import torch
 
 import mlp
 
-from . import telemetry
+from . import speed_of_light, telemetry
+from .bandwidth import measure_bandwidth
 from .budget import RunBudget, prior_case_s
 from .cases import Case
-from .ceiling import Ceiling, measure_ceiling, slower_than_fp32
+from .ceiling import (
+    END_BUDGET_S,
+    SHAPES_BUDGET_S,
+    Ceiling,
+    fastest_products,
+    measure_case_shapes,
+    measure_ceiling,
+    slower_than_fp32,
+    under_measured,
+)
 from .clocks import torch_threads
+from .dispatch import measure_dispatch
 from .env import FULL_RATE_DTYPES, dtype_fast_path, fingerprint, load_average
 from .errors import first_line
 from .format import duration as _duration
+from .gate.counters import count_step
 from .headroom import memory_shortfall
 from .phases import TRAINING_PHASES, Phase
 from .runs import CRASHED_REASON, RunMeta, RunWriter, Status
@@ -113,6 +127,7 @@ def summary_rows(m: Measurement, ceiling: Ceiling | None) -> list[dict]:
         model = case.build_model()
     flops = mlp.flops(model, case.batch, case.loss, case.optimizer)
     memory = mlp.memory(model, case.batch, case.input_shape, case.loss, case.optimizer, case.dtype)
+    traffic = mlp.traffic(model, case.batch, case.input_shape, case.loss, case.optimizer, case.dtype)
     summaries = {p: summarize(m.samples[p]) for p in Phase}
     medians = {p: s.median for p, s in summaries.items()}
     phase_sum = sum(medians[p] for p in TRAINING_PHASES)
@@ -130,9 +145,9 @@ def summary_rows(m: Measurement, ceiling: Ceiling | None) -> list[dict]:
             "samples_per_s": case.batch / s.median if s.median > 0 else math.nan,
             "matmul_flops": matmul,
             "elementwise_flops": _PHASE_ELEMENTWISE[phase](flops),
+            "traffic_bytes": traffic.phase(phase.value).total_bytes,
             "tflops": tflops,
-            "ceiling_tflops": ceiling.measured_tflops if ceiling else math.nan,
-            "mfu": tflops / ceiling.measured_tflops if ceiling and ceiling.measured_tflops else math.nan,
+            **ceiling_columns(tflops, ceiling),
             "peak_tflops": ceiling.datasheet_tflops if ceiling and ceiling.datasheet_tflops else math.nan,
             "mfu_peak": tflops / ceiling.datasheet_tflops if ceiling and ceiling.datasheet_tflops else math.nan,
             "parameters": mlp.count_parameters(model),
@@ -152,6 +167,54 @@ def summary_rows(m: Measurement, ceiling: Ceiling | None) -> list[dict]:
     return rows
 
 
+def ceiling_columns(tflops: float, ceiling: Ceiling | None) -> dict:
+    """MFU against the same-run ceiling, and the flag when the case beats it (never silently above 100%)."""
+    rate = ceiling.measured_tflops if ceiling else math.nan
+    return {"ceiling_tflops": rate, "mfu": tflops / rate if rate else math.nan,
+            "ceiling_flag": under_measured(tflops, rate) or ""}
+
+
+OPS_COUNT_BATCH = 4  # an eager step dispatches the same ops at any batch: count at a cheap one
+
+
+@functools.lru_cache(maxsize=256)
+def phase_ops(case: Case) -> dict[str, int]:
+    """ATen ops per phase of the case's eager step (``bench.gate.counters``); {} when counting fails.
+
+    A compiled case is charged the ops of its eager step (an upper bound on what it dispatches).
+    Cached: callers pass ``ops_case(case)``, so the cases of a batch sweep share one count.
+    """
+    small = case.with_(compile="none")
+    try:
+        step = mlp.TrainStep(small.build_model(), small.loss, small.optimizer, small.dtype, small.device)
+        with torch_threads(1):  # the count does not depend on threads; one thread never waits at a barrier
+            counts = count_step(step, small, small.make_batch())
+    except Exception as exc:  # noqa: BLE001 - no op count leaves the overhead term empty, not the row
+        print(f"mlpbench: warning: no op count for {case.label} ({_one_line(exc)})", file=sys.stderr)
+        return {}
+    return {phase: c.aten_ops for phase, c in counts.phases.items()}
+
+
+def ops_case(case: Case) -> Case:
+    """The case whose eager step is counted for ``case``: the same network at a small batch, eager, default threads."""
+    return case.with_(batch=min(case.batch, OPS_COUNT_BATCH), compile="none", threads=0)
+
+
+def derived_columns(row: dict, meta: RunMeta | dict) -> dict:
+    """The columns that depend on the run's limits: MFU and its flag, and the speed of light (``meta``: read by key)."""
+    threads = int(row.get("threads") or 0)
+    key = ceiling_key(row["device"], row["dtype"], threads)
+    ceiling = meta.get("ceilings", {}).get(key)
+    ceiling = Ceiling(**ceiling) if ceiling else None
+    bandwidth = meta.get("bandwidth", {}).get(key, {})
+    dispatch = meta.get("dispatch", {}).get(dispatch_key(row["device"], threads), {})
+    floor = speed_of_light.floor(row.get("matmul_flops", math.nan), row.get("traffic_bytes", math.nan),
+                                 row.get("aten_ops", math.nan),
+                                 ceiling.measured_tflops * 1e12 if ceiling else math.nan,
+                                 bandwidth.get("bytes_per_s", math.nan), dispatch.get("per_op_s", math.nan))
+    return {**ceiling_columns(row["tflops"], ceiling), **speed_of_light.columns(floor, row["median_s"])}
+
+
 def sample_rows(m: Measurement) -> list[dict]:
     return [{"case_id": m.case.case_id, "phase": phase.value, "sample": i, "seconds": value,
              "iters_per_block": m.iters_per_block.get(phase, 0)}
@@ -161,9 +224,32 @@ def sample_rows(m: Measurement) -> list[dict]:
 # --------------------------------------------------------------------------- the sweep
 
 
+def case_rows(m: Measurement, meta: RunMeta, ceiling: Ceiling | None) -> list[dict]:
+    """``summary_rows`` plus the columns that need the run's limits: ATen ops per phase and the speed of light."""
+    rows = summary_rows(m, ceiling)
+    if m.status == Status.OK:
+        with _spent(meta, "op_counts"):
+            ops = phase_ops(ops_case(m.case))
+        for row in rows:
+            row["aten_ops"] = ops.get(row["phase"], math.nan)
+            row.update(derived_columns(row, meta))
+    return rows
+
+
+def rederive(writer: RunWriter) -> None:
+    """Recompute the limit-derived columns of every row from the final limits (the end pass may raise them)."""
+    for row in writer.summary:
+        if row.get("status") == Status.OK:
+            row.update(derived_columns(row, writer.meta))
+
+
 def ceiling_key(device: str, dtype: str, threads: int = 0) -> str:
     """``cpu/fp32`` for torch's default threads, ``cpu/fp32/t1`` for a case pinned to one thread."""
     return f"{device}/{dtype}" if device == "cuda" or not threads else f"{device}/{dtype}/t{threads}"
+
+
+def dispatch_key(device: str, threads: int = 0) -> str:
+    return device if device == "cuda" or not threads else f"{device}/t{threads}"
 
 
 def case_ceiling_key(case: Case) -> str:
@@ -205,8 +291,16 @@ def run_sweep(
         writer.meta.ceilings.update(_measure_ceilings(todo, writer.meta.ceilings, writer))
         slow = slow_dtypes(todo, writer.meta.ceilings) if skip_slow_dtypes else {}
         writer.meta.skipped_dtypes = slow
+        fast = [c for c in todo if f"{c.device}/{c.dtype}" not in slow]
+        with _spent(writer.meta, "case_shapes_start"):
+            _measure_case_shapes(fast, writer, "start")
+        with _spent(writer.meta, "bandwidth_and_dispatch"):
+            _measure_limits(fast, writer)
         writer.flush()
         _measure_cases(todo, writer, config, measure_fn, slow, progress, budget)
+        with _spent(writer.meta, "case_shapes_end"):
+            _measure_case_shapes(todo, writer, "end")
+        rederive(writer)
     finally:
         writer.meta.run_s += time.perf_counter() - started
         writer.meta.load_average_1m_end = load_average()
@@ -234,7 +328,8 @@ def _measure_cases(todo: Sequence[Case], writer: RunWriter, config: TimingConfig
                     measurement = _measure_within(budget, case, config, ceiling, measure_fn, bar.predicted)
                 else:
                     measurement = _measure_watched(case, config, measure_fn, bar.predicted)
-            writer.add(summary_rows(measurement, Ceiling(**ceiling) if ceiling else None), sample_rows(measurement))
+            writer.add(case_rows(measurement, writer.meta, Ceiling(**ceiling) if ceiling else None),
+                       sample_rows(measurement))
             bar.done(measurement)
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (the CLI turns it into this): not a crash
         writer.abandon()
@@ -269,6 +364,16 @@ def _measure_within(budget: RunBudget, case: Case, config: TimingConfig, ceiling
     if m.status == Status.SKIPPED and run_limited and m.reason.startswith("predicted"):
         m.reason = budget.measuring_reason(m.predicted_measure_s, left, case)
     return m
+
+
+@contextlib.contextmanager
+def _spent(meta: RunMeta, what: str) -> Iterator[None]:
+    """Add the block's wall time to ``meta.limits_spent_s[what]``: what the limits beyond the squares cost."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        meta.limits_spent_s[what] = meta.limits_spent_s.get(what, 0.0) + time.perf_counter() - start
 
 
 def slow_dtypes(cases: Sequence[Case], ceilings: dict) -> dict[str, str]:
@@ -316,6 +421,58 @@ def _measure_ceilings(cases: Sequence[Case], known: dict, writer: RunWriter | No
             writer.meta.ceilings[key] = out[key]
             writer.flush()
     return out
+
+
+def case_gemms(cases: Sequence[Case]) -> dict[str, set]:
+    """The distinct GEMMs (``mlp.Gemm``: forward and both backward products) the cases run, per ceiling key."""
+    out: dict[str, set] = {}
+    for case in cases:
+        key = ceiling_key(case.device, case.dtype, 0 if case.device == "cuda" else case.threads)
+        out.setdefault(key, set()).update(mlp.gemms(case.build_model(), case.batch))
+    return out
+
+
+def _measure_limits(cases: Sequence[Case], writer: RunWriter) -> None:
+    """The memory-bandwidth ceiling per device x dtype x threads and the dispatch floor per device x threads."""
+    for device, dtype, threads in sorted({(c.device, c.dtype, 0 if c.device == "cuda" else c.threads)
+                                          for c in cases}):
+        for table, key, measure in (("bandwidth", ceiling_key(device, dtype, threads),
+                                     lambda: measure_bandwidth(device, dtype)),
+                                    ("dispatch", dispatch_key(device, threads), lambda: measure_dispatch(device))):
+            if key in getattr(writer.meta, table) or (device == "cuda" and not torch.cuda.is_available()):
+                continue
+            try:
+                with torch_threads(threads):
+                    getattr(writer.meta, table)[key] = measure().as_dict()
+            except Exception as exc:  # noqa: BLE001 - a missing limit leaves the speed of light empty
+                print(f"mlpbench: warning: no {key} {table} limit ({_one_line(exc)})", file=sys.stderr)
+            writer.flush()
+
+
+def _measure_case_shapes(cases: Sequence[Case], writer: RunWriter, pass_name: str) -> None:
+    """The ceilings measured again on the cases' own GEMMs (``start``) or on their fastest products (``end``)."""
+    ok = {row["case_id"] for row in writer.summary if row.get("status") == Status.OK}
+    if pass_name == "end":
+        cases = [c for c in cases if c.case_id in ok]
+    for key, shapes in sorted(case_gemms(cases).items()):
+        known = writer.meta.ceilings.get(key)
+        if not known:
+            continue
+        ceiling = Ceiling(**known)
+        device, dtype, *rest = key.split("/")
+        threads = int(rest[0][1:]) if rest else 0
+        try:
+            with torch_threads(threads):
+                if pass_name == "start":
+                    ceiling = measure_case_shapes(ceiling, shapes, SHAPES_BUDGET_S, pass_name)
+                else:
+                    ceiling = measure_case_shapes(ceiling, fastest_products(ceiling), END_BUDGET_S, pass_name)
+        except Exception as exc:  # noqa: BLE001 - the squares' ceiling stands; the flag still guards it
+            print(f"mlpbench: warning: {key} case-shape ceiling ({pass_name}) failed ({_one_line(exc)})",
+                  file=sys.stderr)
+            continue
+        writer.meta.ceilings[key] = ceiling.as_dict()
+        writer.flush()
 
 
 class _Progress:

@@ -27,6 +27,7 @@ from .tables import (
     fingerprint_differences,
     identity_columns,
     merged_ceilings,
+    merged_limits,
     merged_summary,
     ok_rows,
     run_names,
@@ -53,8 +54,9 @@ def format_summary(summary: pd.DataFrame, all_phases: bool = False, tablefmt: st
             "IQR ms": _ms(r.get("iqr_s")) if ok else "",
             "samples/s": f"{r['samples_per_s']:.4g}" if ok else "",
             "TFLOP/s": f"{r['tflops']:.3g}" if ok else "",
-            "MFU": _pct(r.get("mfu")) if ok else "",
-            "status": r["status"] + ("" if ok else f": {r['reason']}") + (" (noisy)" if ok and r.get("noisy") else ""),
+            "MFU": _mfu_text(r) if ok else "",
+            "status": r["status"] + ("" if ok else f": {r['reason']}") + (" (noisy)" if ok and r.get("noisy") else "")
+            + (f"; {r['ceiling_flag']}" if ok and _flagged(r) else ""),
         })
     return _table(rows, tablefmt, empty="")
 
@@ -93,13 +95,27 @@ def case_table(summary: pd.DataFrame, regimes: pd.DataFrame) -> str:
             "fwd/bwd/opt %": split,
             "samples/s": _sig(r.get("samples_per_s"), 4) if ok else "",
             "TFLOP/s": _sig(r.get("tflops")) if ok else "",
-            "MFU": _pct(r.get("mfu")) if ok else "",
+            "MFU": _mfu_text(r) if ok else "",
+            "% of SoL": _pct(r.get("sol_fraction"), 0) if ok else "",
             "memory MiB": _memory_text(r) if ok else "",
             "compile s": _sig(r.get("compile_s")) if ok else "",
             "regime": regime_of.get(key, ""),
             "status": _status_text(r),
         })
     return _table(rows)
+
+
+def _flagged(r) -> bool:
+    flag = r.get("ceiling_flag")
+    return isinstance(flag, str) and bool(flag)
+
+
+def _mfu_text(r) -> str:
+    """MFU, marked where the case beat its ceiling (the ceiling was under-measured; never silently > 100%)."""
+    mfu = r.get("mfu")
+    if not _missing(mfu) and mfu > 1 and not _flagged(r):  # runs before the flag existed
+        return f"{_pct(mfu)} (above the ceiling: under-measured)"
+    return _pct(mfu) + (" (ceiling under-measured)" if _flagged(r) else "")
 
 
 def _memory_text(r: pd.Series) -> str:
@@ -111,17 +127,100 @@ def _memory_text(r: pd.Series) -> str:
 def _status_text(r: pd.Series) -> str:
     if r["status"] != Status.OK:
         return f"{r['status']}: {r['reason']}"
-    return "ok (noisy)" if str(r.get("noisy")) == "True" else "ok"
+    text = "ok (noisy)" if str(r.get("noisy")) == "True" else "ok"
+    return text + (f"; {r['ceiling_flag']}" if _flagged(r) else "")
 
 
 def ceiling_table(ceilings: pd.DataFrame) -> str:
     rows = [{"platform": c["platform"], "dtype": c["dtype"],
              "threads": "" if _missing(c.get("threads")) or c["device"] == "cuda" else int(c["threads"]),
-             "measured matmul TFLOP/s": f"{c['measured_tflops']:.3g} (n={int(c['matmul_size'])})",
-             "sizes tried (budget)": _ceiling_budget_text(c),
-             "datasheet TFLOP/s": _sig(c["datasheet_tflops"]) or "unknown",
-             "datasheet source": c["datasheet_source"] if not _missing(c["datasheet_source"]) else ""}
+             "measured matmul TFLOP/s": _ceiling_text(c),
+             "spread (IQR/median)": _pct(c.get("spread_rel"), 0),
+             "start / end pass": _passes_text(c.get("pass_tflops")),
+             "case GEMMs measured": _shapes_text(c),
+             "squares tried (budget)": _ceiling_budget_text(c),
+             "peak TFLOP/s": _sig(c["datasheet_tflops"]) or "unknown",
+             "measured / peak": _pct(c["measured_tflops"] / c["datasheet_tflops"], 0)
+             if not _missing(c["datasheet_tflops"]) and c["datasheet_tflops"] else "",
+             "peak source": c["datasheet_source"] if not _missing(c["datasheet_source"]) else ""}
             for _, c in ceilings.iterrows()]
+    return _table(rows)
+
+
+def _ceiling_text(c: pd.Series) -> str:
+    best = c.get("best_product")
+    where = best if isinstance(best, str) and best else f"n={int(c['matmul_size'])}"
+    return f"{c['measured_tflops']:.3g} ({where})"
+
+
+def _passes_text(passes) -> str:
+    if not isinstance(passes, dict):
+        return ""
+    return " / ".join(_sig(passes.get(k)) or "-" for k in ("start", "end"))
+
+
+def _shapes_text(c: pd.Series) -> str:
+    total = c.get("case_shapes")
+    if _missing(total) or not total:
+        return ""
+    return f"{int(c['case_shapes_measured'])} of {int(total)} (in {c['shapes_spent_s']:.2g} s)"
+
+
+def limits_table(runs: Sequence) -> str:
+    """The bandwidth ceilings and dispatch floors of the runs, one row per platform x key."""
+    rows = []
+    for _, b in merged_limits(runs, "bandwidth").iterrows():
+        rows.append({"platform": b["platform"], "limit": f"bandwidth {b['key']}",
+                     "value": f"{b['bytes_per_s'] / 1e9:.3g} GB/s",
+                     "detail": f"copy {b['copy_bytes_per_s'] / 1e9:.3g}, triad {b['triad_bytes_per_s'] / 1e9:.3g} GB/s; "
+                               f"arrays {b['array_bytes'] / MIB:.0f} MiB vs cache {b['cache_bytes'] / MIB:.3g} MiB "
+                               f"({b['cache_source']})",
+                     "spread": _pct(b.get("spread_rel"), 0), "spent s": _sig(b.get("spent_s"), 2)})
+    for _, d in merged_limits(runs, "dispatch").iterrows():
+        rows.append({"platform": d["platform"], "limit": f"dispatch {d['key']}",
+                     "value": f"{d['per_op_s'] * 1e6:.3g} us per ATen op",
+                     "detail": f"one-element add {d['add_s'] * 1e6:.3g} us; tiny forward+backward "
+                               f"{d['tiny_backprop_s'] * 1e6:.3g} us / {int(d['tiny_backprop_ops'])} ops; "
+                               f"tiny step with SGD {d['tiny_step_s'] * 1e6:.3g} us / {int(d['tiny_step_ops'])} ops",
+                     "spread": _pct(d.get("spread_rel"), 0), "spent s": _sig(d.get("spent_s"), 2)})
+    return _table(rows)
+
+
+def sol_table(summary: pd.DataFrame) -> str:
+    """Per case: the floor, its terms and its fraction of the measured step; each phase's fraction."""
+    ok = ok_rows(summary, list(PHASE_NAMES))
+    if "sol_s" not in ok or not ok["sol_s"].notna().any():
+        return "(this run has no speed-of-light columns: its limits were not measured)"
+    fraction = ok.pivot_table(index=["platform", "case_id"], columns="phase", values="sol_fraction",
+                              aggfunc="first")
+    rows = []
+    for _, r in ok[ok["phase"] == "step"].iterrows():
+        share = fraction.loc[(r["platform"], r["case_id"])] if (r["platform"], r["case_id"]) in fraction.index \
+            else {}
+        rows.append({"case": r["label"], "measured ms": _ms(r["median_s"]), "floor ms": _ms(r["sol_s"]),
+                     "% of SoL step": _sol_pct(r["sol_fraction"]),
+                     "fwd / bwd / opt": " / ".join(_sol_pct(share.get(p)) or "-" for p in TRAINING_PHASES),
+                     "compute / memory / overhead ms": " / ".join(_ms(r[f"sol_{t}_s"])
+                                                                  for t in ("compute", "memory", "overhead")),
+                     "bound": r["sol_bound"] if isinstance(r["sol_bound"], str) else ""})
+    return _table(rows)
+
+
+def _sol_pct(fraction) -> str:
+    """A fraction of the speed of light; above 100% marked: the phase beat a limit (never shown silently)."""
+    return _pct(fraction, 0) + (" (!)" if not _missing(fraction) and fraction > 1 else "")
+
+
+def model_error_table(summary: pd.DataFrame) -> str:
+    """Median |floor - measured| / measured of the step, per bound: how far the model is from the measurement."""
+    steps = ok_rows(summary, ["step"])
+    if "sol_s" not in steps:
+        return "(none)"
+    steps = steps[steps["sol_s"].notna()]
+    error = (steps["sol_s"] - steps["median_s"]).abs() / steps["median_s"]
+    rows = [{"bound": bound, "cases": str(len(group)), "median abs(floor - measured) / measured": _pct(
+        error[group.index].median(), 0), "median % of SoL": _pct(group["sol_fraction"].median(), 0)}
+            for bound, group in steps.groupby("sol_bound", sort=True)]
     return _table(rows)
 
 
@@ -213,7 +312,8 @@ def write_report(runs: Sequence, out_dir: Path) -> Report:
     regimes = classify(summary) if len(summary) else pd.DataFrame()
     ceilings = merged_ceilings(runs)
     plot_dir = out_dir / PLOTS_DIR
-    figures = plots.render_all(summary, plot_dir, regimes, ceilings) if len(summary) else []
+    bandwidths = merged_limits(runs, "bandwidth")
+    figures = plots.render_all(summary, plot_dir, regimes, ceilings, bandwidths) if len(summary) else []
     for figure in figures:
         if figure.path is None:
             (plot_dir / f"{figure.name}.png").unlink(missing_ok=True)  # no stale figure from an earlier render
@@ -225,7 +325,7 @@ def write_report(runs: Sequence, out_dir: Path) -> Report:
 
 def render_markdown(runs: Sequence, summary: pd.DataFrame, regimes: pd.DataFrame, ceilings: pd.DataFrame,
                     figures: list, duplicates: int, out_dir: Path) -> str:
-    from .regime import RULE
+    from .regime import RULE, SOL_RULE
 
     names = run_names(runs)
     parts = [f"# mlpbench report: {', '.join(names)}", "", _overview(runs, names, summary), ""]
@@ -243,11 +343,19 @@ def render_markdown(runs: Sequence, summary: pd.DataFrame, regimes: pd.DataFrame
               "the same-run matmul ceiling below. Memory is the analytic total (parameters, gradients, optimiser "
               "state, saved activations, data), with the measured CUDA peak where available.", ""]
     parts += [case_table(summary, regimes) if len(summary) else "(no rows)", ""]
-    parts += ["## Matmul ceilings", "", "MFU is measured against the best large square matmul on the same device "
-              "and dtype, timed at the start of the same run; the datasheet peak is shown where the device is "
-              "known. Each ceiling has a time budget: the size doubles from the smallest while the next size's "
-              "predicted cost fits in it, so a dtype the device runs slowly stops at a small size.", "",
+    parts += ["## Matmul ceilings", "", "MFU is measured against the device's own matmul rate in the same run: "
+              "square products (the size doubles from the smallest while the next size's predicted cost fits a "
+              "budget) and the GEMMs the run's cases execute (each layer's forward product and both backward "
+              "products, largest first within a budget), each product's best block, at the start of the run "
+              "and again at the end (the best is kept). Spread: the best product's IQR / median over its blocks. "
+              "A case whose matmul rate still beats its ceiling is flagged \"ceiling under-measured\", never shown "
+              "silently above 100%. Peak: the GPU's datasheet, or on a CPU the theoretical peak, an estimate "
+              "(cores x FMA units x SIMD lanes x 2 x clock, inputs in the source column).", "",
               ceiling_table(ceilings), ""]
+    parts += ["## Bandwidth and dispatch limits", "", "Memory bandwidth: the faster of a copy and a triad "
+              "(c = a + s*b), bytes read + written, on arrays well past the last-level cache, best block. "
+              "Dispatch floor: the forward + backward of a tiny MLP (batch 1), per ATen op it dispatches.", "",
+              limits_table(runs), ""]
     parts += _skipped_dtypes_section(runs)
     parts += _thread_note(summary, runs)
     if len(steps_ok):
@@ -266,7 +374,17 @@ def render_markdown(runs: Sequence, summary: pd.DataFrame, regimes: pd.DataFrame
             parts += ["## CPU → GPU", "", "Cases measured on both, joined on every case field except the "
                       "device (the runs may come from different machines; see the fingerprints above).", "",
                       cases, "", "Crossover batch size per configuration:", "", cross, ""]
-        parts += ["## Regimes: how they are decided", "", RULE, "", _regime_table(regimes), ""]
+        parts += ["## Speed of light", "", "The least time the run's own limits allow: max(matmul FLOPs / matmul "
+                  "ceiling, bytes / bandwidth) + ATen ops x dispatch floor, per phase (bytes: each operand read "
+                  "once and each result written once, from `mlp.traffic`; ops: the eager step's, also for "
+                  "compiled cases). % of SoL = floor / measured (100% = at the limit). Above 100% (marked (!)) a phase "
+                  "beat a limit: its bytes stayed in a cache (the bandwidth ceiling is the DRAM's), a compiled step "
+                  "dispatched fewer ops than the eager count, or a limit was measured in a busier moment.", "",
+                  sol_table(summary), "",
+                  "How far the floor is from the measured step, per dominant term:", "", model_error_table(summary),
+                  ""]
+        parts += ["## Regimes: how they are decided", "", SOL_RULE, "", RULE, "", _regime_table(regimes), ""]
+        parts += _disagreement_lines(regimes)
     parts += _failures_section(summary)
     return "\n".join(parts).rstrip() + "\n"
 
@@ -350,6 +468,16 @@ def _glance(summary: pd.DataFrame, regimes: pd.DataFrame) -> list[str]:
     if len(regimes):
         counts = regimes["regime"].value_counts()
         lines.append("- Regimes: " + ", ".join(f"{n} {r}" for r, n in counts.items()) + " (rule below).")
+    if "sol_fraction" in steps and steps["sol_fraction"].notna().any():
+        lines.append(f"- Speed of light: the median case runs at {steps['sol_fraction'].median():.0%} of the floor "
+                     "its run's limits allow (table below).")
+    flagged = ok_rows(summary)
+    flagged = flagged[flagged["ceiling_flag"].apply(lambda f: isinstance(f, str) and bool(f))] \
+        if "ceiling_flag" in flagged else flagged.iloc[0:0]
+    if len(flagged):
+        lines.append(f"- **Ceiling under-measured**: {flagged['case_id'].nunique()} case(s) ran faster than their "
+                     "matmul ceiling (flagged in the tables; their MFU above 100% is a measurement error of the "
+                     "ceiling, not a real rate).")
     pairs = compile_pairs(summary)
     if len(pairs):
         faster = pairs[pairs["speedup"] > 1]
@@ -374,8 +502,22 @@ def _glance(summary: pd.DataFrame, regimes: pd.DataFrame) -> list[str]:
 
 
 def _regime_table(regimes: pd.DataFrame) -> str:
-    rows = [{"case": r["label"], "regime": r["regime"], "signals": r["why"]} for _, r in regimes.iterrows()]
+    rows = [{"case": r["label"], "regime": r["regime"], "alpha rule": r.get("regime_alpha", ""),
+             "signals": r["why"]} for _, r in regimes.iterrows()]
     return _table(rows)
+
+
+def _disagreement_lines(regimes: pd.DataFrame) -> list[str]:
+    from .regime import disagreements
+
+    differ = disagreements(regimes)
+    if not len(regimes) or "regime_source" not in regimes or not (regimes["regime_source"] == "speed of light").any():
+        return []
+    if not len(differ):
+        return ["The speed of light and the alpha rule agree on every case.", ""]
+    return [f"The speed of light and the alpha rule disagree on {len(differ)} case(s):", ""] + [
+        f"- {r['label']}: {r['regime']} by the speed of light, {r['regime_alpha']} by the alpha rule"
+        for _, r in differ.iterrows()] + [""]
 
 
 def _skipped_dtypes_section(runs: Sequence) -> list[str]:

@@ -305,21 +305,24 @@ def compile_speedup(summary: pd.DataFrame, out_dir: Path) -> Figure:
 
 
 def roofline(summary: pd.DataFrame, out_dir: Path, regimes: pd.DataFrame | None = None,
-             ceilings: pd.DataFrame | None = None) -> Figure:
-    name, title = "roofline", "Achieved TFLOP/s vs arithmetic intensity"
+             ceilings: pd.DataFrame | None = None, bandwidths: pd.DataFrame | None = None) -> Figure:
+    name, title = "roofline", "Roofline: achieved TFLOP/s vs arithmetic intensity"
     steps = _steps(summary)
-    steps = steps[(steps["tflops"] > 0) & (steps["mem_total_bytes"] > 0)]
+    has_traffic = "traffic_bytes" in steps and steps["traffic_bytes"].notna().any()
+    bytes_column = "traffic_bytes" if has_traffic else "mem_total_bytes"
+    steps = steps[(steps["tflops"] > 0) & (steps[bytes_column] > 0)]
     if not len(steps):
-        return _omitted(name, title, "no case has both a FLOP count and a memory size")
+        return _omitted(name, title, "no case has both a FLOP count and a byte count")
     if regimes is not None and len(regimes):
         steps = steps.merge(regimes[["platform", "case_id", "regime"]], on=["platform", "case_id"], how="left")
     else:
         steps = steps.assign(regime="")
-    intensity = steps["matmul_flops"] / steps["mem_total_bytes"]
+    intensity = steps["matmul_flops"] / steps[bytes_column]
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 5.2))
     groups = sorted({(p, d) for p, d in zip(steps["platform"], steps["dtype"])})
     colors = _series_colors(plt, groups)
+    x_lo, x_hi = float(intensity.min()) / 4, float(intensity.max()) * 4
     for (platform, dtype), rows in steps.groupby(["platform", "dtype"], sort=True):
         color = colors[(platform, dtype)]
         x = intensity[rows.index]
@@ -328,14 +331,21 @@ def roofline(summary: pd.DataFrame, out_dir: Path, regimes: pd.DataFrame | None 
                        s=28, alpha=0.85, edgecolors="white", linewidths=0.4)
         where = f"{rows['device'].iloc[0]} {dtype}"
         ceiling = _ceiling_for(ceilings, platform, dtype, rows)
-        if ceiling is not None:
+        bandwidth = _bandwidth_for(bandwidths, platform, dtype)
+        if ceiling is not None and bandwidth is not None:  # both roofs: min(bandwidth x intensity, ceiling)
+            ridge = ceiling * 1e12 / bandwidth
+            xs = np.geomspace(min(x_lo, ridge / 4), max(x_hi, ridge * 4), 200)
+            ax.plot(xs, np.minimum(bandwidth * xs / 1e12, ceiling), color=color, linewidth=1.3, alpha=0.85)
+            ax.text(1.0, ceiling, f"{where}: matmul {ceiling:.3g} TFLOP/s, {bandwidth / 1e9:.3g} GB/s  ",
+                    color=color, fontsize=7, ha="right", va="top", transform=ax.get_yaxis_transform())  # peak: above
+        elif ceiling is not None:
             ax.axhline(ceiling, color=color, linestyle="-", linewidth=1.2, alpha=0.8)
             ax.text(1.0, ceiling, f"{where} measured matmul ceiling {ceiling:.3g}  ", color=color, fontsize=7,
                     ha="right", va="bottom", transform=ax.get_yaxis_transform())
         peak = rows["peak_tflops"].dropna()
         if len(peak):
             ax.axhline(float(peak.iloc[0]), color=color, linestyle=":", linewidth=1.0)
-            ax.text(1.0, float(peak.iloc[0]), f"{where} datasheet peak {float(peak.iloc[0]):.3g}  ", color=color,
+            ax.text(1.0, float(peak.iloc[0]), f"{where} peak {float(peak.iloc[0]):.3g}  ", color=color,
                     fontsize=7, ha="right", va="bottom", transform=ax.get_yaxis_transform())
         ax.plot([], [], color=color, marker="o", linestyle="-", label=f"{platform} {dtype}")
     for regime, marker in REGIME_MARKERS.items():
@@ -344,15 +354,24 @@ def roofline(summary: pd.DataFrame, out_dir: Path, regimes: pd.DataFrame | None 
     ax.set_xscale("log")
     ax.set_yscale("log")
     _plain_log_ticks(ax.xaxis)
-    ax.set_xlabel("arithmetic intensity: matmul FLOPs per step / bytes of state touched (FLOP/byte, log)")
+    moved = "bytes moved (mlp.traffic)" if has_traffic else "bytes of state touched"
+    ax.set_xlabel(f"arithmetic intensity: matmul FLOPs per step / {moved} (FLOP/byte, log)")
     ax.set_ylabel("achieved matmul TFLOP/s (log)")
-    ax.set_title(f"{title} (whole training step; lines: same-run matmul ceiling)")
+    ax.set_title(f"{title} (whole training step; roofs: same-run bandwidth and matmul ceilings)")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-    caption = ("Each point is a case's training step. Bytes are the analytic minimum the step must touch "
-               "(parameters, gradients, optimiser state, saved activations, data), so intensity is an upper "
-               "bound. Points far below the ceiling at high intensity are held back by overhead or "
-               "elementwise work, not by the matmul units. Marker = regime.")
+    caption = ("Each point is a case's training step. Roofs per device and dtype: the slope is the same-run "
+               "memory bandwidth (copy/triad past the last-level cache), the flat part the same-run matmul "
+               "ceiling; dotted: the datasheet or theoretical peak. Bytes are the least the step moves (each "
+               "operand read once, each result written once), so a point sits at or right of its true intensity. "
+               "Points far below both roofs are held back by per-op overhead. Marker = regime.")
     return Figure(name, title, _save(fig, out_dir / f"{name}.png"), caption=caption)
+
+
+def _bandwidth_for(bandwidths: pd.DataFrame | None, platform: str, dtype: str) -> float | None:
+    if bandwidths is None or not len(bandwidths):
+        return None
+    match = bandwidths[(bandwidths["platform"] == platform) & (bandwidths["dtype"] == dtype)]
+    return float(match["bytes_per_s"].max()) if len(match) else None
 
 
 def _plain_log_ticks(axis) -> None:
@@ -422,7 +441,7 @@ def activations(summary: pd.DataFrame, out_dir: Path) -> Figure:
 
 
 def render_all(summary: pd.DataFrame, out_dir: Path, regimes: pd.DataFrame | None = None,
-               ceilings: pd.DataFrame | None = None) -> list[Figure]:
+               ceilings: pd.DataFrame | None = None, bandwidths: pd.DataFrame | None = None) -> list[Figure]:
     """Every figure in report order; omitted ones carry their reason instead of a path."""
     out_dir = Path(out_dir)
     return [
@@ -430,6 +449,6 @@ def render_all(summary: pd.DataFrame, out_dir: Path, regimes: pd.DataFrame | Non
         phase_breakdown(summary, out_dir),
         gpu_speedup(summary, out_dir),
         compile_speedup(summary, out_dir),
-        roofline(summary, out_dir, regimes, ceilings),
+        roofline(summary, out_dir, regimes, ceilings, bandwidths),
         activations(summary, out_dir),
     ]

@@ -1,6 +1,13 @@
 """Regime per case: overhead-bound, memory-bound or compute-bound, decided from the measured data.
 
-Three measured signals per case, all read from the summary table:
+The label is the dominant term of the case's speed of light (``sol_bound`` in the summary,
+``bench.speed_of_light``: matmul FLOPs / the matmul ceiling, bytes / the bandwidth ceiling,
+ATen ops x the dispatch floor, all measured in the same run); ``SOL_RULE`` says so in the
+report. Runs without those limits (older runs) fall back to the alpha rule below, which
+every run also keeps as a cross-check (``regime_alpha``); the report lists the cases where
+the two disagree.
+
+The alpha rule reads three measured signals per case from the summary table:
 
 * ``alpha``: how the whole-step median grows with the batch. Between this case and the
   next larger batch measured for the same configuration (every other Case field equal;
@@ -44,8 +51,20 @@ class Regime(str, enum.Enum):
     INPUT = "input-bound"  # the loop waits for its data (bench/report/loader.py; never from a step-only sweep)
 
 
+SOL_RULE = """\
+Each case is labelled by the dominant term of its speed of light, the least time the three limits
+measured in the same run allow for its whole training step:
+
+    floor = max(matmul FLOPs / matmul ceiling, bytes moved / bandwidth ceiling) + ATen ops x dispatch floor
+
+**compute-bound** when the matmul term is the largest of the three, **memory-bound** when the bytes
+term is, **overhead-bound** when the dispatch term is. "% of speed of light" is floor / measured step
+time (100% = at the limit). The alpha rule below is kept as a cross-check; where the two disagree the
+case is listed after the table."""
+
 RULE = f"""\
-Each case is labelled from three measured signals (first match wins):
+Cross-check (and the label of runs without the limits): each case is labelled from three measured
+signals (first match wins):
 
 1. **compute-bound** if MFU >= {COMPUTE_MFU:.0%}: the step's matmuls run at over half the rate of the
    device's best large matmul measured in the same run, so more FLOPs cost proportionally more time.
@@ -133,13 +152,20 @@ def optimizer_traffic_bytes(steps: pd.DataFrame) -> pd.Series:
             + 2 * steps["mem_optimizer_state_bytes"]).astype(float)
 
 
+SOL_REGIME = {"compute": Regime.COMPUTE, "memory": Regime.MEMORY, "overhead": Regime.OVERHEAD}
+
+
 def classify(summary: pd.DataFrame) -> pd.DataFrame:
-    """The step rows of ``summary`` (ok cases) with columns alpha, optimizer_share, regime and why."""
+    """The step rows of ``summary`` (ok cases) with alpha, optimizer_share, regime, regime_alpha and why.
+
+    ``regime`` is the speed of light's dominant term where the run measured the limits, else the
+    alpha rule's label; ``regime_alpha`` is always the alpha rule's.
+    """
     ok = summary[summary["status"] == Status.OK]
     steps = ok[ok["phase"] == "step"].copy()
     if not len(steps):
         return steps.assign(alpha=[], alpha_borrowed_from=[], alpha_noisy=[], optimizer_share=[], regime=[],
-                            why=[])
+                            regime_alpha=[], regime_source=[], why=[])
     alpha, partner = batch_exponents(steps)
     steps["alpha"], steps["alpha_borrowed_from"] = borrow_exponents(steps, alpha)
     noisy = steps["noisy"].astype(str).eq("True") if "noisy" in steps else pd.Series(False, index=steps.index)
@@ -156,9 +182,29 @@ def classify(summary: pd.DataFrame) -> pd.DataFrame:
     steps["best_optimizer_bytes_per_s"] = steps["optimizer_bytes_per_s"].groupby(platforms).transform("max")
     steps["step_floor_s"] = steps["median_s"].groupby(platforms).transform("min")
     decided = [_decide(row) for _, row in steps.iterrows()]
-    steps["regime"] = [regime.value for regime, _ in decided]
-    steps["why"] = [why for _, why in decided]
+    steps["regime_alpha"] = [regime.value for regime, _ in decided]
+    bound = steps["sol_bound"] if "sol_bound" in steps else pd.Series("", index=steps.index)
+    sol = [SOL_REGIME.get(b).value if isinstance(b, str) and b in SOL_REGIME else None for b in bound]
+    steps["regime"] = [s or a for s, a in zip(sol, steps["regime_alpha"])]
+    steps["regime_source"] = ["speed of light" if s else "alpha rule" for s in sol]
+    steps["why"] = [why + _sol_terms(row) for (_, why), (_, row) in zip(decided, steps.iterrows())]
     return steps
+
+
+def disagreements(regimes: pd.DataFrame) -> pd.DataFrame:
+    """Cases labelled by the speed of light whose alpha-rule label differs."""
+    if not len(regimes) or "regime_source" not in regimes:
+        return regimes.iloc[0:0]
+    sol = regimes[regimes["regime_source"] == "speed of light"]
+    return sol[sol["regime"] != sol["regime_alpha"]]
+
+
+def _sol_terms(row: pd.Series) -> str:
+    terms = [(name, row.get(f"sol_{name}_s", math.nan)) for name in ("compute", "memory", "overhead")]
+    if any(not isinstance(v, float) or math.isnan(v) for _, v in terms):
+        return ""
+    return "; floor " + ", ".join(f"{name} {v * 1e3:.3g} ms" for name, v in terms) + \
+        f", {_fmt(row.get('sol_fraction', math.nan), '.0%')} of speed of light"
 
 
 def _decide(row: pd.Series) -> tuple[Regime, str]:

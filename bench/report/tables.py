@@ -121,9 +121,23 @@ def merged_ceilings(runs: Sequence) -> pd.DataFrame:
             rows.append({**ceiling, "threads": threads, "run": name,
                          "platform": platform_name(ceiling.get("device", "cpu"), env)})
     columns = ["platform", "device", "dtype", "threads", "device_name", "measured_tflops", "matmul_size",
-               "sizes_tried", "budget_s", "spent_s", "datasheet_tflops", "datasheet_source", "run"]
+               "sizes_tried", "budget_s", "spent_s", "datasheet_tflops", "datasheet_source", "best_product",
+               "spread_rel", "case_shapes", "case_shapes_measured", "pass_tflops", "shapes_spent_s", "run"]
     frame = pd.DataFrame(rows, columns=columns)
     return frame.drop_duplicates(["platform", "dtype", "threads"], keep="last").reset_index(drop=True)
+
+
+def merged_limits(runs: Sequence, table: str) -> pd.DataFrame:
+    """One row per platform x key of meta.json's ``bandwidth`` or ``dispatch`` table (the last run given wins)."""
+    rows = []
+    for run, name in zip(runs, run_names(runs)):
+        env = run.meta.get("env", {})
+        for key, limit in run.meta.get(table, {}).items():
+            rows.append({**limit, "key": key, "run": name, "platform": platform_name(limit.get("device", "cpu"), env)})
+    frame = pd.DataFrame(rows)
+    if not len(frame):
+        return frame
+    return frame.drop_duplicates(["platform", "key"], keep="last").reset_index(drop=True)
 
 
 def compile_pairs(summary: pd.DataFrame) -> pd.DataFrame:

@@ -32,6 +32,9 @@ class RunMeta:
     n_cases: int = 0
     cases: list = field(default_factory=list)  # every planned case as a row (Case.to_row), for --resume
     ceilings: dict = field(default_factory=dict)  # "cpu/fp32" -> bench.ceiling.Ceiling.as_dict()
+    bandwidth: dict = field(default_factory=dict)  # "cpu/fp32" -> bench.bandwidth.Bandwidth.as_dict()
+    dispatch: dict = field(default_factory=dict)  # "cpu" (or "cpu/t1") -> bench.dispatch.DispatchFloor.as_dict()
+    limits_spent_s: dict = field(default_factory=dict)  # what the limits beyond the square ceilings cost
     interrupted: bool = False  # Ctrl-C or SIGTERM ended it
     skip_slow_dtypes: bool = False
     skipped_dtypes: dict = field(default_factory=dict)  # "cpu/bf16" -> why the preset skipped it

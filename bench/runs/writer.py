@@ -21,6 +21,7 @@ from .meta import CRASH_LIMIT, RunMeta
 from .reader import load_run
 from .status import DONE_STATUSES
 
+LIMIT_TABLES = ("ceilings", "bandwidth", "dispatch")  # RunMeta fields keyed by device/dtype
 CRASHED_REASON = f"the process died while measuring it, {'twice' if CRASH_LIMIT == 2 else f'{CRASH_LIMIT} times'}"
 
 
@@ -51,7 +52,8 @@ class RunWriter:
         if old.in_flight and old.in_flight.get("case_id") not in self.done_ids:  # it died in that case
             case_id = old.in_flight["case_id"]
             crashes[case_id] = crashes.get(case_id, 0) + 1
-        meta.ceilings = {**old.ceilings, **meta.ceilings}
+        for limits in LIMIT_TABLES:  # measured once per run folder: a resume keeps them
+            setattr(meta, limits, {**getattr(old, limits), **getattr(meta, limits)})
         meta.run_s, meta.crashes, meta.in_flight = old.run_s, crashes, None
         meta.resumed_from = old.resumed_from or old.env.get("date")
         meta.extra = {**old.extra, **meta.extra}

@@ -28,7 +28,7 @@ SLEEP_STEP_S = 0.2  # the fake slow case: every training step sleeps this long (
 TINY_BUDGET_S = 1.5  # tiny cases predict ~0.2 s with FAST; the slow one >= 5 repeats x 2 blocks x 0.2 s
 AMD_AVX2 = dict(capability="AVX2", mkldnn_ok=False, flags=frozenset({"avx2", "fma", "f16c"}))  # issue 14's EPYC
 AMD_BF16_FLOPS_PER_S = 0.5e9  # the reference kernel's bf16 rate, in the range seen on that EPYC (~1 GFLOP/s)
-MIN_PRODUCTS_PER_SIZE = 7  # a ceiling size costs >= 2 untimed + 5 timed products
+MIN_PRODUCTS_PER_SIZE = 9  # a ceiling size costs >= 2 untimed + 7 timed products
 GENEROUS = 3.0  # factor on a wall-clock budget: shared 2-core machine, never a tight time
 
 
@@ -39,7 +39,8 @@ def _tiny(width: int, **kw) -> Case:
 def _fake_ceiling(rates_tflops: dict[str, float]):
     def fake(device, dtype, sizes=None, budget_s=ceiling.CEILING_BUDGET_S):
         return Ceiling(device, dtype, "fake cpu", rates_tflops[dtype], 256, None, None, torch.get_num_threads(),
-                       (256,), budget_s, 0.0)
+                       (256,), budget_s, 0.0, best_product="256x256x256 nn",
+                       product_tflops={"256x256x256 nn": rates_tflops[dtype]})
     return fake
 
 
@@ -114,13 +115,13 @@ def test_the_ceiling_stops_growing_when_the_next_size_would_not_fit(monkeypatch)
     """On the AMD part's bf16 (~0.5-1 GFLOP/s) a 512³ size alone costs > 3.8 s: a 1 s budget stops at 256."""
     seen = []
 
-    def amd_bf16_product(n, *args):
-        per_product_s = 2 * n**3 / AMD_BF16_FLOPS_PER_S
+    def amd_bf16_product(gemm, *args):
+        per_product_s = gemm.flops / AMD_BF16_FLOPS_PER_S
         time.sleep(MIN_PRODUCTS_PER_SIZE * per_product_s)  # what measuring that size would take
-        seen.append(n)
-        return per_product_s
+        seen.append(gemm.m)
+        return [per_product_s] * ceiling.CEILING_REPEATS
 
-    monkeypatch.setattr(ceiling, "_median_product_s", amd_bf16_product)
+    monkeypatch.setattr(ceiling, "_product_samples", amd_bf16_product)
     c = measure_ceiling("cpu", "bf16", budget_s=1.0)
     assert seen == [256] and c.sizes_tried == (256,) and c.matmul_size == 256
     assert c.measured_tflops * 1e12 == pytest.approx(AMD_BF16_FLOPS_PER_S)

@@ -161,7 +161,7 @@ def test_derived_columns_follow_their_definitions(tmp_path, monkeypatch):
 
     monkeypatch.setattr(runner, "measure_ceiling", fake_ceiling)
     runner.run_sweep(DERIVED_CASES, tmp_path / "run", FAST, progress=False)
-    run = store.load_run(tmp_path / "run")
+    run = run_record.load_run(tmp_path / "run")
     assert [c["measured_tflops"] for c in run.meta["ceilings"].values()] == [FAKE_CEILING_TFLOPS]
     seconds = run.samples.groupby(["case_id", "phase"])["seconds"]
     for case in DERIVED_CASES:

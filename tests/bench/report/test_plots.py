@@ -94,7 +94,7 @@ def test_every_drawn_figure_plots_its_data_points(tmp_path: Path, monkeypatch, c
         return save(fig, fname, *args, **kwargs)
 
     monkeypatch.setattr(matplotlib.figure.Figure, "savefig", counting_savefig)
-    summary, _ = merged_summary([store.load_run(cpu_run_dir), store.load_run(gpu_run_dir)])
+    summary, _ = merged_summary([run_record.load_run(cpu_run_dir), run_record.load_run(gpu_run_dir)])
     figures = plots.render_all(summary, tmp_path)
     drawn = {f.name for f in figures if f.path is not None}
     assert drawn == set(EXPECTED_POINTS), {f.name: f.reason for f in figures if f.path is None}

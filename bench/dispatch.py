@@ -1,0 +1,115 @@
+"""The dispatch floor per device: what one ATen operator costs when it does (almost) no work.
+
+Two measurements, so that "overhead-bound" is a number of microseconds per op:
+
+* ``add_s``: one one-element ``a + b``, timed in blocks (Python call, dispatcher, allocation;
+  on CUDA one kernel launch);
+* ``per_op_s``: the forward, loss and backward of a tiny training step (an 8-wide MLP, batch 1),
+  warmed up, timed in blocks, divided by the ATen ops it dispatches (counted by the gate's
+  ``OpCounter``). This includes autograd's Python and bookkeeping per op, as a real eager step
+  does; it is the floor the speed-of-light model charges per op, in every phase. Timed on one
+  thread: tensors this small never reach the thread pool, and a contended pool only adds waits.
+* ``tiny_step_s`` / ``tiny_step_ops``: the whole tiny step with its optimiser, for reference (seen:
+  the fused CPU SGD of a 2-thread process took ~70 ms on a loaded 2-core machine, against ~2 ms for
+  forward and backward: that is the optimiser, not dispatch, so it is kept out of the floor).
+
+Each is the best block within a one-second budget: a floor, read between the bursts of other
+work on a shared machine.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+
+import mlp
+
+from .clocks import clock_for, time_block
+from .gate.counters import OpCounter
+from .stats import summarize
+from .timing import TimingConfig, calibrate_iters
+
+TINY_WIDTH, TINY_DEPTH, TINY_BATCH = 8, 2, 1
+DISPATCH_MIN_BLOCK_S = 0.01  # thousands of microsecond calls per block
+DISPATCH_BUDGET_S = 0.5  # per measurement: blocks stop here (at least MIN_BLOCKS), even on a contended machine
+MIN_BLOCKS = 3
+MAX_BLOCKS = 50  # more blocks, more chances to see the floor between the neighbours' bursts
+WARMUP_S, MIN_WARMUP_CALLS = 0.1, 5
+
+
+@dataclass(frozen=True)
+class DispatchFloor:
+    device: str
+    threads: int
+    add_s: float  # one one-element add
+    per_op_s: float  # tiny forward + loss + backward, per ATen op: the floor per op
+    tiny_backprop_s: float
+    tiny_backprop_ops: int
+    tiny_step_s: float  # the whole tiny step, optimiser included
+    tiny_step_ops: int
+    spread_rel: float  # IQR / median of the tiny forward + backward's blocks
+    spent_s: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def tiny_step(device: str) -> tuple[mlp.TrainStep, torch.Tensor, torch.Tensor]:
+    model = mlp.uniform(TINY_WIDTH, TINY_DEPTH, "relu")
+    step = mlp.TrainStep(model, "mse", "sgd", "fp32", device)
+    x = torch.randn(TINY_BATCH, TINY_WIDTH, device=device)
+    y = torch.randn(TINY_BATCH, TINY_WIDTH, device=device)
+    return step, x, y
+
+
+def count_ops(fn) -> int:
+    counter = OpCounter()
+    with counter:
+        fn()
+    return counter.aten_ops
+
+
+def measure_dispatch(device: str) -> DispatchFloor:
+    dev = torch.device(device)
+    clock = clock_for(dev)
+    start = time.perf_counter()
+    a, b = torch.ones(1, device=dev), torch.ones(1, device=dev)
+    add_s, _ = _best(lambda i: a + b, clock)
+    step, x, y = tiny_step(device)
+    step.step(x, y)  # the first step creates state; count and time steady steps
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tensors this small never fan out to the pool: one thread is the same dispatch
+    try:  # work without the barrier waits a contended pool adds (seen: 3.5 ms for 45 ops at load 15 on 2 cores)
+        return _measure_tiny(dev, add_s, step, x, y, clock, start, threads)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _measure_tiny(dev, add_s, step, x, y, clock, start, threads) -> DispatchFloor:
+    def backprop(i: int = 0) -> None:
+        step.loss_backward(step.forward(x), y)
+        step.optimizer.zero_grad(set_to_none=True)  # no ATen op: the next backward writes fresh gradients
+
+    backprop_ops = count_ops(backprop)
+    backprop_s, spread = _best(backprop, clock)
+    step_ops = count_ops(lambda: step.step(x, y))
+    step_s, _ = _best(lambda i: step.step(x, y), clock)
+    return DispatchFloor(dev.type, threads, add_s, backprop_s / backprop_ops, backprop_s,
+                         backprop_ops, step_s, step_ops, spread, time.perf_counter() - start)
+
+
+def _best(fn, clock) -> tuple[float, float]:
+    config = TimingConfig(min_block_s=DISPATCH_MIN_BLOCK_S)
+    start, calls = time.perf_counter(), 0
+    while calls < MIN_WARMUP_CALLS or time.perf_counter() - start < WARMUP_S:
+        time_block(fn, 1, clock)
+        calls += 1
+    iters = calibrate_iters(time_block(fn, 1, clock), config)
+    start, samples = time.perf_counter(), []
+    while len(samples) < MAX_BLOCKS and (len(samples) < MIN_BLOCKS
+                                              or time.perf_counter() - start < DISPATCH_BUDGET_S):
+        samples.append(time_block(fn, iters, clock))
+    stats = summarize(samples)
+    return stats.min, stats.iqr_rel
