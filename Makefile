@@ -31,7 +31,7 @@ bench: $(STAMP)  ## the `quick` sweep on every available device (PRESET=..., ARG
 	$(BIN)/mlpbench run --preset $(PRESET) $(ARGS) && $(BIN)/mlpbench report latest
 	$(BIN)/mlpbench loader $(LOADER_ARGS)
 
-LOADER_ARGS ?=
+LOADER_ARGS ?= --threads 1  # one torch thread for the step: two are erratic on a shared 2-core machine (docs/loader.md)
 loader: $(STAMP)  ## the classic FashionMNIST loop end to end vs the step alone (LOADER_ARGS=...; docs/loader.md)
 	$(BIN)/mlpbench loader $(LOADER_ARGS)
 
