@@ -9,7 +9,7 @@ PRESET ?= quick
 ARGS   ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test mutants bench loader report profile gpu-reference check-perf check-counters check-instructions baseline perf-save perf-compare clean
+.PHONY: help venv test test-e2e mutants bench loader report profile gpu-reference check-perf check-counters check-instructions baseline perf-save perf-compare clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -21,8 +21,11 @@ $(STAMP): pyproject.toml constraints.txt
 
 venv: $(STAMP)  ## create or refresh .venv with the pinned, tested versions
 
-test: $(STAMP)  ## run the test suite (fast; perf benchmarks are not included)
-	$(BIN)/python -m pytest -q
+test: $(STAMP)  ## run the test suite (fast; perf benchmarks and the long e2e checks are not included)
+	$(BIN)/python -m pytest -q -m "not e2e"
+
+test-e2e: $(STAMP)  ## the long end-to-end checks (a real Callgrind A/A count: minutes); CI runs them as their own step
+	$(BIN)/python -m pytest -q -m e2e
 
 mutants: $(STAMP)  ## the mutant campaign: each deliberate bug of tests/mutants.py must fail its tests (ARGS=--cuda on a GPU)
 	$(BIN)/python -m tests.mutants $(ARGS)

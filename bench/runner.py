@@ -291,7 +291,8 @@ def run_sweep(
         writer.meta.ceilings.update(_measure_ceilings(todo, writer.meta.ceilings, writer))
         slow = slow_dtypes(todo, writer.meta.ceilings) if skip_slow_dtypes else {}
         writer.meta.skipped_dtypes = slow
-        fast = [c for c in todo if f"{c.device}/{c.dtype}" not in slow]
+        # the limits are measured for the cases that will run: not a slow dtype, not a case over memory
+        fast = [c for c in todo if f"{c.device}/{c.dtype}" not in slow and not memory_shortfall(c)]
         with _spent(writer.meta, "case_shapes_start"):
             _measure_case_shapes(fast, writer, "start")
         with _spent(writer.meta, "bandwidth_and_dispatch"):
@@ -428,7 +429,9 @@ def case_gemms(cases: Sequence[Case]) -> dict[str, set]:
     out: dict[str, set] = {}
     for case in cases:
         key = ceiling_key(case.device, case.dtype, 0 if case.device == "cuda" else case.threads)
-        out.setdefault(key, set()).update(mlp.gemms(case.build_model(), case.batch))
+        with torch.device("meta"):  # shapes only: a case bigger than memory must not be built to be listed
+            model = case.build_model()
+        out.setdefault(key, set()).update(mlp.gemms(model, case.batch))
     return out
 
 

@@ -140,6 +140,7 @@ def test_valgrind_absent_is_one_line_and_exit_2(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.e2e  # ~200 s under Callgrind: its own .ci/run step, not `make test`
 @needs_valgrind
 def test_real_count_passes_a_a_and_fails_an_injected_extra_op(tmp_path: Path) -> None:
     """Both sides are this tree (A/A) and B also counts `extra-op`: A/A passes, the extra op is a regression
