@@ -84,7 +84,7 @@ def _cmd_run(args) -> int:
     from .cases import CUSTOM_MAX_CASE_S, PRESETS, Case
     from .env import busy_warning
     from .runner import run_sweep
-    from .runs import Status, load_run, new_run_dir, prepare_run_dir
+    from .runs import Status, claim_run_dir, load_run, new_run_dir
     from .timing import TimingConfig
 
     if args.list_presets:
@@ -126,12 +126,7 @@ def _cmd_run(args) -> int:
             print(f"{case.case_id}  {case.label}")
         print(f"{len(cases)} cases (dry run: nothing measured)")
         return 0
-    if out_dir.exists() and not args.resume and any(out_dir.iterdir()):
-        raise UsageError(f"{out_dir} exists and is not empty; use --resume {out_dir} or another --out")
-    try:
-        prepare_run_dir(out_dir)
-    except OSError as exc:
-        raise UsageError(f"cannot write the run folder {out_dir}: {exc.strerror or exc}") from None
+    claim_run_dir(out_dir, resume=bool(args.resume), otherwise=f"use --resume {out_dir} or another --out")
     print(f"mlpbench: {len(cases)} cases ({preset_name}) -> {out_dir}", file=sys.stderr)
     warning = busy_warning()
     if warning:

@@ -131,18 +131,13 @@ def _dataset(data_root: Path | None):
 
 def command(args: argparse.Namespace) -> int:
     from ..env import busy_warning
-    from ..runs import RunWriter, new_run_dir, prepare_run_dir
+    from ..runs import RunWriter, claim_run_dir, new_run_dir
 
     cases = plan_cases(args)
     config = _loop_config(args)
     out_dir = args.out or new_run_dir(preset="loader")
-    if out_dir.exists() and any(out_dir.iterdir()):
-        raise UsageError(f"{out_dir} exists and is not empty; choose another --out")
     dataset, source = _dataset(args.data_root)
-    try:
-        prepare_run_dir(out_dir)
-    except OSError as exc:
-        raise UsageError(f"cannot write the run folder {out_dir}: {exc.strerror or exc}") from None
+    claim_run_dir(out_dir)
     print(f"mlpbench loader: {len(cases)} cases -> {out_dir}; data {source.description}", file=sys.stderr)
     warning = busy_warning()
     if warning:
