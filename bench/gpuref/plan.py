@@ -21,6 +21,7 @@ RUN_MARGIN_S = 25.0  # a run stage's limit minus its --max-run-s: start-up, the 
 class StageName(str, enum.Enum):
     PREFLIGHT = "preflight"
     TESTS = "cuda-tests"
+    MUTANTS = "cuda-mutants"
     GPU_RUN = "gpu-run"
     CPU_RUN = "cpu-crossover"
     TIMER = "timer-check"
@@ -42,9 +43,11 @@ class Stage:
 
 STAGES: tuple[Stage, ...] = (
     Stage(StageName.PREFLIGHT, "fingerprint; CUDA events, synchronize, peak memory, torch.compile", 20, 60),
-    Stage(StageName.TESTS, "pytest -m 'cuda or torchvision' with a junit file", 90, 90),
-    Stage(StageName.GPU_RUN, "the gpu preset under --max-run-s (ceilings first, cases by value)", 205, 90),
-    Stage(StageName.CPU_RUN, "the crossover grid on this machine's own CPU cores under --max-run-s", 90, 60),
+    Stage(StageName.TESTS, "pytest -m 'cuda or torchvision' with a junit file", 80, 90),
+    Stage(StageName.MUTANTS, "the CUDA mutants (host clock, no synchronize) must fail the CUDA timing tests", 45, 30,
+          cuda_only=True),
+    Stage(StageName.GPU_RUN, "the gpu preset under --max-run-s (ceilings first, cases by value)", 185, 90),
+    Stage(StageName.CPU_RUN, "the crossover grid on this machine's own CPU cores under --max-run-s", 75, 60),
     Stage(StageName.TIMER, "engine step median vs triton.testing.do_bench; device copy GB/s", 30, 30, cuda_only=True),
     Stage(StageName.PROFILE, "mlpbench profile of the large MLP", 40, 60),
     Stage(StageName.REPORT, "merged CPU-vs-GPU reports (this machine's CPU; the 2-core reference); findings", 50, 120),
@@ -68,6 +71,7 @@ GPUS = {
 PLANNED_S = {  # predicted seconds of the stages whose work is not a list of cases (seen sizes, see docs)
     StageName.PREFLIGHT: IMPORT_S + 8.0,  # + a cold torch.compile of one tiny function
     StageName.TESTS: IMPORT_S + 55.0,  # collection + the CUDA tests, three of them compiled
+    StageName.MUTANTS: 3 * (IMPORT_S + 8.0),  # the four CUDA timing tests: once clean, once per CUDA mutant
     StageName.TIMER: IMPORT_S + 15.0,  # two engine measurements, two do_bench calls, one copy
     StageName.PROFILE: IMPORT_S + 10.0,  # 6 steps of ~25 ms, the trace written
     StageName.REPORT: 2 * (IMPORT_S + 6.0) + IMPORT_S,  # two reports (matplotlib figures), the findings page

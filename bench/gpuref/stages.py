@@ -76,10 +76,13 @@ class Layout:
 
     def outputs(self, name: StageName) -> list[Path]:
         """What a stage writes: removed before the stage is run again (``--stages``)."""
-        return {StageName.PREFLIGHT: [self.preflight], StageName.TESTS: [self.junit.parent],
+        return {StageName.PREFLIGHT: [self.preflight], StageName.TESTS: [self.junit.parent], StageName.MUTANTS: [],
                 StageName.GPU_RUN: [self.gpu_run], StageName.CPU_RUN: [self.cpu_run],
                 StageName.TIMER: [self.timer], StageName.PROFILE: [self.profile],
                 StageName.REPORT: [self.report, self.report_reference, self.findings]}[name]
+
+
+CUDA_MUTANTS = ("cuda-host-clock", "cuda-no-sync")  # tests/mutants.py; the CPU ones run in .ci/run
 
 
 def _bench(*args: str) -> list[str]:
@@ -94,6 +97,8 @@ def commands(stage: Stage, layout: Layout, device: str, tiny: bool) -> list[list
     if name is StageName.TESTS:
         return [[sys.executable, "-m", "pytest", "-m", TEST_MARKERS, "-q", "-p", "no:cacheprovider", "-rs",
                  f"--junitxml={layout.junit}", *marked_test_files()]]
+    if name is StageName.MUTANTS:  # tests/mutants.py: its CUDA mutants, run only where CUDA is
+        return [[sys.executable, "-m", "tests.mutants", "--cuda", *CUDA_MUTANTS]]
     if name is StageName.GPU_RUN:
         return [_bench("run", "--preset", "gpu-tiny" if tiny else "gpu", "--device", device,
                        "--max-run-s", f"{run_max_s(stage, tiny):g}", "--out", str(layout.gpu_run), "--no-progress",
