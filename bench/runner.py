@@ -402,14 +402,18 @@ def slow_dtype_reason(case: Case, why: str) -> str:
     return f"{case.dtype} skipped by the preset: {why}; measure it with: mlpbench run {case.cli_flags()}"
 
 
+def limit_axes(cases: Sequence[Case]) -> list[tuple[str, str, int]]:
+    """The (device, dtype, CPU thread count) each limit is measured for; a CUDA case's thread count does not matter."""
+    return sorted({(c.device, c.dtype, 0 if c.device == "cuda" else c.threads) for c in cases})
+
+
 def _measure_ceilings(cases: Sequence[Case], known: dict, writer: RunWriter | None = None) -> dict:
     """One matmul ceiling per (device, dtype, CPU thread count) that the cases need and the machine has.
 
     Each is budgeted (``ceiling.CEILING_BUDGET_S``) and written to meta.json as soon as it is measured.
     """
     out = {}
-    needed = {(c.device, c.dtype, 0 if c.device == "cuda" else c.threads) for c in cases}
-    for device, dtype, threads in sorted(needed):
+    for device, dtype, threads in limit_axes(cases):
         key = ceiling_key(device, dtype, threads)
         if key in known or (device == "cuda" and not torch.cuda.is_available()):
             continue
@@ -428,7 +432,7 @@ def case_gemms(cases: Sequence[Case]) -> dict[str, set]:
     """The distinct GEMMs (``mlp.Gemm``: forward and both backward products) the cases run, per ceiling key."""
     out: dict[str, set] = {}
     for case in cases:
-        key = ceiling_key(case.device, case.dtype, 0 if case.device == "cuda" else case.threads)
+        key = case_ceiling_key(case)
         with torch.device("meta"):  # shapes only: a case bigger than memory must not be built to be listed
             model = case.build_model()
         out.setdefault(key, set()).update(mlp.gemms(model, case.batch))
@@ -437,8 +441,7 @@ def case_gemms(cases: Sequence[Case]) -> dict[str, set]:
 
 def _measure_limits(cases: Sequence[Case], writer: RunWriter) -> None:
     """The memory-bandwidth ceiling per device x dtype x threads and the dispatch floor per device x threads."""
-    for device, dtype, threads in sorted({(c.device, c.dtype, 0 if c.device == "cuda" else c.threads)
-                                          for c in cases}):
+    for device, dtype, threads in limit_axes(cases):
         for table, key, measure in (("bandwidth", ceiling_key(device, dtype, threads),
                                      lambda: measure_bandwidth(device, dtype)),
                                     ("dispatch", dispatch_key(device, threads), lambda: measure_dispatch(device))):
