@@ -224,9 +224,13 @@ def sample_rows(m: Measurement) -> list[dict]:
 # --------------------------------------------------------------------------- the sweep
 
 
-def case_rows(m: Measurement, meta: RunMeta, ceiling: Ceiling | None) -> list[dict]:
-    """``summary_rows`` plus the columns that need the run's limits: ATen ops per phase and the speed of light."""
-    rows = summary_rows(m, ceiling)
+def case_rows(m: Measurement, meta: RunMeta) -> list[dict]:
+    """``summary_rows`` plus the columns that need the run's limits: ATen ops per phase and the speed of light.
+
+    The ceiling is the one ``meta`` holds for the case, the same record ``derived_columns`` and ``rederive`` read.
+    """
+    ceiling = meta.ceilings.get(case_ceiling_key(m.case))
+    rows = summary_rows(m, Ceiling(**ceiling) if ceiling else None)
     if m.status == Status.OK:
         with _spent(meta, "op_counts"):
             ops = phase_ops(ops_case(m.case))
@@ -288,7 +292,7 @@ def run_sweep(
     try:
         writer.flush()  # the folder and meta.json from the first second
         todo = [c for c in cases if c.case_id not in writer.done_ids]
-        writer.meta.ceilings.update(_measure_ceilings(todo, writer.meta.ceilings, writer))
+        _measure_ceilings(todo, writer)
         slow = slow_dtypes(todo, writer.meta.ceilings) if skip_slow_dtypes else {}
         writer.meta.skipped_dtypes = slow
         # the limits are measured for the cases that will run: not a slow dtype, not a case over memory
@@ -329,8 +333,7 @@ def _measure_cases(todo: Sequence[Case], writer: RunWriter, config: TimingConfig
                     measurement = _measure_within(budget, case, config, ceiling, measure_fn, bar.predicted)
                 else:
                     measurement = _measure_watched(case, config, measure_fn, bar.predicted)
-            writer.add(case_rows(measurement, writer.meta, Ceiling(**ceiling) if ceiling else None),
-                       sample_rows(measurement))
+            writer.add(case_rows(measurement, writer.meta), sample_rows(measurement))
             bar.done(measurement)
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (the CLI turns it into this): not a crash
         writer.abandon()
@@ -407,25 +410,23 @@ def limit_axes(cases: Sequence[Case]) -> list[tuple[str, str, int]]:
     return sorted({(c.device, c.dtype, 0 if c.device == "cuda" else c.threads) for c in cases})
 
 
-def _measure_ceilings(cases: Sequence[Case], known: dict, writer: RunWriter | None = None) -> dict:
-    """One matmul ceiling per (device, dtype, CPU thread count) that the cases need and the machine has.
+def _measure_ceilings(cases: Sequence[Case], writer: RunWriter) -> None:
+    """One matmul ceiling per (device, dtype, CPU thread count) that the cases need, the machine has and
+    ``writer.meta`` lacks (a resumed run keeps its own).
 
     Each is budgeted (``ceiling.CEILING_BUDGET_S``) and written to meta.json as soon as it is measured.
     """
-    out = {}
     for device, dtype, threads in limit_axes(cases):
         key = ceiling_key(device, dtype, threads)
-        if key in known or (device == "cuda" and not torch.cuda.is_available()):
+        if key in writer.meta.ceilings or (device == "cuda" and not torch.cuda.is_available()):
             continue
         try:
             with torch_threads(threads):
-                out[key] = measure_ceiling(device, dtype).as_dict()
+                writer.meta.ceilings[key] = measure_ceiling(device, dtype).as_dict()
         except Exception as exc:  # noqa: BLE001 - a missing ceiling leaves MFU empty, not the run dead
             print(f"mlpbench: warning: no {key} matmul ceiling ({_one_line(exc)})", file=sys.stderr)
-        if writer is not None and key in out:
-            writer.meta.ceilings[key] = out[key]
-            writer.flush()
-    return out
+            continue
+        writer.flush()
 
 
 def case_gemms(cases: Sequence[Case]) -> dict[str, set]:
