@@ -26,7 +26,7 @@ import torch
 
 import mlp
 
-from .clocks import clock_for, time_block
+from .clocks import clock_for, time_block, torch_threads
 from .gate.counters import OpCounter
 from .stats import summarize
 from .timing import TimingConfig, calibrate_iters
@@ -79,12 +79,11 @@ def measure_dispatch(device: str) -> DispatchFloor:
     add_s, _ = _best(lambda i: a + b, clock)
     step, x, y = tiny_step(device)
     step.step(x, y)  # the first step creates state; count and time steady steps
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tensors this small never fan out to the pool: one thread is the same dispatch
-    try:  # work without the barrier waits a contended pool adds (seen: 3.5 ms for 45 ops at load 15 on 2 cores)
+    threads = torch.get_num_threads()  # the caller's setting: the floor is filed under it
+    # tensors this small never fan out to the pool: one thread is the same dispatch, without the barrier
+    # waits a contended pool adds (seen: 3.5 ms for 45 ops at load 15 on 2 cores)
+    with torch_threads(1):
         return _measure_tiny(dev, add_s, step, x, y, clock, start, threads)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _measure_tiny(dev, add_s, step, x, y, clock, start, threads) -> DispatchFloor:
