@@ -20,16 +20,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..format import number
 from ..report.tables import compile_pairs, crossover_batches, device_speedup, load_runs, merged_summary
 from ..runs import is_run_dir, write_atomic
 from .stages import REFERENCE_CPU_RUN, Layout
 
 MEMORY_TOLERANCE = 0.10  # analytic vs measured peak: the GPU issue's goal
 LARGE = {"width": 8192, "depth": 4, "batch": 8192}
-
-
-def _fmt(value, digits: int = 3) -> str:
-    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}g}"
 
 
 def _tests(layout: Layout) -> list[str]:
@@ -67,16 +64,18 @@ def _large(gpu: pd.DataFrame) -> list[str]:
     for _, r in rows.iterrows():
         energy = r.get("gpu_energy_per_step_j", math.nan)
         out.append(f"- large MLP {r['dtype']} {r['compile']}: step {r['median_s'] * 1e3:.4g} ms, "
-                   f"{_fmt(r['tflops'], 4)} TFLOP/s, MFU {_fmt(r['mfu'] * 100, 3)}% of the same-run ceiling; "
-                   f"energy/step {_fmt(energy)} J, throttled {r.get('gpu_throttled', 'n/a')}")
+                   f"{number(r['tflops'], '.4g')} TFLOP/s, MFU {number(r['mfu'] * 100, '.3g')}% "
+                   "of the same-run ceiling; "
+                   f"energy/step {number(energy, '.3g')} J, throttled {r.get('gpu_throttled', 'n/a')}")
     return out or ["- large MLP: not measured"]
 
 
 def _reduce_overhead(summary: pd.DataFrame) -> list[str]:
     pairs = compile_pairs(summary)
     pairs = pairs[(pairs["compile"] == "reduce-overhead") & (pairs["device"] == "cuda")]
-    return [f"- reduce-overhead {r['label']}: {r['speedup']:.3g}x eager, compile {_fmt(r['compile_s'])} s, "
-            f"break-even {_fmt(r['break_even_steps'])} steps" for _, r in pairs.iterrows()] or \
+    return [f"- reduce-overhead {r['label']}: {r['speedup']:.3g}x eager, "
+            f"compile {number(r['compile_s'], '.3g')} s, break-even {number(r['break_even_steps'], '.3g')} steps"
+            for _, r in pairs.iterrows()] or \
         ["- reduce-overhead: no pair measured"]
 
 
@@ -85,7 +84,8 @@ def _crossover(runs: list, what: str) -> list[str]:
     cross = crossover_batches(device_speedup(summary))
     cross = cross[cross["batches"] >= 2]
     return [f"- crossover vs {what}, {r['dtype']} w{r['width']} d{r['depth']}: GPU wins from batch "
-            f"{_fmt(r['wins_from'])} (interpolated {_fmt(r['crossover_batch'])})" for _, r in cross.iterrows()] or \
+            f"{number(r['wins_from'], '.3g')} (interpolated {number(r['crossover_batch'], '.3g')})"
+            for _, r in cross.iterrows()] or \
         [f"- crossover vs {what}: no case measured on both"]
 
 

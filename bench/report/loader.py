@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
-from tabulate import tabulate
 
+from ..format import missing, ms, table
 from .markdown import Report
 from .figure import Figure, pyplot, save as save_figure
 from .regime import Regime
@@ -39,13 +39,9 @@ def is_loader_run(run) -> bool:
 
 
 def regime(loader_share: float) -> str:
-    if loader_share is None or (isinstance(loader_share, float) and math.isnan(loader_share)):
+    if missing(loader_share):
         return ""
     return Regime.INPUT.value if loader_share > INPUT_BOUND_SHARE else STEP_BOUND
-
-
-def _ms(seconds) -> str:
-    return "" if pd.isna(seconds) else f"{seconds * 1e3:.3f}"
 
 
 def _phase_median(summary: pd.DataFrame, case_id: str, phase: str) -> float:
@@ -74,10 +70,10 @@ def table_rows(summary: pd.DataFrame) -> list[dict]:
             "end to end samples/s": f"{r['epoch_samples_per_s']:,.0f}" if ok else "",
             "step only samples/s": f"{r['step_only_samples_per_s']:,.0f}" if ok else "",
             "end to end / step only": f"{ratio:.2f}" if ok else "",
-            "per step ms: wait / copy / step / loop": " / ".join(_ms(r[f"{p}_median_s"]) for p in
+            "per step ms: wait / copy / step / loop": " / ".join(ms(r[f"{p}_median_s"]) for p in
                                                                ("wait", "copy", "compute", "iteration")) if ok else "",
             "loader share": f"{r['loader_share']:.0%}" if ok else "",
-            "first batch ms": _ms(r["first_batch_s"]) if ok else "",
+            "first batch ms": ms(r["first_batch_s"]) if ok else "",
             "regime": r["regime"],
             "status": "ok" if ok else f"{r['status']}: {r['reason']}",
         })
@@ -85,8 +81,7 @@ def table_rows(summary: pd.DataFrame) -> list[dict]:
 
 
 def format_loader(summary: pd.DataFrame, tablefmt: str = "github") -> str:
-    rows = table_rows(summary)
-    return tabulate(rows, headers="keys", tablefmt=tablefmt, disable_numparse=True) if rows else "(no case)"
+    return table(table_rows(summary), tablefmt, empty="(no case)")
 
 
 def loader_figure(summary: pd.DataFrame, out_dir: Path) -> Figure:
