@@ -27,6 +27,7 @@ from pathlib import Path
 
 from ..errors import UsageError
 from ..processes import stop_group
+from ..runs import write_atomic
 from .archive import write_archive
 from .plan import STAGES, TOTAL_LIMIT_S, Stage, StageName, total_limit_s
 from .stages import REPO, Layout, by_name, commands
@@ -105,9 +106,7 @@ class Kit:
         status = {"device": self.device, "tiny": self.tiny, "out": str(self.layout.out), "archive": str(self.archive),
                   "started": self.started_at, "elapsed_s": time.perf_counter() - self.started,
                   "stages": self.records}
-        tmp = self.layout.status.with_name(".stages.json.tmp")
-        tmp.write_text(json.dumps(status, indent=2, default=str) + "\n")
-        os.replace(tmp, self.layout.status)
+        write_atomic(self.layout.status, json.dumps(status, indent=2, default=str) + "\n")
 
     def _write_archive(self) -> None:
         size, left_out = write_archive(self.layout.out, self.archive)
