@@ -22,7 +22,7 @@ import pandas as pd
 
 from ..format import number
 from ..report.tables import compile_pairs, crossover_batches, device_speedup, load_runs, merged_summary
-from ..runs import is_run_dir, write_atomic
+from ..runs import META_JSON, is_run_dir, read_meta, write_atomic
 from .stages import REFERENCE_CPU_RUN, Layout
 
 MEMORY_TOLERANCE = 0.10  # analytic vs measured peak: the GPU issue's goal
@@ -37,9 +37,8 @@ def _tests(layout: Layout) -> list[str]:
 
 
 def _ceilings(layout: Layout) -> list[str]:
-    meta = json.loads((layout.gpu_run / "meta.json").read_text())
     lines = []
-    for key, c in sorted(meta.get("ceilings", {}).items()):
+    for key, c in sorted(read_meta(layout.gpu_run / META_JSON).ceilings.items()):
         if c.get("device") != "cuda":
             continue
         sheet = c.get("datasheet_tflops")
