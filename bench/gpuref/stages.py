@@ -11,6 +11,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..runs import is_run_dir
 from .plan import STAGES, Stage, StageName, run_max_s
 
 REPO = Path(__file__).resolve().parents[2]
@@ -113,9 +114,9 @@ def commands(stage: Stage, layout: Layout, device: str, tiny: bool) -> list[list
     if name is StageName.PROFILE:
         return [_bench("profile", *(TINY_MLP if tiny else LARGE_MLP), "--device", device,
                        "--out", str(layout.profile))]
-    runs = [str(layout.gpu_run)] + ([str(layout.cpu_run)] if (layout.cpu_run / "summary.csv").is_file() else [])
+    runs = [str(layout.gpu_run)] + ([str(layout.cpu_run)] if is_run_dir(layout.cpu_run) else [])
     out = [_bench("report", *runs, "--out", str(layout.report))]
-    if (REFERENCE_CPU_RUN / "summary.csv").is_file():
+    if is_run_dir(REFERENCE_CPU_RUN):
         out.append(_bench("report", str(layout.gpu_run), str(REFERENCE_CPU_RUN), "--out",
                           str(layout.report_reference)))
     out.append([sys.executable, "-m", "bench.gpuref.findings", "--out", str(layout.out)])
