@@ -29,6 +29,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .errors import first_line
+
 SAMPLE_INTERVAL_S = 0.02  # NVML's power reading and energy counter update every 20-100 ms
 THROTTLE_FRACTION = 0.75  # an SM clock below 75% of the maximum is throttling (power, heat or idle)
 COLUMNS = ("gpu_sm_clock_mhz_median", "gpu_sm_clock_mhz_min", "gpu_sm_clock_max_mhz", "gpu_throttled",
@@ -102,7 +104,7 @@ def open_gpu(nvml=None) -> Gpu | str:
     except ImportError as exc:
         gpu = f"nvidia-ml-py is not installed (import pynvml: {exc})"
     except Exception as exc:  # noqa: BLE001 - NVMLError and friends: telemetry is optional, the case is not
-        gpu = f"NVML failed: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+        gpu = f"NVML failed: {type(exc).__name__}: {first_line(exc)}"
     if nvml is None or _GPU is None:
         _GPU = gpu
     return gpu

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..errors import UsageError
+from ..errors import UsageError, first_line
 from .columns import REQUIRED_SAMPLE_COLUMNS, REQUIRED_SUMMARY_COLUMNS, fill_later_columns, missing_columns
 from .folder import META_JSON, SAMPLES_CSV, SUMMARY_CSV, is_run_dir
 from .meta import MetaError, RunMeta
@@ -80,7 +80,7 @@ def read_table(path: Path, required) -> pd.DataFrame:
     try:
         frame = pd.read_csv(io.StringIO(text), keep_default_na=False, na_values=[""])
     except (pd.errors.ParserError, ValueError) as exc:
-        raise DamagedRun(f"{path}: not a readable CSV table ({str(exc).strip().splitlines()[0]})") from None
+        raise DamagedRun(f"{path}: not a readable CSV table ({first_line(exc)})") from None
     missing = missing_columns(frame, required)
     if missing:
         raise DamagedRun(f"{path}: missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
