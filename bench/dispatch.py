@@ -13,8 +13,8 @@ Two measurements, so that "overhead-bound" is a number of microseconds per op:
   the fused CPU SGD of a 2-thread process took ~70 ms on a loaded 2-core machine, against ~2 ms for
   forward and backward: that is the optimiser, not dispatch, so it is kept out of the floor).
 
-Each is the best block within a one-second budget: a floor, read between the bursts of other
-work on a shared machine.
+Each is the best block of those timed within ``DISPATCH_BUDGET_S`` (after a short warm-up): a floor,
+read between the bursts of other work on a shared machine.
 """
 
 from __future__ import annotations
