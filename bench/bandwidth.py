@@ -20,10 +20,10 @@ import torch
 import mlp
 from mlp import Precision
 
-from .ceiling import CEILING_MIN_BLOCK_S, CEILING_REPEATS
-from .clocks import clock_for, time_block
+from .ceiling import CEILING_MIN_BLOCK_S, block_samples
+from .clocks import clock_for
 from .stats import summarize
-from .timing import TimingConfig, calibrate_iters
+from .timing import TimingConfig
 
 CACHE_MULTIPLE = 4  # arrays this many times the last-level cache: well past it
 DEFAULT_CACHE_BYTES = 32 * 2**20  # where the cache size cannot be read: a large server LLC
@@ -94,8 +94,5 @@ def measure_bandwidth(device: str, dtype: str, cache_multiple: int = CACHE_MULTI
 
 
 def _best_and_spread(fn, nbytes: int, clock) -> tuple[float, float]:
-    config = TimingConfig(min_block_s=CEILING_MIN_BLOCK_S)
-    time_block(fn, 1, clock)  # warm-up: first touch of the output pages
-    iters = calibrate_iters(time_block(fn, 1, clock), config)
-    stats = summarize([time_block(fn, iters, clock) for _ in range(CEILING_REPEATS)])
+    stats = summarize(block_samples(fn, clock, TimingConfig(min_block_s=CEILING_MIN_BLOCK_S)))
     return nbytes / stats.min, stats.iqr_rel

@@ -244,9 +244,17 @@ def _product_samples(gemm: Gemm, dev: torch.device, precision: Precision, clock,
     machine runs slower than predicted), after a warm-up and a calibration product."""
     a, b, bias = _operands(gemm, dev, precision.compute_dtype)
     matmul = (lambda i: torch.addmm(bias, a, b)) if bias is not None else (lambda i: torch.mm(a, b))  # noqa: E731
-    time_block(matmul, 1, clock)  # warm-up: heuristics, allocation
-    iters = calibrate_iters(time_block(matmul, 1, clock), config)
+    return block_samples(matmul, clock, config, deadline)
+
+
+def block_samples(fn, clock, config: TimingConfig, deadline: float = math.inf) -> list[float]:
+    """Seconds per call of ``fn`` in CEILING_REPEATS calibrated blocks (fewer, but MIN_BLOCKS, past ``deadline``),
+    after a warm-up call (heuristics, allocation, first touch of the pages) and a calibration call.
+
+    The one block loop of every ceiling: the matmul products here and the bandwidth kernels."""
+    time_block(fn, 1, clock)
+    iters = calibrate_iters(time_block(fn, 1, clock), config)
     samples = []
     while len(samples) < CEILING_REPEATS and (len(samples) < MIN_BLOCKS or time.perf_counter() < deadline):
-        samples.append(time_block(matmul, iters, clock))
+        samples.append(time_block(fn, iters, clock))
     return samples
