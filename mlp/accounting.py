@@ -17,6 +17,7 @@ Two details that naive counts get wrong:
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -220,7 +221,7 @@ def memory(model: nn.Module, batch: int, input_shape: tuple[int, ...], loss: Los
         if spec.saves_input and spec.name != "identity":
             saved += n
     saved += _loss_saved_bytes(layers, batch, loss, act_size, autocast)
-    data_elems = batch * _prod(input_shape)
+    data_elems = batch * math.prod(input_shape)
     target_bytes = batch * (_out_features(model) * FP32_BYTES if loss is Loss.MSE else 8)  # int64 labels
     return Memory(
         parameters_bytes=param_bytes,
@@ -247,13 +248,6 @@ def _loss_saved_bytes(layers: list[Layer], batch: int, loss: Loss, act_size: int
 
 def _out_features(model: nn.Module) -> int:
     return [m for m in model.modules() if isinstance(m, nn.Linear)][-1].out_features
-
-
-def _prod(shape: tuple[int, ...]) -> int:
-    total = 1
-    for s in shape:
-        total *= s
-    return total
 
 
 def _check_batch(batch: int) -> None:

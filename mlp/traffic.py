@@ -28,6 +28,7 @@ a floor, as the FLOP term is. Per phase, by what the bytes are:
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -140,9 +141,10 @@ def traffic(model: nn.Module, batch: int, input_shape: tuple[int, ...], loss: Lo
     act = torch.empty((), dtype=precision.compute_dtype).element_size()
     autocast = precision.autocast_dtype is not None
     layers = layers_of(model)
-    data_bytes = batch * _prod(input_shape) * FP32_BYTES
+    data_elems = batch * math.prod(input_shape)
+    data_bytes = data_elems * FP32_BYTES
     # (batch, in) -> ... -> (batch, out): the first operator reads the fp32 batch, or its cast copy under autocast
-    fwd = _Tally(data=data_bytes, activations=batch * _prod(input_shape) * act if autocast else 0)
+    fwd = _Tally(data=data_bytes, activations=data_elems * act if autocast else 0)
     bwd = _Tally()
     for i, layer in enumerate(layers):
         x_bytes = batch * layer.in_features * act  # this operator's input
@@ -199,10 +201,3 @@ def _optimizer_traffic(model: nn.Module, optimizer: Optimizer) -> Traffic:
     param_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     state = (reads - 2 + writes - 1) * param_bytes  # the state tensors' reads and writes
     return Traffic(gradients_bytes=param_bytes, optimizer_state_bytes=2 * param_bytes + state)
-
-
-def _prod(shape: tuple[int, ...]) -> int:
-    total = 1
-    for s in shape:
-        total *= s
-    return total
