@@ -22,10 +22,11 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
-from ..errors import UsageError
+from ..errors import ONE_LINE_CHARS, UsageError
 from ..processes import stop_group
 from ..runs import write_atomic
 from .archive import write_archive
@@ -172,8 +173,6 @@ class Kit:
 
     @staticmethod
     def _python() -> str:
-        import sys
-
         return sys.executable
 
     @staticmethod
@@ -211,7 +210,7 @@ class Kit:
                 if rc != 0:
                     status = "failed"
         lines = [ln.rstrip() for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
-        summary = lines[-1][:300] if lines else ""
+        summary = lines[-1][:ONE_LINE_CHARS] if lines else ""
         if status == "timeout":
             summary = f"killed at its {limit:g} s limit; last line: {summary}"
         if stage.name is StageName.PREFLIGHT:
