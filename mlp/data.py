@@ -58,7 +58,8 @@ def torchvision_status() -> str | None:
     try:
         import torchvision  # noqa: F401
     except Exception as exc:  # noqa: BLE001 - any import failure means "not usable here"
-        return f"torchvision does not import with this torch ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})"
+        first = (str(exc).strip().splitlines() or [""])[0]  # an exception may carry no message at all
+        return f"torchvision does not import with this torch ({type(exc).__name__}: {first[:120]})"
     return None
 
 

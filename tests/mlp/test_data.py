@@ -6,6 +6,7 @@ imported these tests fail, they never skip.
 
 from __future__ import annotations
 
+import builtins
 import gzip
 import struct
 import sys
@@ -52,6 +53,19 @@ def test_real_data_without_torchvision_is_a_clear_error(tmp_path, monkeypatch):
         mlp.fashion_mnist_data(str(tmp_path))
     with pytest.raises(RuntimeError, match="needs torchvision"):
         mlp.fashion_mnist_dataset(str(tmp_path))
+
+
+def test_an_import_failure_with_no_message_is_still_one_line(monkeypatch):
+    real_import = builtins.__import__
+
+    def failing_import(name, *args, **kwargs):
+        if name == "torchvision":
+            raise RuntimeError()  # what a broken extension can raise: no message at all
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.delitem(sys.modules, "torchvision")
+    monkeypatch.setattr(builtins, "__import__", failing_import)
+    assert mlp.torchvision_status() == "torchvision does not import with this torch (RuntimeError: )"
 
 
 def test_fashion_mnist_data_reads_torchvision_layout(tmp_path):
