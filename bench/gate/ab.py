@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from . import worker
-from ..errors import EnvironmentProblem, UsageError, sigterm_as_interrupt
+from ..errors import ONE_LINE_CHARS, EnvironmentProblem, UsageError, sigterm_as_interrupt
 
 WORKER = Path(worker.__file__).resolve()
 SETUP_TIMEOUT_S = 600.0  # import torch + build + warm up a few cases on a loaded 2-core box
@@ -166,7 +166,8 @@ def _git(repo: Path, *args: str) -> str:
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise EnvironmentProblem(f"git {args[0]} failed: {exc}") from None
     if done.returncode != 0:
-        raise EnvironmentProblem(f"git {' '.join(args)}: {done.stderr.strip().splitlines()[-1:] or ['failed']}"[:300])
+        reason = f"git {' '.join(args)}: {done.stderr.strip().splitlines()[-1:] or ['failed']}"
+        raise EnvironmentProblem(reason[:ONE_LINE_CHARS])
     return done.stdout.strip()
 
 
