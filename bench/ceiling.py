@@ -247,14 +247,16 @@ def _product_samples(gemm: Gemm, dev: torch.device, precision: Precision, clock,
     return block_samples(matmul, clock, config, deadline)
 
 
-def block_samples(fn, clock, config: TimingConfig, deadline: float = math.inf) -> list[float]:
-    """Seconds per call of ``fn`` in CEILING_REPEATS calibrated blocks (fewer, but MIN_BLOCKS, past ``deadline``),
+def block_samples(fn, clock, config: TimingConfig, deadline: float = math.inf,
+                  repeats: int = CEILING_REPEATS) -> list[float]:
+    """Seconds per call of ``fn`` in ``repeats`` calibrated blocks (fewer, but MIN_BLOCKS, past ``deadline``),
     after a warm-up call (heuristics, allocation, first touch of the pages) and a calibration call.
 
-    The one block loop of every ceiling: the matmul products here and the bandwidth kernels."""
+    The one block loop of every limit: the matmul products here, the bandwidth kernels, and the dispatch
+    floor's tiny calls (which ask for many blocks and stop at the deadline)."""
     time_block(fn, 1, clock)
     iters = calibrate_iters(time_block(fn, 1, clock), config)
     samples = []
-    while len(samples) < CEILING_REPEATS and (len(samples) < MIN_BLOCKS or time.perf_counter() < deadline):
+    while len(samples) < repeats and (len(samples) < MIN_BLOCKS or time.perf_counter() < deadline):
         samples.append(time_block(fn, iters, clock))
     return samples

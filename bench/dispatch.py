@@ -26,15 +26,15 @@ import torch
 
 import mlp
 
+from .ceiling import block_samples
 from .clocks import clock_for, time_block, torch_threads
 from .gate.counters import OpCounter
 from .stats import summarize
-from .timing import TimingConfig, calibrate_iters
+from .timing import TimingConfig
 
 TINY_WIDTH, TINY_DEPTH, TINY_BATCH = 8, 2, 1
 DISPATCH_MIN_BLOCK_S = 0.01  # thousands of microsecond calls per block
-DISPATCH_BUDGET_S = 0.5  # per measurement: blocks stop here (at least MIN_BLOCKS), even on a contended machine
-MIN_BLOCKS = 3
+DISPATCH_BUDGET_S = 0.5  # per measurement: blocks stop here (at least ceiling.MIN_BLOCKS), even on a contended machine
 MAX_BLOCKS = 50  # more blocks, more chances to see the floor between the neighbours' bursts
 WARMUP_S, MIN_WARMUP_CALLS = 0.1, 5
 
@@ -100,15 +100,11 @@ def _measure_tiny(dev, add_s, step, x, y, clock, start, threads) -> DispatchFloo
 
 
 def _best(fn, clock) -> tuple[float, float]:
-    config = TimingConfig(min_block_s=DISPATCH_MIN_BLOCK_S)
     start, calls = time.perf_counter(), 0
     while calls < MIN_WARMUP_CALLS or time.perf_counter() - start < WARMUP_S:
         time_block(fn, 1, clock)
         calls += 1
-    iters = calibrate_iters(time_block(fn, 1, clock), config)
-    start, samples = time.perf_counter(), []
-    while len(samples) < MAX_BLOCKS and (len(samples) < MIN_BLOCKS
-                                              or time.perf_counter() - start < DISPATCH_BUDGET_S):
-        samples.append(time_block(fn, iters, clock))
+    samples = block_samples(fn, clock, TimingConfig(min_block_s=DISPATCH_MIN_BLOCK_S),
+                            deadline=time.perf_counter() + DISPATCH_BUDGET_S, repeats=MAX_BLOCKS)
     stats = summarize(samples)
     return stats.min, stats.iqr_rel
