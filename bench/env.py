@@ -17,14 +17,28 @@ COMPARABILITY_KEYS = ("torch", "cuda", "device_name", "cpu_model", "torch_thread
 FLAG_KEYS = ("tf32_matmul_default", "float32_matmul_precision_default", "cpu_capability")  # ... and precision flags
 
 
-def cpu_model() -> str:
+CPUINFO = Path("/proc/cpuinfo")
+
+
+def read_system_file(path: Path) -> str:
+    """A /proc or /sys file's text; "" where it cannot be read (not Linux, no cpufreq)."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        return path.read_text()
     except OSError:
-        pass
-    return platform.processor() or platform.machine()
+        return ""
+
+
+def cpuinfo_field(text: str, names: tuple[str, ...]) -> str:
+    """The value of the first /proc/cpuinfo line whose key is one of ``names``; "" when there is none."""
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in names:
+            return value.strip()
+    return ""
+
+
+def cpu_model() -> str:
+    return cpuinfo_field(read_system_file(CPUINFO), ("model name",)) or platform.processor() or platform.machine()
 
 
 # CPU flags (/proc/cpuinfo) of instructions that multiply the dtype natively.
@@ -44,13 +58,7 @@ class FastPath:
 
 def cpu_flags() -> frozenset[str]:
     """The CPU's feature flags (x86 ``flags``, aarch64 ``Features``) from /proc/cpuinfo; empty elsewhere."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(("flags", "Features")):
-                return frozenset(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return frozenset()
+    return frozenset(cpuinfo_field(read_system_file(CPUINFO), ("flags", "Features")).split())
 
 
 def mkldnn_supports(dtype: str) -> bool:

@@ -16,10 +16,11 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .env import CPUINFO, cpuinfo_field, read_system_file
+
 FP32_LANES = {"avx512f": 16, "avx2": 8, "avx": 8, "sse2": 4, "asimd": 4}  # 32-bit lanes per vector, widest first
 ASSUMED_FMA_UNITS = 2  # per core: Zen 2-4 (two 256-bit FMA pipes), Xeon Scalable Gold/Platinum (two 512-bit)
 BF16_FLAGS = ("avx512_bf16",)  # a bf16 dot-product instruction: twice fp32's FLOPs per lane pair
-CPUINFO = Path("/proc/cpuinfo")
 MAX_FREQ = Path("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")  # kHz, where cpufreq exists
 
 
@@ -50,8 +51,8 @@ def cpu_peak(dtype: str = "fp32", cpuinfo: str | None = None, max_freq_khz: floa
              cpus: int | None = None) -> CpuPeak | None:
     """The estimate for ``dtype`` (fp32 / tf32: the same on a CPU; bf16 only with a native bf16 FMA); None when
     the ISA or the clock is unknown. The arguments replace what this machine reports (tests)."""
-    text = cpuinfo if cpuinfo is not None else _read(CPUINFO)
-    flags = set(_field(text, ("flags", "Features")).split())
+    text = cpuinfo if cpuinfo is not None else read_system_file(CPUINFO)
+    flags = set(cpuinfo_field(text, ("flags", "Features")).split())
     isa = next((f for f in FP32_LANES if f in flags), None)
     clock_ghz, source = _clock_ghz(text, max_freq_khz)
     if isa is None or clock_ghz is None:
@@ -70,30 +71,15 @@ def cpu_peak(dtype: str = "fp32", cpuinfo: str | None = None, max_freq_khz: floa
     return CpuPeak(dtype, cores, fma_units, lanes, clock_ghz, tflops, isa, source)
 
 
-def _read(path: Path) -> str:
-    try:
-        return path.read_text()
-    except OSError:
-        return ""
-
-
-def _field(text: str, names: tuple[str, ...]) -> str:
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in names:
-            return value.strip()
-    return ""
-
-
 def _clock_ghz(text: str, max_freq_khz: float | None) -> tuple[float | None, str]:
-    nominal = re.search(r"@\s*([\d.]+)\s*GHz", _field(text, ("model name",)))
+    nominal = re.search(r"@\s*([\d.]+)\s*GHz", cpuinfo_field(text, ("model name",)))
     if nominal:
         return float(nominal.group(1)), "nominal, from the model name"
     if max_freq_khz is None and MAX_FREQ.is_file():
-        max_freq_khz = float(_read(MAX_FREQ) or "nan")
+        max_freq_khz = float(read_system_file(MAX_FREQ) or "nan")
     if max_freq_khz and max_freq_khz == max_freq_khz:
         return max_freq_khz / 1e6, "cpufreq cpuinfo_max_freq"
-    mhz = _field(text, ("cpu MHz",))
+    mhz = cpuinfo_field(text, ("cpu MHz",))
     if mhz:
         return float(mhz) / 1e3, "'cpu MHz' in /proc/cpuinfo (turbo unknown)"
     return None, ""
@@ -101,6 +87,6 @@ def _clock_ghz(text: str, max_freq_khz: float | None) -> tuple[float | None, str
 
 def _physical_cores(text: str, cpus: int) -> int:
     """Logical CPUs we may run on, divided by the SMT threads per core (siblings / cpu cores)."""
-    siblings, cores = _field(text, ("siblings",)), _field(text, ("cpu cores",))
+    siblings, cores = cpuinfo_field(text, ("siblings",)), cpuinfo_field(text, ("cpu cores",))
     smt = int(siblings) // int(cores) if siblings.isdigit() and cores.isdigit() and int(cores) else 1
     return max(1, cpus // max(smt, 1))
