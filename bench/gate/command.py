@@ -355,6 +355,7 @@ def _labels(suite: list[SuiteCase], baseline: dict | None) -> list[tuple[str, st
 def _injection_notes(opts: GateOptions, suite: list[SuiteCase], replies: dict | None) -> list[str]:
     if opts.inject == "none" or not replies:
         return []
+    from ..budget import step_matmul_flops
     from ..cases import Case
     from .worker import inject_case
 
@@ -363,16 +364,10 @@ def _injection_notes(opts: GateOptions, suite: list[SuiteCase], replies: dict | 
         b_flops = replies["B"]["info"]["step_matmul_flops"]
         for s, after in zip(suite, b_flops):
             case = Case.from_row(s.row)
-            before = _step_matmul_flops(case)
+            before = step_matmul_flops(case)
             notes.append(f"{case.label} → {inject_case(case, opts.inject).label}: step matmul FLOPs "
                          f"{before:,} → {after:,} (x{after / before:.4f})")
     return notes
-
-
-def _step_matmul_flops(case) -> int:
-    import mlp
-
-    return mlp.flops(case.build_model(), case.batch, case.loss, case.optimizer).step_matmul
 
 
 # --------------------------------------------------------------------------- baseline file
