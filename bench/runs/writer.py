@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from .columns import samples_frame, summary_frame
-from .folder import META_JSON, SAMPLES_CSV, SUMMARY_CSV, FolderLock, write_atomic
+from .folder import META_JSON, SAMPLES_CSV, SUMMARY_CSV, FolderLock, write_atomic, write_table
 from .meta import CRASH_LIMIT, RunMeta
 from .reader import load_run
 from .status import DONE_STATUSES
@@ -97,8 +97,8 @@ class RunWriter:
         write_atomic(self.out_dir / META_JSON, self.meta.to_json())
 
     def flush(self) -> None:
-        write_atomic(self.out_dir / SAMPLES_CSV, samples_frame(self.samples).to_csv(index=False))
-        write_atomic(self.out_dir / SUMMARY_CSV, summary_frame(self.summary).to_csv(index=False))
+        write_table(self.out_dir / SAMPLES_CSV, samples_frame(self.samples))
+        write_table(self.out_dir / SUMMARY_CSV, summary_frame(self.summary))
         self.write_meta()
 
     def close(self) -> None:
