@@ -417,16 +417,24 @@ def _measure_ceilings(cases: Sequence[Case], writer: RunWriter) -> None:
     Each is budgeted (``ceiling.CEILING_BUDGET_S``) and written to meta.json as soon as it is measured.
     """
     for device, dtype, threads in limit_axes(cases):
-        key = ceiling_key(device, dtype, threads)
-        if key in writer.meta.ceilings or (device == "cuda" and not torch.cuda.is_available()):
-            continue
-        try:
-            with torch_threads(threads):
-                writer.meta.ceilings[key] = measure_ceiling(device, dtype).as_dict()
-        except Exception as exc:  # noqa: BLE001 - a missing ceiling leaves MFU empty, not the run dead
-            print(f"mlpbench: warning: no {key} matmul ceiling ({_one_line(exc)})", file=sys.stderr)
-            continue
-        writer.flush()
+        _measure_limit(writer, writer.meta.ceilings, ceiling_key(device, dtype, threads), device, threads,
+                       lambda: measure_ceiling(device, dtype), "matmul ceiling")
+
+
+def _measure_limit(writer: RunWriter, table: dict, key: str, device: str, threads: int, measure: Callable,
+                   what: str) -> None:
+    """``table[key] = measure().as_dict()`` on ``threads`` threads, then meta.json rewritten; skipped where the
+    table has the key already (a resumed run) or the device is absent. A failure is a warning: the limit's
+    columns stay empty, the run goes on."""
+    if key in table or (device == "cuda" and not torch.cuda.is_available()):
+        return
+    try:
+        with torch_threads(threads):
+            table[key] = measure().as_dict()
+    except Exception as exc:  # noqa: BLE001 - a missing limit empties columns, not the run
+        print(f"mlpbench: warning: no {key} {what} ({_one_line(exc)})", file=sys.stderr)
+        return
+    writer.flush()
 
 
 def case_gemms(cases: Sequence[Case]) -> dict[str, set]:
@@ -443,17 +451,10 @@ def case_gemms(cases: Sequence[Case]) -> dict[str, set]:
 def _measure_limits(cases: Sequence[Case], writer: RunWriter) -> None:
     """The memory-bandwidth ceiling per device x dtype x threads and the dispatch floor per device x threads."""
     for device, dtype, threads in limit_axes(cases):
-        for table, key, measure in (("bandwidth", ceiling_key(device, dtype, threads),
-                                     lambda: measure_bandwidth(device, dtype)),
-                                    ("dispatch", dispatch_key(device, threads), lambda: measure_dispatch(device))):
-            if key in getattr(writer.meta, table) or (device == "cuda" and not torch.cuda.is_available()):
-                continue
-            try:
-                with torch_threads(threads):
-                    getattr(writer.meta, table)[key] = measure().as_dict()
-            except Exception as exc:  # noqa: BLE001 - a missing limit leaves the speed of light empty
-                print(f"mlpbench: warning: no {key} {table} limit ({_one_line(exc)})", file=sys.stderr)
-            writer.flush()
+        _measure_limit(writer, writer.meta.bandwidth, ceiling_key(device, dtype, threads), device, threads,
+                       lambda: measure_bandwidth(device, dtype), "bandwidth limit")
+        _measure_limit(writer, writer.meta.dispatch, dispatch_key(device, threads), device, threads,
+                       lambda: measure_dispatch(device), "dispatch limit")
 
 
 def _measure_case_shapes(cases: Sequence[Case], writer: RunWriter, pass_name: str) -> None:
