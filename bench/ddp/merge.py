@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ..cases import Case
-from ..runs import RANK_COLUMN, SAMPLE_COLUMNS, Status, leading_first, summary_frame
+from ..runs import RANK_COLUMN, Status, samples_frame, summary_frame
 from ..stats import summarize
 
 ALL_RANKS = "all"
@@ -79,7 +79,5 @@ def failed_row(case: Case, status: Status, reason: str) -> dict:
 
 def tables(records: list[dict], failed: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(samples, summary) frames, in the run record's column order (``bench.runs.columns``)."""
-    samples = pd.DataFrame([row for r in records for row in sample_rows(r)])
-    samples = samples[leading_first(samples.columns, SAMPLE_COLUMNS)] if len(samples) else samples
-    summary = summary_frame([row for r in records for row in summary_rows(r)] + failed)
-    return samples, summary
+    return (samples_frame([row for r in records for row in sample_rows(r)]),
+            summary_frame([row for r in records for row in summary_rows(r)] + failed))

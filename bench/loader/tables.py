@@ -11,17 +11,13 @@ wait over its wall time), ``copy_share``, ``compute_share``, ``first_batch_s``, 
 from __future__ import annotations
 
 import math
-from dataclasses import fields
 
 import numpy as np
 import pandas as pd
 
-from ..cases import Case
+from ..runs import samples_frame, summary_frame
 from ..stats import summarize
 from .measure import STEP_ONLY
-
-LOADER_COLUMNS = ("num_workers", "pin_memory", "persistent_workers")
-FIRST_COLUMNS = [f.name for f in fields(Case)] + list(LOADER_COLUMNS) + ["case_id", "label", "phase", "status", "reason"]
 
 
 def step_only_samples_per_s(m) -> float:
@@ -65,9 +61,6 @@ def sample_rows(m) -> list[dict]:
 
 
 def tables(results: list) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(samples, summary) frames; the case columns first."""
-    samples = pd.DataFrame([row for m in results for row in sample_rows(m)],
-                           columns=["case_id", "phase", "sample", "seconds", "iters_per_block"])
-    summary = pd.DataFrame([row for m in results for row in summary_rows(m)])
-    summary = summary[[c for c in FIRST_COLUMNS if c in summary] + [c for c in summary if c not in FIRST_COLUMNS]]
-    return samples, summary
+    """(samples, summary) frames, in the run record's column order (``bench.runs.columns``)."""
+    return (samples_frame([row for m in results for row in sample_rows(m)]),
+            summary_frame([row for m in results for row in summary_rows(m)]))
