@@ -34,3 +34,11 @@ def save(fig, path: Path) -> Path:
     fig.savefig(path, dpi=DPI, bbox_inches="tight")
     pyplot().close(fig)
     return path
+
+
+def markdown_lines(figure: Figure, out_dir: Path, number: str = "") -> list[str]:
+    """A drawn figure in a report: bold title (after ``number``, e.g. ``"1. "``), caption, and the image linked
+    relative to ``out_dir`` (the report's folder) where it lies inside it."""
+    path = Path(figure.path)
+    rel = path.relative_to(out_dir) if path.is_relative_to(out_dir) else path
+    return [f"**{number}{figure.title}.** {figure.caption}", "", f"![{figure.title}]({rel.as_posix()})", ""]

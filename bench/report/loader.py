@@ -14,13 +14,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..format import missing, ms, table
-from .markdown import Report
-from .figure import Figure, pyplot, save as save_figure
+from ..format import missing, ms, number, table
+from .markdown import PLOTS_DIR, REPORT_MD, Report
+from .figure import Figure, markdown_lines, pyplot, save as save_figure
 from .regime import Regime
 from .tables import platform_name, run_names
 
-REPORT_MD, PLOTS_DIR = "report.md", "plots"
 FIGURE = "loader"
 INPUT_BOUND_SHARE = 0.5  # the loop waits for its batch over half of its wall time
 STEP_BOUND = "step-bound"
@@ -141,8 +140,7 @@ def write_loader_report(runs: Sequence, out_dir: Path) -> Report:
         (out_dir / PLOTS_DIR / f"{FIGURE}.png").unlink(missing_ok=True)
     parts = [f"# mlpbench input-pipeline report: {', '.join(names)}", ""]
     if figure.path is not None:
-        rel = Path(figure.path).relative_to(out_dir) if Path(figure.path).is_relative_to(out_dir) else figure.path
-        parts += [f"**{figure.title}.** {figure.caption}", "", f"![{figure.title}]({Path(rel).as_posix()})", ""]
+        parts += markdown_lines(figure, out_dir)
     else:
         parts += [f"Figure omitted: {figure.reason}.", ""]
     for run, name in zip(runs, names):
@@ -153,10 +151,6 @@ def write_loader_report(runs: Sequence, out_dir: Path) -> Report:
     return Report(path, [figure])
 
 
-def _load(value) -> str:
-    return "?" if value is None else f"{value:.1f}"
-
-
 def _run_section(run, name: str) -> list[str]:
     meta, env = run.meta, run.meta.get("env", {})
     data, loop = meta.get("data", {}), meta.get("loop_config", {})
@@ -165,10 +159,10 @@ def _run_section(run, name: str) -> list[str]:
     content = ("**The images are random** (mlpbench wrote FashionMNIST's IDX format and shapes with random, "
                "class-patterned content: loader timings are those of the real files, accuracy means nothing)"
                if data.get("random_content") else "The data are the FashionMNIST files under the given root")
+    start, end = (number(meta.get(f"load_average_1m_{when}"), ".1f", "?") for when in ("start", "end"))
     lines = [f"## {name}", "",
-             f"{platforms}; torch {env.get('torch', '?')}; load average {_load(meta.get('load_average_1m_start'))} at "
-             f"the start, {_load(meta.get('load_average_1m_end'))} at the end (above the core count, workers and "
-             "step compete with other work).", "",
+             f"{platforms}; torch {env.get('torch', '?')}; load average {start} at the start, {end} at the end (above "
+             "the core count, workers and step compete with other work).", "",
              f"{content}: `{data.get('root', '?')}`, {data.get('train_examples', '?'):,} training examples, read by "
              "`torchvision.datasets.FashionMNIST(root, train=True, download=False, transform=ToTensor())` through "
              "`DataLoader(batch_size, shuffle=True, num_workers, pin_memory, persistent_workers)`.", "",

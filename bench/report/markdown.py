@@ -17,6 +17,7 @@ import pandas as pd
 from ..format import missing as _missing, ms as _ms, pct as _pct, sig as _sig, table as _table
 from ..phases import PHASE_NAMES, TRAINING_PHASE_NAMES, Phase
 from ..runs import Status, write_atomic
+from .figure import markdown_lines
 from .tables import (
     COMPARABILITY_KEYS,
     FLAG_KEYS,
@@ -447,8 +448,7 @@ def _figures_section(figures: list, out_dir: Path) -> list[str]:
         if figure.path is None:
             lines += [f"**{i}. {figure.title}**: omitted, {figure.reason}.", ""]
             continue
-        rel = Path(figure.path).relative_to(out_dir) if Path(figure.path).is_relative_to(out_dir) else figure.path
-        lines += [f"**{i}. {figure.title}.** {figure.caption}", "", f"![{figure.title}]({rel.as_posix()})", ""]
+        lines += markdown_lines(figure, out_dir, f"{i}. ")
     return lines
 
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..format import interval, ms, pct, table as format_table
+from ..format import interval, ms, number, pct, table as format_table
 from ..runs import RunKind, Status, write_atomic
 from .efficiency import scaling_table
-from .figure import Figure, pyplot, save
+from .figure import Figure, markdown_lines, pyplot, save
 from .markdown import PLOTS_DIR, REPORT_MD, Report, environment_section
 from .tables import platform_name, run_names
 
@@ -123,12 +123,7 @@ def write_scaling_report(runs: Sequence, out_dir: Path) -> Report:
 def _figure_lines(figure: Figure, out_dir: Path) -> list[str]:
     if figure.path is None:
         return [f"Scaling figure omitted: {figure.reason}.", ""]
-    rel = Path(figure.path).relative_to(out_dir) if Path(figure.path).is_relative_to(out_dir) else figure.path
-    return [f"**{figure.title}.** {figure.caption}", "", f"![{figure.title}]({Path(rel).as_posix()})", ""]
-
-
-def _load(value) -> str:
-    return "?" if value is None else f"{value:.1f}"
+    return markdown_lines(figure, out_dir)
 
 
 def _run_section(run, name: str, table: pd.DataFrame) -> list[str]:
@@ -137,8 +132,8 @@ def _run_section(run, name: str, table: pd.DataFrame) -> list[str]:
     lines = [f"## {name}", "",
              f"{platform}; {ddp.get('nproc_per_node', '?')} processes per node x {ddp.get('nnodes', 1)} node(s), "
              f"backend {ddp.get('backend', '?')}, {ddp.get('threads_per_process', '?')} torch thread(s) per process; "
-             f"load average {_load(run.meta.load_average_1m_start)} at the start, "
-             f"{_load(run.meta.load_average_1m_end)} at the end (above the core count, the ranks "
+             f"load average {number(run.meta.load_average_1m_start, '.1f', '?')} at the start, "
+             f"{number(run.meta.load_average_1m_end, '.1f', '?')} at the end (above the core count, the ranks "
              "compete with other work and efficiency reads low).", "",
              f"The one-process reference is {ddp.get('reference', 'the same case in one process')}. Step times are "
              "medians of block means; `all ranks` takes each round's slowest rank (the job moves at its pace).", ""]
