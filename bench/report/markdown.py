@@ -106,9 +106,13 @@ def case_table(summary: pd.DataFrame, regimes: pd.DataFrame) -> str:
     return _table(rows)
 
 
-def _flagged(r) -> bool:
-    flag = r.get("ceiling_flag")
+def _is_flag(flag) -> bool:
+    """A ``ceiling_flag`` cell that holds a flag (older runs and unflagged cases: blank, read back as NaN)."""
     return isinstance(flag, str) and bool(flag)
+
+
+def _flagged(r) -> bool:
+    return _is_flag(r.get("ceiling_flag"))
 
 
 def _mfu_text(r) -> str:
@@ -472,7 +476,7 @@ def _glance(summary: pd.DataFrame, regimes: pd.DataFrame) -> list[str]:
         lines.append(f"- Speed of light: the median case runs at {steps['sol_fraction'].median():.0%} of the floor "
                      "its run's limits allow (table below).")
     flagged = ok_rows(summary)
-    flagged = flagged[flagged["ceiling_flag"].apply(lambda f: isinstance(f, str) and bool(f))] \
+    flagged = flagged[flagged["ceiling_flag"].apply(_is_flag)] \
         if "ceiling_flag" in flagged else flagged.iloc[0:0]
     if len(flagged):
         lines.append(f"- **Ceiling under-measured**: {flagged['case_id'].nunique()} case(s) ran faster than their "
