@@ -71,21 +71,17 @@ def fashion_mnist_data(root: str, train: bool = True, device: torch.device | str
     torchvision only when called. ``download`` is off by default: benchmark machines
     often have no network, and a silent download inside a benchmark is a surprise.
     """
-    reason = torchvision_status()
-    if reason:
-        raise RuntimeError(f"real FashionMNIST needs torchvision: {reason}")
-    from torchvision.datasets import FashionMNIST
-
-    dataset = FashionMNIST(root, train=train, download=download)
+    dataset = fashion_mnist_dataset(root, train, download)
     x = dataset.data.unsqueeze(1).to(torch.float32) / 255.0  # (n, 28, 28) uint8 -> (n, 1, 28, 28) float
     return x.to(device), dataset.targets.to(torch.int64).to(device)
 
 
-def fashion_mnist_dataset(root: str, train: bool = True):
+def fashion_mnist_dataset(root: str, train: bool = True, download: bool = False):
     """``torchvision.datasets.FashionMNIST(root, train, download=False, transform=ToTensor())``: the classic's dataset.
 
     Each item is a (1, 28, 28) float tensor in [0, 1] and an int label; torchvision itself parses the
-    IDX files under ``root`` (``mlp.fashion_mnist_files`` writes random-content ones). Never downloads.
+    IDX files under ``root`` (``mlp.fashion_mnist_files`` writes random-content ones). Downloads only when
+    asked (``fashion_mnist_data``'s option); the benchmark and the demo never ask.
     """
     reason = torchvision_status()
     if reason:
@@ -93,7 +89,7 @@ def fashion_mnist_dataset(root: str, train: bool = True):
     from torchvision.datasets import FashionMNIST
     from torchvision.transforms import ToTensor
 
-    return FashionMNIST(str(root), train=train, download=False, transform=ToTensor())
+    return FashionMNIST(str(root), train=train, download=download, transform=ToTensor())
 
 
 def fashion_mnist_loader(dataset, batch_size: int, num_workers: int = 0, pin_memory: bool = False,
