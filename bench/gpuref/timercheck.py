@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from ..cases import Case
+from ..errors import first_line
 from ..phases import Phase
 from ..stats import summarize
 from ..timing import build_step, case_context, measure
@@ -76,11 +77,11 @@ def main(argv: list[str] | None = None) -> int:
         try:
             rows.append(compare_case(case))
         except Exception as exc:  # noqa: BLE001 - one case failing keeps the other's numbers
-            errors.append(f"{case.label}: {type(exc).__name__}: {str(exc).strip()[:200]}")
+            errors.append(f"{case.label}: {type(exc).__name__}: {first_line(exc)}")
     try:
         copy = copy_rate(COPY_BYTES // 16 if args.tiny else COPY_BYTES)
     except Exception as exc:  # noqa: BLE001
-        copy, errors = None, errors + [f"copy: {type(exc).__name__}: {str(exc).strip()[:200]}"]
+        copy, errors = None, errors + [f"copy: {type(exc).__name__}: {first_line(exc)}"]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"cases": rows, "copy": copy, "errors": errors,
                                     "do_bench": {"warmup_ms": DO_BENCH_WARMUP_MS, "rep_ms": DO_BENCH_REP_MS,
