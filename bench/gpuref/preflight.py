@@ -13,7 +13,6 @@ say ``skipped: no CUDA`` and the compile check runs on the CPU.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -184,16 +183,15 @@ def main(argv: list[str] | None = None) -> int:
     info = fingerprint(args.device)
     checks = run_checks(args.device)
     ok, line = summary_line(info, checks)
+    from ..runs import write_json
     from .torch_api import check_all
 
     apis = check_all()
     missing = [name for name, present in apis.items() if not present]
     line += f"; APIs: {len(apis) - len(missing)}/{len(apis)} present" + (f", missing {', '.join(missing)}"
                                                                           if missing else "")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"ok": ok, "device": args.device, "fingerprint": info, "checks": checks,
-                                    "torch_api": apis,
-                                    "seconds": time.perf_counter() - start}, indent=2, default=str) + "\n")
+    write_json(args.out, {"ok": ok, "device": args.device, "fingerprint": info, "checks": checks, "torch_api": apis,
+                          "seconds": time.perf_counter() - start})
     print(line)
     return 0 if ok else 1
 

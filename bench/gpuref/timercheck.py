@@ -13,7 +13,6 @@ CUDA it prints ``skipped: no CUDA`` and exits 0.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ from pathlib import Path
 from ..cases import Case
 from ..errors import first_line
 from ..phases import Phase
+from ..runs import write_json
 from ..stats import summarize
 from ..timing import build_step, case_context, measure
 
@@ -82,10 +82,9 @@ def main(argv: list[str] | None = None) -> int:
         copy = copy_rate(COPY_BYTES // 16 if args.tiny else COPY_BYTES)
     except Exception as exc:  # noqa: BLE001
         copy, errors = None, errors + [f"copy: {type(exc).__name__}: {first_line(exc)}"]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"cases": rows, "copy": copy, "errors": errors,
-                                    "do_bench": {"warmup_ms": DO_BENCH_WARMUP_MS, "rep_ms": DO_BENCH_REP_MS,
-                                                 "return_mode": "median"}}, indent=2) + "\n")
+    write_json(args.out, {"cases": rows, "copy": copy, "errors": errors,
+                           "do_bench": {"warmup_ms": DO_BENCH_WARMUP_MS, "rep_ms": DO_BENCH_REP_MS,
+                                        "return_mode": "median"}})
     for r in rows:
         print(f"timer-check: {r['case']}: engine {r['engine_median_s'] * 1e3:.4g} ms, do_bench "
               f"{r['do_bench_median_s'] * 1e3:.4g} ms, ratio {r['ratio']:.3f}")
