@@ -20,8 +20,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..errors import first_line
 from ..format import number
-from ..report.tables import compile_pairs, crossover_batches, device_speedup, load_runs, merged_summary
+from ..report.tables import compile_pairs, crossover_batches, device_speedup, load_runs, merged_summary, ok_rows
 from ..runs import META_JSON, is_run_dir, read_meta, write_atomic
 from .stages import REFERENCE_CPU_RUN, Layout
 
@@ -51,12 +52,8 @@ def _ceilings(layout: Layout) -> list[str]:
     return lines or ["- no CUDA ceiling in the run"]
 
 
-def _steps(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame[(frame["phase"] == "step") & (frame["status"] == "ok")]
-
-
 def _large(gpu: pd.DataFrame) -> list[str]:
-    rows = _steps(gpu)
+    rows = ok_rows(gpu, ["step"])
     rows = rows[(rows["network"] == "uniform") & (rows["width"] == LARGE["width"]) & (rows["depth"] == LARGE["depth"])
                 & (rows["batch"] == LARGE["batch"])]
     out = []
@@ -89,7 +86,7 @@ def _crossover(runs: list, what: str) -> list[str]:
 
 
 def _memory(gpu: pd.DataFrame) -> list[str]:
-    rows = _steps(gpu)
+    rows = ok_rows(gpu, ["step"])
     rows = rows[rows["peak_mem_bytes"].notna() & (rows["peak_mem_bytes"] > 0)]
     if not len(rows):
         return ["- memory: no measured CUDA peak"]
@@ -151,7 +148,8 @@ def _guarded(fn, arg) -> list[str]:
     try:
         return fn(arg)
     except Exception as exc:  # noqa: BLE001 - one missing figure must not hide the others
-        return [f"- {getattr(fn, '__name__', 'section').strip('_')}: not available ({type(exc).__name__}: {exc})"]
+        return [f"- {getattr(fn, '__name__', 'section').strip('_')}: not available ({type(exc).__name__}: "
+                f"{first_line(exc)})"]
 
 
 def main(argv: list[str] | None = None) -> int:
