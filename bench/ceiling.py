@@ -31,6 +31,7 @@ import mlp
 from mlp import Precision
 from mlp.traffic import Gemm, square
 
+from .peak import DATASHEET_TFLOPS, cpu_peak
 from .stats import summarize
 from .clocks import clock_for, time_block
 from .timing import TimingConfig, calibrate_iters
@@ -48,14 +49,6 @@ MIN_SHAPE_FLOPS = 2 * 128**3  # smaller case GEMMs are dispatch-bound: far below
 SLOW_CEILING_FRACTION = 0.25  # a dtype's fast path runs at >= fp32's rate (AMX: ~10x); emulation at ~1/50
 UNTIMED_PRODUCTS = 2  # warm-up product + calibration product before the timed blocks
 COST_MARGIN = 1.25  # n³ scaling from a smaller size underestimates: caches, allocation and randn of the inputs
-
-# Dense (no sparsity) datasheet peaks in TFLOP/s, by a substring of torch.cuda.get_device_name().
-DATASHEET_TFLOPS = {
-    "H200": {"fp32": 67.0, "tf32": 494.7, "bf16": 989.4, "fp16": 989.4},  # H200 SXM
-    "H100 PCIe": {"fp32": 51.0, "tf32": 378.0, "bf16": 756.0, "fp16": 756.0},
-    "H100": {"fp32": 67.0, "tf32": 494.7, "bf16": 989.4, "fp16": 989.4},  # H100 SXM
-    "A100": {"fp32": 19.5, "tf32": 156.0, "bf16": 312.0, "fp16": 312.0},
-}
 
 
 @dataclass(frozen=True)
@@ -104,8 +97,6 @@ def device_name(device: str) -> str:
 def datasheet_peak(name: str, dtype: str, device: str = "cuda") -> tuple[float | None, str | None]:
     """The GPU's datasheet line, or on a CPU the theoretical peak (``bench.peak``, an estimate with its inputs)."""
     if device == "cpu":
-        from .peak import cpu_peak
-
         peak = cpu_peak(dtype)
         return (peak.tflops, f"estimate: {peak.formula}") if peak else (None, None)
     for key, peaks in DATASHEET_TFLOPS.items():  # ordered: the more specific keys first

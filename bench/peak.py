@@ -1,4 +1,6 @@
-"""The theoretical peak of a CPU, the counterpart of a GPU's datasheet line: an estimate, with its inputs.
+"""The peak FLOP/s a device is reported against: a GPU's datasheet line, or the theoretical peak of a CPU.
+
+A GPU's peak is read from ``DATASHEET_TFLOPS``. A CPU's is an estimate, with its inputs:
 
 peak FLOP/s = cores x FMA units per core x SIMD lanes x 2 (an FMA is two FLOPs) x clock.
 
@@ -22,6 +24,15 @@ FP32_LANES = {"avx512f": 16, "avx2": 8, "avx": 8, "sse2": 4, "asimd": 4}  # 32-b
 ASSUMED_FMA_UNITS = 2  # per core: Zen 2-4 (two 256-bit FMA pipes), Xeon Scalable Gold/Platinum (two 512-bit)
 BF16_FLAGS = ("avx512_bf16",)  # a bf16 dot-product instruction: twice fp32's FLOPs per lane pair
 MAX_FREQ = Path("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")  # kHz, where cpufreq exists
+
+# Dense (no sparsity) datasheet peaks in TFLOP/s, by a substring of torch.cuda.get_device_name(); the GPU
+# kit's dry-run plan predicts with the same lines (bench.gpuref.plan).
+DATASHEET_TFLOPS = {
+    "H200": {"fp32": 67.0, "tf32": 494.7, "bf16": 989.4, "fp16": 989.4},  # H200 SXM
+    "H100 PCIe": {"fp32": 51.0, "tf32": 378.0, "bf16": 756.0, "fp16": 756.0},
+    "H100": {"fp32": 67.0, "tf32": 494.7, "bf16": 989.4, "fp16": 989.4},  # H100 SXM
+    "A100": {"fp32": 19.5, "tf32": 156.0, "bf16": 312.0, "fp16": 312.0},
+}
 
 
 @dataclass(frozen=True)

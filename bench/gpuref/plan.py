@@ -12,6 +12,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from ..peak import DATASHEET_TFLOPS
+
 TOTAL_LIMIT_S = 540.0  # 9 minutes: one device command is capped at 10, and the transfer and start need the rest
 ORCHESTRATION_S = 15.0  # the kit's own work between stages: status files, archives, Python start-up
 IMPORT_S = 6.0  # a stage's process: Python, torch and CUDA start-up on the GPU machine
@@ -63,10 +65,9 @@ class GpuSpec:
     hbm_bytes_per_s: float
 
 
-HOPPER_TFLOPS = {"fp32": 67.0, "tf32": 495.0, "bf16": 989.0, "fp16": 989.0}
-GPUS = {
-    "h100": GpuSpec("NVIDIA H100 SXM", HOPPER_TFLOPS, 3.35e12),
-    "h200": GpuSpec("NVIDIA H200 SXM", HOPPER_TFLOPS, 4.8e12),
+GPUS = {  # the TFLOP/s are the datasheet lines MFU reports against (bench.peak); the HBM rates, SXM datasheets
+    "h100": GpuSpec("NVIDIA H100 SXM", DATASHEET_TFLOPS["H100"], 3.35e12),
+    "h200": GpuSpec("NVIDIA H200 SXM", DATASHEET_TFLOPS["H200"], 4.8e12),
 }
 PLANNED_S = {  # predicted seconds of the stages whose work is not a list of cases (seen sizes, see docs)
     StageName.PREFLIGHT: IMPORT_S + 8.0,  # + a cold torch.compile of one tiny function
