@@ -168,7 +168,7 @@ def _cmd_show(args) -> int:
 
         print(format_scaling(run.summary, run.samples))
         return 0
-    if run.meta.get("kind") == "loader":  # input-pipeline rows: the loader table says what they mean
+    if run.kind is RunKind.LOADER:  # input-pipeline rows: the loader table says what they mean
         from .report.loader import format_loader
 
         print(format_loader(run.summary))

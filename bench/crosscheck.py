@@ -36,8 +36,6 @@ def crosscheck(case: Case, config: TimingConfig = TimingConfig()) -> dict:
         step = build_step(case)
         x, y = case.make_batch(torch.Generator().manual_seed(1))
         step.step(x, y)  # warm
-        import torch.utils.benchmark as tbench  # lazily: its import logs a CUDA_HOME warning on CUDA builds
-
         timer = tbench.Timer(stmt="step.step(x, y)", globals={"step": step, "x": x, "y": y},
                              num_threads=torch.get_num_threads())
         theirs = timer.blocked_autorange(min_run_time=TIMER_MIN_RUN_S).median

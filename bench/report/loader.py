@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..format import missing, ms, number, table
+from ..runs import RunKind, write_atomic
 from .markdown import PLOTS_DIR, REPORT_MD, Report
 from .figure import Figure, markdown_lines, pyplot, save as save_figure
 from .regime import Regime
@@ -34,7 +35,7 @@ RULE = (f"A case is **{Regime.INPUT.value}** when the loop spends over {INPUT_BO
 
 
 def is_loader_run(run) -> bool:
-    return run.meta.get("kind") == "loader"
+    return run.meta.kind is RunKind.LOADER
 
 
 def regime(loader_share: float) -> str:
@@ -130,8 +131,6 @@ def loader_figure(summary: pd.DataFrame, out_dir: Path) -> Figure:
 
 def write_loader_report(runs: Sequence, out_dir: Path) -> Report:
     """report.md + plots/loader.png for loader runs (one table per run)."""
-    from ..runs import write_atomic
-
     out_dir = Path(out_dir)
     names = run_names(runs)
     summary = pd.concat([run.summary for run in runs], ignore_index=True)
