@@ -27,13 +27,12 @@ import time
 from pathlib import Path
 
 from ..errors import ONE_LINE_CHARS, UsageError
-from ..processes import stop_group
-from ..runs import write_atomic
+from ..processes import KILL_GRACE_S, stop_group
+from ..runs import write_json
 from .archive import write_archive
 from .plan import STAGES, TOTAL_LIMIT_S, Stage, StageName, total_limit_s
 from .stages import REPO, Layout, by_name, commands
 
-KILL_GRACE_S = 5.0  # after SIGTERM at a stage's limit, before SIGKILL
 FAILURE_TAIL_LINES = 15  # lines of a failed stage's log printed to the console
 NO_CUDA = "no CUDA"  # printed as `skipped: no CUDA`
 
@@ -107,7 +106,7 @@ class Kit:
         status = {"device": self.device, "tiny": self.tiny, "out": str(self.layout.out), "archive": str(self.archive),
                   "started": self.started_at, "elapsed_s": time.perf_counter() - self.started,
                   "stages": self.records}
-        write_atomic(self.layout.status, json.dumps(status, indent=2, default=str) + "\n")
+        write_json(self.layout.status, status)
 
     def _write_archive(self) -> None:
         size, left_out = write_archive(self.layout.out, self.archive)
