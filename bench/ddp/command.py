@@ -21,7 +21,6 @@ import argparse
 import errno
 import os
 import socket
-import subprocess
 import sys
 import time
 from dataclasses import asdict
@@ -29,7 +28,7 @@ from pathlib import Path
 
 from ..errors import EXIT_INTERRUPTED, UsageError, first_line
 from ..flags import add_case_arguments, case_overrides, comma_list
-from ..processes import stop_group
+from ..processes import run_bounded
 
 DDP_DEFAULT_BUCKET_CAP_MB = 25.0  # DistributedDataParallel's documented default bucket_cap_mb
 LAUNCH_TIMEOUT_S = 900  # one torchrun launch; a hung rendezvous or collective ends here at the latest
@@ -186,20 +185,10 @@ def run_launch(command: list[str], log: Path, env: dict, timeout_s: float) -> tu
     with open(log, "a") as out:
         out.write(f"$ {' '.join(command)}\n")
         out.flush()
-        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        try:
-            rc = proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            _stop(proc)
-            return 124, f"the launch passed its {timeout_s:g} s limit (a hung rendezvous or collective); stopped"
-        except KeyboardInterrupt:
-            _stop(proc)
-            raise
+        rc = run_bounded(command, out, timeout_s, env, grace_s=KILL_GRACE_S)
+    if rc is None:
+        return 124, f"the launch passed its {timeout_s:g} s limit (a hung rendezvous or collective); stopped"
     return rc, ("" if rc == 0 else _failure_line(log, rc))
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    stop_group(proc, KILL_GRACE_S)
 
 
 def _failure_line(log: Path, rc: int) -> str:

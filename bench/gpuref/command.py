@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from ..errors import ONE_LINE_CHARS, UsageError
-from ..processes import KILL_GRACE_S, stop_group
+from ..processes import KILL_GRACE_S, run_bounded
 from ..runs import write_json
 from .archive import write_archive
 from .plan import STAGES, TOTAL_LIMIT_S, Stage, StageName, total_limit_s
@@ -223,12 +223,4 @@ def _run_bounded(cmd: list[str], sink, limit_s: float, env: dict) -> int | None:
     """Run ``cmd`` (its own process group) with output to ``sink``; None when killed at ``limit_s``."""
     if limit_s <= 0:
         return None
-    proc = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT, cwd=REPO, env=env, start_new_session=True)
-    try:
-        return proc.wait(timeout=limit_s)
-    except subprocess.TimeoutExpired:
-        stop_group(proc, KILL_GRACE_S)
-        return None
-    except KeyboardInterrupt:
-        stop_group(proc, KILL_GRACE_S)
-        raise
+    return run_bounded(cmd, sink, limit_s, env, cwd=REPO, grace_s=KILL_GRACE_S)
