@@ -44,15 +44,15 @@ class Stage:
 
 
 STAGES: tuple[Stage, ...] = (
-    Stage(StageName.PREFLIGHT, "fingerprint; CUDA events, synchronize, peak memory, torch.compile", 20, 60),
+    Stage(StageName.PREFLIGHT, "fingerprint; CUDA events, synchronize, peak memory, torch.compile", 35, 60),
     Stage(StageName.TESTS, "pytest -m 'cuda or torchvision' with a junit file", 80, 90),
-    Stage(StageName.MUTANTS, "the CUDA mutants (host clock, no synchronize) must fail the CUDA timing tests", 45, 30,
+    Stage(StageName.MUTANTS, "the CUDA mutants (host clock, no synchronize) must fail the CUDA timing tests", 75, 30,
           cuda_only=True),
-    Stage(StageName.GPU_RUN, "the gpu preset under --max-run-s (ceilings first, cases by value)", 185, 90),
+    Stage(StageName.GPU_RUN, "the gpu preset under --max-run-s (ceilings first, cases by value)", 170, 90),
     Stage(StageName.CPU_RUN, "the crossover grid on this machine's own CPU cores under --max-run-s", 75, 60),
     Stage(StageName.TIMER, "engine step median vs triton.testing.do_bench; device copy GB/s", 30, 30, cuda_only=True),
-    Stage(StageName.PROFILE, "mlpbench profile of the large MLP", 40, 60),
-    Stage(StageName.REPORT, "merged CPU-vs-GPU reports (this machine's CPU; the 2-core reference); findings", 50, 120),
+    Stage(StageName.PROFILE, "mlpbench profile of the large MLP", 25, 60),
+    Stage(StageName.REPORT, "merged CPU-vs-GPU reports (this machine's CPU; the 2-core reference); findings", 35, 120),
 )
 
 
@@ -70,9 +70,11 @@ GPUS = {  # the TFLOP/s are the datasheet lines MFU reports against (bench.peak)
     "h200": GpuSpec("NVIDIA H200 SXM", DATASHEET_TFLOPS["H200"], 4.8e12),
 }
 PLANNED_S = {  # predicted seconds of the stages whose work is not a list of cases (seen sizes, see docs)
-    StageName.PREFLIGHT: IMPORT_S + 8.0,  # + a cold torch.compile of one tiny function
+    StageName.PREFLIGHT: IMPORT_S + 17.0,  # + a torch.compile of one tiny function: 13.9 s cold, 7.9 s warm on the
+    # first H100 (2026-11-27), where the stage took 20 s (killed at its then 20 s limit) and 23 s
     StageName.TESTS: IMPORT_S + 55.0,  # collection + the CUDA tests, three of them compiled
-    StageName.MUTANTS: 3 * (IMPORT_S + 8.0),  # the four CUDA timing tests: once clean, once per CUDA mutant
+    StageName.MUTANTS: 3 * (IMPORT_S + 8.0),  # the four CUDA timing tests: once clean, once per CUDA mutant;
+    # the first H100 took 42 s (clean 24 s, each mutant ~12 s) and was killed at the then 45 s limit once
     StageName.TIMER: IMPORT_S + 15.0,  # two engine measurements, two do_bench calls, one copy
     StageName.PROFILE: IMPORT_S + 10.0,  # 6 steps of ~25 ms, the trace written
     StageName.REPORT: 2 * (IMPORT_S + 6.0) + IMPORT_S,  # two reports (matplotlib figures), the findings page

@@ -29,7 +29,8 @@ def test_the_plan_fits_in_540_seconds_predicted_and_as_limits(gpu):
     assert all(0 < f.predicted_s <= f.stage.limit_s for f in predicted)
     assert sum(f.predicted_s for f in predicted) <= plan.TOTAL_LIMIT_S
     assert sum(s.limit_s for s in plan.STAGES) + plan.ORCHESTRATION_S <= plan.TOTAL_LIMIT_S < DEVICE_COMMAND_S
-    assert next(s for s in plan.STAGES if s.name is StageName.PREFLIGHT).limit_s <= 20
+    # the preflight fails fast, yet holds a cold torch.compile: 20-23 s on the first H100 (2026-11-27)
+    assert next(s for s in plan.STAGES if s.name is StageName.PREFLIGHT).limit_s <= 35
 
 
 def test_the_large_mlp_prediction_follows_the_datasheet():
