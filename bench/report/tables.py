@@ -153,19 +153,21 @@ def compile_pairs(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def device_speedup(summary: pd.DataFrame, phase: str = Phase.STEP.value) -> pd.DataFrame:
-    """CPU median / CUDA median for every case measured on both (joined on every field but device).
+    """CPU median / CUDA median for every case measured on both (joined on every field but device and threads).
 
+    ``threads`` is a CPU knob: a CUDA case records torch's default (0) whatever CPU run it is set beside,
+    so the join ignores it and the result's ``threads`` is the CPU side's (one row per CPU thread count).
     Where several CPU (or GPU) platforms are in the table, the first one in ``platform`` order is used.
     """
     rows = ok_rows(summary, [phase])
-    keys = identity_columns(["device"])
+    keys = identity_columns(["device", "threads"])
     cpu, gpu = rows[rows["device"] == "cpu"], rows[rows["device"] == "cuda"]
     if not len(cpu) or not len(gpu):
-        return pd.DataFrame(columns=keys + ["cpu_s", "gpu_s", "speedup"])
+        return pd.DataFrame(columns=keys + ["threads", "cpu_s", "gpu_s", "speedup"])
     cpu = _first_platform(cpu)
     gpu = _first_platform(gpu)
     cols = keys + ["median_s", "label", "platform"]
-    joined = cpu[cols].merge(gpu[cols], on=keys, suffixes=("_cpu", "_gpu"))
+    joined = cpu[cols + ["threads"]].merge(gpu[cols], on=keys, suffixes=("_cpu", "_gpu"))
     joined = joined.rename(columns={"median_s_cpu": "cpu_s", "median_s_gpu": "gpu_s"})
     joined["speedup"] = joined["cpu_s"] / joined["gpu_s"]
     return joined

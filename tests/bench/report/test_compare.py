@@ -156,6 +156,27 @@ def test_device_speedup_and_crossover_on_the_synthetic_gpu_run(cpu_run_dir, gpu_
     assert (relu["wins_from"] == 16).all()
 
 
+def test_device_speedup_ignores_the_cpu_thread_count_of_cuda_cases() -> None:
+    """A CPU reference run at threads=1 joins the CUDA cases (which record torch's default, 0).
+
+    This was issue 17's first H100 run: the 2-core reference had threads=1, the CUDA run 0, so the
+    join on every field but device found no case measured on both.
+    """
+    from bench.runs import Status
+
+    base = {f: 0 for f in tables.identity_columns(["device", "batch", "threads"])}
+    rows = []
+    for device, threads, seconds in (("cpu", 1, [1.0, 8.0]), ("cpu", 2, [0.6, 5.0]), ("cuda", 0, [2.0, 2.0])):
+        for batch, s in zip((4, 64), seconds):
+            rows.append({**base, "device": device, "threads": threads, "batch": batch, "phase": "step",
+                         "status": Status.OK, "median_s": s, "label": f"b{batch} {device}", "platform": device})
+    speed = device_speedup(pd.DataFrame(rows))
+    assert sorted(zip(speed["threads"], speed["batch"], speed["speedup"])) == [
+        (1, 4, 0.5), (1, 64, 4.0), (2, 4, 0.3), (2, 64, 2.5)]
+    cross = crossover_batches(speed).set_index("threads")
+    assert list(cross["wins_from"].loc[[1, 2]]) == [64, 64]
+
+
 @pytest.mark.parametrize("ratios, wins_from, crossover", [
     ([2.0, 3.0], 4, 4),  # the GPU wins everywhere: from the smallest batch
     ([0.2, 0.5], math.nan, math.nan),  # never
