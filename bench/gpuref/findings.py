@@ -97,10 +97,18 @@ def _memory(gpu: pd.DataFrame) -> list[str]:
             f"{len(rows)} ok cases; worst {rows.loc[worst, 'label']}: analytic/measured {ratio[worst]:.3g}"]
 
 
+def _block_note(case: dict) -> str:
+    """The one-step-per-call reading beside the block one (timer-check files before 2026-11-28 have neither)."""
+    if "block_steps" not in case:
+        return ", one step per do_bench call"
+    return (f", {case['block_steps']} steps per do_bench call; one step per call: ratio "
+            f"{case['ratio_single_step']:.3f}")
+
+
 def _timer(layout: Layout) -> list[str]:
     data = json.loads(layout.timer.read_text())
     return [f"- engine vs do_bench, {c['case']}: ratio {c['ratio']:.3f} ({c['engine_median_s'] * 1e3:.4g} ms vs "
-            f"{c['do_bench_median_s'] * 1e3:.4g} ms)" for c in data.get("cases", [])] + \
+            f"{c['do_bench_median_s'] * 1e3:.4g} ms)" + _block_note(c) for c in data.get("cases", [])] + \
         [f"- timer-check error: {e}" for e in data.get("errors", [])]
 
 

@@ -156,3 +156,21 @@ def test_rerunning_some_stages_keeps_the_other_stages_records_in_order(tmp_path,
     records = json.loads((tmp_path / "out" / "stages.json").read_text())["stages"]
     assert [r["stage"] for r in records] == ["preflight", "gpu-run", "report"]
     assert all(r["status"] == "ok" for r in records)
+
+
+def test_timer_check_times_back_to_back_steps_per_do_bench_call():
+    """do_bench flushes L2 before each call; a launch-bound step is timed k to a call, divided by k."""
+    from bench.gpuref import timercheck
+
+    assert timercheck.block_steps(0.027) == 1  # the large MLP: one step already outlasts the target
+    assert timercheck.block_steps(0.001043) == 20  # the FashionMNIST net at b64 on the first H100
+    assert timercheck.block_steps(0.0) == 1
+    calls = []
+
+    def timer(fn):  # stands in for do_bench: runs the timed callable three times, reports 6 ms per call
+        for _ in range(3):
+            fn()
+        return 0.006
+
+    assert timercheck.block_median_s(lambda: calls.append(1), 4, timer=timer) == pytest.approx(0.0015)
+    assert len(calls) == 12
