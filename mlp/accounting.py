@@ -170,12 +170,41 @@ class Memory:
     saved_activations_bytes: int
     cast_weights_bytes: int
     data_bytes: int
+    loss_saved_bytes: int = 0  # of saved_activations_bytes: what the loss saves (built in loss_backward)
+    unsaved_output_bytes: int = 0  # the model's output where no layer saves it (the loss, if anything, does)
+    autocast_cache_bytes: int = 0  # autocast's cached casts no matmul saves: the first weight, every bias
+    widest_pair_bytes: int = 0  # inference: the largest input + output (+ casts) of one layer, the batch excluded
 
     @property
     def total_bytes(self) -> int:
         """Everything alive at the end of forward, before backward starts freeing."""
         return (self.parameters_bytes + self.gradients_bytes + self.optimizer_state_bytes
                 + self.saved_activations_bytes + self.data_bytes)
+
+    @property
+    def persistent_bytes(self) -> int:
+        """What lives between steps: parameters, optimiser state and one batch (gradients are set to None)."""
+        return self.parameters_bytes + self.optimizer_state_bytes + self.data_bytes
+
+    def phase_peak_bytes(self) -> dict[str, int]:
+        """The analytic peak of each phase of ``TrainStep`` (``zero_grad(set_to_none=True)`` each step).
+
+        - forward: the persistent bytes, the saved activations less the loss's (it runs in the
+          backward phase), the output, and autocast's cache (freed when the forward's autocast exits);
+        - backward (and the whole step): ``total_bytes``, the live set at the end of the forward with
+          every gradient. A floor: the loss's and the input gradients' transients are not modelled;
+        - optimizer: the persistent bytes and the gradients;
+        - inference: the persistent bytes and the widest layer's input and output (under autocast, with
+          that layer's cast weight and bias, and the cast batch as the first layer's input).
+
+        Checked against the CUDA peaks of the first H100 run (results/reference/h100) for the eager cases,
+        once the engine's own allocations are taken off (tests/mlp/test_memory_h100.py).
+        """
+        forward = (self.persistent_bytes + self.saved_activations_bytes - self.loss_saved_bytes
+                   + self.unsaved_output_bytes + self.autocast_cache_bytes)
+        return {"forward": forward, "backward": self.total_bytes, "step": self.total_bytes,
+                "optimizer": self.persistent_bytes + self.gradients_bytes,
+                "inference": self.persistent_bytes + self.widest_pair_bytes}
 
     def as_dict(self) -> dict[str, int]:
         return {**asdict(self), "total_bytes": self.total_bytes}
@@ -203,13 +232,25 @@ def memory(model: nn.Module, batch: int, input_shape: tuple[int, ...], loss: Los
     act_size = torch.empty((), dtype=precision.compute_dtype).element_size()
     autocast = precision.autocast_dtype is not None
 
-    saved = cast_weights = 0
+    saved = cast_weights = cache = widest = 0
     layers = layers_of(model)
+    previous = 0  # the input of the layer in hand, in bytes (0 for the batch: it is data)
     for i, layer in enumerate(layers):
+        out_bytes = batch * layer.out_features * act_size
+        casts = 0  # inference under autocast: this layer's casts, made and freed with it (nothing is cached)
+        if autocast and layer.kind == "linear":
+            casts = layer.in_features * layer.out_features * act_size + layer.bias * layer.out_features * act_size
+            if i == 0:
+                previous = batch * layer.in_features * act_size  # the cast batch
+        widest = max(widest, previous + out_bytes + casts)
+        previous = out_bytes
         if layer.kind == "linear":
+            if autocast and layer.bias:  # autocast caches every cast bias, and the first weight (no matmul saves it)
+                cache += layer.out_features * act_size
             if i == 0:
                 if autocast:  # the batch is cast to the compute dtype; the matmul saves the copy
                     saved += batch * layer.in_features * act_size
+                    cache += layer.in_features * layer.out_features * act_size
             elif autocast:  # the matmul saves the cast weight for its input gradient
                 cast_weights += layer.in_features * layer.out_features * act_size
             continue
@@ -220,7 +261,9 @@ def memory(model: nn.Module, batch: int, input_shape: tuple[int, ...], loss: Los
         saved += n
         if spec.saves_input and spec.name != "identity":
             saved += n
-    saved += _loss_saved_bytes(layers, batch, loss, act_size, autocast)
+    loss_saved = _loss_saved_bytes(layers, batch, loss, act_size, autocast)
+    saved += loss_saved
+    ends_in_activation = layers[-1].kind != "linear"
     data_elems = batch * math.prod(input_shape)
     target_bytes = batch * (_out_features(model) * FP32_BYTES if loss is Loss.MSE else 8)  # int64 labels
     return Memory(
@@ -230,6 +273,10 @@ def memory(model: nn.Module, batch: int, input_shape: tuple[int, ...], loss: Los
         saved_activations_bytes=saved + cast_weights,
         cast_weights_bytes=cast_weights,
         data_bytes=data_elems * FP32_BYTES + target_bytes,
+        loss_saved_bytes=loss_saved,
+        unsaved_output_bytes=0 if ends_in_activation else batch * _out_features(model) * act_size,
+        autocast_cache_bytes=cache,
+        widest_pair_bytes=widest,
     )
 
 
