@@ -14,7 +14,7 @@ CUDA_APIS = {
     "torch.cuda.synchronize": "bench.clocks, timing.peak_memory_per_phase, profile, gate counters",
     "torch.cuda.reset_peak_memory_stats": "timing.peak_memory_per_phase, gate counters, preflight",
     "torch.cuda.max_memory_allocated": "timing.peak_memory_per_phase, gate counters, preflight",
-    "torch.cuda.memory_allocated": "preflight",
+    "torch.cuda.memory_allocated": "preflight, timing.harness_bytes",
     "torch.cuda.empty_cache": "runner.safe_measure after a failed case",
     "torch.cuda.OutOfMemoryError": "runner: out of memory -> oom rows",
     "torch.cuda.get_device_name": "env.fingerprint, ceiling.device_name",

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import re
 import shutil
+from pathlib import Path
+
+import pandas as pd
 
 from bench.gpuref.findings import findings
 from bench.gpuref.stages import Layout
@@ -21,3 +24,37 @@ def test_findings_quote_the_ceiling_share_and_the_crossover_of_the_synthetic_run
     assert crossings and all(abs(float(c) - expected_crossover) / expected_crossover < 0.01 for _, c in crossings)
     assert "tests: no input" in text and "timer: no input" in text
     assert re.search(r"- run: \d+ ok, 0 skipped for the run budget, 0 failed", text)
+
+
+H100 = Path(__file__).resolve().parents[3] / "results" / "reference" / "h100"
+
+
+def test_findings_of_the_committed_h100_reference(tmp_path):
+    """The real first H100 run: both crossovers found, and a memory line that says what the run lacks."""
+    out = tmp_path / "h100"
+    shutil.copytree(H100, out)
+    text = findings(out)
+    assert "- crossover vs the 2-core CPU reference, fp32 w1024 d2: GPU wins from batch 16" in text
+    assert "- crossover vs this machine's CPU, fp32 w256 d2: GPU wins from batch 1.02e+03" in text
+    assert "this run predates the analytic phase peaks and the harness column" in text
+    assert "- tests: 27 selected, 0 failed, 0 errors, 11 skipped" in text
+
+
+def test_findings_compare_analytic_phase_peaks_with_the_peak_less_the_harness(tmp_path):
+    """Known columns: every eager forward/optimizer/inference row exact but one, 20% over."""
+    out = tmp_path / "h100"
+    shutil.copytree(H100, out)
+    summary_path = out / "runs" / "gpu" / "summary.csv"
+    summary = pd.read_csv(summary_path)
+    harness = 100 * 2**20
+    summary["harness_mem_bytes"] = harness
+    summary["mem_phase_peak_bytes"] = summary["peak_mem_bytes"] - harness
+    checked = summary[(summary["status"] == "ok") & (summary["compile"] == "none")
+                      & summary["phase"].isin(["forward", "optimizer", "inference"])]
+    off = checked.index[0]
+    summary.loc[off, "mem_phase_peak_bytes"] *= 1.2
+    summary.to_csv(summary_path, index=False)
+    text = findings(out)
+    assert (f"analytic within 10% of the measured peak less the harness for {len(checked) - 1} of {len(checked)} "
+            f"case phases; worst {summary.loc[off, 'label']} {summary.loc[off, 'phase']}: analytic/measured 1.2") in text
+    assert "- memory harness (pooled batches + standing allocations): 100 to 100 MiB per case" in text
