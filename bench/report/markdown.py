@@ -377,7 +377,8 @@ def render_markdown(runs: Sequence, summary: pd.DataFrame, regimes: pd.DataFrame
         if set(steps_ok["device"]) == {"cpu", "cuda"}:
             cases, cross = speedup_tables(summary)
             parts += ["## CPU → GPU", "", "Cases measured on both, joined on every case field except the "
-                      "device (the runs may come from different machines; see the fingerprints above).", "",
+                      "device and the CPU's thread count (`tN` in the case: the CPU side's; a CUDA case records "
+                      "torch's default). The runs may come from different machines; see the fingerprints above.", "",
                       cases, "", "Crossover batch size per configuration:", "", cross, ""]
         parts += ["## Speed of light", "", "The least time the run's own limits allow: max(matmul FLOPs / matmul "
                   "ceiling, bytes / bandwidth) + ATen ops x dispatch floor, per phase (bytes: each operand read "
