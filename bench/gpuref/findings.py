@@ -44,7 +44,8 @@ def _ceilings(layout: Layout) -> list[str]:
             continue
         sheet = c.get("datasheet_tflops")
         share = f" = {c['measured_tflops'] / sheet:.0%} of the datasheet's {sheet:g}" if sheet else ""
-        lines.append(f"- ceiling {key}: {c['measured_tflops']:.4g} TFLOP/s at n={c['matmul_size']}{share}")
+        where = c.get("best_product") or f"n={c['matmul_size']}"  # runs before case GEMMs: the best square
+        lines.append(f"- ceiling {key}: {c['measured_tflops']:.4g} TFLOP/s ({where}){share}")
     if layout.timer.is_file():
         copy = json.loads(layout.timer.read_text()).get("copy")
         if copy:

@@ -18,7 +18,7 @@ def test_findings_quote_the_ceiling_share_and_the_crossover_of_the_synthetic_run
     shutil.copytree(gpu_run_dir, layout.gpu_run)
     shutil.copytree(cpu_run_dir, layout.cpu_run)
     text = findings(layout.out)
-    assert "- ceiling cuda/fp32: 50 TFLOP/s at n=8192 = 75% of the datasheet's 67" in text  # 50 / 67
+    assert "- ceiling cuda/fp32: 50 TFLOP/s (n=8192) = 75% of the datasheet's 67" in text  # 50 / 67
     crossings = re.findall(r"crossover vs this machine's CPU, fp32 w(\d+) d\d+: GPU wins from batch \S+ "
                            r"\(interpolated ([\d.]+)\)", text)
     assert crossings and all(abs(float(c) - expected_crossover) / expected_crossover < 0.01 for _, c in crossings)
@@ -58,3 +58,9 @@ def test_findings_compare_analytic_phase_peaks_with_the_peak_less_the_harness(tm
     assert (f"analytic within 10% of the measured peak less the harness for {len(checked) - 1} of {len(checked)} "
             f"case phases; worst {summary.loc[off, 'label']} {summary.loc[off, 'phase']}: analytic/measured 1.2") in text
     assert "- memory harness (pooled batches + standing allocations): 100 to 100 MiB per case" in text
+
+
+def test_findings_name_the_product_that_set_the_ceiling(tmp_path):
+    out = tmp_path / "h100"
+    shutil.copytree(H100, out)
+    assert "- ceiling cuda/bf16: 789.1 TFLOP/s (8192x16384x8192 tn) = 80% of the datasheet's 989.4" in findings(out)
