@@ -6,8 +6,13 @@ engine's steady window (warm-up and timed rounds; the first step, which holds an
 outside it):
 
 * ``gpu_sm_clock_mhz_median`` / ``_min`` against the card's ``gpu_sm_clock_max_mhz``;
-  ``gpu_throttled`` when the median SM clock over the window is below ``THROTTLE_FRACTION`` of the
-  maximum (the median, because one sample taken while the host syncs is not a throttled case);
+* ``gpu_power_capped_fraction`` / ``gpu_slowdown_fraction``: the share of the window's samples in which the
+  driver's clock-event reasons name the software power cap, or a thermal or hardware slowdown;
+* ``gpu_throttled`` when the median SM clock over the window is below ``THROTTLE_FRACTION`` of the
+  maximum (the median, because one sample taken while the host syncs is not a throttled case), or a
+  slowdown held in at least half the samples. A power cap alone does not set it: a card at its power
+  limit runs at its sustained rate (the first H100's large MLP: 700 W, median SM clock 1545 of 1980 MHz);
+  ``gpu_power_capped_fraction`` reports it;
 * ``gpu_power_w_mean`` and ``gpu_temperature_c_max`` from the samples;
 * ``gpu_energy_per_step_j``: the total-energy counter's increase over the window divided by the
   window's length (its mean power) times the step median. The counter updates only every
@@ -33,7 +38,11 @@ from .errors import first_line
 
 SAMPLE_INTERVAL_S = 0.02  # NVML's power reading and energy counter update every 20-100 ms
 THROTTLE_FRACTION = 0.75  # an SM clock below 75% of the maximum is throttling (power, heat or idle)
+# NVML's clock-event reason bits (nvmlClocksEventReason*, formerly nvmlClocksThrottleReason*)
+POWER_CAP = 0x4  # SwPowerCap: clocks held down to stay within the power limit
+SLOWDOWN = 0x8 | 0x20 | 0x40 | 0x80  # HwSlowdown, SwThermalSlowdown, HwThermalSlowdown, HwPowerBrakeSlowdown
 COLUMNS = ("gpu_sm_clock_mhz_median", "gpu_sm_clock_mhz_min", "gpu_sm_clock_max_mhz", "gpu_throttled",
+           "gpu_power_capped_fraction", "gpu_slowdown_fraction",
            "gpu_power_w_mean", "gpu_temperature_c_max", "gpu_energy_per_step_j", "gpu_energy_source",
            "gpu_telemetry_samples", "gpu_telemetry_reason")
 ENERGY_COUNTER = "total energy counter"
@@ -47,6 +56,7 @@ class Sample:
     power_w: float | None
     temperature_c: float | None
     energy_j: float | None  # the card's total-energy counter (since the driver loaded)
+    clock_reasons: int | None = None  # NVML's clock-event reason bits (POWER_CAP, SLOWDOWN, ...)
 
 
 def empty_columns(reason: str) -> dict:
@@ -75,7 +85,19 @@ class Gpu:
             power_w=_scaled(self._read(lambda: n.nvmlDeviceGetPowerUsage(h)), 1e-3),  # milliwatts
             temperature_c=self._read(lambda: n.nvmlDeviceGetTemperature(h, n.NVML_TEMPERATURE_GPU)),
             energy_j=_scaled(self._read(lambda: n.nvmlDeviceGetTotalEnergyConsumption(h)), 1e-3),  # millijoules
+            clock_reasons=self._clock_reasons(),
         )
+
+    def _clock_reasons(self) -> int | None:
+        n = self.nvml  # nvidia-ml-py renamed the getter; older ones have only the throttle name
+        getter = getattr(n, "nvmlDeviceGetCurrentClocksEventReasons", None) or \
+            getattr(n, "nvmlDeviceGetCurrentClocksThrottleReasons", None)
+        if getter is None:
+            return None
+        try:
+            return int(getter(self.handle))
+        except n.NVMLError:
+            return None
 
 
 def _scaled(value: float | None, factor: float) -> float | None:
@@ -153,6 +175,11 @@ def summarize(samples: list[Sample], window: tuple[float, float] | None, step_s:
         median = statistics.median(clocks)
         out["gpu_sm_clock_mhz_median"], out["gpu_sm_clock_mhz_min"] = median, min(clocks)
         out["gpu_throttled"] = bool(median < THROTTLE_FRACTION * max_sm_clock_mhz)
+    reasons = [s.clock_reasons for s in inside if s.clock_reasons is not None]
+    if reasons:
+        out["gpu_power_capped_fraction"] = sum(bool(r & POWER_CAP) for r in reasons) / len(reasons)
+        out["gpu_slowdown_fraction"] = sum(bool(r & SLOWDOWN) for r in reasons) / len(reasons)
+        out["gpu_throttled"] = bool(out["gpu_throttled"]) or out["gpu_slowdown_fraction"] >= 0.5
     if powers:
         out["gpu_power_w_mean"] = statistics.fmean(powers)
     if temps:

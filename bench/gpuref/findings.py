@@ -147,6 +147,10 @@ def _telemetry_and_budget(gpu: pd.DataFrame) -> list[str]:
         lines.append(f"- telemetry: {len(flagged)} case(s) throttled" +
                      (f" ({', '.join(flagged['label'])})" if len(flagged) else "") +
                      f"; reasons: {', '.join(sorted(set(steps['gpu_telemetry_reason'].dropna()) - {''})) or 'none'}")
+    if "gpu_power_capped_fraction" in steps:
+        capped = steps[steps["gpu_power_capped_fraction"] >= 0.5]
+        lines.append(f"- telemetry: {len(capped)} case(s) at the power cap in at least half their samples" +
+                     (f" ({', '.join(capped['label'])})" if len(capped) else ""))
     return lines
 
 

@@ -49,6 +49,7 @@ CUDA_APIS = {
     "pynvml.nvmlDeviceGetMaxClockInfo": "bench.telemetry (throttled flag)",
     "pynvml.nvmlDeviceGetPowerUsage": "bench.telemetry (power)",
     "pynvml.nvmlDeviceGetTemperature": "bench.telemetry (temperature)",
+    "pynvml.nvmlDeviceGetCurrentClocksEventReasons": "bench.telemetry (power cap, slowdown; or the Throttle alias)",
 }
 
 

@@ -142,3 +142,41 @@ def test_a_failing_nvml_is_a_reason_not_a_crash():
 def test_cpu_cases_are_not_sampled():
     watch = telemetry.CaseWatch("cpu", gpu_opener=lambda: pytest.fail("a CPU case must not open NVML"))
     assert watch.sampler is None and watch.reason == "cpu case"
+
+
+def test_power_cap_and_slowdown_fractions_from_the_clock_event_reasons():
+    """The first H100's large MLP: at the 700 W cap, median SM clock 1545 of 1980 MHz (78%), not throttled."""
+    times = [i / 10 for i in range(11)]
+    capped = [telemetry.POWER_CAP] * 7 + [0x40, 0x40] + [0, 0]  # 7 power cap, 2 hardware thermal of 11
+    samples = [Sample(t, 1545, 700.0, 64.0, float(i), r) for i, (t, r) in enumerate(zip(times, capped))]
+    columns = telemetry.summarize(samples, (0.0, 1.0), 0.027, 1980)
+    assert columns["gpu_power_capped_fraction"] == pytest.approx(7 / 11)
+    assert columns["gpu_slowdown_fraction"] == pytest.approx(2 / 11)
+    assert columns["gpu_throttled"] is False  # a power cap alone is the card's sustained rate
+    hot = [Sample(t, 1900, 500.0, 90.0, float(i), 0x20 if i < 6 else 0) for i, t in enumerate(times)]
+    assert telemetry.summarize(hot, (0.0, 1.0), 0.027, 1980)["gpu_throttled"] is True  # 6 of 11 thermal
+
+
+def test_clock_event_reasons_are_read_by_either_name_and_a_refusal_is_none():
+    class EventNvml(FakeNvml):
+        def nvmlDeviceGetCurrentClocksEventReasons(self, handle):
+            return telemetry.POWER_CAP | 0x1
+
+    class ThrottleNvml(FakeNvml):  # an older nvidia-ml-py: only the throttle name
+        def nvmlDeviceGetCurrentClocksThrottleReasons(self, handle):
+            return 0x40
+
+    class RefusingNvml(FakeNvml):
+        def nvmlDeviceGetCurrentClocksEventReasons(self, handle):
+            raise self.NVMLError("Not Supported")
+
+    def reasons(nvml):
+        return Gpu(nvml, nvml.nvmlDeviceGetHandleByIndex(0)).sample(time.perf_counter).clock_reasons
+
+    assert reasons(EventNvml()) == 0x5
+    assert reasons(ThrottleNvml()) == 0x40
+    assert reasons(RefusingNvml()) is None
+    assert reasons(FakeNvml()) is None
+    empty = telemetry.summarize(_samples([0.0, 0.5, 1.0], [1900] * 3, [300.0] * 3, [0.0, 1.0, 2.0]), (0.0, 1.0),
+                                0.01, 1980)
+    assert math.isnan(empty["gpu_power_capped_fraction"]) and empty["gpu_throttled"] is False
