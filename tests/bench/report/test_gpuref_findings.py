@@ -34,7 +34,9 @@ def test_findings_of_the_committed_h100_reference(tmp_path):
     out = tmp_path / "h100"
     shutil.copytree(H100, out)
     text = findings(out)
-    assert "- crossover vs the 2-core CPU reference, fp32 w1024 d2: GPU wins from batch 16" in text
+    # the 2-core reference is the crossover grid measured on that machine (results/reference/cpu-2core/crossover)
+    assert "- crossover vs the 2-core CPU reference, fp32 w256 d2: GPU wins from batch 64 (interpolated 38)" in text
+    assert "- crossover vs the 2-core CPU reference, fp32 w8192 d2: GPU wins from batch 4" in text
     assert "- crossover vs this machine's CPU, fp32 w256 d2: GPU wins from batch 1.02e+03" in text
     assert "this run predates the analytic phase peaks and the harness column" in text
     assert "- tests: 27 selected, 0 failed, 0 errors, 11 skipped" in text
