@@ -123,11 +123,10 @@ def _memory(gpu: pd.DataFrame) -> list[str]:
 
 
 def _block_note(case: dict) -> str:
-    """The one-step-per-call reading beside the block one (timer-check files before 2026-11-28 have neither)."""
-    if "block_steps" not in case:
-        return ", one step per do_bench call"
-    return (f", {case['block_steps']} steps per do_bench call; one step per call: ratio "
-            f"{case['ratio_single_step']:.3f}")
+    """The block reading beside the one-step one (timer-check files before 2026-11-28 have only the latter)."""
+    if "ratio_block" not in case:
+        return ""
+    return f"; {case['block_steps']} steps per do_bench call: ratio {case['ratio_block']:.3f}"
 
 
 def _timer(layout: Layout) -> list[str]:

@@ -159,7 +159,7 @@ def test_rerunning_some_stages_keeps_the_other_stages_records_in_order(tmp_path,
 
 
 def test_timer_check_times_back_to_back_steps_per_do_bench_call():
-    """do_bench flushes L2 before each call; a launch-bound step is timed k to a call, divided by k."""
+    """The block reading: a launch-bound step timed k to a do_bench call, divided by k."""
     from bench.gpuref import timercheck
 
     assert timercheck.block_steps(0.027) == 1  # the large MLP: one step already outlasts the target

@@ -66,3 +66,17 @@ def test_findings_name_the_product_that_set_the_ceiling(tmp_path):
     out = tmp_path / "h100"
     shutil.copytree(H100, out)
     assert "- ceiling cuda/bf16: 789.1 TFLOP/s (8192x16384x8192 tn) = 80% of the datasheet's 989.4" in findings(out)
+
+
+def test_findings_quote_both_do_bench_readings_when_the_timer_check_has_them(tmp_path):
+    """The second H100 call's first timer check (results/reference/h100/second-call), in today's field names."""
+    import json
+
+    out = tmp_path / "h100"
+    shutil.copytree(H100, out)
+    case = {"case": "fashion_mnist b64 cuda fp32 eager", "case_id": "8f7b6f5fb226", "engine_median_s": 0.0010361,
+            "do_bench_median_s": 0.0010884, "ratio": 0.9519, "block_steps": 19,
+            "do_bench_block_median_s": 0.0012090, "ratio_block": 0.857, "seconds": 2.0}
+    (out / "timer-check.json").write_text(json.dumps({"cases": [case], "copy": None, "errors": []}))
+    assert ("- engine vs do_bench, fashion_mnist b64 cuda fp32 eager: ratio 0.952 (1.036 ms vs 1.088 ms); "
+            "19 steps per do_bench call: ratio 0.857") in findings(out)
