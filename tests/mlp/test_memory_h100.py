@@ -12,7 +12,6 @@ measured peak less its analytic one. The optimizer phase is therefore not checke
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pandas as pd
@@ -22,7 +21,6 @@ import torch
 import mlp
 from bench.cases import Case
 from bench.clocks import BATCH_POOL
-from bench.runs import CASE_COLUMNS
 
 RUN = Path(__file__).resolve().parents[2] / "results" / "reference" / "h100" / "runs" / "gpu" / "summary.csv"
 TOLERANCE = 0.10  # issue 17's goal
@@ -32,18 +30,12 @@ EXACT_BYTES = 4 * 512
 CHECKED = ("forward", "inference")
 
 
-def _case(row: pd.Series) -> Case:
-    names = {f.name for f in dataclasses.fields(Case)}
-    return Case(**{k: row[k].item() if hasattr(row[k], "item") else row[k]
-                   for k in CASE_COLUMNS if k in names and k in row and not pd.isna(row[k])})
-
-
 def _eager_cases() -> list[tuple[Case, dict[str, int], mlp.Memory]]:
     summary = pd.read_csv(RUN)
     ok = summary[(summary["status"] == "ok") & (summary["compile"] == "none")]
     out = []
     for _, group in ok.groupby("case_id", sort=False):
-        case = _case(group.iloc[0])
+        case = Case.from_row(group.iloc[0].to_dict())
         with torch.device("meta"):
             model = case.build_model()
         memory = mlp.memory(model, case.batch, case.input_shape, case.loss, case.optimizer, case.dtype)
