@@ -323,7 +323,7 @@ def harness_bytes(step: mlp.TrainStep, pool) -> int:
     every phase's peak includes them. A measured peak less this is what the analytic phase peaks predict.
     """
     torch.cuda.synchronize()
-    state = [t for s in step.optimizer.state.values() for t in s.values() if isinstance(t, torch.Tensor)]
+    state = mlp.optimizer_state_tensors(step.optimizer)
     held = sum(t.nbytes for t in (*step.model.parameters(), *pool[0], *state) if t.is_cuda)
     return torch.cuda.memory_allocated() - held
 

@@ -22,7 +22,7 @@ from .models import (
 )
 from .options import Loss, Optimizer, Precision, matmul_precision, parse_enum
 from .traffic import Gemm, StepTraffic, Traffic, gemms, traffic
-from .train import CLASSIC_LR, TrainStep, make_loss, make_optimizer, optimizer_impl, train
+from .train import CLASSIC_LR, TrainStep, make_loss, make_optimizer, optimizer_impl, optimizer_state_tensors, train
 
 __all__ = [
     "ACTIVATIONS", "BinaryStep", "CLASSIC_LR", "FASHION_MNIST_CLASSES", "FASHION_MNIST_IMAGE", "Flops", "Gemm", "Loss",
@@ -30,5 +30,6 @@ __all__ = [
     "classification_data", "count_parameters", "fashion_mnist_data", "fashion_mnist_dataset", "fashion_mnist_loader",
     "fashion_mnist_mlp", "flops", "gemms", "inference_flops", "layers_of", "make_activation",
     "make_loss", "make_optimizer", "matmul_precision", "memory", "optimizer_impl", "optimizer_state_bytes",
-    "parse_enum", "regression_data", "teaching_mlp", "torchvision_status", "traffic", "train", "uniform",
+    "optimizer_state_tensors", "parse_enum", "regression_data", "teaching_mlp", "torchvision_status", "traffic",
+    "train", "uniform",
 ]

@@ -72,6 +72,11 @@ def make_optimizer(
     return torch.optim.AdamW(params, lr=lr, **flags)
 
 
+def optimizer_state_tensors(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
+    """The tensors an optimiser holds in its state (moments, momentum buffers, Adam's ``step`` counters)."""
+    return [v for state in optimizer.state.values() for v in state.values() if isinstance(v, torch.Tensor)]
+
+
 def make_loss(loss: Loss | str) -> nn.Module:
     loss = parse_enum(Loss, loss, "loss")
     return nn.MSELoss() if loss is Loss.MSE else nn.CrossEntropyLoss()

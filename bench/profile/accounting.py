@@ -72,9 +72,9 @@ def _unpack(tensor: torch.Tensor) -> torch.Tensor:
 
 
 def _optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
-    import torch
+    import mlp
 
-    return sum(v.nbytes for state in optimizer.state.values() for v in state.values() if isinstance(v, torch.Tensor))
+    return sum(t.nbytes for t in mlp.optimizer_state_tensors(optimizer))
 
 
 def _module_flops(model: torch.nn.Module, forward_only, whole) -> list[ModuleFlops]:
