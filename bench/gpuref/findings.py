@@ -102,7 +102,8 @@ def _memory(gpu: pd.DataFrame) -> list[str]:
     if "mem_phase_peak_bytes" not in rows or "harness_mem_bytes" not in rows:
         return ["- memory: this run predates the analytic phase peaks and the harness column, so its raw peaks "
                 "hold the engine's pooled batches and cuBLAS workspaces (docs/gpu-reference.md, 'Memory')"]
-    eager = rows[(rows["compile"] == "none") & rows["phase"].isin(MODELLED_PHASES)]
+    all_eager = rows[rows["compile"] == "none"]
+    eager = all_eager[all_eager["phase"].isin(MODELLED_PHASES)]
     step_peak = eager["peak_mem_bytes"] - eager["harness_mem_bytes"]
     ratio = eager["mem_phase_peak_bytes"] / step_peak
     off = eager[(ratio - 1).abs() > MEMORY_TOLERANCE]
@@ -110,11 +111,12 @@ def _memory(gpu: pd.DataFrame) -> list[str]:
            f"peak less the harness for {len(eager) - len(off)} of {len(eager)} case phases"]
     if len(eager):
         worst = (ratio - 1).abs().idxmax()
-        out[0] += f"; worst {eager.loc[worst, 'label']} {eager.loc[worst, 'phase']}: analytic/measured {ratio[worst]:.3g}"
+        out[0] += (f"; worst {eager.loc[worst, 'label']} {eager.loc[worst, 'phase']}: "
+                   f"analytic/measured {ratio[worst]:.3g}")
         harness = rows.groupby("case_id")["harness_mem_bytes"].first() / 2**20
         out.append(f"- memory harness (pooled batches + standing allocations): {harness.min():.4g} to "
                    f"{harness.max():.4g} MiB per case")
-    back = rows[(rows["compile"] == "none") & (rows["phase"] == "backward")]
+    back = all_eager[all_eager["phase"] == "backward"]
     if len(back):
         b = (back["peak_mem_bytes"] - back["harness_mem_bytes"]) / back["mem_phase_peak_bytes"]
         out.append(f"- memory backward (not modelled: loss and input-gradient transients): measured peak less the "

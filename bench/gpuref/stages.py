@@ -15,7 +15,8 @@ from ..runs import is_run_dir
 from .plan import STAGES, Stage, StageName, run_max_s
 
 REPO = Path(__file__).resolve().parents[2]
-REFERENCE_CPU_RUN = REPO / "results" / "reference" / "cpu-2core" / "crossover"  # the gpu preset's crossover grid on 2 cores
+# the committed 2-core CPU reference: the gpu preset's crossover grid measured on that machine
+REFERENCE_CPU_RUN = REPO / "results" / "reference" / "cpu-2core" / "crossover"
 LARGE_MLP = ("--width", "8192", "--depth", "4", "--batch", "8192", "--dtype", "bf16")
 TINY_MLP = ("--width", "64", "--depth", "2", "--batch", "64", "--dtype", "fp32")
 TEST_MARKERS = "cuda or torchvision"

@@ -58,7 +58,8 @@ def test_findings_compare_analytic_phase_peaks_with_the_peak_less_the_harness(tm
     summary.to_csv(summary_path, index=False)
     text = findings(out)
     assert (f"analytic within 10% of the measured peak less the harness for {len(checked) - 1} of {len(checked)} "
-            f"case phases; worst {summary.loc[off, 'label']} {summary.loc[off, 'phase']}: analytic/measured 1.2") in text
+            f"case phases; worst {summary.loc[off, 'label']} {summary.loc[off, 'phase']}: "
+            "analytic/measured 1.2") in text
     assert "- memory harness (pooled batches + standing allocations): 100 to 100 MiB per case" in text
 
 
