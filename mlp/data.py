@@ -77,7 +77,7 @@ def fashion_mnist_data(root: str, train: bool = True, device: torch.device | str
 
 
 def fashion_mnist_dataset(root: str, train: bool = True, download: bool = False):
-    """``torchvision.datasets.FashionMNIST(root, train, download=False, transform=ToTensor())``: the classic's dataset.
+    """``torchvision.datasets.FashionMNIST(root, train, download, transform=ToTensor())``: the classic's dataset.
 
     Each item is a (1, 28, 28) float tensor in [0, 1] and an int label; torchvision itself parses the
     IDX files under ``root`` (``mlp.fashion_mnist_files`` writes random-content ones). Downloads only when
