@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from .accounting import analytic_flops, analytic_memory, eager_accounting
 from .attribution import memory_records, operators_by_phase, phase_memory, phase_ranges, phase_times
 from .results import SNAPSHOT_FILE, TRACE_FILE, ProfileConfig, ProfileResult
+from .timeline import read_timeline
 
 if TYPE_CHECKING:
     import torch
@@ -66,6 +67,7 @@ def profile_case(case: Case, config: ProfileConfig, out_dir: Path) -> ProfileRes
         flops_analytic=analytic_flops(case, model),
         memory_analytic=analytic_memory(case, model),
         memory_measured=measured, files=files,
+        timeline=read_timeline(out_dir / TRACE_FILE) if case.device == "cuda" else None,
     )
 
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 from ..format import US_PER_S, ms, table as _table
 from .attribution import PHASE_LABELS
 from .results import ProfileResult
+from .timeline import markdown as timeline_markdown
 
 
 def render_markdown(result: ProfileResult) -> str:
     """profile.md: header, overhead split, top operators per phase, FLOPs by module, memory."""
     parts = [_header(result), _times_section(result), _operators_section(result), _flops_section(result),
              _memory_section(result)]
+    if result.timeline is not None:  # CUDA: where the device waits, and what the conversions are
+        parts.insert(2, timeline_markdown(result.timeline))
     return "\n\n".join(parts) + "\n"
 
 

@@ -11,6 +11,8 @@ if TYPE_CHECKING:
     import mlp
     from bench.cases import Case
 
+    from .timeline import Timeline
+
 
 TRACE_FILE, REPORT_FILE, META_FILE, SNAPSHOT_FILE = "trace.json", "profile.md", "meta.json", "memory_snapshot.pickle"
 
@@ -113,3 +115,4 @@ class ProfileResult:
     memory_analytic: mlp.Memory
     memory_measured: MeasuredMemory
     files: list[str]
+    timeline: Timeline | None = None  # the device's busy/idle time and conversions, from trace.json (CUDA)
