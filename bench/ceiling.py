@@ -73,6 +73,12 @@ class Ceiling:
     pass_tflops: dict[str, float] = field(default_factory=dict)  # best rate per pass: squares, start, end
     shapes_budget_s: float = 0.0  # budget of the case-shape passes (start and end together)
     shapes_spent_s: float = 0.0
+    # median SM clock per pass (CUDA, NVML): under a power cap the clock, not the kernel, can set a pass's rate
+    pass_clock_mhz: dict[str, float] = field(default_factory=dict)
+
+    def with_pass_clock(self, pass_name: str, clock_mhz: float | None) -> Ceiling:
+        return self if clock_mhz is None else replace(self, pass_clock_mhz={**self.pass_clock_mhz,
+                                                                            pass_name: clock_mhz})
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -420,7 +420,14 @@ def _measure_ceilings(cases: Sequence[Case], writer: RunWriter) -> None:
     """
     for device, dtype, threads in limit_axes(cases):
         _measure_limit(writer, writer.meta.ceilings, ceiling_key(device, dtype, threads), device, threads,
-                       lambda: measure_ceiling(device, dtype), "matmul ceiling")
+                       lambda: _clocked(device, "squares", lambda: measure_ceiling(device, dtype)), "matmul ceiling")
+
+
+def _clocked(device: str, pass_name: str, measure: Callable[[], Ceiling]) -> Ceiling:
+    """``measure()`` with the GPU's SM clock sampled while it runs, recorded as the pass's clock (CUDA)."""
+    with telemetry.CaseWatch(device) as watch:
+        ceiling = measure()
+    return ceiling.with_pass_clock(pass_name, watch.median_sm_clock_mhz())
 
 
 def _measure_limit(writer: RunWriter, table: dict, key: str, device: str, threads: int, measure: Callable,
@@ -473,10 +480,10 @@ def _measure_case_shapes(cases: Sequence[Case], writer: RunWriter, pass_name: st
         threads = int(rest[0][1:]) if rest else 0
         try:
             with torch_threads(threads):
-                if pass_name == "start":
-                    ceiling = measure_case_shapes(ceiling, shapes, SHAPES_BUDGET_S, pass_name)
-                else:
-                    ceiling = measure_case_shapes(ceiling, fastest_products(ceiling), END_BUDGET_S, pass_name)
+                todo, budget_s = (shapes, SHAPES_BUDGET_S) if pass_name == "start" else \
+                    (fastest_products(ceiling), END_BUDGET_S)
+                ceiling = _clocked(device, pass_name,
+                                   lambda: measure_case_shapes(ceiling, todo, budget_s, pass_name))
         except Exception as exc:  # noqa: BLE001 - the squares' ceiling stands; the flag still guards it
             print(f"mlpbench: warning: {key} case-shape ceiling ({pass_name}) failed ({_one_line(exc)})",
                   file=sys.stderr)

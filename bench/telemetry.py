@@ -235,6 +235,11 @@ class CaseWatch:
         if self.sampler is not None:
             self.sampler.stop()
 
+    def median_sm_clock_mhz(self) -> float | None:
+        """The median SM clock over everything sampled (a ceiling pass: no steady window); None without NVML."""
+        clocks = [s.sm_clock_mhz for s in (self.sampler.samples if self.sampler else ()) if s.sm_clock_mhz is not None]
+        return statistics.median(clocks) if clocks else None
+
     def columns(self, window: tuple[float, float] | None, step_s: float) -> dict:
         if self.sampler is None:
             return empty_columns(self.reason)

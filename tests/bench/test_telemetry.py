@@ -180,3 +180,26 @@ def test_clock_event_reasons_are_read_by_either_name_and_a_refusal_is_none():
     empty = telemetry.summarize(_samples([0.0, 0.5, 1.0], [1900] * 3, [300.0] * 3, [0.0, 1.0, 2.0]), (0.0, 1.0),
                                 0.01, 1980)
     assert math.isnan(empty["gpu_power_capped_fraction"]) and empty["gpu_throttled"] is False
+
+
+def test_a_ceiling_pass_records_the_median_sm_clock_it_ran_at():
+    nvml = FakeNvml(clock_mhz=1545)  # the first H100's clock at its 700 W power cap
+    gpu = Gpu(nvml, nvml.nvmlDeviceGetHandleByIndex(0))
+    with telemetry.CaseWatch("cuda", gpu_opener=lambda: gpu) as watch:
+        time.sleep(0.05)
+    assert watch.median_sm_clock_mhz() == 1545
+    assert telemetry.CaseWatch("cpu").median_sm_clock_mhz() is None  # no NVML: nothing recorded
+
+
+def test_a_ceilings_pass_clocks_survive_meta_json_and_older_meta_reads_without_them():
+    import dataclasses
+    import json
+
+    from bench.ceiling import Ceiling
+
+    old = Ceiling("cuda", "bf16", "NVIDIA H100", 789.1, 8192, 989.4, "datasheet")
+    assert old.with_pass_clock("start", None) == old
+    clocked = old.with_pass_clock("start", 1545.0).with_pass_clock("end", 1530.0)
+    assert Ceiling(**json.loads(json.dumps(clocked.as_dict()))).pass_clock_mhz == {"start": 1545.0, "end": 1530.0}
+    legacy = {k: v for k, v in old.as_dict().items() if k != "pass_clock_mhz"}  # a meta.json from before
+    assert Ceiling(**legacy).pass_clock_mhz == {} and dataclasses.replace(old) == Ceiling(**legacy)
