@@ -45,7 +45,7 @@ def _ceilings(layout: Layout) -> list[str]:
         sheet = c.get("datasheet_tflops")
         share = f" = {c['measured_tflops'] / sheet:.0%} of the datasheet's {sheet:g}" if sheet else ""
         where = c.get("best_product") or f"n={c['matmul_size']}"  # runs before case GEMMs: the best square
-        lines.append(f"- ceiling {key}: {c['measured_tflops']:.4g} TFLOP/s ({where}){share}")
+        lines.append(f"- ceiling {key}: {c['measured_tflops']:.4g} TFLOP/s ({where}){share}{_passes(c)}")
     if layout.timer.is_file():
         copy = json.loads(layout.timer.read_text()).get("copy")
         if copy:
@@ -53,18 +53,84 @@ def _ceilings(layout: Layout) -> list[str]:
     return lines or ["- no CUDA ceiling in the run"]
 
 
-def _large(gpu: pd.DataFrame) -> list[str]:
+_PASS_ORDER = {"squares": 0, "start": 1, "end": 2}
+
+
+def _passes(c: dict) -> str:
+    """The best rate of each pass (squares, the cases' shapes at the start, the fastest again at the end), with
+    the SM clock it ran at where NVML read one: a ceiling is the best of them, and a spread between them is drift."""
+    clocks = c.get("pass_clock_mhz") or {}
+    parts = [f"{name} {rate:.4g}" + (f" at {clocks[name]:.0f} MHz" if name in clocks else "")
+             for name, rate in sorted((c.get("pass_tflops") or {}).items(), key=lambda kv: _PASS_ORDER.get(kv[0], 9))
+             if rate == rate]
+    return f"; passes: {', '.join(parts)}" if len(parts) > 1 else ""
+
+
+def _large_rows(gpu: pd.DataFrame) -> pd.DataFrame:
     rows = ok_rows(gpu, ["step"])
-    rows = rows[(rows["network"] == "uniform") & (rows["width"] == LARGE["width"]) & (rows["depth"] == LARGE["depth"])
-                & (rows["batch"] == LARGE["batch"])]
+    return rows[(rows["network"] == "uniform") & (rows["width"] == LARGE["width"])
+                & (rows["depth"] == LARGE["depth"]) & (rows["batch"] == LARGE["batch"])]
+
+
+def _large(gpu: pd.DataFrame, ceilings: dict) -> list[str]:
+    """Each large-MLP row's MFU, naming the ceiling it is against: its own dtype's, and bf16's for the other
+    16-bit dtype (fp16's ceiling searched fewer shapes), then against its own GEMMs' best rate."""
     out = []
-    for _, r in rows.iterrows():
+    for _, r in _large_rows(gpu).iterrows():
         energy = r.get("gpu_energy_per_step_j", math.nan)
-        out.append(f"- large MLP {r['dtype']} {r['compile']}: step {r['median_s'] * 1e3:.4g} ms, "
-                   f"{number(r['tflops'], '.4g')} TFLOP/s, MFU {number(r['mfu'] * 100, '.3g')}% "
-                   "of the same-run ceiling; "
+        line = (f"- large MLP {r['dtype']} {r['compile']}: step {r['median_s'] * 1e3:.4g} ms, "
+                f"{number(r['tflops'], '.4g')} TFLOP/s, MFU {number(r['mfu'] * 100, '.3g')}% of the same-run "
+                f"{r['dtype']} ceiling ({number(r['ceiling_tflops'], '.4g')})")
+        bf16 = ceilings.get("cuda/bf16")
+        if r["dtype"] == "fp16" and bf16:
+            line += f", {r['tflops'] / bf16['measured_tflops']:.1%} of bf16's ({bf16['measured_tflops']:.4g})"
+        own = _own_shapes_tflops(r, ceilings.get(f"cuda/{r['dtype']}") or {})
+        if own:
+            line += f", {r['tflops'] / own[1]:.1%} of its own GEMMs' best ({own[0]}: {own[1]:.4g})"
+        clock = r.get("gpu_sm_clock_mhz_median", math.nan)
+        out.append(line + f"; SM clock median {number(clock, '.4g')} MHz; "
                    f"energy/step {number(energy, '.3g')} J, throttled {r.get('gpu_throttled', 'n/a')}")
     return out or ["- large MLP: not measured"]
+
+
+def _own_shapes_tflops(row: pd.Series, ceiling: dict) -> tuple[str, float] | None:
+    """The fastest of the case's own GEMMs (``mlp.gemms``) among the products the ceiling measured."""
+    import torch
+
+    import mlp
+
+    from ..cases import Case
+
+    case = Case.from_row(row.to_dict())
+    with torch.device("meta"):
+        labels = {g.label for g in mlp.gemms(case.build_model(), case.batch)}
+    rates = {k: v for k, v in (ceiling.get("product_tflops") or {}).items() if k in labels}
+    return max(rates.items(), key=lambda kv: kv[1]) if rates else None
+
+
+def _profile(layout: Layout, gpu: pd.DataFrame | None, ceilings: dict) -> list[str]:
+    """The profiled step's matmul kernels against the run's ceiling (a rate above it: the ceiling under-reads),
+    and where the device waits (``bench.profile.timeline``, from the profile's trace.json)."""
+    from ..profile.timeline import read_timeline
+
+    meta = json.loads((layout.profile / META_JSON).read_text())
+    t = read_timeline(layout.profile / "trace.json")
+    if t is None:
+        return [f"- profile {meta.get('label')}: no device kernel in its trace"]
+    line = (f"- profile {meta.get('label')}: device busy {t.mean_busy_us / 1e3:.4g} ms per step, idle "
+            f"{t.mean_idle_us / 1e3:.3g} ms inside a step and {t.mean_gap_us / 1e3:.3g} ms between steps; "
+            f"dtype conversions {sum(c.device_us for c in t.conversions) / 1e3:.3g} ms")
+    rows = ok_rows(gpu, ["step"]) if gpu is not None else None
+    row = rows[rows["case_id"] == meta.get("case_id")] if rows is not None else None
+    if row is not None and len(row) and t.matmul_us > 0:
+        r = row.iloc[0]
+        rate = r["matmul_flops"] / (t.matmul_us * 1e-6) / 1e12
+        ceiling = (ceilings.get(f"cuda/{r['dtype']}") or {}).get("measured_tflops", math.nan)
+        line += (f"; matmul kernels {t.matmul_us / 1e3:.4g} ms for {r['matmul_flops'] / 1e12:.4g} TFLOP = "
+                 f"{rate:.4g} TFLOP/s, {rate / ceiling:.1%} of the same-run {r['dtype']} ceiling ({ceiling:.4g})")
+        if rate > ceiling:
+            line += ": the ceiling under-reads the case's own kernels"
+    return [line]
 
 
 def _reduce_overhead(summary: pd.DataFrame) -> list[str]:
@@ -168,17 +234,21 @@ def findings(out: Path) -> str:
                 (_timer, layout.timer.is_file())]
     for fn, ready in sections:
         lines += _guarded(fn, layout) if ready else [f"- {fn.__name__.strip('_')}: no input"]
+    gpu, ceilings = None, {}
     if is_run_dir(layout.gpu_run):
         runs = load_runs([str(p) for p in gpu_runs])
-        gpu = runs[0].summary
+        gpu, ceilings = runs[0].summary, read_meta(layout.gpu_run / META_JSON).ceilings
         summary, _ = merged_summary(runs)
-        for fn, arg in ((_large, gpu), (_reduce_overhead, summary), (_memory, gpu), (_telemetry_and_budget, gpu)):
+        lines += _guarded(lambda g: _large(g, ceilings), gpu)
+        for fn, arg in ((_reduce_overhead, summary), (_memory, gpu), (_telemetry_and_budget, gpu)):
             lines += _guarded(fn, arg)
         if len(runs) > 1:
             lines += _guarded(lambda r: _crossover(r, "this machine's CPU"), runs)
         if is_run_dir(REFERENCE_CPU_RUN):
             lines += _guarded(lambda r: _crossover(r, "the 2-core CPU reference"),
                               [runs[0], *load_runs([str(REFERENCE_CPU_RUN)])])
+    if (layout.profile / "trace.json").is_file():
+        lines += _guarded(lambda lay: _profile(lay, gpu, ceilings), layout)
     return "\n".join(lines) + "\n"
 
 

@@ -81,3 +81,28 @@ def test_findings_quote_both_do_bench_readings_when_the_timer_check_has_them(tmp
     (out / "timer-check.json").write_text(json.dumps({"cases": [case], "copy": None, "errors": []}))
     assert ("- engine vs do_bench, fashion_mnist b64 cuda fp32 eager: ratio 0.952 (1.036 ms vs 1.088 ms); "
             "19 steps per do_bench call: ratio 0.857") in findings(out)
+
+
+def test_findings_name_each_mfus_ceiling_and_flag_a_profile_above_it(tmp_path):
+    """The audit's figures, recomputed here from the archive's own files: fp16's MFU is against fp16's ceiling
+    (and 67.2% of bf16's), and the profile's matmul kernels ran above the same-run bf16 ceiling."""
+    import json
+
+    out = tmp_path / "h100"
+    shutil.copytree(H100, out)
+    text = findings(out)
+    meta = json.loads((H100 / "runs" / "gpu" / "meta.json").read_text())
+    bf16, fp16 = (meta["ceilings"][f"cuda/{d}"]["measured_tflops"] for d in ("bf16", "fp16"))
+    summary = pd.read_csv(H100 / "runs" / "gpu" / "summary.csv")
+    large = summary[(summary["width"] == 8192) & (summary["depth"] == 4) & (summary["batch"] == 8192)
+                    & (summary["phase"] == "step")].set_index(["dtype", "compile"])
+    fp16_tflops = large.loc[("fp16", "none"), "tflops"]
+    assert f"MFU 70.9% of the same-run fp16 ceiling ({fp16:.4g}), {fp16_tflops / bf16:.1%} of bf16's" in text
+    assert f"{fp16_tflops / bf16:.1%}" == "67.2%"
+    # profile.md's device ms of aten::addmm (forward) + aten::mm (backward), and the step's matmul FLOPs
+    rate = large.loc[("bf16", "none"), "matmul_flops"] / ((6.680 + 12.351) * 1e-3) / 1e12
+    line = next(x for x in text.splitlines() if x.startswith("- profile "))
+    shown = float(re.search(r"= ([\d.]+) TFLOP/s", line).group(1))
+    assert abs(shown - rate) / rate < 5e-4  # profile.md rounds the device times to the microsecond
+    assert "the ceiling under-reads" in line and rate / bf16 > 1.02
+    assert "passes: squares 774.5, start 789.1, end 768.1" in text
