@@ -50,6 +50,12 @@ CUDA_APIS = {
     "pynvml.nvmlDeviceGetPowerUsage": "bench.telemetry (power)",
     "pynvml.nvmlDeviceGetTemperature": "bench.telemetry (temperature)",
     "pynvml.nvmlDeviceGetCurrentClocksEventReasons": "bench.telemetry (power cap, slowdown; or the Throttle alias)",
+    # fp8 (issue 39's levers): a separate row, never counted toward bf16 MFU; not used yet, listed so the GPU
+    # machine's preflight says whether its torch 2.11 (and a torchao, if installed there) offers them
+    "torch._scaled_mm": "not used yet: an fp8 GEMM ceiling and fp8 linears (sm_89+; Hopper's fp8 tensor cores)",
+    "torch.float8_e4m3fn": "not used yet: fp8 weights and activations (forward)",
+    "torch.float8_e5m2": "not used yet: fp8 gradients (backward)",
+    "torchao.float8.convert_to_float8_training": "not used yet: torchao's fp8 training recipe (optional package)",
 }
 
 
