@@ -48,18 +48,6 @@ def prepare_run_dir(path: Path) -> None:
         pass
 
 
-def claim_run_dir(path: Path, *, resume: bool = False, otherwise: str = "choose another --out") -> None:
-    """``prepare_run_dir`` for a command about to measure: a folder that already holds files (unless
-    resumed) or that cannot be written is a ``UsageError``, before anything is measured."""
-    path = Path(path)
-    if path.exists() and not resume and any(path.iterdir()):
-        raise UsageError(f"{path} exists and is not empty; {otherwise}")
-    try:
-        prepare_run_dir(path)
-    except OSError as exc:
-        raise UsageError(f"cannot write the run folder {path}: {exc.strerror or exc}") from None
-
-
 def is_run_dir(path: Path) -> bool:
     return (Path(path) / SUMMARY_CSV).is_file()
 
