@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ..case_fields import FIELD_TYPES
@@ -97,7 +97,7 @@ def _numbers(path: Path, frame: pd.DataFrame, columns, *, blank: bool = True, po
         values = pd.to_numeric(frame[column], errors="coerce")
         given = frame[column].notna()
         bad = (given & values.isna()) | (~given & (not blank))
-        bad |= values.notna() & ~values.map(lambda v: math.isfinite(v) and (v > 0 if positive else v >= 0))
+        bad |= values.notna() & ~(np.isfinite(values) & ((values > 0) if positive else (values >= 0)))
         if whole:
             bad |= values.notna() & (values != values.round())
         if bad.any():
