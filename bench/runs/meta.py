@@ -22,8 +22,7 @@ class MetaError(ValueError):
 
 
 # The JSON values each annotated field type accepts (an int is a float; a bool is neither, checked apart).
-JSON_TYPES = {"dict": dict, "list": list, "str": str, "bool": bool, "int": int, "float": (int, float),
-              "RunKind": str}
+JSON_TYPES = {"dict": dict, "list": list, "str": str, "bool": bool, "int": int, "float": (int, float)}
 
 
 def _shown(value: Any) -> str:
@@ -78,10 +77,10 @@ class RunMeta:
             raise MetaError(f"unknown kind {data.get('kind')!r}; valid: "
                             f"{', '.join(k.value for k in RunKind)}") from None
         for f in fields(cls):
-            value = values.get(f.name)
-            if value is not None and f.name != "kind" and not isinstance(value, JSON_TYPES[f.type.split()[0]]) \
-                    or isinstance(value, bool) and f.type.split()[0] in ("int", "float"):
-                raise MetaError(f"{f.name!r} is {_shown(value)}, expected {f.type.split()[0]}")
+            value, expected = values.get(f.name), f.type.split()[0]
+            if value is not None and f.name != "kind" and not isinstance(value, JSON_TYPES.get(expected, object)) \
+                    or isinstance(value, bool) and expected in ("int", "float"):
+                raise MetaError(f"{f.name!r} is {_shown(value)}, expected {expected}")
         bad_case = next((i for i, row in enumerate(values.get("cases") or []) if not isinstance(row, dict)), None)
         if bad_case is not None:
             raise MetaError(f"cases[{bad_case}] is {_shown(values['cases'][bad_case])}, expected a case's fields "

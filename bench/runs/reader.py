@@ -92,7 +92,7 @@ def check_summary(path: Path, frame: pd.DataFrame, positive: bool = True) -> pd.
 
 def _numbers(path: Path, frame: pd.DataFrame, columns, *, blank: bool = True, positive: bool = False,
              whole: bool = False) -> pd.DataFrame:
-    """``columns`` as floats (ints where ``whole``): finite, >= 0 (> 0 where ``positive``), blank only where ``blank``."""
+    """``columns`` as numbers (ints where ``whole``): finite, >= 0 (> 0 where ``positive``), blank where ``blank``."""
     for column in columns:
         values = pd.to_numeric(frame[column], errors="coerce")
         given = frame[column].notna()

@@ -171,12 +171,14 @@ INPUTS = [
           E + "{tmp}/run/summary.csv: line 2: status 'weird' \\(valid: ok, skipped, oom, error, crashed\\)",
           damage=_summary("status", "weird")),
     Input("a width of abc (a pandas merge error before)", "compare {tmp}/other {tmp}/run",
-          E + "{tmp}/run/summary.csv: line 2: width 'abc' \\(expected a whole number\\)", damage=_summary("width", "abc")),
+          E + "{tmp}/run/summary.csv: line 2: width 'abc' \\(expected a whole number\\)",
+          damage=_summary("width", "abc")),
     Input("a row twice", "report {tmp}/run --out {tmp}/report",
           E + "{tmp}/run/summary.csv: line \\d+: case_id '[0-9a-f]+' \\(a second row of the same case_id x phase\\)",
           damage=_duplicate_rows),
     Input("a blank case_id", "show {tmp}/run",
-          E + "{tmp}/run/summary.csv: line 2: case_id blank \\(every row names its case\\)", damage=_summary("case_id", "")),
+          E + "{tmp}/run/summary.csv: line 2: case_id blank \\(every row names its case\\)",
+          damage=_summary("case_id", "")),
     Input("a median_s of inf", "compare {tmp}/other {tmp}/run",
           E + "{tmp}/run/summary.csv: line 2: median_s inf \\(expected a number >= 0\\)",
           damage=_summary("median_s", "inf")),
@@ -187,9 +189,11 @@ INPUTS = [
           E + "{tmp}/run/summary.csv: line 2: median_s blank \\(a measured \\(ok\\) row needs a time > 0\\)",
           damage=_summary("median_s", "")),
     Input("a sample of abc (a float() error before)", "compare {tmp}/other {tmp}/run",
-          E + "{tmp}/run/samples.csv: line 2: seconds 'abc' \\(expected a number > 0\\)", damage=_samples("seconds", "abc")),
+          E + "{tmp}/run/samples.csv: line 2: seconds 'abc' \\(expected a number > 0\\)",
+          damage=_samples("seconds", "abc")),
     Input("a negative sample", "compare {tmp}/other {tmp}/run",
-          E + "{tmp}/run/samples.csv: line 2: seconds -1 \\(expected a number > 0\\)", damage=_samples("seconds", "-1")),
+          E + "{tmp}/run/samples.csv: line 2: seconds -1 \\(expected a number > 0\\)",
+          damage=_samples("seconds", "-1")),
     Input("meta.json is a folder (read as no meta before)", "show {tmp}/run",
           E + "{tmp}/run/meta.json: not a file", damage=_folder_for(runs.META_JSON)),
     Input("samples.csv is a folder (read as no samples before)", "compare {tmp}/other {tmp}/run",
@@ -202,14 +206,16 @@ INPUTS = [
           E + "{tmp}/run/meta.json: timing_config: repeats must be a finite number, got 'abc'",
           damage=_meta(timing_config={"repeats": "abc"})),
     Input("a recorded repeats of 0", "run --resume {tmp}/run",
-          E + "{tmp}/run/meta.json: timing_config: repeats must be >= 1, got 0", damage=_meta(timing_config={"repeats": 0})),
+          E + "{tmp}/run/meta.json: timing_config: repeats must be >= 1, got 0",
+          damage=_meta(timing_config={"repeats": 0})),
     Input("a recorded case of width abc (no file named before)", "run --resume {tmp}/run",
           E + "{tmp}/run/meta.json: cases\\[0\\]: width must be an integer, got 'abc'",
           damage=_meta(cases=[{"width": "abc"}])),
     Input("history add --db onto a run's lock file (a database written into it)",
           "history add {tmp}/run --commit abc123 --db {tmp}/run/.lock",
           E + "--db {tmp}/run/.lock is a file of the run folder {tmp}/run, not a history database"),
-    Input("history add --db onto a measured summary", "history add {tmp}/run --commit abc123 --db {tmp}/run/summary.csv",
+    Input("history add --db onto a measured summary",
+          "history add {tmp}/run --commit abc123 --db {tmp}/run/summary.csv",
           E + "--db {tmp}/run/summary.csv is a file of the run folder {tmp}/run, not a history database"),
     Input("history check --markdown onto the history itself",
           "history check --db {tmp}/H.sqlite --markdown {tmp}/H.sqlite",
@@ -220,8 +226,9 @@ INPUTS = [
     Input("gpu-reference --archive onto meta.json",
           "gpu-reference --device cpu --tiny --out {tmp}/kit --archive {tmp}/run/meta.json",
           E + "--archive {tmp}/run/meta.json" + RECORD),
-    Input("check --markdown onto its own baseline", f"check --baseline {{tmp}}/base.json --layers counters "
-          f"--markdown {{tmp}}/base.json", E + "--markdown {tmp}/base.json is also this command's input; choose another file",
+    Input("check --markdown onto its own baseline",
+          "check --baseline {tmp}/base.json --layers counters --markdown {tmp}/base.json",
+          E + "--markdown {tmp}/base.json is also this command's input; choose another file",
           damage=lambda tmp: shutil.copy(BASELINE, tmp / "base.json")),
     Input("check --write-baseline onto meta.json", "check --write-baseline {tmp}/run/meta.json",
           E + "--write-baseline {tmp}/run/meta.json" + RECORD),
@@ -282,17 +289,22 @@ def test_a_dry_run_says_which_case_the_memory_check_would_skip(capsys):
     assert out[-1] == "1 cases (dry run: nothing measured; 1 over the memory available)"
 
 
-def test_a_python_without_pandas_gets_one_line_that_names_it_and_the_py_to_use(tmp_path):
-    """``make gpu-reference`` runs ``$(PY) -m bench``: here that python cannot import pandas."""
-    blocked = ("import runpy, sys; sys.modules['pandas'] = None; sys.argv = ['bench', 'gpu-reference', '--out', "
-               f"{str(tmp_path / 'kit')!r}, '--device', 'cpu', '--tiny']; runpy.run_module('bench', run_name='__main__')")
-    proc = subprocess.run([sys.executable, "-c", blocked], capture_output=True, text=True, cwd=REPO, timeout=120,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
+def test_make_gpu_reference_with_a_python_without_pandas_is_one_line_naming_it_and_the_py_to_use(tmp_path):
+    """The issue's command, ``make gpu-reference`` with a ``PY=`` that cannot import pandas (a wrapper that blocks it)."""
+    python = tmp_path / "python-without-pandas"
+    python.write_text(f"""#!/bin/sh
+shift 2  # make runs: $(PY) -m bench ARGS
+exec {sys.executable} -c 'import runpy, sys; sys.modules["pandas"] = None; sys.argv[0] = "bench"; \\
+runpy.run_module("bench", run_name="__main__")' "$@"
+""")
+    python.chmod(0o755)
+    proc = subprocess.run(["make", "-s", "gpu-reference", f"PY={python}", f"OUT={tmp_path / 'kit'}",
+                           "ARGS=--device cpu --tiny"], capture_output=True, text=True, cwd=REPO, timeout=120)
     err = proc.stderr.strip().splitlines()
-    assert proc.returncode == EXIT_USAGE and len(err) == 1, proc.stderr
     assert re.fullmatch(rf"mlpbench: error: {re.escape(sys.executable)} lacks the package 'pandas'; run with a python "
                         r"that has the project's packages \(make targets: PY=\S+\) or install them there "
-                        r"\(pip install -c constraints.txt -e .\)", err[0]), err
+                        r"\(pip install -c constraints.txt -e .\)", err[0]), proc.stderr
+    assert len(err) == 2 and re.fullmatch(r"make: \*\*\* \[.*gpu-reference\] Error 2", err[1]), err  # exit code 2
     assert not (tmp_path / "kit").exists()
 
 
@@ -346,8 +358,9 @@ def test_a_timing_flag_given_with_resume_overrides_the_record_and_the_line_says_
 
 
 def _mlpbench(*args: str, log: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "bench", *args], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
-                            stdout=log.open("a"), stderr=subprocess.STDOUT)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.Popen([sys.executable, "-m", "bench", *args], cwd=REPO, env=env, stdout=log.open("a"),
+                            stderr=subprocess.STDOUT)
 
 
 def _wait_in_flight(folder: Path, proc: subprocess.Popen, log: Path) -> dict:
@@ -362,21 +375,26 @@ def _wait_in_flight(folder: Path, proc: subprocess.Popen, log: Path) -> dict:
     pytest.fail(f"no case in flight after {WAIT_S} s: {log.read_text()[-2000:]}")
 
 
+def _kill_9(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait(timeout=WAIT_S) == -signal.SIGKILL
+
+
 @pytest.mark.e2e
 def test_kill_9_then_resume_without_flags_keeps_repeats_200_and_no_case_budget_until_crashed(tmp_path):
     """The issue's commands: a case that predicts minutes under ``--repeats 200``. Before, the resume fell back to
     the 60 s default, skipped the case, and its death never reached the ``crashed`` record."""
     out, log = tmp_path / "X", tmp_path / "log.txt"
     first = _mlpbench("run", "--width", "1024", "--depth", "8", "--batch", "2048", "--device", "cpu",
-                      "--max-case-s", "inf", "--repeats", "200", "--no-progress", "--no-show", "--out", str(out), log=log)
-    for proc in (first, _mlpbench("run", "--resume", str(out), "--no-progress", "--no-show", log=log)):
-        if proc is not first:
-            meta = _wait_in_flight(out, proc, log)  # measured again, not skipped under a budget it never had
-            assert meta["timing_config"]["repeats"] == 200 and meta["timing_config"]["max_case_s"] is None
-        else:
-            _wait_in_flight(out, proc, log)
-        proc.send_signal(signal.SIGKILL)
-        assert proc.wait(timeout=WAIT_S) == -signal.SIGKILL
+                      "--max-case-s", "inf", "--repeats", "200", "--no-progress", "--no-show", "--out", str(out),
+                      log=log)
+    _wait_in_flight(out, first, log)
+    _kill_9(first)
+    second = _mlpbench("run", "--resume", str(out), "--no-progress", "--no-show", log=log)
+    meta = _wait_in_flight(out, second, log)  # measured again, not skipped under a budget it never had
+    assert meta["timing_config"]["repeats"] == 200 and meta["timing_config"]["max_case_s"] is None
+    assert meta["crashes"] == {meta["in_flight"]["case_id"]: 1}
+    _kill_9(second)
     last = _mlpbench("run", "--resume", str(out), "--no-progress", "--no-show", log=log)
     assert last.wait(timeout=WAIT_S) == 0, log.read_text()[-2000:]
     run = runs.load_run(out)
