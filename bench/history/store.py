@@ -18,7 +18,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from ..errors import UsageError, first_line
-from ..runs import database_file, is_sqlite
+from ..runs.outputs import database_file, is_sqlite  # the output guard, not the run record
 from .ingest import IngestedRun
 from .schema import TABLES, migrate
 from .series import SeriesKey
