@@ -81,7 +81,7 @@ def _add_run(sub) -> None:
 
 
 def _cmd_run(args) -> int:
-    from .cases import CUSTOM_MAX_CASE_S, PRESETS, Case
+    from .cases import CUSTOM_MAX_CASE_S, PRESETS
     from .env import busy_warning
     from .runner import run_sweep
     from .runs import Status, claim_run_dir, load_run, new_run_dir
@@ -99,16 +99,15 @@ def _cmd_run(args) -> int:
         TimingConfig(**config_args)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    if args.resume:
-        try:
-            run = load_run(args.resume)
-        except FileNotFoundError as exc:
-            raise UsageError(str(exc)) from None
-        cases = [Case.from_row(row) for row in run.meta.cases]
-        if not cases:
-            raise UsageError(f"{args.resume}: meta.json lists no cases to resume")
-        out_dir, preset_name = Path(args.resume), run.meta.preset
-        skip_slow_dtypes = run.meta.skip_slow_dtypes
+    if args.resume:  # the run's own cases and timing configuration; the timing flags given override it
+        from .resume import refuse_new_plan, resume_plan
+
+        refuse_new_plan(args.resume, case_overrides(args), args.preset, args.out)
+        given = {**config_args, **({"max_case_s": max_case_s} if args.max_case_s is not None else {})}
+        resumed = resume_plan(args.resume, given)
+        cases, config, preset_name = resumed.cases, resumed.config, resumed.preset
+        out_dir, skip_slow_dtypes = Path(args.resume), resumed.skip_slow_dtypes
+        print(resumed.note, file=sys.stderr)
     else:
         overrides = case_overrides(args)
         cases = resolve_cases(args.preset, overrides)
@@ -116,15 +115,21 @@ def _cmd_run(args) -> int:
         out_dir = args.out or new_run_dir(preset=preset_name)
         # a preset skips the dtypes this device has no fast path for; dtypes the user named are measured
         skip_slow_dtypes = preset_name in PRESETS and "dtype" not in overrides
-    if args.max_case_s is None:  # not given: the preset's default
-        max_case_s = PRESETS[preset_name].max_case_s if preset_name in PRESETS else CUSTOM_MAX_CASE_S
-    config = TimingConfig(**config_args, max_case_s=max_case_s)
+        if args.max_case_s is None:  # not given: the preset's default
+            max_case_s = PRESETS[preset_name].max_case_s if preset_name in PRESETS else CUSTOM_MAX_CASE_S
+        config = TimingConfig(**config_args, max_case_s=max_case_s)
     if not cases:
         raise UsageError("the sweep has no cases")
     if args.dry_run:
-        for case in cases:
-            print(f"{case.case_id}  {case.label}")
-        print(f"{len(cases)} cases (dry run: nothing measured)")
+        from .headroom import memory_shortfall
+
+        too_big = 0
+        for case in cases:  # the memory check the run makes before it builds a case
+            shortfall = memory_shortfall(case)
+            too_big += bool(shortfall)
+            print(f"{case.case_id}  {case.label}" + (f"  (would be skipped: {shortfall})" if shortfall else ""))
+        print(f"{len(cases)} cases (dry run: nothing measured" + (f"; {too_big} over the memory available)"
+                                                               if too_big else ")"))
         return 0
     claim_run_dir(out_dir, resume=bool(args.resume), otherwise=f"use --resume {out_dir} or another --out")
     print(f"mlpbench: {len(cases)} cases ({preset_name}) -> {out_dir}", file=sys.stderr)
@@ -215,12 +220,29 @@ def _main(argv: list[str] | None) -> int:
     except KeyboardInterrupt:
         print("\nmlpbench: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except ModuleNotFoundError as exc:  # a package this python lacks (not one of ours): the environment, not a bug
+        if (exc.name or "").split(".")[0] in ("bench", "mlp"):
+            return _internal_error(exc)
+        print(f"mlpbench: error: {sys.executable} lacks the package {exc.name!r}; run with a python that has "
+              f"the project's packages (make targets: PY={_venv_python()}) or install them there "
+              "(pip install -c constraints.txt -e .)", file=sys.stderr)
+        return EXIT_USAGE
     except Exception as exc:  # noqa: BLE001 - a bug still gets one line; MLPBENCH_DEBUG=1 shows the traceback
-        if os.environ.get("MLPBENCH_DEBUG"):
-            raise
-        print(f"mlpbench: internal error: {type(exc).__name__}: {exc} (MLPBENCH_DEBUG=1 for the traceback)",
-              file=sys.stderr)
-        return 1
+        return _internal_error(exc)
+
+
+def _internal_error(exc: Exception) -> int:
+    if os.environ.get("MLPBENCH_DEBUG"):
+        raise exc
+    print(f"mlpbench: internal error: {type(exc).__name__}: {exc} (MLPBENCH_DEBUG=1 for the traceback)",
+          file=sys.stderr)
+    return 1
+
+
+def _venv_python() -> str:
+    """The checkout's own venv python where there is one (``make venv``), else the path it would have."""
+    venv = Path(__file__).resolve().parents[1] / ".venv" / "bin" / "python"
+    return str(venv) if venv.is_file() else ".venv/bin/python"
 
 
 if __name__ == "__main__":

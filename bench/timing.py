@@ -24,7 +24,7 @@ import contextlib
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import torch
 
@@ -49,6 +49,11 @@ class TimingConfig:
     max_case_s: float | None = None  # skip a case whose predicted measuring time exceeds this (None: no limit)
 
     def __post_init__(self):
+        for f in fields(self):  # a value read back from meta.json may be anything JSON holds
+            value = getattr(self, f.name)
+            if not (value is None and f.name == "max_case_s" or isinstance(value, (int, float))
+                    and not isinstance(value, bool) and (math.isfinite(value) or f.name == "max_case_s")):
+                raise ValueError(f"{f.name} must be a finite number, got {value!r}")
         if self.repeats < 1:
             raise ValueError(f"repeats must be >= 1, got {self.repeats}")
         if self.min_time_s < 0 or self.warmup_s < 0 or self.min_block_s <= 0:

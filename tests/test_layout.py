@@ -15,7 +15,8 @@ PACKAGES = ("mlp", "bench")
 # The measuring side: what times, runs and stores cases, and the gate's instruments.
 MEASUREMENT = ("bench.cases", "bench.case_fields", "bench.timing", "bench.clocks", "bench.phases", "bench.runner",
                "bench.ceiling", "bench.headroom", "bench.env", "bench.runs", "bench.runs.columns", "bench.runs.folder",
-               "bench.runs.meta", "bench.runs.reader", "bench.runs.status", "bench.runs.writer",
+               "bench.runs.meta", "bench.runs.outputs", "bench.runs.reader", "bench.runs.status", "bench.runs.writer",
+               "bench.resume",
                "bench.stats", "bench.errors", "bench.flags", "bench.format", "bench.crosscheck",
                "bench.gate.worker", "bench.gate.counters", "bench.gate.ab", "bench.gate.stats",
                "bench.loader.measure", "bench.loader.tables", "bench.bandwidth", "bench.dispatch",

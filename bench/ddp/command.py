@@ -251,7 +251,7 @@ def launch_env(threads: int, single_node: bool) -> dict:
 
 
 def command(args: argparse.Namespace) -> int:
-    from ..runs import RunWriter, new_run_dir, write_json
+    from ..runs import RunWriter, claim_run_dir, new_run_dir, write_json
     from ..timing import TimingConfig
 
     cases = plan_cases(args)
@@ -265,9 +265,7 @@ def command(args: argparse.Namespace) -> int:
     if args.timeout_s <= 0:
         raise UsageError(f"--timeout-s must be > 0, got {args.timeout_s}")
     out_dir = args.out or new_run_dir(preset="ddp")
-    if out_dir.exists() and any(out_dir.iterdir()):
-        raise UsageError(f"{out_dir} exists and is not empty; choose another --out")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    claim_run_dir(out_dir)
     world = args.nproc * args.nnodes
     plan = {"cases": [c.to_row() for c in cases], "timing": asdict(config), "parts": str((out_dir / PARTS).resolve()),
             "collective_timeout_s": COLLECTIVE_TIMEOUT_S}

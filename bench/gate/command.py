@@ -145,6 +145,11 @@ def parse_options(args: argparse.Namespace) -> GateOptions:
     alpha = ALPHA if args.alpha is None else args.alpha
     if not (0 <= min_effect < 1 and 0 < alpha < 1):
         raise UsageError("--min-effect must be in [0, 1) and --alpha in (0, 1)")
+    from ..runs import output_file
+
+    for flag, path in (("--markdown", args.markdown), ("--json", args.json), ("--write-baseline", args.write_baseline)):
+        if path is not None:
+            output_file(path, flag, protected=[args.baseline] if args.baseline else [])
     return GateOptions(args.baseline, args.write_baseline, args.against, layers, args.device,
                        TimingPlan(args.rounds, args.block_s, args.warmup_s), min_effect, alpha,
                        args.timing_advisory, args.inject_regression, not args.no_pin,

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from ..errors import ONE_LINE_CHARS, UsageError
 from ..processes import KILL_GRACE_S, run_bounded
-from ..runs import write_json
+from ..runs import output_file, output_folder, write_json
 from .archive import write_archive
 from .plan import STAGES, TOTAL_LIMIT_S, Stage, StageName, total_limit_s
 from .stages import REPO, Layout, by_name, commands
@@ -62,15 +62,13 @@ def command(args: argparse.Namespace) -> int:
         return 0
     if args.out is None:
         raise UsageError("--out DIR is required (or --dry-run)")
-    out = args.out.resolve()  # the stages run from the checkout's root
-    if out.exists() and any(out.iterdir()) and not args.stages:
-        raise UsageError(f"{out} exists and is not empty; choose another --out, or rerun some stages into it "
-                         "with --stages")
+    out = output_folder(args.out.resolve(), "--out", new=not args.stages,  # the stages run from the checkout's root
+                        otherwise="choose another --out, or rerun some stages into it with --stages")
+    archive = output_file((args.archive or out.parent / f"{out.name}.tar.gz").resolve(), "--archive")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"cannot write {out}: {exc.strerror or exc}") from None
-    archive = (args.archive or out.parent / f"{out.name}.tar.gz").resolve()
     return Kit(Layout(out), archive, args.device, args.tiny).run(stages)
 
 

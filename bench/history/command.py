@@ -114,6 +114,10 @@ def _check(args: argparse.Namespace) -> int:
     from .render import markdown_summary
 
     metrics = {m.strip() for m in args.metric.split(",") if m.strip()} if args.metric else None
+    if args.markdown:
+        from ..runs.outputs import output_file
+
+        output_file(args.markdown, "--markdown")  # never a run's file, nor the history itself
     checks, last, source = _checks(args, metrics, _penalty(args.penalty))
     text = markdown_summary(checks, last, source)
     print(text)
@@ -129,6 +133,9 @@ def _check(args: argparse.Namespace) -> int:
 def _plot(args: argparse.Namespace) -> int:
     from .render import markdown_summary, plot_cases, plots_markdown
 
+    from ..runs.outputs import output_folder
+
+    output_folder(args.out, "--out")
     checks, last, source = _checks(args)
     try:
         paths = plot_cases(checks, args.out)

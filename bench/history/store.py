@@ -18,6 +18,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from ..errors import UsageError, first_line
+from ..runs.outputs import database_file, is_sqlite  # the output guard, not the run record
 from .ingest import IngestedRun
 from .schema import TABLES, migrate
 from .series import SeriesKey
@@ -68,9 +69,13 @@ class HistoryDB:
         except sa.exc.ArgumentError:
             raise UsageError(f"--db {target!r}: not a path or a database URL") from None
         if url.get_backend_name() == "sqlite" and url.database:
-            path = Path(url.database)
+            path = database_file(url.database)
             if not create and not path.is_file():
                 raise UsageError(f"no history database at {path} (add runs with `mlpbench history add RUN`)")
+            size = path.stat().st_size if path.is_file() else 0
+            if path.is_file() and not is_sqlite(path) and (size or not create):  # an empty file: only add fills it
+                raise UsageError(f"{path} is not a history database ({'not SQLite' if size else 'an empty file'}); "
+                                 "add runs with `mlpbench history add RUN --db FILE`")
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:

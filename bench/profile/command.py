@@ -86,9 +86,10 @@ def command(args: argparse.Namespace) -> int:
                            args.memory_snapshot)
     case = resolve_case(case_overrides(args))
     _check_runnable(case, config)
+    from ..runs import claim_run_dir
+
     out_dir = args.out or _new_profile_dir(case)
-    if out_dir.exists() and any(out_dir.iterdir()):
-        raise UsageError(f"{out_dir} exists and is not empty; choose another --out")
+    claim_run_dir(out_dir)
     print(f"mlpbench: profiling {case.label} -> {out_dir}", file=sys.stderr)
     with _writer(case, config, out_dir) as writer:  # the folder's lock, from the first file to the last
         result = profile_case(case, config, out_dir)

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import UsageError
+from ..runs import output_folder
 from .loader import is_loader_run, write_loader_report
 from .markdown import PLOTS_DIR, write_report
 from .scaling import is_ddp_run, write_scaling_report
@@ -20,9 +21,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def command(args: argparse.Namespace) -> int:
     runs = load_runs(args.runs)
+    paths = [Path(run.path).resolve() for run in runs]
+    twice = next((run.path for run, path in zip(runs, paths) if paths.count(path) > 1), None)
+    if twice is not None:
+        raise UsageError(f"{twice} is given twice; a report merges different runs")
     if len(runs) > 1 and args.out is None:
         raise UsageError("several runs are merged into one report: give --out DIR for it")
-    out_dir = args.out or Path(runs[0].path)
+    out_dir = output_folder(args.out or Path(runs[0].path), "--out")
     # data-parallel runs (per-rank rows) get the scaling figure and table
     write = write_scaling_report if any(is_ddp_run(run) for run in runs) else write_report
     if any(is_loader_run(run) for run in runs):  # input-pipeline runs: the loader figure and table

@@ -24,7 +24,7 @@ import pandas as pd
 from ..errors import UsageError
 from ..format import ms, table as format_table
 from ..phases import PHASE_NAMES, Phase
-from ..runs import RunKind, write_atomic
+from ..runs import RunKind, output_file, write_atomic
 from ..stats import COMPARE_CI_LEVEL, COMPARE_RESAMPLES, ratio_of_medians_ci
 from .tables import (
     COMPARABILITY_KEYS,
@@ -162,7 +162,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def command(args: argparse.Namespace) -> int:
-
+    if args.out:
+        output_file(args.out, "--out")
     run_a, run_b = load_runs([args.run_a, args.run_b])
     if any(run.kind is RunKind.DDP for run in (run_a, run_b)):
         raise UsageError("compare joins one-process runs; for data-parallel runs use `mlpbench report RUN_A RUN_B "

@@ -28,7 +28,6 @@ from .folder import (
     SUMMARY_CSV,
     FolderBusy,
     FolderLock,
-    claim_run_dir,
     is_run_dir,
     latest_run,
     new_run_dir,
@@ -37,6 +36,7 @@ from .folder import (
     write_json,
     write_table,
 )
+from .outputs import OutputRefused, claim_run_dir, database_file, is_sqlite, output_file, output_folder
 from .meta import CRASH_LIMIT, MetaError, RunMeta
 from .reader import DamagedRun, Run, load_run, read_meta, read_table
 from .status import DONE_STATUSES, RunKind, Status
@@ -45,9 +45,10 @@ from ..case_fields import LATER_DEFAULTS, PARALLEL_DEFAULTS
 
 __all__ = [
     "CASE_COLUMNS", "CRASHED_REASON", "CRASH_LIMIT", "DONE_STATUSES", "DamagedRun", "FolderBusy", "FolderLock",
-    "ID_COLUMNS", "LATER_DEFAULTS", "LEADING_COLUMNS", "LOCK_FILE", "META_JSON", "MetaError", "PARALLEL_DEFAULTS",
-    "RANK_COLUMN", "REQUIRED_SAMPLE_COLUMNS", "REQUIRED_SUMMARY_COLUMNS", "RUNS_DIR", "Run", "RunKind", "RunMeta",
-    "RunWriter", "SAMPLES_CSV", "SAMPLE_COLUMNS", "STATUS_COLUMNS", "SUMMARY_CSV", "Status", "claim_run_dir",
-    "fill_later_columns", "is_run_dir", "latest_run", "leading_first", "load_run", "new_run_dir", "prepare_run_dir", "read_meta",
-    "read_table", "samples_frame", "summary_frame", "write_atomic", "write_json", "write_meta", "write_table",
+    "ID_COLUMNS", "LATER_DEFAULTS", "LEADING_COLUMNS", "LOCK_FILE", "META_JSON", "MetaError", "OutputRefused",
+    "PARALLEL_DEFAULTS", "RANK_COLUMN", "REQUIRED_SAMPLE_COLUMNS", "REQUIRED_SUMMARY_COLUMNS", "RUNS_DIR", "Run",
+    "RunKind", "RunMeta", "RunWriter", "SAMPLES_CSV", "SAMPLE_COLUMNS", "STATUS_COLUMNS", "SUMMARY_CSV", "Status",
+    "claim_run_dir", "database_file", "fill_later_columns", "is_run_dir", "is_sqlite", "latest_run", "leading_first",
+    "load_run", "new_run_dir", "output_file", "output_folder", "prepare_run_dir", "read_meta", "read_table",
+    "samples_frame", "summary_frame", "write_atomic", "write_json", "write_meta", "write_table",
 ]

@@ -25,6 +25,10 @@ LEADING_COLUMNS = (*CASE_COLUMNS, *ID_COLUMNS, RANK_COLUMN, *STATUS_COLUMNS)
 # Older runs lack the case fields added later: they read back as those fields' defaults.
 REQUIRED_SUMMARY_COLUMNS = (*(c for c in CASE_COLUMNS if c not in LATER_DEFAULTS), *ID_COLUMNS, *STATUS_COLUMNS)
 
+# The statistics of a measured row (``bench.stats.Summary.as_dict(unit="_s")``): numbers, or blank where not measured.
+STAT_COLUMNS = ("n", "median_s", "iqr_s", "min_s", "max_s", "mean_s", "ci_low_s", "ci_high_s")
+KEY_COLUMNS = ("case_id", "phase", RANK_COLUMN)  # one row per key: a case x phase (x rank)
+
 SAMPLE_COLUMNS = ("case_id", "phase", "sample", "seconds", "iters_per_block")  # + rank in a data-parallel run
 REQUIRED_SAMPLE_COLUMNS = ("case_id", "phase", "seconds")
 

@@ -48,18 +48,6 @@ def prepare_run_dir(path: Path) -> None:
         pass
 
 
-def claim_run_dir(path: Path, *, resume: bool = False, otherwise: str = "choose another --out") -> None:
-    """``prepare_run_dir`` for a command about to measure: a folder that already holds files (unless
-    resumed) or that cannot be written is a ``UsageError``, before anything is measured."""
-    path = Path(path)
-    if path.exists() and not resume and any(path.iterdir()):
-        raise UsageError(f"{path} exists and is not empty; {otherwise}")
-    try:
-        prepare_run_dir(path)
-    except OSError as exc:
-        raise UsageError(f"cannot write the run folder {path}: {exc.strerror or exc}") from None
-
-
 def is_run_dir(path: Path) -> bool:
     return (Path(path) / SUMMARY_CSV).is_file()
 
@@ -71,11 +59,22 @@ def latest_run(root: Path = RUNS_DIR) -> Path:
     return runs[-1]
 
 
+def _file_mode(path: Path) -> int:
+    """The replaced file's mode, or a new file's (0666 less the umask), as ``open`` would give it."""
+    try:
+        return path.stat().st_mode & 0o777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
 def write_atomic(path: Path, text: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, _file_mode(path))  # mkstemp's 0600 would leave the run unreadable to a CI uploader or a team
         with os.fdopen(fd, "w", newline="") as f:
             f.write(text)
             f.flush()

@@ -21,6 +21,14 @@ class MetaError(ValueError):
     """meta.json holds something that is not a run's metadata (the reader names the file)."""
 
 
+# The JSON values each annotated field type accepts (an int is a float; a bool is neither, checked apart).
+JSON_TYPES = {"dict": dict, "list": list, "str": str, "bool": bool, "int": int, "float": (int, float)}
+
+
+def _shown(value: Any) -> str:
+    return type(value).__name__ + ("" if isinstance(value, (dict, list)) else f" {json.dumps(value)[:40]}")
+
+
 @dataclass
 class RunMeta:
     """A run's metadata. Mutable on purpose: the writer updates it as the run goes and rewrites meta.json."""
@@ -69,9 +77,17 @@ class RunMeta:
             raise MetaError(f"unknown kind {data.get('kind')!r}; valid: "
                             f"{', '.join(k.value for k in RunKind)}") from None
         for f in fields(cls):
-            if f.name in values and values[f.name] is not None and f.type in ("dict", "list", "dict | None") \
-                    and not isinstance(values[f.name], list if f.type == "list" else dict):
-                raise MetaError(f"{f.name!r} is {type(values[f.name]).__name__}, expected {f.type.split()[0]}")
+            value, expected = values.get(f.name), f.type.split()[0]
+            if value is not None and f.name != "kind" and not isinstance(value, JSON_TYPES.get(expected, object)) \
+                    or isinstance(value, bool) and expected in ("int", "float"):
+                raise MetaError(f"{f.name!r} is {_shown(value)}, expected {expected}")
+        bad_case = next((i for i, row in enumerate(values.get("cases") or []) if not isinstance(row, dict)), None)
+        if bad_case is not None:
+            raise MetaError(f"cases[{bad_case}] is {_shown(values['cases'][bad_case])}, expected a case's fields "
+                            "(an object)")
+        bad_count = next((k for k, n in (values.get("crashes") or {}).items() if type(n) is not int), None)
+        if bad_count is not None:
+            raise MetaError(f"crashes[{bad_count!r}] is {_shown(values['crashes'][bad_count])}, expected int")
         return cls(**values, extra={k: v for k, v in data.items() if k not in known})
 
     @classmethod

@@ -193,3 +193,13 @@ def test_a_second_writer_is_refused_in_one_line(small_run, tmp_path, capsys):
         with pytest.raises(runs.FolderBusy):
             runs.RunWriter(folder, runs.RunMeta())
     runs.RunWriter(folder, runs.RunMeta()).close()  # released: a writer may take it again
+
+
+def test_a_written_file_has_the_mode_open_gives_not_mkstemps_private_0600(tmp_path):
+    """Reference: a file made by plain ``open`` in the same folder under the same umask."""
+    runs.write_atomic(tmp_path / "summary.csv", "a\n")
+    (tmp_path / "reference").write_text("a\n")
+    assert (tmp_path / "summary.csv").stat().st_mode == (tmp_path / "reference").stat().st_mode
+    (tmp_path / "summary.csv").chmod(0o640)  # a mode the user chose is kept when the file is rewritten
+    runs.write_atomic(tmp_path / "summary.csv", "b\n")
+    assert (tmp_path / "summary.csv").stat().st_mode & 0o777 == 0o640

@@ -82,8 +82,9 @@ def test_kill_9_twice_in_one_case_then_resume_records_it_crashed_and_goes_on(tmp
         assert proc.wait(timeout=WAIT_S) == -signal.SIGKILL
         assert _meta(out)["in_flight"]["case_id"] == slow.case_id  # the mark survives the death
 
-    last = _mlpbench("run", "--resume", str(out), "--repeats", "3", "--warmup-s", "0", "--no-progress", "--no-show",
-                     log=log)
+    # the run's own --min-time-s 600 holds on resume unless a flag overrides it
+    last = _mlpbench("run", "--resume", str(out), "--repeats", "3", "--warmup-s", "0", "--min-time-s", "0",
+                     "--no-progress", "--no-show", log=log)
     assert last.wait(timeout=WAIT_S) == 0, log.read_text()[-2000:]
     run = runs.load_run(out)
     steps = run.summary[run.summary["phase"] == "step"].set_index("case_id")
