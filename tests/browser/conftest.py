@@ -1,0 +1,53 @@
+"""Fixtures of the browser tests: a headless Chromium, a merged report, a history site.
+
+These tests never skip: where Chromium, chromedriver or selenium is missing they fail with one line
+saying what to install (`make test-browser` installs Chromium first with .ci/chromium). They carry the
+marker ``browser`` and are left out of `make test`. Screenshots go to ``$MLPBENCH_SCREENSHOTS``
+(default: a temporary folder, printed in the test header).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import chromium  # noqa: E402  (tests/browser/chromium.py)
+
+SCREENSHOTS = Path(os.environ.get("MLPBENCH_SCREENSHOTS") or tempfile.mkdtemp(prefix="mlpbench-screenshots-"))
+
+
+def pytest_report_header(config):
+    return f"browser tests: screenshots in {SCREENSHOTS}"
+
+
+@functools.lru_cache(maxsize=None)
+def report_runs():
+    """The reporting tests' shared runs: a real tiny CPU sweep and a synthetic GPU run made from it."""
+    spec = importlib.util.spec_from_file_location("report_runs", HERE.parent / "bench" / "report" / "conftest.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.cpu_run_dir(), module.gpu_run_dir()
+
+
+@pytest.fixture(scope="session")
+def driver():
+    reason = chromium.missing()
+    if reason:
+        pytest.fail(f"NO BROWSER: {reason}; the browser tests cannot run", pytrace=False)
+    d = chromium.start()
+    yield d
+    d.quit()
+
+
+@pytest.fixture(scope="session")
+def screenshots() -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    return SCREENSHOTS
