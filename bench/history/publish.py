@@ -122,7 +122,7 @@ def series_figure(series, points: Clean, check: SeriesCheck, links: Sequence[str
                     "fill": "tonexty", "fillcolor": "rgba(31,119,180,0.2)", "hoverinfo": "skip",
                     "name": "95% CI of the run's median"}]
     traces.append({"type": "scatter", "mode": "lines+markers", "name": "median", "x": x, "y": list(points.values),
-                   "marker": {"size": 7, "color": "#1f77b4"}, "line": {"width": 1.2},
+                   "marker": {"size": 7, "color": "#1f77b4"}, "line": {"width": 1.2, "simplify": False},
                    "customdata": list(links), "hoverinfo": "text",
                    "hovertext": [_hover(series, points, i) for i in range(len(x))]})
     shapes, notes = [], []
@@ -214,7 +214,7 @@ def index_page(entries: Sequence[tuple], last: int, source: str, n_commits: int)
         rows.append([cell(series.label, href=f"{SERIES_DIR}/{name}"), cell(k.phase), cell(k.metric),
                      cell(k.machine_id), cell(len(series.commits), len(series.commits)),
                      cell(format_value(k.metric, latest), latest),
-                     cell(trend, css="spark", element_id=spark_id),
+                     cell(trend, css="spark", element_id=spark_id if spark_id in sparks else ""),
                      cell("change" if recent else "", css="flag" if recent else ""),
                      cell(_significant(check), _significant(check))])
     flagged = sum(1 for _, _, c, _ in entries if c is not None and c.flagged)
@@ -247,7 +247,7 @@ def _sparkline_script(sparks: Mapping[str, dict]) -> str:
             "for (const [id, s] of Object.entries(sparks)) {\n"
             "  const shapes = s.marks.map((m) => ({type: 'line', x0: m, x1: m, yref: 'paper', y0: 0, y1: 1,"
             " line: {color: '#d62728', width: 1.5}}));\n"
-            "  Plotly.newPlot(id, [{type: 'scatter', mode: 'lines', x: s.x, y: s.y, line: {width: 1, color: '#1f77b4'},"
+            "  Plotly.newPlot(id, [{type: 'scatter', mode: 'lines', x: s.x, y: s.y, line: {width: 1, color: '#1f77b4', simplify: false},"
             " hoverinfo: 'skip'}], Object.assign({shapes: shapes}, layout), {staticPlot: true});\n"
             "} })();</script>")
 
