@@ -24,6 +24,18 @@ import chromium  # noqa: E402  (tests/browser/chromium.py)
 SCREENSHOTS = Path(os.environ.get("MLPBENCH_SCREENSHOTS") or tempfile.mkdtemp(prefix="mlpbench-screenshots-"))
 
 
+def pytest_ignore_collect(collection_path, config):
+    """Where selenium is missing and the run does not ask for the browser tests (`make test`, the GPU machine's
+    `pytest -m cuda`), do not import them; `-m browser` imports them and fails loudly instead."""
+    if "browser" in (config.getoption("markexpr") or "").replace("not browser", ""):
+        return None
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return True
+    return None
+
+
 def pytest_report_header(config):
     return f"browser tests: screenshots in {SCREENSHOTS}"
 
