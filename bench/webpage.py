@@ -155,20 +155,29 @@ def _td(c: Cell) -> str:
             + f">{text}</td>")
 
 
-def figure_json(figure: dict) -> str:
-    """The figure validated by plotly (a wrong attribute fails here, not silently in the browser), as JSON."""
-    import plotly.graph_objects as go
+def figure_json(figure: dict, validate: bool = True) -> str:
+    """The figure as JSON, validated by plotly (a wrong attribute fails here, not silently in the browser).
 
-    return go.Figure(figure).to_json()
+    ``validate=False`` serialises it as it is (plotly's encoder: NaN as null): for the many figures of one
+    shape that a site writes, once one of them has been validated (validation is most of the cost).
+    """
+    import plotly.io as pio
+
+    if validate:
+        import plotly.graph_objects as go
+
+        return go.Figure(figure).to_json()
+    return pio.to_json(figure, validate=False)
 
 
-def figure_html(div_id: str, figure: dict, *, height_px: int | None = None, on_click_url: bool = False) -> str:
+def figure_html(div_id: str, figure: dict, *, height_px: int | None = None, on_click_url: bool = False,
+                validate: bool = True) -> str:
     """A div and the script that draws ``figure`` into it; ``on_click_url``: a click on a point opens its
     ``customdata`` (a URL)."""
     style = f' style="height:{height_px}px"' if height_px else ""
     click = (f"\ndocument.getElementById({json.dumps(div_id)}).on('plotly_click', (e) => {{"
              "const u = e.points[0].customdata; if (u) window.location.href = u; });") if on_click_url else ""
-    return (f'<div id="{div_id}" class="figure"{style}></div>\n<script>(function() {{ const f = {figure_json(figure)};'
+    return (f'<div id="{div_id}" class="figure"{style}></div>\n<script>(function() {{ const f = {figure_json(figure, validate)};'
             f" Plotly.newPlot({json.dumps(div_id)}, f.data, f.layout, {json.dumps(PLOTLY_CONFIG)}); }})();{click}"
             "</script>")
 

@@ -99,17 +99,32 @@ def run_link(commit: str, run_path: str | None, template: str | None) -> str | N
 # --------------------------------------------------------------------------- one series
 
 
-def _hover(series, points: Clean, i: int) -> str:
+def _hover(series, points: Clean, i: int, factor: float) -> str:
     metric = series.key.metric
     lo, hi = points.ci_low[i], points.ci_high[i]
-    ci = f" [{format_value(metric, lo)}, {format_value(metric, hi)}] (95% CI)" if lo is not None and hi is not None \
-        else ""
+    ci = (f" [{format_value(metric, lo * factor)}, {format_value(metric, hi * factor)}] (95% CI)"
+          if lo is not None and hi is not None else "")
     return (f"commit <b>{escape(points.commits[i][:SHA_CHARS])}</b> (#{points.indices[i] + 1})<br>"
-            f"{escape(metric)} {escape(format_value(metric, points.values[i]))}{escape(ci)}<br>click: its run")
+            f"{escape(metric)} {escape(format_value(metric, points.values[i] * factor))}{escape(ci)}<br>click: its run")
+
+
+TIME_UNITS = (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6), ("ns", 1e-9))
+
+
+def axis_unit(metric: str, values: Sequence[float]) -> tuple[str, float]:
+    """A time series' unit for its axis (the one its largest value reads best in); other metrics: none."""
+    if not metric.endswith("_s"):
+        return "", 1.0
+    top = max(abs(v) for v in values)
+    return next(((u, f) for u, f in TIME_UNITS if top >= f), TIME_UNITS[-1])
 
 
 def series_figure(series, points: Clean, check: SeriesCheck, links: Sequence[str | None]) -> dict:
     """Median over commits, its CI band, change points as vertical lines (red: recent, orange: earlier)."""
+    unit, factor = axis_unit(series.key.metric, points.values)
+    points = Clean(points.indices, points.commits, tuple(v / factor for v in points.values),
+                   tuple(None if v is None else v / factor for v in points.ci_low),
+                   tuple(None if v is None else v / factor for v in points.ci_high), points.dropped)
     x = list(points.indices)
     ticks = [c[:7] for c in points.commits]
     band = [(i, lo, hi) for i, lo, hi in zip(x, points.ci_low, points.ci_high) if lo is not None and hi is not None]
@@ -124,7 +139,7 @@ def series_figure(series, points: Clean, check: SeriesCheck, links: Sequence[str
     traces.append({"type": "scatter", "mode": "lines+markers", "name": "median", "x": x, "y": list(points.values),
                    "marker": {"size": 7, "color": "#1f77b4"}, "line": {"width": 1.2, "simplify": False},
                    "customdata": list(links), "hoverinfo": "text",
-                   "hovertext": [_hover(series, points, i) for i in range(len(x))]})
+                   "hovertext": [_hover(series, points, i, factor) for i in range(len(x))]})
     shapes, notes = [], []
     for cp in check.change_points:
         color = "#d62728" if cp in check.flagged else ("#ff7f0e" if cp.significant else "#999999")
@@ -138,7 +153,7 @@ def series_figure(series, points: Clean, check: SeriesCheck, links: Sequence[str
               "hovermode": "closest", "shapes": shapes, "annotations": notes, "margin": {"t": 50},
               "xaxis": {"title": {"text": "commit (oldest first)"}, "tickvals": x[::every], "ticktext": ticks[::every],
                         "tickangle": -60},
-              "yaxis": {"title": {"text": series.key.metric}, "rangemode": "tozero"}, "legend": {"orientation": "h"}}
+              "yaxis": {"title": {"text": series.key.metric + (f" ({unit})" if unit else "")}, "rangemode": "tozero"}, "legend": {"orientation": "h"}}
     return {"data": traces, "layout": layout}
 
 
@@ -146,7 +161,8 @@ def _rel(cp: ChangePoint) -> str:
     return f"{cp.step_rel:+.1%}" if math.isfinite(cp.step_rel) else f"{cp.step:+.3g}"
 
 
-def series_page(series, points: Clean, check: SeriesCheck | None, links: Sequence[str | None], last: int) -> str:
+def series_page(series, points: Clean, check: SeriesCheck | None, links: Sequence[str | None], last: int,
+                validate: bool = True) -> str:
     k = series.key
     head = (f'<p><a href="../{INDEX_HTML}">all series</a></p><h1>{escape(series.label)} · {escape(k.phase)} · '
             f"{escape(k.metric)}</h1><p>Machine class <code>{escape(k.machine_id)}</code>: {escape(series.machine)}. "
@@ -163,7 +179,7 @@ def series_page(series, points: Clean, check: SeriesCheck | None, links: Sequenc
                      f"<code>{escape(points.commits[0][:SHA_CHARS])}</code>).</p>")
     else:
         parts.append(figure_html("series-figure", series_figure(series, points, check, links), height_px=440,
-                                 on_click_url=True))
+                                 on_click_url=True, validate=validate))
         parts.append(_change_table(series, points, check, links, last))
     rows = [[cell(points.indices[i] + 1, points.indices[i] + 1), cell(c[:SHA_CHARS], href=links[i]),
              cell(format_value(k.metric, v), v), cell(format_value(k.metric, points.ci_low[i])),
@@ -260,12 +276,15 @@ def render_site(series_list: Sequence, run_paths: Mapping[str, str], last: int, 
     """Every page of the site as {relative path: text}; the detector runs on every series with 2+ points."""
     entries, pages = [], {}
     commits = {c for s in series_list for c in s.commits}
+    link_of = {c: run_link(c, run_paths.get(c), run_url) for c in commits}
+    validated = False  # every series figure has one shape: plotly validates the first (it is most of the cost)
     for series in series_list:
         points = clean(series)
         check = check_series(_Finite(series, points), last) if len(points.values) >= 2 else None
-        links = [run_link(c, run_paths.get(c), run_url) for c in points.commits]
+        links = [link_of[c] for c in points.commits]
         name = page_name(series)
-        pages[f"{SERIES_DIR}/{name}"] = series_page(series, points, check, links, last)
+        pages[f"{SERIES_DIR}/{name}"] = series_page(series, points, check, links, last, validate=not validated)
+        validated = validated or len(points.values) >= 2
         entries.append((series, points, check, name))
     pages[INDEX_HTML] = index_page(entries, last, source, len(commits))
     return pages
