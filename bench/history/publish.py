@@ -293,7 +293,7 @@ def render_site(series_list: Sequence, run_paths: Mapping[str, str], last: int, 
 def write_site(pages: Mapping[str, str], out_dir: Path) -> tuple[int, int, dict]:
     """Write the pages whose bytes changed, plotly.min.js once, and remove stale series pages."""
     written, sizes = 0, {}
-    files = {**{name: text.encode() for name, text in pages.items()}}
+    files = {name: text.encode() for name, text in pages.items()}
     js = out_dir / PLOTLY_JS
     try:
         (out_dir / SERIES_DIR).mkdir(parents=True, exist_ok=True)

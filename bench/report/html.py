@@ -99,7 +99,8 @@ def _name(values: dict, varying: Sequence[str]) -> str:
         elif field in ("threads",):
             parts.append(f"t{value}" if value else "default threads")
         elif field in ("width", "depth", "in_features", "out_features"):
-            parts.append(f"{field[0] if field in ('width', 'depth') else field.split('_')[0]}{value}")
+            if value:  # 0: a named network's own sizes
+                parts.append(f"{field[0] if field in ('width', 'depth') else field.split('_')[0]}{value}")
         else:
             parts.append(str(value))
     return " ".join(parts)
@@ -340,7 +341,10 @@ def case_rows(summary: pd.DataFrame, regimes: pd.DataFrame) -> tuple[list[str], 
     rows = []
     for _, r in steps.iterrows():
         ok = r["status"] == Status.OK
-        number = (lambda c: r.get(c) if ok else None)
+
+        def number(column: str, r=r, ok=ok):
+            return r.get(column) if ok else None
+
         rows.append([cell(r["label"]), cell(r["platform"]),
                      *(cell(r[f], float(r[f]) if isinstance(r[f], (int, float, np.integer, np.floating)) else None)
                        for f in fields),

@@ -8,8 +8,6 @@ marker ``browser`` and are left out of `make test`. Screenshots go to ``$MLPBENC
 
 from __future__ import annotations
 
-import functools
-import importlib.util
 import os
 import sys
 import tempfile
@@ -25,9 +23,11 @@ SCREENSHOTS = Path(os.environ.get("MLPBENCH_SCREENSHOTS") or tempfile.mkdtemp(pr
 
 
 def pytest_ignore_collect(collection_path, config):
-    """Where selenium is missing and the run does not ask for the browser tests (`make test`, the GPU machine's
-    `pytest -m cuda`), do not import them; `-m browser` imports them and fails loudly instead."""
-    if "browser" in (config.getoption("markexpr") or "").replace("not browser", ""):
+    """Where selenium is missing and a marker expression leaves the browser tests out (`make test`, the GPU kit's
+    `pytest -m 'cuda or torchvision'`), do not import them; otherwise (`-m browser`, no -m) they are imported and
+    fail loudly: never a silent skip."""
+    markexpr = config.getoption("markexpr") or ""
+    if not markexpr or "browser" in markexpr.replace("not browser", ""):
         return None
     try:
         import selenium  # noqa: F401
@@ -38,15 +38,6 @@ def pytest_ignore_collect(collection_path, config):
 
 def pytest_report_header(config):
     return f"browser tests: screenshots in {SCREENSHOTS}"
-
-
-@functools.lru_cache(maxsize=None)
-def report_runs():
-    """The reporting tests' shared runs: a real tiny CPU sweep and a synthetic GPU run made from it."""
-    spec = importlib.util.spec_from_file_location("report_runs", HERE.parent / "bench" / "report" / "conftest.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.cpu_run_dir(), module.gpu_run_dir()
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 
 import chromium
-from conftest import report_runs
+from page_data import report_runs
 
 pytestmark = pytest.mark.browser
 
