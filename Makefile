@@ -9,7 +9,7 @@ PRESET ?= quick
 ARGS   ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test test-e2e mutants bench loader report profile gpu-reference check-perf check-counters check-instructions baseline perf-save perf-compare clean
+.PHONY: help venv test test-e2e test-browser mutants bench loader report profile gpu-reference check-perf check-counters check-instructions baseline perf-save perf-compare clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -22,24 +22,28 @@ $(STAMP): pyproject.toml constraints.txt
 venv: $(STAMP)  ## create or refresh .venv with the pinned, tested versions
 
 test: $(STAMP)  ## run the test suite (fast; perf benchmarks and the long e2e checks are not included)
-	$(BIN)/python -m pytest -q -m "not e2e"
+	$(BIN)/python -m pytest -q -m "not e2e and not browser"
 
 test-e2e: $(STAMP)  ## the long end-to-end checks (a real Callgrind A/A count: minutes); CI runs them as their own step
 	$(BIN)/python -m pytest -q -m e2e
+
+test-browser: $(STAMP)  ## report.html and the history site in headless Chromium (installs Debian's chromium when missing)
+	bash .ci/chromium
+	$(BIN)/python -m pytest -q -m browser tests/browser
 
 mutants: $(STAMP)  ## the mutant campaign: each deliberate bug of tests/mutants.py must fail its tests (ARGS=--cuda on a GPU)
 	$(BIN)/python -m tests.mutants $(ARGS)
 
 bench: $(STAMP)  ## the `quick` sweep on every available device (PRESET=..., ARGS=...), then `make loader`
-	$(BIN)/mlpbench run --preset $(PRESET) $(ARGS) && $(BIN)/mlpbench report latest
+	$(BIN)/mlpbench run --preset $(PRESET) $(ARGS) && $(BIN)/mlpbench report latest --html
 	$(BIN)/mlpbench loader $(LOADER_ARGS)
 
 LOADER_ARGS ?= --threads 1  # one torch thread for the step: two are erratic on a shared 2-core machine (docs/loader.md)
 loader: $(STAMP)  ## the classic FashionMNIST loop end to end vs the step alone (LOADER_ARGS=...; docs/loader.md)
 	$(BIN)/mlpbench loader $(LOADER_ARGS)
 
-report: $(STAMP)  ## re-render report.md and plots of the latest run (RUN=dir to choose)
-	$(BIN)/mlpbench report $(or $(RUN),latest)
+report: $(STAMP)  ## re-render report.md, plots and report.html of the latest run (RUN=dir to choose)
+	$(BIN)/mlpbench report $(or $(RUN),latest) --html
 
 profile: $(STAMP)  ## profile a representative case (FashionMNIST net, batch 64) on the default device
 	$(BIN)/mlpbench profile --network fashion_mnist --batch 64 $(ARGS)

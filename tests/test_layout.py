@@ -28,7 +28,7 @@ MEASURING_WINGS = ("bench.cases", "bench.timing", "bench.clocks", "bench.runner"
                    "bench.crosscheck", "bench.ddp", "bench.gate", "bench.profile", "bench.loader", "bench.bandwidth",
                    "bench.dispatch", "bench.peak", "bench.speed_of_light", "mlp")
 # Shared by both sides, so they stay light: no torch, and nothing of the measuring wings.
-LIGHT = ("bench.runs", "bench.case_fields", "bench.format", "bench.errors", "bench.phases")
+LIGHT = ("bench.runs", "bench.case_fields", "bench.format", "bench.errors", "bench.phases", "bench.webpage")
 ENTRY_POINTS = ("bench.__main__",)  # `python -m bench` runs the CLI
 # Loaded by path inside a gate worker next to another tree: the project imports they may make. The worker
 # imports the *tree under test's* mlp, bench.cases and bench.timing (absolute, on purpose); counters.py only

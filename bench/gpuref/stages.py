@@ -116,10 +116,11 @@ def commands(stage: Stage, layout: Layout, device: str, tiny: bool) -> list[list
         return [_bench("profile", *(TINY_MLP if tiny else LARGE_MLP), "--device", device,
                        "--out", str(layout.profile))]
     runs = [str(layout.gpu_run)] + ([str(layout.cpu_run)] if is_run_dir(layout.cpu_run) else [])
-    out = [_bench("report", *runs, "--out", str(layout.report))]
+    # --html: report.html too where plotly is installed; without it (the GPU machines) one line says it was skipped
+    out = [_bench("report", *runs, "--out", str(layout.report), "--html")]
     if is_run_dir(REFERENCE_CPU_RUN):
         out.append(_bench("report", str(layout.gpu_run), str(REFERENCE_CPU_RUN), "--out",
-                          str(layout.report_reference)))
+                          str(layout.report_reference), "--html"))
     out.append([sys.executable, "-m", "bench.gpuref.findings", "--out", str(layout.out)])
     return out
 

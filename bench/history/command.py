@@ -4,6 +4,7 @@
     mlpbench history check [--last N] [--metric M,...] [--markdown FILE] [--db PATH|URL]
     mlpbench history plot [--out DIR] [--last N] [--db PATH|URL]
     mlpbench history evaluate [--series N] [--seed S] [--last N] [--penalty P]
+    mlpbench history publish --out DIR [--last N] [--run-url TEMPLATE] [--db PATH|URL]
 
 Exit codes: 0 fine, 1 ``check`` found a change in the last N commits, 2 bad input (one line).
 """
@@ -41,6 +42,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     plot.add_argument("--out", type=Path, default=DEFAULT_PLOT_DIR, help=f"folder (default {DEFAULT_PLOT_DIR})")
     plot.add_argument("--last", default=str(DEFAULT_LAST), help=f"commits that count as recent (default {DEFAULT_LAST})")
     plot.add_argument("--db", help=DB_HELP)
+    pub = verbs.add_parser("publish", help="a static web site: an index of every series, one page per series")
+    pub.add_argument("--out", type=Path, required=True, help="the site's folder (only changed pages are rewritten)")
+    pub.add_argument("--last", default=str(DEFAULT_LAST), help=f"commits that count as recent (default {DEFAULT_LAST})")
+    pub.add_argument("--run-url", help="where a commit's point links: a template with {commit} and {run_path} "
+                     "(default: the run folder the history recorded, as a file:// link)")
+    pub.add_argument("--db", help=DB_HELP)
     ev = verbs.add_parser("evaluate", help="detection rate, delay and false alarms on simulated series")
     ev.add_argument("--series", default="100", help="series per scenario (default 100)")
     ev.add_argument("--seed", default="0", help="random seed (default 0)")
@@ -51,8 +58,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def command(args: argparse.Namespace) -> int:
     verb = args.history_command
     if verb is None:
-        raise UsageError("history needs a verb: add, check, plot or evaluate")
-    return {"add": _add, "check": _check, "plot": _plot, "evaluate": _evaluate}[verb](args)
+        raise UsageError("history needs a verb: add, check, plot, publish or evaluate")
+    return {"add": _add, "check": _check, "plot": _plot, "publish": _publish, "evaluate": _evaluate}[verb](args)
 
 
 def _positive_int(text: str, flag: str) -> int:
@@ -144,6 +151,21 @@ def _plot(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise UsageError(f"cannot write to {args.out}: {exc.strerror or exc}") from None
     print(f"mlpbench history: {len(paths)} plots and summary.md in {args.out}")
+    return EXIT_OK
+
+
+def _publish(args: argparse.Namespace) -> int:
+    from ..webpage import plotly_missing
+
+    reason = plotly_missing()
+    if reason:
+        raise UsageError(f"history publish needs plotly: {reason}")
+    from .publish import publish
+
+    result = publish(args.db, args.out, _positive_int(args.last, "--last"), args.run_url)
+    print(f"mlpbench history: {result.pages} pages in {result.out_dir} ({result.written} written, "
+          f"{result.pages + 1 - result.written} unchanged, {result.removed} removed) in {result.seconds:.1f} s; "
+          f"open {result.out_dir / 'index.html'}")
     return EXIT_OK
 
 

@@ -17,6 +17,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("runs", nargs="+", metavar="RUN",
                         help="run folder(s); 'latest' = the newest under results/runs")
     parser.add_argument("--out", type=Path, help="output folder (default: the run folder; required for several runs)")
+    parser.add_argument("--html", action="store_true",
+                        help="also write report.html: interactive figures, a sortable and filterable case table "
+                             "(needs plotly, the html extra; skipped with a reason without it)")
 
 
 def command(args: argparse.Namespace) -> int:
@@ -36,4 +39,23 @@ def command(args: argparse.Namespace) -> int:
     drawn = [f for f in report.figures if f.path is not None]
     print(f"mlpbench: report {report.path} ({len(drawn)} figures in {report.path.parent / PLOTS_DIR}"
           + "".join(f"; {f.name} omitted: {f.reason}" for f in report.figures if f.path is None) + ")")
+    if args.html:
+        print(_write_html(runs, out_dir, write is write_report))
     return 0
+
+
+def _write_html(runs, out_dir: Path, one_process: bool) -> str:
+    """One line: where report.html went, or why it was not written (the report.md above stands either way)."""
+    from ..webpage import plotly_missing
+
+    if not one_process:
+        return "mlpbench: report.html skipped: it covers one-process runs (not ddp or loader runs) for now"
+    reason = plotly_missing()
+    if reason:
+        return f"mlpbench: report.html skipped: {reason}"
+    from .html import write_html_report
+
+    page = write_html_report(runs, out_dir)
+    drawn = [f for f in page.figures if f.figure is not None]
+    return (f"mlpbench: report {page.path} ({page.path.stat().st_size / 1e6:.1f} MB, {len(drawn)} interactive "
+            f"figures, opens from file:// with no network)")

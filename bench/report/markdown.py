@@ -136,7 +136,7 @@ def _status_text(r: pd.Series) -> str:
     return text + (f"; {r['ceiling_flag']}" if _flagged(r) else "")
 
 
-def ceiling_table(ceilings: pd.DataFrame) -> str:
+def ceiling_table(ceilings: pd.DataFrame, tablefmt: str = "github") -> str:
     rows = [{"platform": c["platform"], "dtype": c["dtype"],
              "threads": "" if _missing(c.get("threads")) or c["device"] == "cuda" else int(c["threads"]),
              "measured matmul TFLOP/s": _ceiling_text(c),
@@ -149,7 +149,7 @@ def ceiling_table(ceilings: pd.DataFrame) -> str:
              if not _missing(c["datasheet_tflops"]) and c["datasheet_tflops"] else "",
              "peak source": c["datasheet_source"] if not _missing(c["datasheet_source"]) else ""}
             for _, c in ceilings.iterrows()]
-    return _table(rows)
+    return _table(rows, tablefmt)
 
 
 def _ceiling_text(c: pd.Series) -> str:
@@ -171,7 +171,7 @@ def _shapes_text(c: pd.Series) -> str:
     return f"{int(c['case_shapes_measured'])} of {int(total)} (in {c['shapes_spent_s']:.2g} s)"
 
 
-def limits_table(runs: Sequence) -> str:
+def limits_table(runs: Sequence, tablefmt: str = "github") -> str:
     """The bandwidth ceilings and dispatch floors of the runs, one row per platform x key."""
     rows = []
     for _, b in merged_limits(runs, "bandwidth").iterrows():
@@ -188,7 +188,7 @@ def limits_table(runs: Sequence) -> str:
                                f"{d['tiny_backprop_s'] * 1e6:.3g} us / {int(d['tiny_backprop_ops'])} ops; "
                                f"tiny step with SGD {d['tiny_step_s'] * 1e6:.3g} us / {int(d['tiny_step_ops'])} ops",
                      "spread": _pct(d.get("spread_rel"), 0), "spent s": _sig(d.get("spent_s"), 2)})
-    return _table(rows)
+    return _table(rows, tablefmt)
 
 
 def sol_table(summary: pd.DataFrame) -> str:
