@@ -365,6 +365,8 @@ def _loss_saved_bytes(layers: list[Layer], batch: int, loss: Loss, act_size: int
 
 
 def _out_features(model: nn.Module) -> int:
+    if isinstance(model, BlockNet):
+        return model.out_features
     return [m for m in model.modules() if isinstance(m, nn.Linear)][-1].out_features
 
 

@@ -231,30 +231,32 @@ class Trace:
         self.backward_elementwise += x.rows * d * (bwd_pe + 2 + (1 if bias else 0))
         stats = self.new(x, cols=1, size=FP32_BYTES, grad=False)  # rstd (and LayerNorm's mean): fp32 per row
         fp32_in = self.cast(x, FP32_BYTES) if (self.cuda and self.autocast) else x  # CUDA autocast: fp32 policy
-        if kind == "layernorm":
+        params = d * (2 if bias else 1) * FP32_BYTES
+        if kind == "layernorm":  # native_layer_norm saves input, weight, bias, mean, rstd
             y = self.new(fp32_in, grad=True)
-            self.save(fp32_in)
             mean = self.new(stats)
-            self.save(stats)
-            self.save(mean)
+            for t in (fp32_in, mean, stats):
+                self.save(t)
             reads: tuple[Tensor, ...] = (fp32_in, mean, stats)
-        elif self.cuda:  # the fused kernel
+            saved_params = params
+        elif self.cuda:  # the fused kernel saves input, rstd, weight
             y = self.new(fp32_in, grad=True)
             self.save(fp32_in)
             self.save(stats)
-            reads = (fp32_in, stats)
-        else:  # the CPU composite, in fp32
+            reads, saved_params = (fp32_in, stats), d * FP32_BYTES
+        else:  # the CPU composite, in fp32: pow and the rstd product save x; rsqrt and the product save rstd
             up = self.cast(x, FP32_BYTES)
             normed = self.new(up, grad=True)
             y = self.new(x, grad=True)
             if x.grad:
                 self.save(up)
                 self.save(stats)
-            self.save(normed)
-            reads = ((up, stats, normed) if x.grad else (normed,))
-        params = d * (2 if bias else 1) * FP32_BYTES
+            self.save(normed)  # by the weight's product, for the weight's gradient
+            reads = (up, up, stats, stats, normed) if x.grad else (normed,)
+            saved_params = d * FP32_BYTES if x.grad else 0  # the weight, for the normalised tensor's gradient
         self.fwd.weights += params
         self.bwd.gradients += params
+        self.bwd.read_saved(None, saved_params, weight=True) if saved_params else None
         self._elementwise_bytes((fp32_in,), y, saved_reads=reads)
         return y
 

@@ -78,8 +78,8 @@ class SwiGLU(nn.Module):
     def __init__(self, width: int, hidden: int, bias: bool = True, dropout: float = 0.0):
         super().__init__()
         self.w1 = nn.Linear(width, hidden, bias=bias)  # gate
+        self.w2 = nn.Linear(hidden, width, bias=bias)  # down (LLaMA's order: its checkpoints load as they are)
         self.w3 = nn.Linear(width, hidden, bias=bias)  # up
-        self.w2 = nn.Linear(hidden, width, bias=bias)  # down
         self.dropout = nn.Dropout(dropout) if dropout > 0 else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
