@@ -380,6 +380,17 @@ PRESETS.update({
                             max_case_s=10.0),
 })
 
+# The built-in blocks (mlp.blocks): the transformer FFN, LLaMA's SwiGLU, pre-norm residual blocks.
+PRESETS["blocks"] = Sweep("blocks", (
+    _grid(network="ffn", width=(256, 512), depth=2, batch=(64, 512), activation="gelu", dtype=("fp32", "bf16")),
+    _grid(network="swiglu", width=(256, 512), depth=2, batch=(64, 512), bias="off", dtype=("fp32", "bf16")),
+    _grid(network="residual", width=512, depth=2, batch=(64, 512), activation="gelu",
+          norm=("none", "layernorm", "rmsnorm"), dropout=(0.0, 0.1)),
+    _grid(network="ffn", width=512, depth=2, batch=512, activation="gelu", compile=("none", "default")),
+    _grid(network="swiglu", width=512, depth=2, batch=512, bias="off", compile=("none", "default")),
+), "the built-in blocks: GELU FFN, SwiGLU (no bias, LLaMA's hidden size), pre-norm residual with each norm and "
+   "dropout, and compiled FFN/SwiGLU", max_case_s=30.0)
+
 
 def preset(name: str) -> Sweep:
     if name not in PRESETS:
