@@ -142,22 +142,16 @@ def _saved_bytes(step: mlp.TrainStep, x: torch.Tensor, y: torch.Tensor) -> tuple
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 @pytest.mark.parametrize("config", CONFIGS, ids=str)
-def test_saved_activations_match_autograd(config: Config, precision: str) -> None:
+def test_saved_activations_and_their_reads_match_autograd(config: Config, precision: str) -> None:
+    """What autograd packs (by distinct storage) is ``mlp.memory``'s; what backward unpacks is ``mlp.traffic``'s."""
     model = config.model()
     step = mlp.TrainStep(model, loss=config.loss, precision=precision)
     x, y = _data(config)
-    analytic = mlp.memory(model, config.batch, (config.in_features,), config.loss, precision=precision)
-    assert analytic.saved_activations_bytes == _saved_bytes(step, x, y)[0]
-
-
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
-@pytest.mark.parametrize("config", CONFIGS[:12], ids=str)
-def test_backward_reads_back_exactly_the_saved_tensors(config: Config, precision: str) -> None:
-    model = config.model()
-    step = mlp.TrainStep(model, loss=config.loss, precision=precision)
-    x, y = _data(config)
-    expected = mlp.traffic(model, config.batch, (config.in_features,), config.loss, precision=precision)
-    assert sum(_saved_bytes(step, x, y)[1]) == expected.backward.saved_bytes
+    memory = mlp.memory(model, config.batch, (config.in_features,), config.loss, precision=precision)
+    traffic = mlp.traffic(model, config.batch, (config.in_features,), config.loss, precision=precision)
+    saved, reads = _saved_bytes(step, x, y)
+    assert memory.saved_activations_bytes == saved
+    assert traffic.backward.saved_bytes == sum(reads)
 
 
 def test_cpu_dropout_saves_a_noise_tensor_of_the_input_dtype() -> None:
@@ -188,7 +182,7 @@ class _Matmuls(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-@pytest.mark.parametrize("config", CONFIGS[:9], ids=str)
+@pytest.mark.parametrize("config", CONFIGS[:6], ids=str)
 def test_the_gemms_are_the_products_a_step_dispatches(config: Config) -> None:
     model = config.model()
     step = mlp.TrainStep(model, loss=config.loss)
