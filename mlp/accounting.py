@@ -263,7 +263,7 @@ def memory(model: nn.Module, batch: int, input_shape: tuple[int, ...], loss: Los
     """Analytic memory of one training step; ``input_shape`` excludes the batch dimension.
 
     ``device`` matters for the blocks (``mlp.block_ops``: dropout's mask, the norms under autocast) and for
-    cross-entropy under CUDA autocast (its log_softmax keeps the half logits as well as its fp32 result).
+    cross-entropy under CUDA autocast (log_softmax's half-precision result is saved beside nll_loss's fp32 copy).
     """
     _check_batch(batch)
     loss = parse_enum(Loss, loss, "loss")
@@ -335,8 +335,8 @@ def _block_memory(model: nn.Module, t: Trace, input_shape: tuple[int, ...], loss
     else:  # log_softmax saves its result (fp32 under autocast), nll_loss its total_weight
         size = FP32_BYTES if t.autocast else t.act_size
         loss_saved = out.rows * out.cols * size + size
-        if t.cuda and t.autocast and out.size != FP32_BYTES and not saved_by_model:
-            loss_saved += out.nbytes  # CUDA's log_softmax keeps the half logits too (half_to_float)
+        if t.cuda and t.autocast and out.size != FP32_BYTES:
+            loss_saved += out.nbytes  # CUDA: log_softmax's half-precision result, beside nll_loss's fp32 copy
     params = list(model.parameters())
     out_features = _out_features(model)
     target_bytes = t.batch * (out_features * FP32_BYTES if loss is Loss.MSE else 8)  # int64 labels
@@ -358,8 +358,9 @@ def _loss_saved_bytes(layers: list[Layer], batch: int, loss: Loss, act_size: int
                       cuda: bool = False) -> int:
     out = layers[-1].out_features
     ends_in_activation = layers[-1].kind != "linear"
-    if cuda and autocast and loss is Loss.CROSS_ENTROPY and not ends_in_activation:
-        # CUDA's log_softmax takes the half logits itself (half_to_float) and keeps them beside its fp32 result
+    if cuda and autocast and loss is Loss.CROSS_ENTROPY:
+        # CUDA autocast runs log_softmax in half precision (it saves that result) and nll_loss in fp32 (it saves
+        # its fp32 copy of it, and total_weight)
         return batch * out * (act_size + FP32_BYTES) + FP32_BYTES
     if loss is Loss.MSE:
         # mse_loss saves its input (the logits); autocast runs it in fp32, so a cast copy is saved.

@@ -141,7 +141,8 @@ def traffic(model: nn.Module, batch: int, input_shape: tuple[int, ...], loss: Lo
             device: str = "cpu") -> StepTraffic:
     """Least bytes each phase of one training step moves (each operand read once, each result written once).
 
-    ``device`` matters for the blocks only (``mlp.block_ops``: dropout's mask, the norms under autocast).
+    ``device`` matters for the blocks (``mlp.block_ops``: dropout's mask, the norms under autocast) and for
+    cross-entropy under CUDA autocast (``mlp.memory``).
     """
     loss = parse_enum(Loss, loss, "loss")
     optimizer = parse_enum(Optimizer, optimizer, "optimizer")
@@ -177,7 +178,8 @@ def traffic(model: nn.Module, batch: int, input_shape: tuple[int, ...], loss: Lo
             bwd.read_saved("activations", y_bytes)  # its saved input or output
             bwd.gradients += 2 * y_bytes  # read grad_out, write grad_in
     out = layers[-1].out_features
-    _loss_traffic(bwd, batch * out * act, batch * out, batch, loss, autocast, cast=autocast)
+    _loss_traffic(bwd, batch * out * act, batch * out, batch, loss, autocast, cast=autocast,
+                  cuda=str(device).startswith("cuda"))
     return StepTraffic(fwd.traffic(), bwd.traffic(), _optimizer_traffic(model, optimizer))
 
 
@@ -189,12 +191,12 @@ def _block_traffic(model: BlockNet, batch: int, loss: Loss, optimizer: Optimizer
     bwd = _Tally(data=t.bwd.data, activations=t.bwd.activations)
     bwd.weights, bwd.gradients, bwd.saved = t.bwd.weights, t.bwd.gradients, t.bwd.saved
     _loss_traffic(bwd, t.output.nbytes, t.output.rows * t.output.cols, batch, loss, autocast,
-                  cast=autocast and t.output.size != FP32_BYTES)
+                  cast=autocast and t.output.size != FP32_BYTES, cuda=cuda)
     return StepTraffic(fwd.traffic(), bwd.traffic(), _optimizer_traffic(model, optimizer))
 
 
 def _loss_traffic(bwd: "_Tally", logits_act: int, out_elems: int, batch: int, loss: Loss, autocast: bool,
-                  cast: bool) -> None:
+                  cast: bool, cuda: bool) -> None:
     """The loss's forward and backward (timed with backward): read the logits and the target, write their grad."""
     logits_loss = out_elems * FP32_BYTES if autocast else logits_act  # autocast runs the loss in fp32
     target_bytes = out_elems * FP32_BYTES if loss is Loss.MSE else batch * LABEL_BYTES
@@ -203,7 +205,8 @@ def _loss_traffic(bwd: "_Tally", logits_act: int, out_elems: int, batch: int, lo
     if loss is Loss.MSE:  # mse_loss saves its input and the target
         bwd.read_saved("activations", logits_loss)
     else:  # log_softmax saves its result, nll_loss its input (the same tensor), the target and total_weight
-        bwd.read_saved("activations", 2 * logits_loss + FP32_BYTES)
+        # (on CUDA under autocast, log_softmax runs in half precision and nll_loss saves an fp32 copy of its result)
+        bwd.read_saved("activations", (logits_act if cuda and cast else logits_loss) + logits_loss + FP32_BYTES)
     bwd.read_saved("data", target_bytes)
     bwd.gradients += logits_loss + (logits_loss + logits_act if cast else 0)  # write grad of the logits
 

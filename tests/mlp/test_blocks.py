@@ -124,8 +124,10 @@ def _saved_bytes(step: mlp.TrainStep, x: torch.Tensor, y: torch.Tensor) -> tuple
     excluded = {t.untyped_storage().data_ptr() for t in (x, y, *step.model.parameters())}
     saved: dict[int, int] = {}
     reads: list[int] = []
+    packs: list[int] = []
 
     def pack(tensor: torch.Tensor) -> torch.Tensor:
+        packs.append(tensor.numel() * tensor.element_size())
         storage = tensor.untyped_storage()
         if storage.data_ptr() not in excluded:
             saved[storage.data_ptr()] = storage.nbytes()
@@ -137,6 +139,7 @@ def _saved_bytes(step: mlp.TrainStep, x: torch.Tensor, y: torch.Tensor) -> tuple
 
     with torch.autograd.graph.saved_tensors_hooks(pack, unpack):
         step.loss_backward(step.forward(x), y)
+    assert sorted(packs) == sorted(reads)  # each saved tensor read back once (test_cuda_rules counts packs)
     return sum(saved.values()), reads
 
 

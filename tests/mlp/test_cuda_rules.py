@@ -29,7 +29,7 @@ BLOCKS = [  # (kind, keyword arguments)
     ("residual", dict(norm="rmsnorm", in_features=5, out_features=3)),
     ("residual", dict(norm="none")),
 ]
-MLPS = [(5, (7, 6), 3, "relu"), (5, (7,), 3, "gelu"), (6, (), 2, "tanh")]
+MLPS = [(5, (7, 6), 3, "relu"), (5, (7,), 3, "gelu"), (6, (), 2, "tanh"), (5, (7,), 3, "relu_on_logits")]
 
 
 @contextlib.contextmanager
@@ -50,7 +50,12 @@ def _cuda_autocast(dtype: torch.dtype | None):
         torch.set_autocast_dtype("cuda", previous[1])
 
 
-def _fake_cuda_saved_bytes(build, in_features: int, out_features: int, loss: str, precision: str) -> int:
+def _fake_cuda_saved_bytes(build, in_features: int, out_features: int, loss: str, precision: str) -> tuple[int, int]:
+    """Bytes of the distinct storages autograd saves in forward + loss, and of every tensor it packs.
+
+    Backward unpacks each packed tensor once (tests/mlp/test_blocks.py checks that against real unpacks on the
+    CPU); a fake CUDA backward cannot run (the autograd engine wants a CUDA context), so the packs stand for it.
+    """
     with warnings.catch_warnings(), FakeTensorMode():
         warnings.simplefilter("ignore")  # RMSNorm's "cannot dispatch to fused implementation" under CPU rules
         with torch.device("cuda"):
@@ -60,8 +65,10 @@ def _fake_cuda_saved_bytes(build, in_features: int, out_features: int, loss: str
         key = lambda t: StorageWeakRef(t.untyped_storage()).cdata  # noqa: E731 (one id per storage, fake or not)
         excluded = {key(t) for t in (x, y, *model.parameters())}
         saved: dict[int, int] = {}
+        reads = []
 
         def pack(tensor: torch.Tensor) -> torch.Tensor:
+            reads.append(tensor.numel() * tensor.element_size())
             if key(tensor) not in excluded:
                 saved[key(tensor)] = tensor.untyped_storage().nbytes()
             return tensor
@@ -69,7 +76,7 @@ def _fake_cuda_saved_bytes(build, in_features: int, out_features: int, loss: str
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
             with _cuda_autocast(mlp.Precision(precision).autocast_dtype):
                 mlp.make_loss(loss)(model(x), y)
-    return sum(saved.values())
+    return sum(saved.values()), sum(reads)
 
 
 @pytest.mark.parametrize("loss", ["mse", "cross_entropy"])
@@ -80,8 +87,10 @@ def test_block_saved_activations_on_cuda(kind, kwargs, precision, loss):
     with torch.device("meta"):
         net = build()
     analytic = mlp.memory(net, BATCH, (net.in_features,), loss, precision=precision, device="cuda")
-    assert analytic.saved_activations_bytes == _fake_cuda_saved_bytes(build, net.in_features, net.out_features,
-                                                                      loss, precision)
+    traffic = mlp.traffic(net, BATCH, (net.in_features,), loss, precision=precision, device="cuda")
+    saved, reads = _fake_cuda_saved_bytes(build, net.in_features, net.out_features, loss, precision)
+    assert analytic.saved_activations_bytes == saved
+    assert traffic.backward.saved_bytes == reads
 
 
 @pytest.mark.parametrize("loss", ["mse", "cross_entropy"])
@@ -89,8 +98,15 @@ def test_block_saved_activations_on_cuda(kind, kwargs, precision, loss):
 @pytest.mark.parametrize("sizes", MLPS, ids=str)
 def test_mlp_saved_activations_on_cuda(sizes, precision, loss):
     n_in, hidden, n_out, activation = sizes
-    build = lambda: mlp.MLP(n_in, hidden, n_out, activation=activation)  # noqa: E731
+    def build() -> mlp.MLP:
+        if activation == "relu_on_logits":  # as fashion_mnist_original: the logits are saved by their ReLU
+            return mlp.MLP(n_in, hidden, n_out).append(torch.nn.ReLU())
+        return mlp.MLP(n_in, hidden, n_out, activation=activation)
+
     with torch.device("meta"):
         net = build()
     analytic = mlp.memory(net, BATCH, (n_in,), loss, precision=precision, device="cuda")
-    assert analytic.saved_activations_bytes == _fake_cuda_saved_bytes(build, n_in, n_out, loss, precision)
+    traffic = mlp.traffic(net, BATCH, (n_in,), loss, precision=precision, device="cuda")
+    saved, reads = _fake_cuda_saved_bytes(build, n_in, n_out, loss, precision)
+    assert analytic.saved_activations_bytes == saved
+    assert traffic.backward.saved_bytes == reads
