@@ -51,7 +51,7 @@ ADD_FLOPS_PER_ELEMENT = (1, 1)  # x + f | the gradients of the two branches summ
 
 
 @dataclass(frozen=True)
-class Tensor:
+class Traced:
     """A tensor of the trace: ``rows x cols`` elements of ``size`` bytes."""
 
     id: int
@@ -74,13 +74,13 @@ class PhaseBytes:
     data: int = 0
     saved: int = 0  # of the above: saved tensors read back in backward
 
-    def read(self, t: Tensor) -> None:
+    def read(self, t: Traced) -> None:
         if t.data:
             self.data += t.nbytes
         else:
             self.activations += t.nbytes
 
-    def read_saved(self, t: Tensor | None, nbytes: int | None = None, weight: bool = False) -> None:
+    def read_saved(self, t: Traced | None, nbytes: int | None = None, weight: bool = False) -> None:
         n = t.nbytes if nbytes is None else nbytes
         if weight:
             self.weights += n
@@ -111,27 +111,27 @@ class Trace:
     fwd: PhaseBytes = field(default_factory=PhaseBytes)
     bwd: PhaseBytes = field(default_factory=PhaseBytes)
     live_peak_bytes: int = 0  # inference: the most intermediate bytes alive at once, the batch excluded
-    output: Tensor | None = None
-    pinned: list[Tensor] = field(default_factory=list)  # held by an enclosing frame (a block's input)
+    output: Traced | None = None
+    pinned: list[Traced] = field(default_factory=list)  # held by an enclosing frame (a block's input)
     _ids: itertools.count = field(default_factory=itertools.count)
 
     # ------------------------------------------------------------------ tensors
 
-    def new(self, like: Tensor, cols: int | None = None, size: int | None = None, grad: bool | None = None) -> Tensor:
-        return Tensor(next(self._ids), like.rows, like.cols if cols is None else cols,
+    def new(self, like: Traced, cols: int | None = None, size: int | None = None, grad: bool | None = None) -> Traced:
+        return Traced(next(self._ids), like.rows, like.cols if cols is None else cols,
                       like.size if size is None else size, like.grad if grad is None else grad)
 
-    def save(self, t: Tensor) -> None:
+    def save(self, t: Traced) -> None:
         if not t.data:
             self.saved[t.id] = t.nbytes
 
-    def _produce(self, out: Tensor, inputs: tuple[Tensor, ...], extra: int = 0) -> None:
+    def _produce(self, out: Traced, inputs: tuple[Traced, ...], extra: int = 0) -> None:
         """Inference: the op's inputs, the tensors pinned by the Python frames around it and its output are alive
         (plus ``extra``, the op's transient casts); the batch is not counted."""
         alive = {t.id: t.nbytes for t in (*self.pinned, *inputs) if not t.data}
         self.live_peak_bytes = max(self.live_peak_bytes, sum(alive.values()) + out.nbytes + extra)
 
-    def cast(self, x: Tensor, size: int) -> Tensor:
+    def cast(self, x: Traced, size: int) -> Traced:
         """An autocast copy of ``x`` in ``size``-byte elements (or ``x`` itself when it already is)."""
         if x.size == size:
             return x
@@ -144,7 +144,7 @@ class Trace:
 
     # ------------------------------------------------------------------ ops
 
-    def linear(self, x: Tensor, module: nn.Linear) -> Tensor:
+    def linear(self, x: Traced, module: nn.Linear) -> Traced:
         b, fan_in, fan_out = self.batch, module.in_features, module.out_features
         bias = module.bias is not None
         xc = self.cast(x, self.act_size) if self.autocast else x
@@ -181,7 +181,7 @@ class Trace:
         self._produce(y, (x,), extra=(xc.nbytes if xc is not x else 0) + cast_w + cast_b)
         return y
 
-    def activation(self, x: Tensor, name: str) -> Tensor:
+    def activation(self, x: Traced, name: str) -> Traced:
         spec = ACTIVATIONS[name]
         if spec.name == "identity":
             return x
@@ -195,7 +195,7 @@ class Trace:
         self._elementwise_bytes((x,), y, saved_reads=(x,) if spec.saves_input or spec.saves_output else ())
         return y
 
-    def mul(self, a: Tensor, b: Tensor) -> Tensor:
+    def mul(self, a: Traced, b: Traced) -> Traced:
         y = self.new(a, size=max(a.size, b.size))
         self._count(y, MUL_FLOPS_PER_ELEMENT)
         if a.grad:
@@ -205,13 +205,13 @@ class Trace:
         self._elementwise_bytes((a, b), y, saved_reads=tuple(t for t, o in ((b, a), (a, b)) if o.grad), fan_out=2)
         return y
 
-    def add(self, a: Tensor, b: Tensor) -> Tensor:
+    def add(self, a: Traced, b: Traced) -> Traced:
         y = self.new(a, size=max(a.size, b.size), grad=a.grad or b.grad)
         self._count(y, ADD_FLOPS_PER_ELEMENT)
         self._elementwise_bytes((a, b), y, saved_reads=(), fan_out=2)
         return y
 
-    def dropout(self, x: Tensor, p: float) -> Tensor:
+    def dropout(self, x: Traced, p: float) -> Traced:
         if p == 0:
             return x
         y = self.new(x)
@@ -222,7 +222,7 @@ class Trace:
         self._elementwise_bytes((x,), y, saved_reads=(mask,), extra=mask.nbytes)
         return y
 
-    def norm(self, x: Tensor, module: nn.Module) -> Tensor:
+    def norm(self, x: Traced, module: nn.Module) -> Traced:
         kind = "layernorm" if isinstance(module, nn.LayerNorm) else "rmsnorm"
         bias = getattr(module, "bias", None) is not None
         d = x.cols
@@ -237,7 +237,7 @@ class Trace:
             mean = self.new(stats)
             for t in (fp32_in, mean, stats):
                 self.save(t)
-            reads: tuple[Tensor, ...] = (fp32_in, mean, stats)
+            reads: tuple[Traced, ...] = (fp32_in, mean, stats)
             saved_params = params
         elif self.cuda:  # the fused kernel saves input, rstd, weight
             y = self.new(fp32_in, grad=True)
@@ -262,11 +262,11 @@ class Trace:
 
     # ------------------------------------------------------------------ helpers
 
-    def _count(self, y: Tensor, per_element: tuple[int, int]) -> None:
+    def _count(self, y: Traced, per_element: tuple[int, int]) -> None:
         self.forward_elementwise += y.rows * y.cols * per_element[0]
         self.backward_elementwise += y.rows * y.cols * per_element[1]
 
-    def _elementwise_bytes(self, inputs: tuple[Tensor, ...], y: Tensor, saved_reads: tuple[Tensor, ...],
+    def _elementwise_bytes(self, inputs: tuple[Traced, ...], y: Traced, saved_reads: tuple[Traced, ...],
                            fan_out: int = 1, extra: int = 0) -> None:
         for t in inputs:
             self.fwd.read(t)
@@ -291,7 +291,7 @@ def trace(net: BlockNet, batch: int, act_size: int = FP32_BYTES, autocast: bool 
           input_requires_grad: bool = False) -> Trace:
     """The forward of ``net`` on a ``(batch, in_features)`` fp32 batch, op by op (see the module docstring)."""
     t = Trace(batch, act_size, autocast, cuda)
-    x = Tensor(next(t._ids), batch, net.in_features, FP32_BYTES, grad=input_requires_grad, data=True)
+    x = Traced(next(t._ids), batch, net.in_features, FP32_BYTES, grad=input_requires_grad, data=True)
     if net.in_proj is not None:
         x = t.linear(x, net.in_proj)
     for block in net.blocks:
@@ -306,7 +306,7 @@ def trace(net: BlockNet, batch: int, act_size: int = FP32_BYTES, autocast: bool 
     return t
 
 
-def _block(t: Trace, x: Tensor, block: nn.Module) -> Tensor:
+def _block(t: Trace, x: Traced, block: nn.Module) -> Traced:
     if isinstance(block, FeedForward):
         return _ffn(t, x, block)
     if isinstance(block, SwiGLU):  # w2(silu(w1 x) * w3 x)
@@ -321,7 +321,7 @@ def _block(t: Trace, x: Tensor, block: nn.Module) -> Tensor:
     raise ValueError(f"no accounting for block {block!r}")
 
 
-def _ffn(t: Trace, x: Tensor, block: FeedForward) -> Tensor:
+def _ffn(t: Trace, x: Traced, block: FeedForward) -> Traced:
     t.pinned.append(x)  # FeedForward.forward's argument
     hidden = t.activation(t.linear(x, block.fc_in), block.activation)
     out = t.dropout(t.linear(hidden, block.fc_out), _p(block.dropout))
