@@ -111,7 +111,7 @@ def test_matmul_flops_match_flop_counter(config: Config) -> None:
     assert mlp.inference_flops(model, config.batch) == _counted(lambda: step.infer(x))
 
 
-@pytest.mark.parametrize("config", CONFIGS[:6], ids=str)
+@pytest.mark.parametrize("config", CONFIGS[:4], ids=str)
 def test_matmul_flops_with_an_input_gradient(config: Config) -> None:
     model = config.model()
     step = mlp.TrainStep(model, loss=config.loss)
@@ -147,8 +147,11 @@ def _saved_bytes(step: mlp.TrainStep, x: torch.Tensor, y: torch.Tensor) -> tuple
     return sum(saved.values()), reads
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
-@pytest.mark.parametrize("config", CONFIGS, ids=str)
+# bf16 on every config (autocast's casts are where the rules are subtle), fp32 on every other one
+SAVED_CASES = [(c, "bf16") for c in CONFIGS] + [(c, "fp32") for c in CONFIGS[::2]]
+
+
+@pytest.mark.parametrize("config, precision", SAVED_CASES, ids=[f"{c}-{p}" for c, p in SAVED_CASES])
 def test_saved_activations_and_their_reads_match_autograd(config: Config, precision: str) -> None:
     """What autograd packs (by distinct storage) is ``mlp.memory``'s; what backward unpacks is ``mlp.traffic``'s."""
     model = config.model()
@@ -267,7 +270,7 @@ def _reference(c: Config) -> nn.Module:
     return nn.Sequential(*layers)
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=str)
+@pytest.mark.parametrize("config", CONFIGS[::2], ids=str)
 def test_the_nets_equal_hand_written_references(config: Config) -> None:
     model, ref = config.model(), _reference(config)
     ours, theirs = list(model.parameters()), list(ref.parameters())
