@@ -23,6 +23,25 @@ class Network(str, enum.Enum):
     TEACHING = "teaching"  # in -> 256 -> 128 -> 128 -> out, ReLU
     FASHION_MNIST = "fashion_mnist"  # Flatten, 784 -> 512 -> 512 -> 10, raw logits
     FASHION_MNIST_ORIGINAL = "fashion_mnist_original"  # ... with the original's ReLU on the logits
+    FFN = "ffn"  # depth x transformer FFN: width -> expansion*width -> width (mlp.blocks)
+    SWIGLU = "swiglu"  # depth x LLaMA's w2(silu(w1 x) * w3 x), hidden units
+    RESIDUAL = "residual"  # depth x pre-norm x + FFN(norm(x)), then the final norm
+
+
+BLOCK_NETWORKS = (Network.FFN, Network.SWIGLU, Network.RESIDUAL)
+
+
+class Norm(str, enum.Enum):
+    """The norm of a residual block (``mlp.blocks.Norm``, which a test keeps equal)."""
+
+    NONE = "none"
+    LAYERNORM = "layernorm"
+    RMSNORM = "rmsnorm"
+
+
+class Switch(str, enum.Enum):
+    ON = "on"
+    OFF = "off"
 
 
 class CompileMode(str, enum.Enum):
@@ -88,6 +107,12 @@ class CaseFields:
     backend: str = added_later(Backend.NONE.value, flag=False)
     scaling: str = added_later(Scaling.NONE.value, flag=False)
     bucket_cap_mb: float = added_later(0.0, flag=False)  # DDP gradient bucket size; 0 for a plain process
+    # The built-in blocks (ffn, swiglu, residual; mlp.blocks). Each is rejected where it does not apply.
+    expansion: int = added_later(4)  # ffn, residual: hidden = expansion x width
+    hidden: int = added_later(0)  # swiglu: hidden units; 0: LLaMA's 8/3 x width rounded up to a multiple of 256
+    norm: str = added_later(Norm.NONE.value)  # residual: none, layernorm, rmsnorm
+    dropout: float = added_later(0.0)  # ffn, swiglu, residual: on each block's output
+    bias: str = added_later(Switch.ON.value)  # uniform and the blocks: biases of the Linears (and LayerNorm)
 
 
 CASE_FIELD_NAMES = tuple(f.name for f in fields(CaseFields))

@@ -19,7 +19,20 @@ import mlp
 from mlp import Loss, Optimizer, Precision, parse_enum
 
 # The closed choices live with the fields (no torch); they are imported from here too.
-from .case_fields import FIELD_TYPES, LATER_DEFAULTS, Backend, CaseFields, CompileMode, Device, Network, Scaling
+from .case_fields import (
+    BLOCK_NETWORKS,
+    FIELD_DEFAULTS,
+    FIELD_TYPES,
+    LATER_DEFAULTS,
+    Backend,
+    CaseFields,
+    CompileMode,
+    Device,
+    Network,
+    Norm,
+    Scaling,
+    Switch,
+)
 
 
 TEACHING_IO = (3, 1)  # the classic notebook's regression: 3 inputs, 1 output (50,561 parameters)
@@ -54,9 +67,15 @@ class Case(CaseFields):
         _require(self.batch >= 1, f"batch must be >= 1, got {self.batch}")
         _require(self.threads >= 0, f"threads must be >= 0, got {self.threads}")
         _require(self.in_features >= 0 and self.out_features >= 0, "in/out features must be >= 0")
-        if network is Network.UNIFORM:
+        set_("norm", parse_enum(Norm, self.norm, "norm").value)
+        set_("bias", _parse_switch("bias", self.bias).value)
+        self._check_block_fields(network)
+        if network is Network.UNIFORM or network in BLOCK_NETWORKS:
             _require(self.width >= 1, f"width must be >= 1, got {self.width}")
-            _require(self.depth >= 0, f"depth must be >= 0, got {self.depth}")
+            least = 1 if network in BLOCK_NETWORKS else 0  # a block net is its blocks
+            _require(self.depth >= least, f"depth must be >= {least}, got {self.depth}")
+            if network is Network.SWIGLU:
+                set_("activation", "silu")  # SwiGLU's gate (_check_block_fields refused any other)
         else:  # the named networks fix their shape (and FashionMNIST its activation and loss)
             set_("width", 0)
             set_("depth", 0)
@@ -67,6 +86,21 @@ class Case(CaseFields):
                 set_("loss", Loss.CROSS_ENTROPY.value)
         if self.dtype == Precision.FP16.value and self.device != Device.CUDA.value:
             raise ValueError("dtype 'fp16' needs device 'cuda' (fp16 autocast training is a CUDA recipe)")
+
+    def _check_block_fields(self, network: Network) -> None:
+        """The block fields exist only where they apply: a one-line error names the field and where it does."""
+        _require(self.expansion >= 1, f"expansion must be >= 1, got {self.expansion}")
+        _require(self.hidden >= 0, f"hidden must be >= 0, got {self.hidden}")
+        _require(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout:g}")
+        applies = {"expansion": (Network.FFN, Network.RESIDUAL), "hidden": (Network.SWIGLU,),
+                   "norm": (Network.RESIDUAL,), "dropout": BLOCK_NETWORKS, "bias": (Network.UNIFORM, *BLOCK_NETWORKS)}
+        for name, networks in applies.items():
+            if getattr(self, name) != FIELD_DEFAULTS[name] and network not in networks:
+                where = ", ".join(n.value for n in networks)
+                raise ValueError(f"{name} {getattr(self, name)!r} does not apply to network {network.value!r} "
+                                 f"(only to {where})")
+        if network is Network.SWIGLU and self.activation not in (FIELD_DEFAULTS["activation"], "silu"):
+            raise ValueError(f"activation {self.activation!r} does not apply to network 'swiglu' (its gate is SiLU)")
 
     # ------------------------------------------------------------------ typed views
     # The fields stay plain strings (they are the results row and the case_id's input); these
@@ -107,6 +141,13 @@ class Case(CaseFields):
             net += f" {self.activation}"
         elif self.network == Network.UNIFORM.value:
             net += f" {self.activation}"
+        elif Network(self.network) in BLOCK_NETWORKS:
+            net += f" w{self.width} d{self.depth} " + (f"h{self.hidden or mlp.llama_hidden(self.width)}"
+                                                       if self.network == Network.SWIGLU.value
+                                                       else f"x{self.expansion} {self.activation}")
+            net += f" {self.norm}" if self.norm != Norm.NONE.value else ""
+            net += f" drop{self.dropout:g}" if self.dropout else ""
+        net += " nobias" if self.bias == Switch.OFF.value else ""
         comp = f"compile:{self.compile}" if self.compiled else "eager"
         extra = "" if self.optimizer == Optimizer.SGD.value else f" {self.optimizer}"
         extra += f" t{self.threads}" if self.threads else ""
@@ -133,7 +174,7 @@ class Case(CaseFields):
 
     @property
     def io_features(self) -> tuple[int, int]:
-        if self.network == Network.UNIFORM.value:
+        if self.network == Network.UNIFORM.value or Network(self.network) in BLOCK_NETWORKS:
             return (self.in_features or self.width, self.out_features or self.width)
         if self.network == Network.TEACHING.value:
             return TEACHING_IO
@@ -148,9 +189,16 @@ class Case(CaseFields):
 
     def build_model(self) -> nn.Module:
         network = Network(self.network)
+        bias = self.bias == Switch.ON.value
         if network is Network.UNIFORM:
             n_in, n_out = self.io_features
-            return mlp.uniform(self.width, self.depth, self.activation, in_features=n_in, out_features=n_out)
+            return mlp.uniform(self.width, self.depth, self.activation, in_features=n_in, out_features=n_out,
+                               bias=bias)
+        if network in BLOCK_NETWORKS:
+            n_in, n_out = self.io_features
+            return mlp.block_net(network.value, self.width, self.depth, n_in, n_out, expansion=self.expansion,
+                                 hidden=self.hidden, activation=self.activation, norm=self.norm, bias=bias,
+                                 dropout=self.dropout)
         if network is Network.TEACHING:
             return mlp.teaching_mlp(*TEACHING_IO, activation=self.activation)
         return mlp.fashion_mnist_mlp(relu_on_logits=network is Network.FASHION_MNIST_ORIGINAL)
@@ -183,6 +231,17 @@ def _parse_compile(value) -> CompileMode:
         if member.value == value or member is value:
             return member
     raise ValueError(f"unknown compile mode {value!r}; valid: {', '.join(m.value for m in CompileMode)}")
+
+
+_SWITCH_WORDS = {"on": Switch.ON, "true": Switch.ON, "1": Switch.ON, "off": Switch.OFF, "false": Switch.OFF,
+                 "0": Switch.OFF}
+
+
+def _parse_switch(name: str, value) -> Switch:
+    key = value.value if isinstance(value, Switch) else str(value).strip().lower()
+    if key not in _SWITCH_WORDS:
+        raise ValueError(f"{name} must be on or off, got {value!r}")
+    return _SWITCH_WORDS[key]
 
 
 def _as_int(name: str, value) -> int:
@@ -320,6 +379,17 @@ PRESETS.update({
                             "the crossover preset at toy sizes (the GPU kit's rehearsal)", all_devices=False,
                             max_case_s=10.0),
 })
+
+# The built-in blocks (mlp.blocks): the transformer FFN, LLaMA's SwiGLU, pre-norm residual blocks.
+PRESETS["blocks"] = Sweep("blocks", (
+    _grid(network="ffn", width=(256, 512), depth=2, batch=(64, 512), activation="gelu", dtype=("fp32", "bf16")),
+    _grid(network="swiglu", width=(256, 512), depth=2, batch=(64, 512), bias="off", dtype=("fp32", "bf16")),
+    _grid(network="residual", width=512, depth=2, batch=(64, 512), activation="gelu",
+          norm=("none", "layernorm", "rmsnorm"), dropout=(0.0, 0.1)),
+    _grid(network="ffn", width=512, depth=2, batch=512, activation="gelu", compile=("none", "default")),
+    _grid(network="swiglu", width=512, depth=2, batch=512, bias="off", compile=("none", "default")),
+), "the built-in blocks: GELU FFN, SwiGLU (no bias, LLaMA's hidden size), pre-norm residual with each norm and "
+   "dropout, and compiled FFN/SwiGLU", max_case_s=30.0)
 
 
 def preset(name: str) -> Sweep:

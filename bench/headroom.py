@@ -28,7 +28,8 @@ def needed_bytes(case: Case) -> int:
     """The analytic memory of one training step of ``case`` (``mlp.memory(...).total_bytes``), allocating nothing."""
     with torch.device("meta"):
         model = case.build_model()
-    return mlp.memory(model, case.batch, case.input_shape, case.loss, case.optimizer, case.dtype).total_bytes
+    return mlp.memory(model, case.batch, case.input_shape, case.loss, case.optimizer, case.dtype,
+                      case.device).total_bytes
 
 
 def available_bytes(device: str) -> int | None:

@@ -126,8 +126,8 @@ def summary_rows(m: Measurement, ceiling: Ceiling | None) -> list[dict]:
     with torch.device("meta"):  # shapes only: a w8192 network built on the host would cost seconds per case
         model = case.build_model()
     flops = mlp.flops(model, case.batch, case.loss, case.optimizer)
-    memory = mlp.memory(model, case.batch, case.input_shape, case.loss, case.optimizer, case.dtype)
-    traffic = mlp.traffic(model, case.batch, case.input_shape, case.loss, case.optimizer, case.dtype)
+    memory = mlp.memory(model, case.batch, case.input_shape, case.loss, case.optimizer, case.dtype, case.device)
+    traffic = mlp.traffic(model, case.batch, case.input_shape, case.loss, case.optimizer, case.dtype, case.device)
     summaries = {p: summarize(m.samples[p]) for p in Phase}
     medians = {p: s.median for p, s in summaries.items()}
     phase_sum = sum(medians[p] for p in TRAINING_PHASES)

@@ -2,6 +2,7 @@
 
 from .accounting import Flops, Memory, flops, inference_flops, layers_of, memory, optimizer_state_bytes
 from .activations import ACTIVATIONS, BinaryStep, activation_spec, make_activation
+from .blocks import BlockKind, BlockNet, FeedForward, Norm, PreNormResidual, SwiGLU, block_net, llama_hidden
 from .data import (
     batches,
     classification_data,
@@ -25,7 +26,8 @@ from .traffic import Gemm, StepTraffic, Traffic, gemms, traffic
 from .train import CLASSIC_LR, TrainStep, make_loss, make_optimizer, optimizer_impl, optimizer_state_tensors, train
 
 __all__ = [
-    "ACTIVATIONS", "BinaryStep", "CLASSIC_LR", "FASHION_MNIST_CLASSES", "FASHION_MNIST_IMAGE", "Flops", "Gemm", "Loss",
+    "ACTIVATIONS", "BinaryStep", "BlockKind", "BlockNet", "CLASSIC_LR", "FeedForward", "Norm", "PreNormResidual",
+    "SwiGLU", "block_net", "llama_hidden", "FASHION_MNIST_CLASSES", "FASHION_MNIST_IMAGE", "Flops", "Gemm", "Loss",
     "MLP", "Memory", "Optimizer", "Precision", "StepTraffic", "Traffic", "TrainStep", "activation_spec", "batches",
     "classification_data", "count_parameters", "fashion_mnist_data", "fashion_mnist_dataset", "fashion_mnist_loader",
     "fashion_mnist_mlp", "flops", "gemms", "inference_flops", "layers_of", "make_activation",

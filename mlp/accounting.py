@@ -24,6 +24,8 @@ import torch
 from torch import nn
 
 from .activations import ACTIVATIONS, ActivationSpec
+from .block_ops import Trace, trace
+from .blocks import BlockNet
 from .options import Loss, Optimizer, Precision, parse_enum
 
 FP32_BYTES = 4
@@ -58,7 +60,13 @@ class Layer:
 
 
 def layers_of(model: nn.Module) -> list[Layer]:
-    """The layer list of a sequential MLP (Flatten, Linear and activation modules only)."""
+    """The layer list of a sequential MLP (Flatten, Linear and activation modules only).
+
+    For a ``BlockNet`` (branches, norms, dropout), its Linears and activations in call order: enough to
+    count its ops, not to account for it (``flops``, ``memory`` and ``traffic`` trace it op by op instead).
+    """
+    if isinstance(model, BlockNet):
+        return _block_layers(model)
     layers: list[Layer] = []
     width = None
     for module in model.children():
@@ -73,6 +81,18 @@ def layers_of(model: nn.Module) -> list[Layer]:
             layers.append(Layer(_spec_of(module).name, width, width))
     if not layers or layers[0].kind != "linear":
         raise ValueError("model has no Linear layer")
+    return layers
+
+
+def _block_layers(net: BlockNet) -> list[Layer]:
+    layers = []
+    for name, module in net.named_modules():
+        if isinstance(module, nn.Linear):
+            layers.append(Layer("linear", module.in_features, module.out_features, module.bias is not None))
+            if name.endswith((".fc_in", ".w1")):  # the activation (SwiGLU: the SiLU gate) follows it
+                layers.append(Layer(net.activation, net.hidden, net.hidden))
+        elif isinstance(module, (nn.LayerNorm, nn.RMSNorm, nn.Dropout)):
+            layers.append(Layer(type(module).__name__.lower(), net.width, net.width))
     return layers
 
 
@@ -116,6 +136,8 @@ def flops(model: nn.Module, batch: int, loss: Loss | str = Loss.MSE, optimizer: 
     _check_batch(batch)
     loss = parse_enum(Loss, loss, "loss")
     optimizer = parse_enum(Optimizer, optimizer, "optimizer")
+    if isinstance(model, BlockNet):
+        return _block_flops(model, trace(model, batch, input_requires_grad=input_requires_grad), loss, optimizer)
     fwd_mm = bwd_mm = fwd_ew = bwd_ew = 0
     first_linear = True
     for layer in layers_of(model):
@@ -143,6 +165,19 @@ def flops(model: nn.Module, batch: int, loss: Loss | str = Loss.MSE, optimizer: 
         backward_elementwise=bwd_ew + batch * out_features * loss_bwd,
         loss_elementwise=batch * out_features * loss_fwd,
         optimizer_elementwise=n_params * OPTIMIZER_FLOPS_PER_PARAM[optimizer],
+    )
+
+
+def _block_flops(model: nn.Module, t: Trace, loss: Loss, optimizer: Optimizer) -> Flops:
+    out_elems = t.batch * _out_features(model)
+    loss_fwd, loss_bwd = LOSS_FLOPS_PER_ELEMENT[loss]
+    return Flops(
+        forward_matmul=t.forward_matmul,
+        backward_matmul=t.backward_matmul,
+        forward_elementwise=t.forward_elementwise,
+        backward_elementwise=t.backward_elementwise + out_elems * loss_bwd,
+        loss_elementwise=out_elems * loss_fwd,
+        optimizer_elementwise=sum(p.numel() for p in model.parameters()) * OPTIMIZER_FLOPS_PER_PARAM[optimizer],
     )
 
 
@@ -223,8 +258,13 @@ def optimizer_state_bytes(model: nn.Module, optimizer: Optimizer | str) -> int:
 
 
 def memory(model: nn.Module, batch: int, input_shape: tuple[int, ...], loss: Loss | str = Loss.MSE,
-           optimizer: Optimizer | str = Optimizer.SGD, precision: Precision | str = Precision.FP32) -> Memory:
-    """Analytic memory of one training step; ``input_shape`` excludes the batch dimension."""
+           optimizer: Optimizer | str = Optimizer.SGD, precision: Precision | str = Precision.FP32,
+           device: str = "cpu") -> Memory:
+    """Analytic memory of one training step; ``input_shape`` excludes the batch dimension.
+
+    ``device`` matters for the blocks (``mlp.block_ops``: dropout's mask, the norms under autocast) and for
+    cross-entropy under CUDA autocast (log_softmax's half-precision result is saved beside nll_loss's fp32 copy).
+    """
     _check_batch(batch)
     loss = parse_enum(Loss, loss, "loss")
     precision = parse_enum(Precision, precision, "dtype")
@@ -232,6 +272,9 @@ def memory(model: nn.Module, batch: int, input_shape: tuple[int, ...], loss: Los
     param_bytes = sum(p.numel() * p.element_size() for p in params)
     act_size = torch.empty((), dtype=precision.compute_dtype).element_size()
     autocast = precision.autocast_dtype is not None
+    if isinstance(model, BlockNet):
+        t = trace(model, batch, act_size, autocast, cuda=str(device).startswith("cuda"))
+        return _block_memory(model, t, input_shape, loss, optimizer)
 
     saved = cast_weights = cache = widest = 0
     layers = layers_of(model)
@@ -262,7 +305,7 @@ def memory(model: nn.Module, batch: int, input_shape: tuple[int, ...], loss: Los
         saved += n
         if spec.saves_input and spec.name != "identity":
             saved += n
-    loss_saved = _loss_saved_bytes(layers, batch, loss, act_size, autocast)
+    loss_saved = _loss_saved_bytes(layers, batch, loss, act_size, autocast, cuda=str(device).startswith("cuda"))
     saved += loss_saved
     ends_in_activation = layers[-1].kind != "linear"
     data_elems = batch * math.prod(input_shape)
@@ -282,9 +325,43 @@ def memory(model: nn.Module, batch: int, input_shape: tuple[int, ...], loss: Los
     )
 
 
-def _loss_saved_bytes(layers: list[Layer], batch: int, loss: Loss, act_size: int, autocast: bool) -> int:
+def _block_memory(model: nn.Module, t: Trace, input_shape: tuple[int, ...], loss: Loss,
+                  optimizer: Optimizer) -> Memory:
+    out = t.output
+    saved_by_model = out.id in t.saved
+    if loss is Loss.MSE:  # mse_loss saves its input: an fp32 copy under autocast unless already fp32
+        cast = t.autocast and out.size != FP32_BYTES
+        loss_saved = out.rows * out.cols * FP32_BYTES if cast else (0 if saved_by_model else out.nbytes)
+    else:  # log_softmax saves its result (fp32 under autocast), nll_loss its total_weight
+        size = FP32_BYTES if t.autocast else t.act_size
+        loss_saved = out.rows * out.cols * size + size
+        if t.cuda and t.autocast and out.size != FP32_BYTES:
+            loss_saved += out.nbytes  # CUDA: log_softmax's half-precision result, beside nll_loss's fp32 copy
+    params = list(model.parameters())
+    out_features = _out_features(model)
+    target_bytes = t.batch * (out_features * FP32_BYTES if loss is Loss.MSE else 8)  # int64 labels
+    return Memory(
+        parameters_bytes=sum(p.numel() * p.element_size() for p in params),
+        gradients_bytes=sum(p.numel() * p.element_size() for p in params if p.requires_grad),
+        optimizer_state_bytes=optimizer_state_bytes(model, optimizer),
+        saved_activations_bytes=t.saved_activations_bytes + loss_saved + t.cast_weights_bytes,
+        cast_weights_bytes=t.cast_weights_bytes,
+        data_bytes=t.batch * math.prod(input_shape) * FP32_BYTES + target_bytes,
+        loss_saved_bytes=loss_saved,
+        unsaved_output_bytes=0 if saved_by_model else out.nbytes,
+        autocast_cache_bytes=t.autocast_cache_bytes,
+        widest_pair_bytes=t.live_peak_bytes,
+    )
+
+
+def _loss_saved_bytes(layers: list[Layer], batch: int, loss: Loss, act_size: int, autocast: bool,
+                      cuda: bool = False) -> int:
     out = layers[-1].out_features
     ends_in_activation = layers[-1].kind != "linear"
+    if cuda and autocast and loss is Loss.CROSS_ENTROPY:
+        # CUDA autocast runs log_softmax in half precision (it saves that result) and nll_loss in fp32 (it saves
+        # its fp32 copy of it, and total_weight)
+        return batch * out * (act_size + FP32_BYTES) + FP32_BYTES
     if loss is Loss.MSE:
         # mse_loss saves its input (the logits); autocast runs it in fp32, so a cast copy is saved.
         if autocast:
@@ -296,6 +373,8 @@ def _loss_saved_bytes(layers: list[Layer], batch: int, loss: Loss, act_size: int
 
 
 def _out_features(model: nn.Module) -> int:
+    if isinstance(model, BlockNet):
+        return model.out_features
     return [m for m in model.modules() if isinstance(m, nn.Linear)][-1].out_features
 
 

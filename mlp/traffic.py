@@ -36,6 +36,8 @@ from torch import nn
 
 from .accounting import FP32_BYTES, layers_of
 from .activations import ACTIVATIONS
+from .block_ops import trace
+from .blocks import BlockNet
 from .options import Loss, Optimizer, Precision, parse_enum
 
 OPTIMIZER_TENSOR_PASSES = {  # parameter-sized tensors (read, written) per parameter by one optimiser step
@@ -78,6 +80,8 @@ def square(n: int) -> Gemm:
 
 def gemms(model: nn.Module, batch: int, input_requires_grad: bool = False) -> list[Gemm]:
     """Every matrix product of one training step of ``model`` (forward, then backward), in call order."""
+    if isinstance(model, BlockNet):
+        return [Gemm(*g) for g in trace(model, batch, input_requires_grad=input_requires_grad).gemms]
     linears = [layer for layer in layers_of(model) if layer.kind == "linear"]
     forward = [Gemm(batch, lin.in_features, lin.out_features, trans_b=True, bias=lin.bias) for lin in linears]
     backward = []
@@ -133,13 +137,20 @@ class StepTraffic:
 
 
 def traffic(model: nn.Module, batch: int, input_shape: tuple[int, ...], loss: Loss | str = Loss.MSE,
-            optimizer: Optimizer | str = Optimizer.SGD, precision: Precision | str = Precision.FP32) -> StepTraffic:
-    """Least bytes each phase of one training step moves (each operand read once, each result written once)."""
+            optimizer: Optimizer | str = Optimizer.SGD, precision: Precision | str = Precision.FP32,
+            device: str = "cpu") -> StepTraffic:
+    """Least bytes each phase of one training step moves (each operand read once, each result written once).
+
+    ``device`` matters for the blocks (``mlp.block_ops``: dropout's mask, the norms under autocast) and for
+    cross-entropy under CUDA autocast (``mlp.memory``).
+    """
     loss = parse_enum(Loss, loss, "loss")
     optimizer = parse_enum(Optimizer, optimizer, "optimizer")
     precision = parse_enum(Precision, precision, "dtype")
     act = torch.empty((), dtype=precision.compute_dtype).element_size()
     autocast = precision.autocast_dtype is not None
+    if isinstance(model, BlockNet):
+        return _block_traffic(model, batch, loss, optimizer, act, autocast, str(device).startswith("cuda"))
     layers = layers_of(model)
     data_elems = batch * math.prod(input_shape)
     data_bytes = data_elems * FP32_BYTES
@@ -167,20 +178,37 @@ def traffic(model: nn.Module, batch: int, input_shape: tuple[int, ...], loss: Lo
             bwd.read_saved("activations", y_bytes)  # its saved input or output
             bwd.gradients += 2 * y_bytes  # read grad_out, write grad_in
     out = layers[-1].out_features
-    logits_act = batch * out * act
-    loss_size = FP32_BYTES if autocast else act  # autocast runs the loss in fp32 on a cast copy
-    logits_loss = batch * out * loss_size
-    target_bytes = batch * out * FP32_BYTES if loss is Loss.MSE else batch * LABEL_BYTES
-    # loss forward (timed with backward): read the logits and the target
-    bwd.activations += logits_act + (logits_act + logits_loss if autocast else 0)
+    _loss_traffic(bwd, batch * out * act, batch * out, batch, loss, autocast, cast=autocast,
+                  cuda=str(device).startswith("cuda"))
+    return StepTraffic(fwd.traffic(), bwd.traffic(), _optimizer_traffic(model, optimizer))
+
+
+def _block_traffic(model: BlockNet, batch: int, loss: Loss, optimizer: Optimizer, act: int, autocast: bool,
+                   cuda: bool) -> StepTraffic:
+    t = trace(model, batch, act, autocast, cuda)
+    fwd = _Tally(data=t.fwd.data, activations=t.fwd.activations)
+    fwd.weights = t.fwd.weights
+    bwd = _Tally(data=t.bwd.data, activations=t.bwd.activations)
+    bwd.weights, bwd.gradients, bwd.saved = t.bwd.weights, t.bwd.gradients, t.bwd.saved
+    _loss_traffic(bwd, t.output.nbytes, t.output.rows * t.output.cols, batch, loss, autocast,
+                  cast=autocast and t.output.size != FP32_BYTES, cuda=cuda)
+    return StepTraffic(fwd.traffic(), bwd.traffic(), _optimizer_traffic(model, optimizer))
+
+
+def _loss_traffic(bwd: "_Tally", logits_act: int, out_elems: int, batch: int, loss: Loss, autocast: bool,
+                  cast: bool, cuda: bool) -> None:
+    """The loss's forward and backward (timed with backward): read the logits and the target, write their grad."""
+    logits_loss = out_elems * FP32_BYTES if autocast else logits_act  # autocast runs the loss in fp32
+    target_bytes = out_elems * FP32_BYTES if loss is Loss.MSE else batch * LABEL_BYTES
+    bwd.activations += logits_act + (logits_act + logits_loss if cast else 0)
     bwd.data += target_bytes
     if loss is Loss.MSE:  # mse_loss saves its input and the target
         bwd.read_saved("activations", logits_loss)
     else:  # log_softmax saves its result, nll_loss its input (the same tensor), the target and total_weight
-        bwd.read_saved("activations", 2 * logits_loss + FP32_BYTES)
+        # (on CUDA under autocast, log_softmax runs in half precision and nll_loss saves an fp32 copy of its result)
+        bwd.read_saved("activations", (logits_act if cuda and cast else logits_loss) + logits_loss + FP32_BYTES)
     bwd.read_saved("data", target_bytes)
-    bwd.gradients += logits_loss + (logits_loss + logits_act if autocast else 0)  # write grad of the logits
-    return StepTraffic(fwd.traffic(), bwd.traffic(), _optimizer_traffic(model, optimizer))
+    bwd.gradients += logits_loss + (logits_loss + logits_act if cast else 0)  # write grad of the logits
 
 
 class _Tally:

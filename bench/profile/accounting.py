@@ -109,4 +109,4 @@ def analytic_flops(case: Case, model) -> mlp.Flops:
 def analytic_memory(case: Case, model) -> mlp.Memory:
     import mlp
 
-    return mlp.memory(model, case.batch, case.input_shape, case.loss, case.optimizer, case.dtype)
+    return mlp.memory(model, case.batch, case.input_shape, case.loss, case.optimizer, case.dtype, case.device)
