@@ -140,8 +140,9 @@ class Case(CaseFields):
             net += f" {self.activation}"
         elif self.network == Network.UNIFORM.value:
             net += f" {self.activation}"
-        if self.model:
-            net = f"{self.model}" + (f"({self.model_args})" if self.model_args else "") + f" {net}"
+        if self.model:  # a module object has no use for the width and depth: only a factory may declare them
+            model = f"{self.model}" + (f"({self.model_args})" if self.model_args else "")
+            net = model if plugin.REGISTERED_MARK in self.model else f"{model} {net}"
         comp = f"compile:{self.compile}" if self.compiled else "eager"
         extra = "" if self.optimizer == Optimizer.SGD.value else f" {self.optimizer}"
         extra += f" [{self.optimizer_args}]" if self.optimizer_args else ""

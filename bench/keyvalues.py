@@ -110,3 +110,15 @@ def _normal(value: Value) -> Value:
 def _check_key(key: str, text: str, what: str = "options") -> None:
     if not KEY.match(key):
         raise ValueError(f"{what}: bad key {key!r} in {text!r} (a Python identifier, e.g. hidden)")
+
+
+def expand_mapping(grid: Mapping[str, object] | str | None, what: str = "options") -> tuple[str, ...]:
+    """``expand`` for Python values: ``{"hidden": [1024, 2048], "expansion": 4}`` -> two canonical strings.
+
+    A list sweeps its key; a tuple is one value (``betas=(0.9, 0.95)``); a string is parsed as text.
+    """
+    if grid is None or isinstance(grid, str):
+        return expand(grid or "", what)
+    keys = list(grid)
+    lists = [v if isinstance(v, list) else [v] for v in grid.values()]
+    return tuple(dict.fromkeys(canonical(dict(zip(keys, values))) for values in itertools.product(*lists)))

@@ -261,6 +261,7 @@ def run_sweep(
     meta_extra: dict | None = None,
     skip_slow_dtypes: bool = False,
     max_run_s: float | None = None,
+    limits: bool = True,
 ) -> RunWriter:
     """Measure every case not yet in ``out_dir`` and write the run folder after each one.
 
@@ -269,7 +270,8 @@ def run_sweep(
     dtypes the user did not choose), cases in a dtype the device has no fast path for become
     ``skipped`` rows, and meta.json's ``skipped_dtypes`` says why. With ``max_run_s`` (``--max-run-s``) the
     run starts a case only while the time left covers its prediction (``bench.budget``); the rest become
-    ``skipped`` rows whose reason starts with "run budget".
+    ``skipped`` rows whose reason starts with "run budget". ``limits=False`` measures no ceiling, bandwidth or
+    dispatch floor (seconds saved; MFU and the speed of light stay empty): the cases are timed as always.
     """
     started = time.perf_counter()
     budget = RunBudget(max_run_s) if max_run_s is not None else None  # the ceilings count against it
@@ -281,7 +283,8 @@ def run_sweep(
     try:
         writer.flush()  # the folder and meta.json from the first second
         todo = [c for c in cases if c.case_id not in writer.done_ids]
-        _measure_ceilings(todo, writer)
+        if limits:
+            _measure_ceilings(todo, writer)
         slow = slow_dtypes(todo, writer.meta.ceilings) if skip_slow_dtypes else {}
         writer.meta.skipped_dtypes = slow
         # the limits are measured for the cases that will run: not a slow dtype, not a case over memory
@@ -289,7 +292,8 @@ def run_sweep(
         with _spent(writer.meta, "case_shapes_start"):
             _measure_case_shapes(fast, writer, "start")
         with _spent(writer.meta, "bandwidth_and_dispatch"):
-            _measure_limits(fast, writer)
+            if limits:
+                _measure_limits(fast, writer)
         writer.flush()
         _measure_cases(todo, writer, config, measure_fn, slow, progress, budget)
         with _spent(writer.meta, "case_shapes_end"):
