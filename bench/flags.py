@@ -64,7 +64,21 @@ def add_case_arguments(parser: argparse.ArgumentParser) -> None:
                            help=FLAG_HELP.get(flag))
 
 
-def case_overrides(args: argparse.Namespace) -> dict[str, tuple]:
+USER_MODEL_COMMANDS = "`mlpbench run` and bench.measure()"  # where --model is measured today
+
+
+def case_overrides(args: argparse.Namespace, *, user_model: bool = True) -> dict[str, tuple]:
+    """The case flags as typed comma lists; ``user_model=False``: a command that takes only the built-in nets
+    refuses ``--model`` and its options in one line."""
+    out = _overrides(args)
+    given = [f for f in ("model", "model_args", "optimizer_args") if f in out]
+    if given and not user_model:
+        raise UsageError(f"--{given[0].replace('_', '-')}: measured by {USER_MODEL_COMMANDS}; "
+                         "this command takes the built-in networks")
+    return out
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, tuple]:
     out = {}
     for flag, (field, item_type) in CASE_FLAGS.items():
         value = getattr(args, flag.replace("-", "_"), None)
