@@ -74,9 +74,14 @@ def meta_model(case: Case) -> nn.Module:
         return case.build_model()
 
 
-@functools.lru_cache(maxsize=512)
 def case_figures(case: Case) -> CaseFigures:
-    """The case's figures, analytic where the accounting knows every layer, else counted (cached per case)."""
+    """The case's figures, analytic where the accounting knows every layer, else counted (cached per case and
+    version of a user's model source)."""
+    return _case_figures(case, plugin.resolve(case.model).source_sha if case.user_model else "")
+
+
+@functools.lru_cache(maxsize=512)
+def _case_figures(case: Case, source_sha: str) -> CaseFigures:
     model = meta_model(case)
     if not case.user_model:
         try:
@@ -85,7 +90,7 @@ def case_figures(case: Case) -> CaseFigures:
             pass
         else:
             return _analytic(case, model)
-    return _counted(case, model)
+    return _counted(case, model, source_sha)
 
 
 def _analytic(case: Case, model: nn.Module) -> CaseFigures:
@@ -103,7 +108,7 @@ def _analytic(case: Case, model: nn.Module) -> CaseFigures:
                        memory.phase_peak_bytes(), tuple(mlp.gemms(model, case.batch)))
 
 
-def _counted(case: Case, model: nn.Module) -> CaseFigures:
+def _counted(case: Case, model: nn.Module, source_sha: str) -> CaseFigures:
     n_out = case.io_features[1]
     counted = mlp.count_flops(lambda device: _built_on(case, device), case.batch, case.input_shape, n_out, case.loss)
     params = list(model.parameters())
@@ -127,10 +132,9 @@ def _counted(case: Case, model: nn.Module) -> CaseFigures:
     elementwise = {Phase.STEP: UNKNOWN, Phase.FORWARD: UNKNOWN, Phase.BACKWARD: UNKNOWN, Phase.OPTIMIZER: optimizer,
                    Phase.INFERENCE: UNKNOWN}
     known = mlp.known_traffic(model, case.batch, case.input_shape, n_out, case.loss, case.optimizer)
-    sha = plugin.resolve(case.model).source_sha if case.user_model else ""
     return CaseFigures(FlopsSource.COUNTED, mlp.count_parameters(model), _by_name(matmul), _by_name(elementwise),
                        {p.value: known.phase(p.value).total_bytes for p in Phase}, memory, peaks,
-                       model_source_sha=sha, note=COUNTED_NOTE)
+                       model_source_sha=source_sha, note=COUNTED_NOTE)
 
 
 def _built_on(case: Case, device: str) -> nn.Module:

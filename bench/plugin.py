@@ -16,7 +16,6 @@ measured, so a model that cannot be measured is one line (``ModelError``, exit c
 from __future__ import annotations
 
 import copy
-import functools
 import hashlib
 import importlib
 import importlib.util
@@ -41,7 +40,7 @@ CHECK_MAX_BYTES = 2**30  # larger models are checked on the meta device (shapes,
 FACTORY_FIELDS = tuple(f for f in CASE_FIELD_NAMES if f not in USER_MODEL_FIELDS)
 
 _REGISTERED: dict[str, object] = {}  # model name -> factory or module object, for measure()
-_FILE_MODULES: dict[Path, object] = {}
+_FILE_MODULES: dict[tuple[Path, str], object] = {}  # (path, content hash) -> module
 
 
 @dataclass(frozen=True)
@@ -83,7 +82,6 @@ def register(obj: object) -> str:
         raise ModelError(f"measure() takes an nn.Module or a callable that returns one, got {type(obj).__name__}")
     name = name.replace("<locals>.", "").replace("<lambda>", "lambda")
     _REGISTERED[name] = obj
-    resolve.cache_clear()
     return name
 
 
@@ -107,9 +105,9 @@ def _resolve(name: str) -> Factory:
     return Factory(name, target, _file_sha(inspect.getsourcefile(module)) or _callable_sha(target))
 
 
-@functools.lru_cache(maxsize=None)
 def resolve(name: str) -> Factory:
-    """Import the factory a case names: one import and one hash per name and process (``register`` clears it)."""
+    """The factory a case names. A file is loaded again when its content changed (a notebook edits it), a
+    dotted module once per process (as Python imports); the hash is always of the source the factory came from."""
     return _resolve(name)
 
 
@@ -246,10 +244,11 @@ def _import(module_name: str, name: str):
 
 def _load_file(where: str, name: str):
     path = Path(where).expanduser().resolve()
-    if path in _FILE_MODULES:
-        return _FILE_MODULES[path]
     if not path.is_file():
         raise ModelError(f"--model {name}: no such file {where}")
+    sha = _file_sha(str(path))
+    if (path, sha) in _FILE_MODULES:
+        return _FILE_MODULES[path, sha]
     module_name = f"mlpbench_user_{path.stem}_{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
@@ -261,7 +260,7 @@ def _load_file(where: str, name: str):
     except Exception as exc:  # noqa: BLE001 - a syntax error or an import inside the user's file
         del sys.modules[module_name]
         raise ModelError(f"--model {name}: cannot import {where} ({type(exc).__name__}: {first_line(exc)})") from exc
-    _FILE_MODULES[path] = module
+    _FILE_MODULES[path, sha] = module
     return module
 
 

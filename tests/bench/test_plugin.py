@@ -22,6 +22,7 @@ from bench import api, cli, keyvalues, plugin
 from bench.case_accounting import case_figures
 from bench.cases import Case
 from bench.clocks import clock_for, time_block
+from bench.history.ingest import read_run
 from bench.report.compare import compare_runs
 from bench.runner import run_sweep
 from bench.runs import load_run
@@ -210,6 +211,9 @@ def test_measure_records_counted_flops_and_the_model_it_measured(models, tmp_pat
     other = load_run(tmp_path / "run")
     other.summary["model_source_sha"] = "0" * plugin.SHA_CHARS
     assert len(compare_runs(folder, folder)[0]) == 1 and len(compare_runs(folder, other)[0]) == 0
+    # history keeps the source version in the series' case id: another source is another series
+    point = read_run(tmp_path / "run", commit="0" * 40).points[0]
+    assert point.case_id == f"{step['case_id']}@{step['model_source_sha'][:8]}"
 
 
 def test_a_failing_model_in_a_sweep_is_an_error_row_and_the_sweep_goes_on(models, tmp_path):
