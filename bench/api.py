@@ -30,7 +30,7 @@ from . import keyvalues, plugin
 from .case_fields import CaseFields
 from .cases import Case, Sweep
 from .errors import ModelError
-from .runs import RunMeta, claim_run_dir, load_run
+from .runs import LOCK_FILE, RunMeta, claim_run_dir, load_run
 from .timing import TimingConfig
 
 API_PRESET = "api"
@@ -57,7 +57,7 @@ class Result:
         path = Path(path)
         if path.exists():
             raise FileExistsError(f"{path} exists; choose another folder")
-        shutil.copytree(self.run_dir, path, ignore=shutil.ignore_patterns(".lock"))
+        shutil.copytree(self.run_dir, path, ignore=shutil.ignore_patterns(LOCK_FILE))
         return path
 
     def __repr__(self) -> str:
