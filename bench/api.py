@@ -71,7 +71,7 @@ def measure(model_or_factory=None, *, batch: int = 64, out: str | Path | None = 
             warmup_s: float | None = None, max_case_s: float | None = None, **fields_) -> Result:
     """Measure one case (``fields_``: any case field, e.g. ``device="cuda"``, ``dtype="bf16"``, ``loss=...``,
     ``model_args={"hidden": 1024}``, ``optimizer_args={"lr": 3e-4}``); a list is refused (that is ``sweep``)."""
-    for name, value in fields_.items():
+    for name, value in {"batch": batch, **fields_}.items():
         if isinstance(value, list) or (name in OPTION_FIELDS and isinstance(value, Mapping)
                                        and any(isinstance(v, list) for v in value.values())):
             raise ValueError(f"measure() takes one value per field; {name}={value!r} is a list: use sweep()")
@@ -88,15 +88,7 @@ def sweep(model_or_factory=None, *, out: str | Path | None = None, progress: boo
     ``limits=False`` skips the matmul ceiling, bandwidth and dispatch floor (about 10 s on a CPU):
     the timings are the same, MFU and the speed of light stay empty.
     """
-    unknown = set(dimensions) - set(DIMENSIONS)
-    if unknown:
-        raise ValueError(f"unknown case field(s) {sorted(unknown)}; valid: {', '.join(DIMENSIONS)}")
-    grid = {name: _values(name, value) for name, value in dimensions.items()}
-    if model_or_factory is not None:
-        grid["model"] = (_model_name(model_or_factory),)
-        if isinstance(model_or_factory, _nn_module()):
-            grid.update(_io_of(model_or_factory, grid))
-    cases = Sweep(API_PRESET, ({},)).cases(grid)
+    cases = grid_cases(model_or_factory, **dimensions)
     plugin.check_all(cases)
     config = TimingConfig(**{k: v for k, v in (("repeats", repeats), ("min_time_s", min_time_s),
                                                ("warmup_s", warmup_s), ("max_case_s", max_case_s)) if v is not None})
@@ -107,6 +99,19 @@ def sweep(model_or_factory=None, *, out: str | Path | None = None, progress: boo
     run_sweep(cases, run_dir, config, preset=API_PRESET, progress=progress, limits=limits)
     run = load_run(run_dir)
     return Result(run.summary, run.samples, run.meta, run_dir)
+
+
+def grid_cases(model_or_factory=None, **dimensions) -> list[Case]:
+    """The cases ``sweep`` measures (nothing is built): the product of ``dimensions``' lists, in order."""
+    unknown = set(dimensions) - set(DIMENSIONS)
+    if unknown:
+        raise ValueError(f"unknown case field(s) {sorted(unknown)}; valid: {', '.join(DIMENSIONS)}")
+    grid = {name: _values(name, value) for name, value in dimensions.items()}
+    if model_or_factory is not None:
+        grid["model"] = (_model_name(model_or_factory),)
+        if isinstance(model_or_factory, _nn_module()):
+            grid.update(_io_of(model_or_factory, grid))
+    return Sweep(API_PRESET, ({},)).cases(grid)
 
 
 def _values(name: str, value) -> tuple:
@@ -135,10 +140,10 @@ def _io_of(module, grid: Mapping[str, Iterable]) -> dict[str, tuple]:
 
     linears = [m for m in module.modules() if isinstance(m, nn.Linear)]
     out = {}
-    for name, pick in (("in_features", lambda: linears[0].in_features), ("out_features", lambda: linears[-1].out_features)):
+    for name, index in (("in_features", 0), ("out_features", -1)):
         if name not in grid:
             if not linears:
                 raise ModelError(f"measure(): {type(module).__name__} has no nn.Linear to read {name} from; "
                                  f"give {name}=...")
-            out[name] = (pick(),)
+            out[name] = (getattr(linears[index], name),)
     return out

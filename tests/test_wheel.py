@@ -90,7 +90,8 @@ from torch import nn
 
 
 def make_ffn(in_features, out_features, hidden=16, expansion=2):
-    return nn.Sequential(nn.Linear(in_features, hidden * expansion), nn.GELU(), nn.Linear(hidden * expansion, out_features))
+    return nn.Sequential(nn.Linear(in_features, hidden * expansion), nn.GELU(),
+                         nn.Linear(hidden * expansion, out_features))
 """
 MEASURE = """
 import sys

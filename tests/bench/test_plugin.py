@@ -86,7 +86,7 @@ def test_a_comma_continues_the_key_before_it_and_a_list_sweeps_it():
             keyvalues.parse_grid(bad)
 
 
-# --------------------------------------------------------------------------- bad input: one line, exit 2, nothing written
+# --------------------------------------------------------------------------- bad input: one line, exit 2
 
 
 @pytest.mark.parametrize(("model", "fault"), [
@@ -144,6 +144,20 @@ def test_case_ids_recorded_before_the_fields_existed_stay_and_a_user_model_gets_
     assert Case(optimizer="adam", optimizer_args="lr=1e-4").case_id != Case(optimizer="adam").case_id
     assert Case(optimizer="adam", optimizer_args="lr=0.0001").case_id == Case(optimizer="adam",
                                                                                optimizer_args="lr=1e-4").case_id
+
+
+def test_sweep_takes_lists_and_option_dicts_whose_lists_sweep():
+    def make(width, hidden=4):
+        return nn.Linear(width, width)
+
+    cases = api.grid_cases(make, batch=[4, 8], model_args={"hidden": [4, 8]},
+                           optimizer="adam", optimizer_args={"betas": (0.9, 0.95)})
+    assert [(c.batch, c.model_args) for c in cases] == [(4, "hidden=4"), (4, "hidden=8"), (8, "hidden=4"),
+                                                        (8, "hidden=8")]
+    assert {c.optimizer_args for c in cases} == {"betas=0.9:0.95"} and len({c.case_id for c in cases}) == 4
+    assert cases[0].model.endswith(":test_sweep_takes_lists_and_option_dicts_whose_lists_sweep.make")
+    with pytest.raises(ValueError, match="use sweep"):
+        api.measure(make, batch=[4, 8])
 
 
 def test_optimizer_args_reach_torchs_optimizer():
