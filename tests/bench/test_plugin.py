@@ -158,6 +158,7 @@ def test_sweep_takes_lists_and_option_dicts_whose_lists_sweep():
     assert cases[0].model.endswith(":test_sweep_takes_lists_and_option_dicts_whose_lists_sweep.make")
     with pytest.raises(ValueError, match="use sweep"):
         api.measure(make, batch=[4, 8])
+    assert api.grid_cases(nn.Sequential(nn.Linear(5, 7), nn.Linear(7, 3)))[0].io_features == (5, 3)  # read off it
 
 
 def test_optimizer_args_reach_torchs_optimizer():
@@ -165,6 +166,9 @@ def test_optimizer_args_reach_torchs_optimizer():
     group = build_step(case).optimizer.param_groups[0]
     assert (group["lr"], group["weight_decay"], group["betas"]) == (3e-4, 0.1, (0.9, 0.95))
     assert build_step(Case(width=8, optimizer="adamw")).optimizer.param_groups[0]["lr"] == 1e-3  # the old default
+    n_params = sum(p.numel() for p in build_step(Case(width=8)).model.parameters())
+    decayed = case_figures(Case(width=8, optimizer_args="weight_decay=0.1")).elementwise_flops["optimizer"]
+    assert decayed - case_figures(Case(width=8)).elementwise_flops["optimizer"] == 2 * n_params  # g += wd * p
 
 
 # --------------------------------------------------------------------------- accounting
