@@ -199,7 +199,7 @@ def _regime_rows(times_by_batch: dict[int, float], mfu: float, optimizer_share: 
                  {**base, "phase": "forward", "median_s": (t - opt) / 3},
                  {**base, "phase": "backward", "median_s": 2 * (t - opt) / 3},
                  {**base, "phase": "optimizer", "median_s": opt}]
-    return pd.DataFrame(rows)
+    return run_record.fill_later_columns(pd.DataFrame(rows))  # the case fields added later, as load_run fills them
 
 
 @pytest.mark.parametrize("times, mfu, expected", [
