@@ -113,6 +113,11 @@ class CaseFields:
     norm: str = added_later(Norm.NONE.value)  # residual: none, layernorm, rmsnorm
     dropout: float = added_later(0.0)  # ffn, swiglu, residual: on each block's output
     bias: str = added_later(Switch.ON.value)  # uniform and the blocks: biases of the Linears (and LayerNorm)
+    # A user's model and options (bench.plugin, bench.keyvalues); "" is the built-in network and the fixed
+    # optimiser settings, so every case recorded before these existed keeps its identifier.
+    model: str = added_later("")  # "pkg.module:factory" or "path/to/file.py:factory"
+    model_args: str = added_later("")  # the factory's own options, canonical "key=value,..." (bench.keyvalues)
+    optimizer_args: str = added_later("")  # torch.optim keyword arguments, canonical "lr=0.0003,weight_decay=0.1"
 
 
 CASE_FIELD_NAMES = tuple(f.name for f in fields(CaseFields))
@@ -121,5 +126,6 @@ FIELD_TYPES = {f.name: {"int": int, "float": float, "str": str}[f.type] for f in
 # Fields older runs lack, with the value they mean; the data-parallel ones are also left out of case_id
 # at their defaults, so every case recorded before they existed keeps its identifier.
 LATER_DEFAULTS = {f.name: f.default for f in fields(CaseFields) if f.metadata.get(ADDED_LATER)}
+USER_MODEL_FIELDS = ("model", "model_args", "optimizer_args")
 PARALLEL_DEFAULTS = {name: LATER_DEFAULTS[name] for name in ("world_size", "backend", "scaling", "bucket_cap_mb")}
 FLAG_FIELDS = tuple(f.name for f in fields(CaseFields) if f.metadata.get("flag", True))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import shlex
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, fields, replace
 
@@ -19,11 +20,13 @@ import mlp
 from mlp import Loss, Optimizer, Precision, parse_enum
 
 # The closed choices live with the fields (no torch); they are imported from here too.
+from . import keyvalues, plugin
 from .case_fields import (
     BLOCK_NETWORKS,
     FIELD_DEFAULTS,
     FIELD_TYPES,
     LATER_DEFAULTS,
+    USER_MODEL_FIELDS,
     Backend,
     CaseFields,
     CompileMode,
@@ -52,6 +55,12 @@ class Case(CaseFields):
         for name, kind in FIELD_TYPES.items():  # numbers from a CSV row or a flag: one parser per type
             if kind is not str:
                 set_(name, (_as_int if kind is int else _as_float)(name, getattr(self, name)))
+        for name in USER_MODEL_FIELDS:  # a CSV reads an empty cell back as NaN
+            value = getattr(self, name)
+            set_(name, "" if value is None or (isinstance(value, float) and value != value) else str(value))
+        set_("model", plugin.normalise_name(self.model))
+        set_("model_args", keyvalues.normalise(self.model_args, "--model-args"))
+        set_("optimizer_args", keyvalues.normalise(self.optimizer_args, "--optimizer-args"))
         network = parse_enum(Network, self.network, "network")
         set_("network", network.value)
         set_("activation", mlp.activation_spec(self.activation).name)
@@ -70,6 +79,11 @@ class Case(CaseFields):
         set_("norm", parse_enum(Norm, self.norm, "norm").value)
         set_("bias", _parse_switch("bias", self.bias).value)
         self._check_block_fields(network)
+        if self.model:
+            _require(network is Network.UNIFORM, f"--model {self.model} replaces --network {network.value}; give one")
+        else:
+            _require(not self.model_args, f"--model-args {self.model_args} needs --model (a factory to pass them to)")
+        mlp.optimizer_settings(self.optimizer, keyvalues.parse(self.optimizer_args, "--optimizer-args"))
         if network is Network.UNIFORM or network in BLOCK_NETWORKS:
             _require(self.width >= 1, f"width must be >= 1, got {self.width}")
             least = 1 if network in BLOCK_NETWORKS else 0  # a block net is its blocks
@@ -111,6 +125,16 @@ class Case(CaseFields):
         return CompileMode(self.compile)
 
     @property
+    def optimizer_options(self) -> dict:
+        """The user's optimiser settings (``--optimizer-args``) as typed values; {} for the fixed defaults."""
+        return keyvalues.parse(self.optimizer_args, "--optimizer-args")
+
+    @property
+    def user_model(self) -> bool:
+        """The case measures a user's factory or module (``--model``), not a built-in network."""
+        return bool(self.model)
+
+    @property
     def compiled(self) -> bool:
         return self.compile_mode is not CompileMode.NONE
 
@@ -148,8 +172,12 @@ class Case(CaseFields):
             net += f" {self.norm}" if self.norm != Norm.NONE.value else ""
             net += f" drop{self.dropout:g}" if self.dropout else ""
         net += " nobias" if self.bias == Switch.OFF.value else ""
+        if self.model:  # a module object has no use for the width and depth: only a factory may declare them
+            model = f"{self.model}" + (f"({self.model_args})" if self.model_args else "")
+            net = model if plugin.REGISTERED_MARK in self.model else f"{model} {net}"
         comp = f"compile:{self.compile}" if self.compiled else "eager"
         extra = "" if self.optimizer == Optimizer.SGD.value else f" {self.optimizer}"
+        extra += f" [{self.optimizer_args}]" if self.optimizer_args else ""
         extra += f" t{self.threads}" if self.threads else ""
         if self.backend != Backend.NONE.value:
             extra += f" ddp:{self.backend} x{self.world_size} {self.scaling} bucket{self.bucket_cap_mb:g}MB"
@@ -168,7 +196,8 @@ class Case(CaseFields):
         default = Case(network=self.network)  # a named network's fixed fields are not flags
         changed = [f.name for f in fields(self) if getattr(self, f.name) != getattr(default, f.name)]
         names = ["network", *changed, "device"] if self.network != Network.UNIFORM.value else [*changed, "device"]
-        return " ".join(f"--{name.replace('_', '-')} {getattr(self, name)}" for name in dict.fromkeys(names))
+        return " ".join(f"--{name.replace('_', '-')} {shlex.quote(str(getattr(self, name)))}"
+                        for name in dict.fromkeys(names))
 
     # ------------------------------------------------------------------ building
 
@@ -188,6 +217,9 @@ class Case(CaseFields):
         return (self.io_features[0],)
 
     def build_model(self) -> nn.Module:
+        """The case's network; a user's model (``--model``) comes from its factory (``bench.plugin``)."""
+        if self.model:
+            return plugin.build(self)
         network = Network(self.network)
         bias = self.bias == Switch.ON.value
         if network is Network.UNIFORM:

@@ -120,6 +120,10 @@ def _cmd_run(args) -> int:
         config = TimingConfig(**config_args, max_case_s=max_case_s)
     if not cases:
         raise UsageError("the sweep has no cases")
+    if any(case.model for case in cases):  # a user's model: built and run once on a tiny batch, before anything
+        from .plugin import check_all
+
+        check_all(cases)
     if args.dry_run:
         from .headroom import memory_shortfall
 

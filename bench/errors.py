@@ -47,3 +47,8 @@ class UsageError(Exception):
 
 class EnvironmentProblem(UsageError):
     """The comparison cannot be made on this machine or with these trees (exit code 2)."""
+
+
+class ModelError(UsageError):
+    """A user's model that cannot be measured: not importable, a wrong signature, no nn.Module, a failing
+    forward, an output the loss cannot take (exit code 2 at the CLI; an error row inside a sweep)."""

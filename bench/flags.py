@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import math
 
+from . import keyvalues
 from .case_fields import FIELD_TYPES, FLAG_FIELDS
 from .errors import UsageError
 
@@ -17,6 +18,14 @@ CASE_FLAGS = {name.replace("_", "-"): (name, FIELD_TYPES[name]) for name in FLAG
 # Flags whose 0 would silently mean "the default" (in/out features = the width): a user who types 0 made a mistake.
 POSITIVE_FLAGS = ("in-features", "out-features")
 NO_LIMIT_WORDS = ("inf", "none", "off")  # spellings of "no time budget"
+# Flags that take key=value options (bench.keyvalues): a comma continues the key before it, so
+# `--model-args hidden=1024,2048,expansion=4` is two cases; each case stores one canonical set.
+OPTION_FLAGS = ("model-args", "optimizer-args")
+FLAG_HELP = {
+    "model": "a user's model factory: MODULE:FACTORY or PATH.py:FACTORY (docs/your-model.md)",
+    "model-args": "the factory's options, key=value[,value...][,key=value]; a value list sweeps it",
+    "optimizer-args": "torch.optim settings, e.g. lr=3e-4,weight_decay=0.1,betas=0.9:0.95; a value list sweeps",
+}
 
 
 def comma_list(text: str, item_type: type, name: str) -> tuple:
@@ -51,14 +60,34 @@ def add_case_arguments(parser: argparse.ArgumentParser) -> None:
     """The per-dimension flags shared by `run` and `profile` (comma lists)."""
     group = parser.add_argument_group("case dimensions (comma-separated lists override the preset)")
     for flag in CASE_FLAGS:
-        group.add_argument(f"--{flag}", metavar="LIST")
+        group.add_argument(f"--{flag}", metavar="OPTIONS" if flag in OPTION_FLAGS else "LIST",
+                           help=FLAG_HELP.get(flag))
 
 
-def case_overrides(args: argparse.Namespace) -> dict[str, tuple]:
+USER_MODEL_COMMANDS = "`mlpbench run` and bench.measure()"  # where --model is measured today
+
+
+def case_overrides(args: argparse.Namespace, *, user_model: bool = True) -> dict[str, tuple]:
+    """The case flags as typed comma lists; ``user_model=False``: a command that takes only the built-in nets
+    refuses ``--model`` and its options in one line."""
+    out = _overrides(args)
+    given = [f for f in ("model", "model_args", "optimizer_args") if f in out]
+    if given and not user_model:
+        raise UsageError(f"--{given[0].replace('_', '-')}: measured by {USER_MODEL_COMMANDS}; "
+                         "this command takes the built-in networks")
+    return out
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, tuple]:
     out = {}
     for flag, (field, item_type) in CASE_FLAGS.items():
         value = getattr(args, flag.replace("-", "_"), None)
-        if value is not None:
+        if value is not None and flag in OPTION_FLAGS:
+            try:
+                out[field] = keyvalues.expand(value, f"--{flag}")
+            except ValueError as exc:
+                raise UsageError(str(exc)) from None
+        elif value is not None:
             out[field] = comma_list(value, item_type, flag)
             if flag in POSITIVE_FLAGS and min(out[field]) < 1:
                 raise UsageError(f"--{flag} must be >= 1, got {min(out[field])} (leave it out for the width)")

@@ -31,6 +31,8 @@ import mlp
 from . import speed_of_light, telemetry
 from .bandwidth import measure_bandwidth
 from .budget import RunBudget, prior_case_s
+from .case_accounting import case_figures
+from .case_accounting import columns as accounting_columns
 from .cases import Case
 from .ceiling import (
     END_BUDGET_S,
@@ -101,18 +103,6 @@ def _one_line(exc: BaseException) -> str:
 
 # --------------------------------------------------------------------------- rows
 
-_PHASE_MATMUL = {
-    Phase.STEP: lambda f: f.step_matmul, Phase.FORWARD: lambda f: f.forward_matmul,
-    Phase.BACKWARD: lambda f: f.backward_matmul, Phase.OPTIMIZER: lambda f: 0,
-    Phase.INFERENCE: lambda f: f.forward_matmul,
-}
-_PHASE_ELEMENTWISE = {
-    Phase.STEP: lambda f: f.step_elementwise, Phase.FORWARD: lambda f: f.forward_elementwise,
-    Phase.BACKWARD: lambda f: f.loss_elementwise + f.backward_elementwise,
-    Phase.OPTIMIZER: lambda f: f.optimizer_elementwise, Phase.INFERENCE: lambda f: f.forward_elementwise,
-}
-
-
 def summary_rows(m: Measurement, ceiling: Ceiling | None) -> list[dict]:
     """One row per phase (one row in all for a failed case), with statistics and derived metrics."""
     case = m.case
@@ -121,13 +111,14 @@ def summary_rows(m: Measurement, ceiling: Ceiling | None) -> list[dict]:
             **m.telemetry}
     timings = {"first_step_s": m.first_step_s, "measure_s": m.measure_s,
                "predicted_measure_s": m.predicted_measure_s, "steady_measure_s": m.steady_measure_s}
+    if m.status == Status.OK:
+        try:  # analytic, or counted (a module the accounting does not know); a failure is the case's error row
+            figures = case_figures(case)
+        except Exception as exc:  # noqa: BLE001 - one case's failure is data, not the sweep's end
+            m.status, m.reason = Status.ERROR, f"accounting: {type(exc).__name__}: {_one_line(exc)}"
+            base.update(status=m.status.value, reason=m.reason)
     if m.status != Status.OK:
         return [{**base, "phase": Phase.STEP.value, **timings}]
-    with torch.device("meta"):  # shapes only: a w8192 network built on the host would cost seconds per case
-        model = case.build_model()
-    flops = mlp.flops(model, case.batch, case.loss, case.optimizer)
-    memory = mlp.memory(model, case.batch, case.input_shape, case.loss, case.optimizer, case.dtype, case.device)
-    traffic = mlp.traffic(model, case.batch, case.input_shape, case.loss, case.optimizer, case.dtype, case.device)
     summaries = {p: summarize(m.samples[p]) for p in Phase}
     medians = {p: s.median for p, s in summaries.items()}
     phase_sum = sum(medians[p] for p in TRAINING_PHASES)
@@ -135,7 +126,7 @@ def summary_rows(m: Measurement, ceiling: Ceiling | None) -> list[dict]:
     rows = []
     for phase in Phase:
         s = summaries[phase]
-        matmul = _PHASE_MATMUL[phase](flops)
+        matmul = figures.matmul_flops[phase.value]
         tflops = matmul / s.median / 1e12 if s.median > 0 else math.nan
         row = {
             **base,
@@ -143,16 +134,11 @@ def summary_rows(m: Measurement, ceiling: Ceiling | None) -> list[dict]:
             **s.as_dict(unit="_s"),
             "iters_per_block": m.iters_per_block.get(phase, 0),
             "samples_per_s": case.batch / s.median if s.median > 0 else math.nan,
-            "matmul_flops": matmul,
-            "elementwise_flops": _PHASE_ELEMENTWISE[phase](flops),
-            "traffic_bytes": traffic.phase(phase.value).total_bytes,
+            **accounting_columns(figures, phase.value),
             "tflops": tflops,
             **ceiling_columns(tflops, ceiling),
             "peak_tflops": ceiling.datasheet_tflops if ceiling and ceiling.datasheet_tflops else math.nan,
             "mfu_peak": tflops / ceiling.datasheet_tflops if ceiling and ceiling.datasheet_tflops else math.nan,
-            "parameters": mlp.count_parameters(model),
-            **{f"mem_{k}": v for k, v in memory.as_dict().items()},
-            "mem_phase_peak_bytes": memory.phase_peak_bytes()[phase.value],
             "peak_mem_bytes": m.peak_mem_bytes.get(phase, math.nan),
             "harness_mem_bytes": math.nan if m.harness_mem_bytes is None else m.harness_mem_bytes,
             "first_inference_s": m.first_inference_s,
@@ -188,7 +174,8 @@ def phase_ops(case: Case) -> dict[str, int]:
     """
     small = case.with_(compile="none")
     try:
-        step = mlp.TrainStep(small.build_model(), small.loss, small.optimizer, small.dtype, small.device)
+        step = mlp.TrainStep(small.build_model(), small.loss, small.optimizer, small.dtype, small.device,
+                             optimizer_options=small.optimizer_options)
         with torch_threads(1):  # the count does not depend on threads; one thread never waits at a barrier
             counts = count_step(step, small, small.make_batch())
     except Exception as exc:  # noqa: BLE001 - no op count leaves the overhead term empty, not the row
@@ -274,6 +261,7 @@ def run_sweep(
     meta_extra: dict | None = None,
     skip_slow_dtypes: bool = False,
     max_run_s: float | None = None,
+    limits: bool = True,
 ) -> RunWriter:
     """Measure every case not yet in ``out_dir`` and write the run folder after each one.
 
@@ -282,7 +270,8 @@ def run_sweep(
     dtypes the user did not choose), cases in a dtype the device has no fast path for become
     ``skipped`` rows, and meta.json's ``skipped_dtypes`` says why. With ``max_run_s`` (``--max-run-s``) the
     run starts a case only while the time left covers its prediction (``bench.budget``); the rest become
-    ``skipped`` rows whose reason starts with "run budget".
+    ``skipped`` rows whose reason starts with "run budget". ``limits=False`` measures no ceiling, bandwidth or
+    dispatch floor (seconds saved; MFU and the speed of light stay empty): the cases are timed as always.
     """
     started = time.perf_counter()
     budget = RunBudget(max_run_s) if max_run_s is not None else None  # the ceilings count against it
@@ -294,7 +283,8 @@ def run_sweep(
     try:
         writer.flush()  # the folder and meta.json from the first second
         todo = [c for c in cases if c.case_id not in writer.done_ids]
-        _measure_ceilings(todo, writer)
+        if limits:
+            _measure_ceilings(todo, writer)
         slow = slow_dtypes(todo, writer.meta.ceilings) if skip_slow_dtypes else {}
         writer.meta.skipped_dtypes = slow
         # the limits are measured for the cases that will run: not a slow dtype, not a case over memory
@@ -302,7 +292,8 @@ def run_sweep(
         with _spent(writer.meta, "case_shapes_start"):
             _measure_case_shapes(fast, writer, "start")
         with _spent(writer.meta, "bandwidth_and_dispatch"):
-            _measure_limits(fast, writer)
+            if limits:
+                _measure_limits(fast, writer)
         writer.flush()
         _measure_cases(todo, writer, config, measure_fn, slow, progress, budget)
         with _spent(writer.meta, "case_shapes_end"):
@@ -450,10 +441,11 @@ def case_gemms(cases: Sequence[Case]) -> dict[str, set]:
     """The distinct GEMMs (``mlp.Gemm``: forward and both backward products) the cases run, per ceiling key."""
     out: dict[str, set] = {}
     for case in cases:
-        key = case_ceiling_key(case)
-        with torch.device("meta"):  # shapes only: a case bigger than memory must not be built to be listed
-            model = case.build_model()
-        out.setdefault(key, set()).update(mlp.gemms(model, case.batch))
+        try:  # shapes only (the meta device); a counted case lists none, a failing one is its own error row
+            shapes = case_figures(case).gemms
+        except Exception:  # noqa: BLE001
+            shapes = ()
+        out.setdefault(case_ceiling_key(case), set()).update(shapes)
     return out
 
 

@@ -108,7 +108,7 @@ def build_step(case: Case) -> mlp.TrainStep:
         # dynamic=False: each batch size is its own static graph, as in a real training job
         compiled = torch.compile(model.to(case.device), mode=case.compile, dynamic=False)
     return mlp.TrainStep(model, loss=case.loss, optimizer=case.optimizer, precision=case.dtype,
-                         device=case.device, compiled_model=compiled)
+                         device=case.device, compiled_model=compiled, optimizer_options=case.optimizer_options)
 
 
 @contextlib.contextmanager

@@ -22,16 +22,28 @@ from .models import (
     uniform,
 )
 from .options import Loss, Optimizer, Precision, matmul_precision, parse_enum
-from .traffic import Gemm, StepTraffic, Traffic, gemms, traffic
-from .train import CLASSIC_LR, TrainStep, make_loss, make_optimizer, optimizer_impl, optimizer_state_tensors, train
+from .counted import CountedFlops, count_flops
+from .traffic import Gemm, StepTraffic, Traffic, gemms, known_traffic, traffic
+from .train import (
+    CLASSIC_LR,
+    OPTIMIZER_OPTIONS,
+    TrainStep,
+    make_loss,
+    make_optimizer,
+    optimizer_impl,
+    optimizer_settings,
+    optimizer_state_tensors,
+    train,
+)
 
 __all__ = [
-    "ACTIVATIONS", "BinaryStep", "BlockKind", "BlockNet", "CLASSIC_LR", "FeedForward", "Norm", "PreNormResidual",
-    "SwiGLU", "block_net", "llama_hidden", "FASHION_MNIST_CLASSES", "FASHION_MNIST_IMAGE", "Flops", "Gemm", "Loss",
-    "MLP", "Memory", "Optimizer", "Precision", "StepTraffic", "Traffic", "TrainStep", "activation_spec", "batches",
-    "classification_data", "count_parameters", "fashion_mnist_data", "fashion_mnist_dataset", "fashion_mnist_loader",
-    "fashion_mnist_mlp", "flops", "gemms", "inference_flops", "layers_of", "make_activation",
-    "make_loss", "make_optimizer", "matmul_precision", "memory", "optimizer_impl", "optimizer_state_bytes",
+    "ACTIVATIONS", "BinaryStep", "BlockKind", "BlockNet", "CLASSIC_LR", "CountedFlops", "FeedForward", "Norm",
+    "PreNormResidual", "SwiGLU", "block_net", "llama_hidden", "FASHION_MNIST_CLASSES", "FASHION_MNIST_IMAGE",
+    "Flops", "Gemm", "Loss", "MLP", "Memory", "OPTIMIZER_OPTIONS", "Optimizer", "Precision", "StepTraffic",
+    "Traffic", "TrainStep", "activation_spec", "batches", "classification_data", "count_flops", "count_parameters",
+    "fashion_mnist_data", "fashion_mnist_dataset", "fashion_mnist_loader", "fashion_mnist_mlp", "flops", "gemms",
+    "inference_flops", "known_traffic", "layers_of", "make_activation", "make_loss", "make_optimizer",
+    "matmul_precision", "memory", "optimizer_impl", "optimizer_settings", "optimizer_state_bytes",
     "optimizer_state_tensors", "parse_enum", "regression_data", "teaching_mlp", "torchvision_status", "traffic",
     "train", "uniform",
 ]

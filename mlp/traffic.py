@@ -229,3 +229,22 @@ def _optimizer_traffic(model: nn.Module, optimizer: Optimizer) -> Traffic:
     param_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     state = (reads - 2 + writes - 1) * param_bytes  # the state tensors' reads and writes
     return Traffic(gradients_bytes=param_bytes, optimizer_state_bytes=2 * param_bytes + state)
+
+
+def known_traffic(model: nn.Module, batch: int, input_shape: tuple[int, ...], out_features: int,
+                  loss: Loss | str = Loss.MSE, optimizer: Optimizer | str = Optimizer.SGD) -> StepTraffic:
+    """What any module's step must move, from its parameters and the batch alone (a lower bound of ``traffic``).
+
+    For a module this file has no rule for: forward reads every parameter and the batch, loss + backward
+    reads the target and writes every parameter gradient, the optimiser is exact (it only touches
+    parameters, gradients and its state). Activations, their gradients and autocast's copies are left out:
+    they depend on what the module computes, and are not guessed.
+    """
+    loss = parse_enum(Loss, loss, "loss")
+    optimizer = parse_enum(Optimizer, optimizer, "optimizer")
+    param_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    data_bytes = batch * math.prod(input_shape) * FP32_BYTES
+    target_bytes = batch * out_features * FP32_BYTES if loss is Loss.MSE else batch * LABEL_BYTES
+    return StepTraffic(Traffic(weights_bytes=param_bytes, data_bytes=data_bytes),
+                       Traffic(gradients_bytes=param_bytes, data_bytes=target_bytes),
+                       _optimizer_traffic(model, optimizer))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+from collections.abc import Mapping
 
 import torch
 from torch import nn
@@ -50,26 +51,59 @@ def optimizer_impl(optimizer: Optimizer | str, device: torch.device | str) -> st
     return "foreach"
 
 
+# The settings a user may give each optimiser (``--optimizer-args``): values only. Others (momentum on plain
+# SGD, amsgrad, foreach/fused) change the optimiser's state or implementation: those are --optimizer choices.
+OPTIMIZER_OPTIONS = {
+    Optimizer.SGD: ("lr", "weight_decay"),
+    Optimizer.SGD_MOMENTUM: ("lr", "momentum", "dampening", "weight_decay", "nesterov"),
+    Optimizer.ADAM: ("lr", "betas", "eps", "weight_decay"),
+    Optimizer.ADAMW: ("lr", "betas", "eps", "weight_decay"),
+}
+_OPTIMIZER_CLASSES = {Optimizer.SGD: torch.optim.SGD, Optimizer.SGD_MOMENTUM: torch.optim.SGD,
+                      Optimizer.ADAM: torch.optim.Adam, Optimizer.ADAMW: torch.optim.AdamW}
+
+
+def optimizer_settings(optimizer: Optimizer | str, options: Mapping[str, object] | None = None) -> dict[str, object]:
+    """The keyword arguments of the optimiser: its defaults here (lr 0.01, or 1e-3 for Adam; momentum 0.9),
+    then ``options``. A setting the optimiser does not take, or a value torch refuses, is a ValueError."""
+    optimizer = parse_enum(Optimizer, optimizer, "optimizer")
+    options = dict(options or {})
+    allowed = OPTIMIZER_OPTIONS[optimizer]
+    unknown = [key for key in options if key not in allowed]
+    if unknown:
+        raise ValueError(f"--optimizer-args: {optimizer.value} takes {', '.join(allowed)}; not {unknown[0]!r}")
+    settings = {"lr": ADAM_LR if optimizer in (Optimizer.ADAM, Optimizer.ADAMW) else CLASSIC_LR}
+    if optimizer is Optimizer.SGD_MOMENTUM:
+        settings["momentum"] = MOMENTUM
+    settings.update(options)
+    if optimizer is Optimizer.SGD_MOMENTUM and not (isinstance(settings["momentum"], (int, float))
+                                                    and settings["momentum"] > 0):
+        raise ValueError(f"--optimizer-args: sgd_momentum needs momentum > 0, got {settings['momentum']!r} "
+                         "(use --optimizer sgd for none)")
+    try:  # torch's own checks (lr >= 0, 0 <= beta < 1, nesterov with dampening 0, ...), on one dummy parameter
+        _OPTIMIZER_CLASSES[optimizer]([torch.zeros(1, requires_grad=True)], **settings)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise ValueError(f"--optimizer-args: {optimizer.value} refuses {options}: {exc}") from None
+    return settings
+
+
 def make_optimizer(
     optimizer: Optimizer | str, params, device: torch.device | str, lr: float | None = None,
-    impl: str | None = None,
+    impl: str | None = None, options: Mapping[str, object] | None = None,
 ) -> torch.optim.Optimizer:
-    """Build the optimiser with an explicit implementation (fused/foreach), never left to a default."""
+    """Build the optimiser with an explicit implementation (fused/foreach), never left to a default.
+
+    ``options`` are the user's settings (``optimizer_settings``); ``lr`` (when not None) overrides them.
+    """
     optimizer = parse_enum(Optimizer, optimizer, "optimizer")
     impl = impl or optimizer_impl(optimizer, device)
     if impl not in ("fused", "foreach", "for_loop"):
         raise ValueError(f"unknown optimizer implementation {impl!r}; valid: fused, foreach, for_loop")
     flags = {"fused": {"fused": True}, "foreach": {"foreach": True}, "for_loop": {"foreach": False}}[impl]
-    params = list(params)
-    if lr is None:  # lr=0.0 is a legal (frozen) setting, not "use the default"
-        lr = ADAM_LR if optimizer in (Optimizer.ADAM, Optimizer.ADAMW) else CLASSIC_LR
-    if optimizer is Optimizer.SGD:
-        return torch.optim.SGD(params, lr=lr, **flags)
-    if optimizer is Optimizer.SGD_MOMENTUM:
-        return torch.optim.SGD(params, lr=lr, momentum=MOMENTUM, **flags)
-    if optimizer is Optimizer.ADAM:
-        return torch.optim.Adam(params, lr=lr, **flags)
-    return torch.optim.AdamW(params, lr=lr, **flags)
+    settings = optimizer_settings(optimizer, options)
+    if lr is not None:  # lr=0.0 is a legal (frozen) setting, not "use the default"
+        settings["lr"] = lr
+    return _OPTIMIZER_CLASSES[optimizer](list(params), **settings, **flags)
 
 
 def optimizer_state_tensors(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
@@ -100,6 +134,7 @@ class TrainStep:
         device: torch.device | str = "cpu",
         lr: float | None = None,
         compiled_model: nn.Module | None = None,
+        optimizer_options: Mapping[str, object] | None = None,
     ):
         self.device = torch.device(device)
         self.precision = parse_enum(Precision, precision, "dtype")
@@ -112,7 +147,7 @@ class TrainStep:
         self.loss_fn = make_loss(self.loss_kind)
         self.optimizer_impl = optimizer_impl(self.optimizer_kind, self.device)
         self.optimizer = make_optimizer(self.optimizer_kind, self.model.parameters(), self.device, lr,
-                                        self.optimizer_impl)
+                                        self.optimizer_impl, optimizer_options)
         self.scaler = torch.amp.GradScaler(self.device.type) if self.precision is Precision.FP16 else None
 
     def _autocast(self):

@@ -83,3 +83,37 @@ def test_the_installed_wheel_runs_every_command_from_outside_the_checkout(instal
     shown = _run([sys.executable, "-s", "-c", DRIVER, str(installed), str(run_dir)], cwd=tmp_path, env=env)
     assert "helped: run show report compare check profile crosscheck ddp" in shown.stdout
     assert "w8 d1 relu b4 cpu fp32 eager" in shown.stdout and "| ok" in shown.stdout
+
+
+USER_MODEL = """
+from torch import nn
+
+
+def make_ffn(in_features, out_features, hidden=16, expansion=2):
+    return nn.Sequential(nn.Linear(in_features, hidden * expansion), nn.GELU(),
+                         nn.Linear(hidden * expansion, out_features))
+"""
+MEASURE = """
+import sys
+from pathlib import Path
+from bench import measure
+assert Path(__import__("bench").__file__).resolve().is_relative_to(Path(sys.argv[1]).resolve())
+result = measure("blocks.py:make_ffn", batch=4, width=8, model_args={"hidden": 4}, limits=False, repeats=2,
+                 warmup_s=0.0, out="api-run")
+step = result.step.iloc[0]
+print("measured:", step["status"], step["flops_source"], int(step["matmul_flops"]), step["model_args"])
+"""
+
+
+@pytest.mark.e2e
+def test_the_installed_wheel_measures_a_users_model_file_through_the_cli_and_measure(installed, tmp_path):
+    """Done-when 1 of issue 38: only the wheel installed, a module file beside the user, two ways in."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")} | {"PYTHONPATH": str(installed)}
+    (tmp_path / "blocks.py").write_text(USER_MODEL)
+    done = _run([str(installed / "bin" / "mlpbench"), "run", "--model", "./blocks.py:make_ffn", "--model-args",
+                 "hidden=4,8", "--width", "8", "--batch", "4", "--repeats", "2", "--warmup-s", "0", "--no-progress",
+                 "--no-show", "--out", "cli-run"], cwd=tmp_path, env=env)
+    assert "2 cases, 0 skipped, 0 failed" in done.stdout, done.stdout
+    measured = _run([sys.executable, "-s", "-c", MEASURE, str(installed)], cwd=tmp_path, env=env)
+    # 8 -> 8 -> 8 at batch 4: forward 2 GEMMs, backward 3 (the data needs no gradient): 5 x 2*4*8*8
+    assert "measured: ok counted 2560 hidden=4" in measured.stdout, measured.stdout

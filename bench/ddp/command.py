@@ -117,7 +117,7 @@ def plan_cases(args: argparse.Namespace) -> list:
     world = args.nproc * args.nnodes
     if world < 2:
         raise UsageError("data parallelism needs at least 2 processes in all (--nproc 2, or --nnodes 2)")
-    overrides = case_overrides(args)
+    overrides = case_overrides(args, user_model=False)
     device = _check_backend(args.backend, args.nproc, (overrides.pop("device", None) or (None,))[0])
     scalings = [Scaling(s) if s in ("weak", "strong") else _bad("--scaling", s, "weak, strong")
                 for s in comma_list(args.scaling, str, "scaling")]

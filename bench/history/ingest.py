@@ -90,9 +90,17 @@ def _read_run(path: Path):
     return run.summary, run.meta, hashlib.sha1((Path(path) / SUMMARY_CSV).read_bytes()).hexdigest()
 
 
+SOURCE_SHA = "model_source_sha"  # bench.plugin: the hash of the code that defines a user's model
+SOURCE_CHARS = 8
+
+
 def _row_points(row: Mapping[str, object], env: Mapping[str, object]) -> list[Point]:
     machine = machine_class(env, str(row["device"]))
     base = dict(case_id=str(row["case_id"]), label=str(row["label"]), machine=machine, phase=str(row["phase"]))
+    source = row.get(SOURCE_SHA)
+    if isinstance(source, str) and source:  # a user's model: each version of its source is a series of its own
+        base.update(case_id=f"{base['case_id']}@{source[:SOURCE_CHARS]}",
+                    label=f"{base['label']} src:{source[:SOURCE_CHARS]}")
     points = []
     median = _number(row.get(TIME_METRIC))
     if median is not None:

@@ -84,7 +84,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def command(args: argparse.Namespace) -> int:
     config = ProfileConfig(args.wait_steps, args.warmup_steps, args.active_steps, args.top, args.by_shape,
                            args.memory_snapshot)
-    case = resolve_case(case_overrides(args))
+    case = resolve_case(case_overrides(args, user_model=False))
     _check_runnable(case, config)
     from ..runs import claim_run_dir
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,6 +119,7 @@ def compare_runs(run_a, run_b, phases: Sequence[str] = ("step",)) -> tuple[pd.Da
     ``run_a``/``run_b`` are ``bench.runs.Run`` objects. Returns the table and the ignored identity columns.
     """
     joined, ignored = match_cases(run_a.summary, run_b.summary, phases)
+    joined = joined[~_source_differs(joined)]
     samples_a, samples_b = _samples_by_case(run_a.samples), _samples_by_case(run_b.samples)
     rows = []
     for _, r in joined.iterrows():
@@ -129,6 +131,24 @@ def compare_runs(run_a, run_b, phases: Sequence[str] = ("step",)) -> tuple[pd.Da
                      "median_b_s": r["median_s_b"], "ratio": ratio.ratio, "ci_low": ratio.low,
                      "ci_high": ratio.high, "verdict": ratio.verdict, "method": ratio.method})
     return pd.DataFrame(rows), ignored
+
+
+SOURCE_SHA = "model_source_sha"  # a user's model: the hash of the code that defines it (bench.plugin)
+
+
+def _source_differs(joined: pd.DataFrame) -> pd.Series:
+    """Rows whose two sides measured a user's model from different source code (never paired)."""
+    a, b = f"{SOURCE_SHA}_a", f"{SOURCE_SHA}_b"
+    if a not in joined.columns or b not in joined.columns:
+        return pd.Series(False, index=joined.index)
+    return joined[a].notna() & joined[b].notna() & (joined[a].astype(str) != joined[b].astype(str))
+
+
+def source_mismatches(run_a, run_b, phases: Sequence[str] = ("step",)) -> list[str]:
+    """The labels of the cases ``compare_runs`` refuses to pair: the same case, its model's source changed."""
+    joined, _ = match_cases(run_a.summary, run_b.summary, phases)
+    differs = joined[_source_differs(joined)]
+    return list(dict.fromkeys(differs["label_a"])) if len(differs) else []
 
 
 def format_comparison(table: pd.DataFrame, tablefmt: str = "github") -> str:
@@ -170,6 +190,10 @@ def command(args: argparse.Namespace) -> int:
                          "--out DIR` (one scaling figure and a table per run)")
     phases = PHASE_NAMES if args.all_phases else (Phase.STEP.value,)
     table, ignored = compare_runs(run_a, run_b, phases)
+    refused = source_mismatches(run_a, run_b, phases)
+    if refused:
+        print(f"mlpbench: not paired: {len(refused)} case(s) whose model source differs between A and B "
+              f"({SOURCE_SHA}): {'; '.join(refused)}", file=sys.stderr)
     if not len(table):
         raise UsageError(f"{run_a.path} and {run_b.path} have no measured case in common")
     lines = [f"A = {run_a.path}", f"B = {run_b.path}"]

@@ -362,6 +362,7 @@ def render_markdown(runs: Sequence, summary: pd.DataFrame, regimes: pd.DataFrame
               "Dispatch floor: the forward + backward of a tiny MLP (batch 1), per ATen op it dispatches.", "",
               limits_table(runs), ""]
     parts += _skipped_dtypes_section(runs)
+    parts += _counted_section(summary)
     parts += _thread_note(summary, runs)
     if len(steps_ok):
         parts += ["## Best configuration per network size", "", "Highest training throughput (samples/s) among "
@@ -534,6 +535,21 @@ def _skipped_dtypes_section(runs: Sequence) -> list[str]:
     return ["## Dtypes skipped", "", "The preset does not spend minutes on a dtype the device multiplies without a "
             "fast path; each of its cases is a `skipped` row below. Name the dtype (`--dtype bf16`) to measure it.",
             "", _table(rows), ""]
+
+
+def _counted_section(summary: pd.DataFrame) -> list[str]:
+    """The cases whose FLOPs were counted (a user's model): which cells are empty, and why."""
+    if "flops_source" not in summary.columns or not len(summary):
+        return []
+    counted = summary[(summary["phase"] == "step") & (summary["flops_source"] == "counted")]
+    if not len(counted):
+        return []
+    rows = [{"case": r["label"], "model source": r.get("model_source_sha", ""), "parameters": r.get("parameters", "")}
+            for _, r in counted.iterrows()]
+    note = str(counted["accounting_note"].dropna().iloc[0]) if counted["accounting_note"].notna().any() else ""
+    return ["## Counted accounting (models without a formula)", "", f"{len(counted)} case(s) name a model mlpbench "
+            f"has no analytic accounting for: {note}. Their empty memory and traffic cells have no source on this "
+            "machine; they are not estimated.", "", _table(rows), ""]
 
 
 def _failures_section(summary: pd.DataFrame) -> list[str]:

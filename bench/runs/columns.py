@@ -59,7 +59,11 @@ def missing_columns(frame: pd.DataFrame, required: Sequence[str]) -> list[str]:
 
 
 def fill_later_columns(frame: pd.DataFrame) -> pd.DataFrame:
-    """Add the case fields an older run lacks, at their defaults (in their place among the leading columns)."""
+    """Add the case fields an older run lacks, at their defaults (in their place among the leading columns);
+    the text fields whose default is "" (a user's model) read back as "", not NaN."""
+    empty = [c for c, v in LATER_DEFAULTS.items() if v == "" and c in frame.columns and frame[c].isna().any()]
+    if empty:  # a CSV reads an empty text cell back as NaN; grouping and joining on a case field want ""
+        frame = frame.assign(**{c: frame[c].astype(object).where(frame[c].notna(), "").astype(str) for c in empty})
     absent = {c: v for c, v in LATER_DEFAULTS.items() if c not in frame.columns}
     if not absent:
         return frame

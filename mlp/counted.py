@@ -1,0 +1,60 @@
+"""FLOPs of a module the analytic accounting does not know, counted with ``FlopCounterMode``.
+
+One training step's forward and its loss + backward are run under
+``torch.utils.flop_counter.FlopCounterMode``, first on the ``meta`` device (shapes only: no storage,
+no arithmetic, any size), and where the module cannot run there (a data-dependent op), on the CPU.
+FlopCounterMode counts matrix products (mm, addmm, bmm, convolutions, attention) by the same
+2·m·n·k convention as ``mlp.accounting``, so a module that ``mlp.flops`` knows counts the same here;
+elementwise work is not counted (it is left unknown, not guessed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from .options import Loss, parse_enum
+from .train import make_loss
+
+
+@dataclass(frozen=True)
+class CountedFlops:
+    """Matmul FLOPs of one step as counted: the forward, and the loss + backward; where they were counted."""
+
+    forward_matmul: int
+    backward_matmul: int
+    device: str  # "meta" or "cpu"
+
+    @property
+    def step_matmul(self) -> int:
+        return self.forward_matmul + self.backward_matmul
+
+
+def count_flops(build, batch: int, input_shape: tuple[int, ...], out_features: int,
+                loss: Loss | str = Loss.MSE) -> CountedFlops:
+    """Count one step of ``build(device)`` (a fresh module on ``device``) on a random batch of ``batch``.
+
+    The input does not require grad (data never does), as in the measured step.
+    """
+    loss = parse_enum(Loss, loss, "loss")
+    try:
+        return _count(build("meta"), "meta", batch, input_shape, out_features, loss)
+    except Exception:  # noqa: BLE001 - a data-dependent op cannot run on meta: count it for real
+        return _count(build("cpu"), "cpu", batch, input_shape, out_features, loss)
+
+
+def _count(model: nn.Module, device: str, batch: int, input_shape: tuple[int, ...], out_features: int,
+           loss: Loss) -> CountedFlops:
+    x = torch.randn(batch, *input_shape, device=device)  # (batch, *input_shape)
+    if loss is Loss.MSE:
+        y = torch.randn(batch, out_features, device=device)
+    else:
+        y = torch.randint(0, out_features, (batch,), device=device)
+    with FlopCounterMode(display=False) as forward:
+        out = model(x)
+    with FlopCounterMode(display=False) as backward:
+        make_loss(loss)(out, y).backward()
+    return CountedFlops(forward.get_total_flops(), backward.get_total_flops(), device)
