@@ -127,5 +127,8 @@ FIELD_TYPES = {f.name: {"int": int, "float": float, "str": str}[f.type] for f in
 # at their defaults, so every case recorded before they existed keeps its identifier.
 LATER_DEFAULTS = {f.name: f.default for f in fields(CaseFields) if f.metadata.get(ADDED_LATER)}
 USER_MODEL_FIELDS = ("model", "model_args", "optimizer_args")
+# The built-in blocks' own options: a user's factory takes options of these names as --model-args instead
+# (the issue's own example is --model-args 'hidden=4096,expansion=4').
+BLOCK_FIELDS = ("expansion", "hidden", "norm", "dropout", "bias")
 PARALLEL_DEFAULTS = {name: LATER_DEFAULTS[name] for name in ("world_size", "backend", "scaling", "bucket_cap_mb")}
 FLAG_FIELDS = tuple(f.name for f in fields(CaseFields) if f.metadata.get("flag", True))

@@ -109,6 +109,9 @@ class Case(CaseFields):
         applies = {"expansion": (Network.FFN, Network.RESIDUAL), "hidden": (Network.SWIGLU,),
                    "norm": (Network.RESIDUAL,), "dropout": BLOCK_NETWORKS, "bias": (Network.UNIFORM, *BLOCK_NETWORKS)}
         for name, networks in applies.items():
+            if self.model and getattr(self, name) != FIELD_DEFAULTS[name]:
+                raise ValueError(f"{name} {getattr(self, name)!r} is a field of the built-in nets, not of --model "
+                                 f"{self.model}: pass your factory's own options with --model-args {name}=...")
             if getattr(self, name) != FIELD_DEFAULTS[name] and network not in networks:
                 where = ", ".join(n.value for n in networks)
                 raise ValueError(f"{name} {getattr(self, name)!r} does not apply to network {network.value!r} "

@@ -30,14 +30,14 @@ import torch
 from torch import nn
 
 from . import keyvalues
-from .case_fields import CASE_FIELD_NAMES, USER_MODEL_FIELDS
+from .case_fields import BLOCK_FIELDS, CASE_FIELD_NAMES, USER_MODEL_FIELDS
 from .errors import ModelError, first_line
 
 SHA_CHARS = 16
 REGISTERED_MARK = "#"  # "module:Class#sha": a module object given to measure(), known only in its process
 CHECK_BATCH = 2  # the batch of the check's one forward, loss and backward
 CHECK_MAX_BYTES = 2**30  # larger models are checked on the meta device (shapes, no storage)
-FACTORY_FIELDS = tuple(f for f in CASE_FIELD_NAMES if f not in USER_MODEL_FIELDS)
+FACTORY_FIELDS = tuple(f for f in CASE_FIELD_NAMES if f not in USER_MODEL_FIELDS and f not in BLOCK_FIELDS)
 
 _REGISTERED: dict[str, object] = {}  # model name -> factory or module object, for measure()
 _FILE_MODULES: dict[tuple[Path, str], object] = {}  # (path, content hash) -> module

@@ -240,3 +240,19 @@ def test_a_failing_model_in_a_sweep_is_an_error_row_and_the_sweep_goes_on(models
     status = {r["model"]: (r["status"], r["reason"]) for r in writer.summary if r["phase"] == "step"}
     assert status["blocks.py:raising"][0] == "error" and "forward is broken" in status["blocks.py:raising"][1]
     assert status["blocks.py:make_ffn"] == ("ok", "")
+
+
+def test_the_built_in_blocks_fields_are_a_user_models_own_options(tmp_path):
+    """The issue's example, --model-args 'hidden=4096,expansion=4': names that are also built-in block fields reach
+    the factory as its options, and the block fields themselves are refused beside --model in one line."""
+    from bench import plugin
+
+    path = tmp_path / "ffn.py"
+    path.write_text("from torch import nn\n"
+                    "def make_ffn(width, hidden=8, expansion=2):\n"
+                    "    return nn.Sequential(nn.Linear(width, hidden * expansion), nn.Linear(hidden * expansion, width))\n")
+    case = Case(width=4, model=f"{path}:make_ffn", model_args="expansion=3,hidden=5")
+    model = plugin.build(case)
+    assert model[0].out_features == 15  # the model args, not the cases' hidden=0 / expansion=4
+    with pytest.raises(ValueError, match="is a field of the built-in nets, not of --model"):
+        Case(width=4, model=f"{path}:make_ffn", hidden=16)
