@@ -6,10 +6,6 @@ import argparse
 from pathlib import Path
 
 from ..errors import UsageError
-from .loader import is_loader_run, write_loader_report
-from .markdown import PLOTS_DIR, write_report
-from .scaling import is_ddp_run, write_scaling_report
-from .tables import load_runs
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,6 +15,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def command(args: argparse.Namespace) -> int:
+    # imported here: pandas and scipy take seconds, and `mlpbench report --help` needs neither
+    from .loader import is_loader_run, write_loader_report
+    from .markdown import PLOTS_DIR, write_report
+    from .scaling import is_ddp_run, write_scaling_report
+    from .tables import load_runs
+
     runs = load_runs(args.runs)
     if len(runs) > 1 and args.out is None:
         raise UsageError("several runs are merged into one report: give --out DIR for it")
