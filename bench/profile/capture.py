@@ -98,7 +98,7 @@ def _run_profiler(step: mlp.TrainStep, pool, config: ProfileConfig, mark_step) -
     if step.device.type == "cuda":
         activities.append(ProfilerActivity.CUDA)
     plan = schedule(wait=config.wait_steps, warmup=config.warmup_steps, active=config.active_steps, repeat=1)
-    with _kineto_quiet_without_gpu(), \
+    with kineto_quiet_without_gpu(), \
             profile(activities=activities, schedule=plan, record_shapes=True, profile_memory=True) as prof:
         for i in range(config.total_steps):
             _labelled_step(step, pool[i % len(pool)], mark_step)
@@ -107,7 +107,7 @@ def _run_profiler(step: mlp.TrainStep, pool, config: ProfileConfig, mark_step) -
 
 
 @contextlib.contextmanager
-def _kineto_quiet_without_gpu():
+def kineto_quiet_without_gpu():
     """No "ERROR ... DeviceProperties.cpp ... gpuGetDeviceCount failed with code 35" on a machine without a GPU.
 
     A CUDA build of torch (PyPI's) profiles a CPU-only machine with kineto built against CUPTI; when the trace
