@@ -114,6 +114,8 @@ def _cmd_run(args) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     meta_extra = {}
+    if args.resume and args.sweep is not None:
+        raise UsageError(f"--resume continues the cases its folder lists: give no sweep file (got {args.sweep})")
     if args.resume:
         try:
             run = load_run(args.resume)

@@ -159,6 +159,8 @@ def test_a_file_and_a_preset_together_are_refused(tmp_path, capsys):
     path.write_text("width = 8\n")
     assert cli_main(["run", str(path), "--preset", "smoke", "--dry-run"]) == 2
     assert "not both" in capsys.readouterr().err
+    assert cli_main(["run", str(path), "--resume", str(tmp_path), "--dry-run"]) == 2
+    assert "give no sweep file" in capsys.readouterr().err
 
 
 def test_sweep_file_errors_are_usage_errors_with_the_source_named():
