@@ -72,12 +72,15 @@ class Scaling(str, enum.Enum):
     STRONG = "strong"
 
 
-def added_later(default, *, flag: bool = True):
+def added_later(default, *, flag: bool = True, sweep: bool | None = None):
     """A case field that runs recorded before it existed lack (they read back as ``default``).
 
-    ``flag=False`` keeps it off ``mlpbench run``'s case flags (a command of its own sets it).
+    ``flag=False`` keeps it off ``mlpbench run``'s case flags (a command of its own sets it); ``sweep`` says
+    whether a sweep file's grid may set it (default: as ``flag``; ``sweep=True`` for a field whose flag is
+    hand-made elsewhere but that a sweep file may still name).
     """
-    return field(default=default, metadata={ADDED_LATER: True, "flag": flag})
+    sweep = flag if sweep is None else sweep
+    return field(default=default, metadata={ADDED_LATER: True, "flag": flag, "sweep": sweep})
 
 
 @dataclass(frozen=True, order=True)
@@ -132,3 +135,21 @@ USER_MODEL_FIELDS = ("model", "model_args", "optimizer_args")
 BLOCK_FIELDS = ("expansion", "hidden", "norm", "dropout", "bias")
 PARALLEL_DEFAULTS = {name: LATER_DEFAULTS[name] for name in ("world_size", "backend", "scaling", "bucket_cap_mb")}
 FLAG_FIELDS = tuple(f.name for f in fields(CaseFields) if f.metadata.get("flag", True))
+# The keys a sweep file's [[grid]] table may set (bench.sweep_file): the run's case fields.
+SWEEP_FIELDS = tuple(f.name for f in fields(CaseFields) if f.metadata.get("sweep", f.metadata.get("flag", True)))
+
+# The closed choices whose enums live in mlp (which imports torch), mirrored here so that the CLI's help and a
+# sweep file's checks name them without importing torch; tests/bench/test_cases.py checks each against mlp.
+ACTIVATION_NAMES = ("identity", "binary_step", "binary_step_ste", "sigmoid", "tanh", "relu", "leaky_relu", "elu",
+                    "selu", "gelu", "gelu_tanh", "silu", "mish", "softplus")  # mlp.ACTIVATIONS
+PRECISION_NAMES = ("fp32", "tf32", "bf16", "fp16")  # mlp.Precision
+OPTIMIZER_NAMES = ("sgd", "sgd_momentum", "adam", "adamw")  # mlp.Optimizer
+LOSS_NAMES = ("mse", "cross_entropy")  # mlp.Loss
+# field -> its valid values, for every string field that has a closed set (the flags' help lists them)
+FIELD_CHOICES: dict[str, tuple[str, ...]] = {
+    "network": tuple(m.value for m in Network), "activation": ACTIVATION_NAMES,
+    "device": tuple(m.value for m in Device), "dtype": PRECISION_NAMES,
+    "compile": tuple(m.value for m in CompileMode), "optimizer": OPTIMIZER_NAMES, "loss": LOSS_NAMES,
+    "backend": tuple(m.value for m in Backend), "scaling": tuple(m.value for m in Scaling),
+    "norm": tuple(m.value for m in Norm), "bias": tuple(m.value for m in Switch),
+}

@@ -36,6 +36,8 @@ from .case_fields import (
     Scaling,
     Switch,
 )
+from .sweep_file import SweepFields, load_preset, load_sweep_file, preset_names
+from .sweep_file import CUSTOM_MAX_CASE_S  # noqa: F401 (re-exported: the budget of a sweep of flags alone)
 
 
 TEACHING_IO = (3, 1)  # the classic notebook's regression: 3 inputs, 1 output (50,561 parameters)
@@ -309,125 +311,70 @@ def _require(ok: bool, message: str) -> None:
 # --------------------------------------------------------------------------- sweeps
 
 DIMENSIONS = tuple(f.name for f in fields(Case))
-CUSTOM_MAX_CASE_S = 60.0  # a sweep of flags alone: the user chose each case, so a roomier budget
 
 
 @dataclass(frozen=True)
-class Sweep:
-    """A named union of grids. Each grid maps a Case field to the values to take (product).
+class Sweep(SweepFields):
+    """A named union of grids (the fields: ``bench.sweep_file.SweepFields``). Each grid maps a Case field to the
+    values to take (product); fields not in a grid take the Case default.
 
-    Fields not in a grid take the Case default. Overrides (from the CLI) replace a
-    dimension in every grid, so ``--preset quick --device cuda`` means the quick
-    sweep on CUDA.
+    Overrides (from the CLI) replace a dimension in every grid, so ``--preset quick --device cuda`` means the
+    quick sweep on CUDA. The presets and a user's sweep file are TOML files read by ``bench.sweep_file``.
     """
 
-    name: str
-    grids: tuple[Mapping[str, tuple], ...]
-    description: str = ""
-    all_devices: bool = True  # without a --device override, run on every available device
-    max_case_s: float = CUSTOM_MAX_CASE_S  # default --max-case-s: a case predicted to measure longer is skipped
+    @classmethod
+    def of(cls, spec: SweepFields) -> "Sweep":
+        return cls(**{f.name: getattr(spec, f.name) for f in fields(SweepFields)})
 
     def cases(self, overrides: Mapping[str, Iterable] | None = None) -> list[Case]:
+        """Every case of every grid, in order, each once. A value a Case refuses is a ValueError; in a sweep
+        file's grid it names the file, the line and the key that holds it."""
         overrides = {k: tuple(v) for k, v in (overrides or {}).items()}
         unknown = set(overrides) - set(DIMENSIONS)
         if unknown:
             raise ValueError(f"unknown sweep dimension(s) {sorted(unknown)}; valid: {', '.join(DIMENSIONS)}")
         out: dict[Case, None] = {}  # ordered set: duplicates across grids collapse
-        for grid in self.grids:
+        for index, grid in enumerate(self.grids):
             grid = {**grid, **overrides}
             keys = list(grid)
             for values in itertools.product(*(grid[k] for k in keys)):
-                case = Case(**dict(zip(keys, values)))
+                values = dict(zip(keys, values))
+                try:
+                    case = Case(**values)
+                except ValueError as exc:
+                    raise ValueError(self._located(index, values, set(overrides), exc)) from None
                 out.setdefault(case, None)
         return list(out)
 
-
-def _grid(**dims) -> dict[str, tuple]:
-    return {k: tuple(v) if isinstance(v, (list, tuple)) else (v,) for k, v in dims.items()}
+    def _located(self, index: int, values: dict, overridden: set, exc: ValueError) -> str:
+        """The error of a grid's case at the line of the key whose value a Case refuses on its own, or else
+        (two values that cannot go together) at the grid's table."""
+        if not self.locations:
+            return str(exc)
+        where = self.locations[index]
+        for key, value in values.items():
+            if key in overridden or key not in where:
+                continue
+            try:
+                Case(**{key: value})
+            except ValueError as alone:
+                return f"{where[key]}: {key}: {alone}"
+        return f"{where['']}: [[grid]] {index + 1}: {exc}"
 
 
 def available_devices() -> tuple[str, ...]:
     return ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",)
 
 
-_CLASSIC_NETS = ("teaching", "fashion_mnist")
-
-PRESETS: dict[str, Sweep] = {
-    "smoke": Sweep("smoke", (
-        _grid(width=(32, 64), depth=1, batch=(8, 32), activation=("relu", "gelu")),
-        _grid(width=32, depth=1, batch=8, compile="default"),
-        _grid(network="teaching", batch=4),
-    ), "a handful of tiny CPU cases, one compiled; used by tests (~30 s cold on 2 cores)", all_devices=False,
-        max_case_s=10.0),
-    "quick": Sweep("quick", (
-        # throughput vs batch, per width (figure 1 / the CPU-GPU heatmap)
-        _grid(width=(128, 512, 1024), depth=2, batch=(16, 128, 1024), dtype=("fp32", "bf16")),
-        _grid(width=512, depth=(1, 4), batch=128),  # depth
-        _grid(width=512, depth=2, batch=128, activation=("gelu", "tanh", "sigmoid", "silu", "binary_step")),
-        _grid(width=512, depth=2, batch=(16, 1024), compile=("none", "default")),  # compile vs eager
-        _grid(network=_CLASSIC_NETS, batch=(4, 64)),
-    ), "every knob at >= 2 values plus the classic nets; the default of `make bench` (< 5 min on 2 CPU cores)",
-        max_case_s=30.0),  # its slowest fp32 case measures in ~6 s on a 2-core AMD EPYC: 5x headroom
-    "classic": Sweep("classic", (
-        _grid(network=_CLASSIC_NETS, batch=(4, 64, 256, 1024)),
-        _grid(network="fashion_mnist_original", batch=(64,)),
-        _grid(network=_CLASSIC_NETS, batch=64, optimizer=("sgd_momentum", "adam")),
-    ), "the teaching and FashionMNIST nets at the classic batch sizes (4, 64) and larger", max_case_s=30.0),
-    "full": Sweep("full", (
-        _grid(width=(256, 1024, 4096, 8192), depth=(2, 4, 8), batch=(64, 1024, 8192), dtype=("fp32", "tf32", "bf16")),
-        _grid(width=(1024, 8192), depth=4, batch=(4, 16, 64, 256, 1024, 4096, 16384), dtype=("bf16",),
-              compile=("none", "default", "reduce-overhead", "max-autotune")),
-        _grid(width=1024, depth=4, batch=1024, dtype="bf16", activation=tuple(mlp.ACTIVATIONS)),
-        _grid(network=_CLASSIC_NETS, batch=(4, 64, 1024, 16384), compile=("none", "reduce-overhead")),
-    ), "GPU-scale grid: widths to 8192, batches to 16384, all compile modes, fp32/tf32/bf16", max_case_s=120.0),
-}
-
-# The GPU kit (`mlpbench gpu-reference`, docs/gpu-reference.md): cases ordered by value, because a run budget
-# (--max-run-s) measures them in order and skips the rest. Every run measures its matmul ceilings first.
-_LARGE = dict(width=8192, depth=4, batch=8192)  # the large MLP of the MFU goal
-_CROSSOVER = dict(width=(256, 1024, 4096, 8192), depth=2, batch=(4, 16, 64, 256, 1024, 4096, 16384))
-_TINY_CROSSOVER = dict(width=(16, 64), depth=2, batch=(4, 64))
-PRESETS.update({
-    "gpu": Sweep("gpu", (
-        _grid(**_LARGE, device="cuda", dtype="bf16", compile=("none", "default")),
-        _grid(**_LARGE, device="cuda", dtype="fp16"),  # and so the run's fp16 ceiling
-        _grid(network=_CLASSIC_NETS, batch=64, device="cuda", compile=("none", "reduce-overhead")),
-        _grid(width=1024, depth=4, batch=64, device="cuda", compile=("none", "reduce-overhead")),
-        _grid(dtype=("fp32", "bf16", "tf32"), **_CROSSOVER, device="cuda"),  # the CPU-GPU crossover grid
-        _grid(width=1024, depth=4, batch=1024, device="cuda", dtype="bf16", activation=tuple(mlp.ACTIVATIONS)),
-        _grid(width=1024, depth=(2, 3, 4, 5, 6, 7, 8), batch=1024, device="cuda", dtype="bf16"),
-    ), "the GPU kit's CUDA sweep, by value: large MLP, reduce-overhead at batch 64, crossover grid, "
-       "activations, depths (no max-autotune); run it under --max-run-s", all_devices=False, max_case_s=60.0),
-    "crossover": Sweep("crossover", (
-        _grid(batch=_CROSSOVER["batch"], width=_CROSSOVER["width"], depth=2),  # batch first: cheap cases first
-    ), "the CPU side of the GPU kit's crossover grid (fp32, small batches first); run it under --max-run-s",
-        all_devices=False, max_case_s=30.0),
-    "gpu-tiny": Sweep("gpu-tiny", (
-        _grid(width=64, depth=2, batch=64, device="cuda", compile=("none", "default")),
-        _grid(network="teaching", batch=64, device="cuda", compile=("none", "reduce-overhead")),
-        _grid(**_TINY_CROSSOVER, device="cuda"),
-        _grid(width=32, depth=1, batch=16, device="cuda", activation=("relu", "gelu")),
-        _grid(width=32, depth=(1, 2), batch=16, device="cuda"),
-    ), "the gpu preset's groups at toy sizes: the CPU rehearsal of the GPU kit (--device cpu)",
-        all_devices=False, max_case_s=10.0),
-    "crossover-tiny": Sweep("crossover-tiny", (_grid(**_TINY_CROSSOVER),),
-                            "the crossover preset at toy sizes (the GPU kit's rehearsal)", all_devices=False,
-                            max_case_s=10.0),
-})
-
-# The built-in blocks (mlp.blocks): the transformer FFN, LLaMA's SwiGLU, pre-norm residual blocks.
-PRESETS["blocks"] = Sweep("blocks", (
-    _grid(network="ffn", width=(256, 512), depth=2, batch=(64, 512), activation="gelu", dtype=("fp32", "bf16")),
-    _grid(network="swiglu", width=(256, 512), depth=2, batch=(64, 512), bias="off", dtype=("fp32", "bf16")),
-    _grid(network="residual", width=512, depth=2, batch=(64, 512), activation="gelu",
-          norm=("none", "layernorm", "rmsnorm"), dropout=(0.0, 0.1)),
-    _grid(network="ffn", width=512, depth=2, batch=512, activation="gelu", compile=("none", "default")),
-    _grid(network="swiglu", width=512, depth=2, batch=512, bias="off", compile=("none", "default")),
-), "the built-in blocks: GELU FFN, SwiGLU (no bias, LLaMA's hidden size), pre-norm residual with each norm and "
-   "dropout, and compiled FFN/SwiGLU", max_case_s=30.0)
-
+# The presets are sweep files shipped in the package (bench/presets/*.toml): one format with a user's sweeps.
+PRESETS: dict[str, Sweep] = {name: Sweep.of(load_preset(name)) for name in preset_names()}
 
 def preset(name: str) -> Sweep:
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; valid: {', '.join(PRESETS)}")
     return PRESETS[name]
+
+
+def sweep_from_file(path) -> Sweep:
+    """The sweep declared in the TOML file ``path`` (``bench.sweep_file``); bad input is a UsageError."""
+    return Sweep.of(load_sweep_file(path))

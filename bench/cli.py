@@ -37,30 +37,45 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def resolve_cases(preset_name: str | None, overrides: dict[str, tuple]):
-    """The cases of a preset with CLI overrides; `device` defaults to every available device.
+def resolve_cases(sweep, overrides: dict[str, tuple]):
+    """The cases of ``sweep`` (a ``bench.cases.Sweep``) with CLI overrides; `device` defaults to every
+    available device where the sweep says so (``all_devices``)."""
+    from .cases import available_devices
 
-    Without a preset, flags alone define one grid over the Case defaults (``--width 256,512``
-    is two cases), and no flags at all mean the ``quick`` preset.
-    """
-    from .cases import Sweep, available_devices, preset
-
-    if preset_name is None:
-        sweep = Sweep(CUSTOM_PRESET, ({},)) if overrides else preset(DEFAULT_PRESET)
-    else:
-        sweep = preset(preset_name)
     if "device" not in overrides and sweep.all_devices:
         overrides = {**overrides, "device": available_devices()}
     return sweep.cases(overrides)
 
 
+def _sweep_of(args, overrides: dict[str, tuple]):
+    """A sweep file, a preset, or else the case flags' own grid over the Case defaults (``--width 256,512``
+    is two cases); no flags at all mean the ``quick`` preset."""
+    from .cases import Sweep, preset, sweep_from_file
+
+    if args.sweep is not None and args.preset is not None:
+        raise UsageError(f"give a sweep file or --preset, not both (got {args.sweep} and --preset {args.preset})")
+    if args.sweep is not None:
+        return sweep_from_file(args.sweep)
+    if args.preset is not None:
+        return preset(args.preset)
+    return Sweep(CUSTOM_PRESET, ({},)) if overrides else preset(DEFAULT_PRESET)
+
+
 # --------------------------------------------------------------------------- run / show
 
+BUDGET_FLAGS = ("repeats", "min_time_s", "warmup_s")  # TimingConfig fields a flag, a sweep file or a resumed run sets
 
-def _add_run(sub) -> None:
-    p = sub.add_parser("run", help="run a sweep (a preset with per-dimension overrides)")
-    p.add_argument("--preset", help="smoke | quick | classic | full; the case flags then override its grids "
-                                    "(default: quick, or only the case flags' own grid when any is given)")
+
+def add_run_arguments(p: argparse.ArgumentParser) -> None:
+    from .sweep_file import preset_names
+
+    p.add_argument("sweep", nargs="?", type=Path, metavar="SWEEP_FILE",
+                   help="a sweep declared in TOML (docs/your-model.md, 'Sweep files'); the case flags then "
+                        "override its grids and the budget flags its budgets")
+    p.add_argument("--preset", metavar="NAME",
+                   help=f"a shipped sweep: {', '.join(preset_names())} (--list-presets says what each is); the "
+                        f"case flags then override its grids (default: {DEFAULT_PRESET}, or only the case flags' "
+                        f"own grid when any is given)")
     add_case_arguments(p)
     p.add_argument("--out", type=Path, help="run folder (default: results/runs/<run-id>/)")
     p.add_argument("--resume", type=Path, metavar="DIR", help="continue a run folder: measure only missing cases")
@@ -71,11 +86,11 @@ def _add_run(sub) -> None:
     p.add_argument("--warmup-s", type=float, help="warm-up budget per case (default 0.25)")
     p.add_argument("--max-case-s", metavar="SECONDS",
                    help="skip a case whose measuring time, predicted after its first step, exceeds this "
-                        "(default per preset: quick 30, smoke 10, classic 30, full 120, flags alone 60; "
+                        "(default: the sweep's max_case_s, e.g. quick 30, smoke 10, full 120; flags alone 60; "
                         "'inf' for no limit)")
     p.add_argument("--max-run-s", metavar="SECONDS",
                    help="run budget: start a case only while the time left covers its prediction; the rest "
-                        "become skipped rows ('run budget'). Default: no limit")
+                        "become skipped rows ('run budget'). Default: the sweep's max_run_s, else no limit")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-show", action="store_true", help="do not print the summary table at the end")
 
@@ -89,35 +104,43 @@ def _cmd_run(args) -> int:
 
     if args.list_presets:
         for name, sweep in PRESETS.items():
-            print(f"{name:8s} {len(sweep.cases()):4d} cases/device  {sweep.description}")
+            print(f"{name:14s} {len(sweep.cases()):4d} cases/device  {sweep.description}")
         return 0
-    config_args = {k: v for k, v in (("repeats", args.repeats), ("min_time_s", args.min_time_s),
-                                     ("warmup_s", args.warmup_s)) if v is not None}
+    flags = {k: getattr(args, k) for k in BUDGET_FLAGS if getattr(args, k) is not None}
     max_case_s = seconds_budget(args.max_case_s, "max-case-s") if args.max_case_s is not None else None
     max_run_s = seconds_budget(args.max_run_s, "max-run-s") if args.max_run_s is not None else None
     try:
-        TimingConfig(**config_args)
+        TimingConfig(**flags)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    meta_extra = {}
+    if args.resume and args.sweep is not None:
+        raise UsageError(f"--resume continues the cases its folder lists: give no sweep file (got {args.sweep})")
     if args.resume:  # the run's own cases and timing configuration; the timing flags given override it
         from .resume import refuse_new_plan, resume_plan
 
         refuse_new_plan(args.resume, case_overrides(args), args.preset, args.out)
-        given = {**config_args, **({"max_case_s": max_case_s} if args.max_case_s is not None else {})}
+        given = {**flags, **({"max_case_s": max_case_s} if args.max_case_s is not None else {})}
         resumed = resume_plan(args.resume, given)
         cases, config, preset_name = resumed.cases, resumed.config, resumed.preset
         out_dir, skip_slow_dtypes = Path(args.resume), resumed.skip_slow_dtypes
         print(resumed.note, file=sys.stderr)
     else:
         overrides = case_overrides(args)
-        cases = resolve_cases(args.preset, overrides)
-        preset_name = args.preset or (CUSTOM_PRESET if overrides else DEFAULT_PRESET)
+        sweep = _sweep_of(args, overrides)
+        cases = resolve_cases(sweep, overrides)
+        preset_name = sweep.name
         out_dir = args.out or new_run_dir(preset=preset_name)
         # a preset skips the dtypes this device has no fast path for; dtypes the user named are measured
-        skip_slow_dtypes = preset_name in PRESETS and "dtype" not in overrides
-        if args.max_case_s is None:  # not given: the preset's default
-            max_case_s = PRESETS[preset_name].max_case_s if preset_name in PRESETS else CUSTOM_MAX_CASE_S
-        config = TimingConfig(**config_args, max_case_s=max_case_s)
+        skip_slow_dtypes = sweep.skip_slow_dtypes and "dtype" not in overrides
+        budgets = {k: getattr(sweep, k) for k in BUDGET_FLAGS if getattr(sweep, k) is not None}
+        if args.max_case_s is None:  # not given: the sweep's default
+            max_case_s = sweep.max_case_s
+        if args.max_run_s is None:
+            max_run_s = sweep.max_run_s
+        if args.sweep is not None:
+            meta_extra["sweep_file"] = str(args.sweep)
+        config = TimingConfig(**{**budgets, **flags}, max_case_s=max_case_s)
     if not cases:
         raise UsageError("the sweep has no cases")
     if any(case.model for case in cases):  # a user's model: built and run once on a tiny batch, before anything
@@ -142,7 +165,8 @@ def _cmd_run(args) -> int:
         print(f"mlpbench: warning: {warning}", file=sys.stderr)
     try:
         writer = run_sweep(cases, out_dir, config, preset=preset_name, resume=bool(args.resume),
-                           progress=not args.no_progress, skip_slow_dtypes=skip_slow_dtypes, max_run_s=max_run_s)
+                           progress=not args.no_progress, skip_slow_dtypes=skip_slow_dtypes, max_run_s=max_run_s,
+                           meta_extra=meta_extra)
     except KeyboardInterrupt:
         print(f"\nmlpbench: interrupted; finished cases are saved in {out_dir} "
               f"(continue with: mlpbench run --resume {out_dir})", file=sys.stderr)
@@ -158,8 +182,7 @@ def _cmd_run(args) -> int:
     return 0
 
 
-def _add_show(sub) -> None:
-    p = sub.add_parser("show", help="print a run's summary as a table")
+def add_show_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", type=Path, nargs="?", help="run folder (default: the latest under results/runs)")
     p.add_argument("--all-phases", action="store_true", help="one row per phase, not only the whole step")
 
@@ -189,16 +212,34 @@ def _cmd_show(args) -> int:
 # --------------------------------------------------------------------------- main
 
 
-def build_parser() -> argparse.ArgumentParser:
+EVERY_COMMAND = "*"  # build_parser's default: every sub-command with its flags
+
+
+def build_parser(command: str | None = EVERY_COMMAND) -> argparse.ArgumentParser:
+    """The parser of every sub-command; only ``command``'s flags are added (every command's by default).
+
+    A command's flags live in its own module, whose imports (torch, pandas, scipy) take seconds: ``mlpbench
+    --help`` (``command=None``) imports none of them, and ``mlpbench report ...`` only the report's.
+    """
     parser = _Parser(prog="mlpbench", description="Benchmark and profile MLP training steps (CPU and CUDA).")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    _add_run(sub)
-    _add_show(sub)
+    wanted = lambda name: command in (name, EVERY_COMMAND)  # noqa: E731
+    run = sub.add_parser("run", help="run a sweep: a sweep file, a preset, or the case flags' own grid")
+    if wanted("run"):
+        add_run_arguments(run)
+    show = sub.add_parser("show", help="print a run's summary as a table")
+    if wanted("show"):
+        add_show_arguments(show)
     for name, (module, help_text) in EXTERNAL_COMMANDS.items():
-        mod = importlib.import_module(module)
-        if hasattr(mod, "add_arguments"):
-            mod.add_arguments(sub.add_parser(name, help=help_text))
+        command_parser = sub.add_parser(name, help=help_text)
+        if wanted(name):
+            importlib.import_module(module).add_arguments(command_parser)
     return parser
+
+
+def _command_in(argv: list[str]) -> str | None:
+    """The sub-command ``argv`` names: its first word that is not an option (``mlpbench`` itself has only -h)."""
+    return next((word for word in argv if not word.startswith("-")), None)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -208,7 +249,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None) -> int:
     try:
-        parser = build_parser()
+        argv = sys.argv[1:] if argv is None else list(argv)
+        parser = build_parser(_command_in(argv))
         args = parser.parse_args(argv)
         if args.command is None:
             parser.print_help()

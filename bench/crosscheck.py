@@ -9,29 +9,31 @@ should be close to 1; a large gap means one of the two is measuring something el
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-import torch
-from tabulate import tabulate
+if TYPE_CHECKING:  # torch is imported where the check runs: `mlpbench crosscheck --help` needs none of it
+    from .cases import Case
+    from .timing import TimingConfig
 
-from .cases import Case
-from .stats import summarize
-from .phases import Phase
-from .timing import TimingConfig, build_step, case_context, measure
-
-DEFAULT_CASES = (
-    Case(network="teaching", batch=64),
-    Case(network="fashion_mnist", batch=64),
-    Case(width=512, depth=2, batch=128),
+DEFAULT_CASES = (  # as Case fields
+    dict(network="teaching", batch=64),
+    dict(network="fashion_mnist", batch=64),
+    dict(width=512, depth=2, batch=128),
 )
 TIMER_MIN_RUN_S = 1.0  # blocked_autorange keeps adding blocks until this much time is measured
 
 
-def crosscheck(case: Case, config: TimingConfig = TimingConfig()) -> dict:
-    # imported here: torch.utils.benchmark imports cpp_extension, which on a CUDA build of torch without a
-    # CUDA runtime (torch 2.14.1 from PyPI on a CPU machine) logs a warning; every mlpbench command would print it
+def crosscheck(case: Case, config: TimingConfig | None = None) -> dict:
+    # torch.utils.benchmark imports cpp_extension, which on a CUDA build of torch without a CUDA runtime
+    # (torch 2.14.1 from PyPI on a CPU machine) logs a warning; only this command imports it
+    import torch
     import torch.utils.benchmark as tbench
 
-    ours = summarize(measure(case, config).samples[Phase.STEP]).median
+    from .phases import Phase
+    from .stats import summarize
+    from .timing import TimingConfig, build_step, case_context, measure
+
+    ours = summarize(measure(case, config or TimingConfig()).samples[Phase.STEP]).median
     with case_context(case):
         step = build_step(case)
         x, y = case.make_batch(torch.Generator().manual_seed(1))
@@ -48,6 +50,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def command(args: argparse.Namespace) -> int:
-    rows = [crosscheck(c.with_(threads=args.threads)) for c in DEFAULT_CASES]
+    from tabulate import tabulate
+
+    from .cases import Case
+
+    rows = [crosscheck(Case(**fields, threads=args.threads)) for fields in DEFAULT_CASES]
     print(tabulate(rows, headers="keys", tablefmt="github", floatfmt=".4g"))
     return 0

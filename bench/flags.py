@@ -10,7 +10,7 @@ import argparse
 import math
 
 from . import keyvalues
-from .case_fields import FIELD_TYPES, FLAG_FIELDS
+from .case_fields import FIELD_CHOICES, FIELD_DEFAULTS, FIELD_TYPES, FLAG_FIELDS
 from .errors import UsageError
 
 # flag -> (Case field, parser of one item), derived from the case's fields (bench.case_fields)
@@ -21,10 +21,17 @@ NO_LIMIT_WORDS = ("inf", "none", "off")  # spellings of "no time budget"
 # Flags that take key=value options (bench.keyvalues): a comma continues the key before it, so
 # `--model-args hidden=1024,2048,expansion=4` is two cases; each case stores one canonical set.
 OPTION_FLAGS = ("model-args", "optimizer-args")
-FLAG_HELP = {
-    "model": "a user's model factory: MODULE:FACTORY or PATH.py:FACTORY (docs/your-model.md)",
-    "model-args": "the factory's options, key=value[,value...][,key=value]; a value list sweeps it",
-    "optimizer-args": "torch.optim settings, e.g. lr=3e-4,weight_decay=0.1,betas=0.9:0.95; a value list sweeps",
+# What each case flag means, for --help (a field without an entry still gets its valid values and default).
+FIELD_HELP = {
+    "network": "the net", "width": "hidden width (uniform)", "depth": "hidden layers (uniform)",
+    "in_features": "inputs (uniform; default: the width)", "out_features": "outputs (uniform; default: the width)",
+    "batch": "batch size", "activation": "hidden activation", "device": "device (default: every available one)",
+    "dtype": "precision", "compile": "torch.compile mode", "optimizer": "optimiser", "loss": "loss",
+    "threads": "torch threads (0: torch's default)",
+    "model": "a user's model factory, MODULE:FACTORY or PATH.py:FACTORY (docs/your-model.md; default: none)",
+    "model_args": "the factory's options, key=value[,value...][,key=value]; a value list sweeps it (default: none)",
+    "optimizer_args": "torch.optim settings, e.g. lr=3e-4,weight_decay=0.1,betas=0.9:0.95; a value list sweeps "
+                      "(default: none)",
 }
 
 
@@ -57,11 +64,22 @@ def seconds_budget(text: str, name: str) -> float | None:
 
 
 def add_case_arguments(parser: argparse.ArgumentParser) -> None:
-    """The per-dimension flags shared by `run` and `profile` (comma lists)."""
+    """The per-dimension flags shared by `run` and `profile` (comma lists), each with its valid values."""
     group = parser.add_argument_group("case dimensions (comma-separated lists override the preset)")
-    for flag in CASE_FLAGS:
+    for flag, (field, _) in CASE_FLAGS.items():
         group.add_argument(f"--{flag}", metavar="OPTIONS" if flag in OPTION_FLAGS else "LIST",
-                           help=FLAG_HELP.get(flag))
+                           help=case_flag_help(field))
+
+
+def case_flag_help(field: str) -> str:
+    """``hidden activation: identity, relu, ... (default relu)``: the valid values from the closed choices
+    (``case_fields.FIELD_CHOICES``, no torch), else the type. ``%`` is doubled for argparse."""
+    what = FIELD_HELP.get(field, field.replace("_", " "))
+    kind = FIELD_TYPES[field]
+    values = ", ".join(FIELD_CHOICES[field]) if field in FIELD_CHOICES else (
+        "integers" if kind is int else "numbers" if kind is float else "text")
+    default = "" if "default" in what else f" (default {FIELD_DEFAULTS[field]})"  # unless the text says it
+    return f"{what}: {values}{default}".replace("%", "%%")
 
 
 USER_MODEL_COMMANDS = "`mlpbench run` and bench.measure()"  # where --model is measured today

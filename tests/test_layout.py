@@ -13,7 +13,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("mlp", "bench")
 # The measuring side: what times, runs and stores cases, and the gate's instruments.
-MEASUREMENT = ("bench.cases", "bench.case_fields", "bench.timing", "bench.clocks", "bench.phases", "bench.runner",
+MEASUREMENT = ("bench.cases", "bench.case_fields", "bench.sweep_file", "bench.timing", "bench.clocks", "bench.phases", "bench.runner",
                "bench.ceiling", "bench.headroom", "bench.env", "bench.runs", "bench.runs.columns", "bench.runs.folder",
                "bench.runs.meta", "bench.runs.outputs", "bench.runs.reader", "bench.runs.status", "bench.runs.writer",
                "bench.resume",
@@ -29,8 +29,8 @@ MEASURING_WINGS = ("bench.cases", "bench.timing", "bench.clocks", "bench.runner"
                    "bench.crosscheck", "bench.ddp", "bench.gate", "bench.profile", "bench.loader", "bench.bandwidth",
                    "bench.dispatch", "bench.peak", "bench.speed_of_light", "mlp")
 # Shared by both sides, so they stay light: no torch, and nothing of the measuring wings.
-LIGHT = ("bench.runs", "bench.case_fields", "bench.format", "bench.errors", "bench.phases", "bench.webpage",
-         "bench.keyvalues")
+LIGHT = ("bench.runs", "bench.case_fields", "bench.sweep_file", "bench.format", "bench.errors", "bench.phases",
+         "bench.webpage", "bench.keyvalues")
 ENTRY_POINTS = ("bench.__main__",)  # `python -m bench` runs the CLI
 # Loaded by path inside a gate worker next to another tree: the project imports they may make. The worker
 # imports the *tree under test's* mlp, bench.cases and bench.timing (absolute, on purpose); counters.py only

@@ -1,5 +1,6 @@
 """The package as a user installs it: a wheel built from the sources, installed NOT editable into a
-folder, run from outside the checkout. Every subcommand's --help, then one real case, then `show`.
+folder, run from outside the checkout. Every subcommand's --help, then one real case from a sweep file
+(which loads every shipped preset, package data), then `show`.
 
 A wheel that misses a subpackage (pyproject once listed them by hand and left out bench.ddp) fails
 here with ModuleNotFoundError, where the editable development install hides it.
@@ -68,6 +69,8 @@ def installed(tmp_path_factory) -> Path:
                 if p.parts[len(REPO.parts)] in ("bench", "mlp")}
     in_wheel = {n.rsplit("/", 1)[0].replace("/", ".") for n in names if n.endswith("/__init__.py")}
     assert packages <= in_wheel, sorted(packages - in_wheel)
+    presets = {f"bench/presets/{p.name}" for p in (REPO / "bench" / "presets").glob("*.toml")}
+    assert presets and presets <= set(names), sorted(presets - set(names))  # package data, not a package
     target = root / "site"
     _run([*pip, "install", "--no-deps", "--no-index", "-q", "--target", str(target), str(wheel)], cwd=root)
     return target
@@ -75,10 +78,11 @@ def installed(tmp_path_factory) -> Path:
 
 def test_the_installed_wheel_runs_every_command_from_outside_the_checkout(installed, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")} | {"PYTHONPATH": str(installed)}
-    run_dir = tmp_path / "run"
+    run_dir, sweep = tmp_path / "run", tmp_path / "tiny.toml"
+    sweep.write_text('repeats = 2\nwarmup_s = 0\n\n[[grid]]\nwidth = 8\ndepth = 1\nbatch = 4\ndevice = "cpu"\n')
     script = installed / "bin" / "mlpbench"  # the console script the wheel declares
-    done = _run([str(script), "run", "--width", "8", "--depth", "1", "--batch", "4", "--repeats", "2",
-                 "--warmup-s", "0", "--no-progress", "--no-show", "--out", str(run_dir)], cwd=tmp_path, env=env)
+    done = _run([str(script), "run", str(sweep), "--no-progress", "--no-show", "--out", str(run_dir)],
+                cwd=tmp_path, env=env)
     assert "1 cases, 0 skipped, 0 failed" in done.stdout, done.stdout
     shown = _run([sys.executable, "-s", "-c", DRIVER, str(installed), str(run_dir)], cwd=tmp_path, env=env)
     assert "helped: run show report compare check profile crosscheck ddp" in shown.stdout

@@ -5,6 +5,7 @@ phases without it and read the CUDA peaks; returns a ``ProfileResult``.
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,6 +25,11 @@ REFERENCE_STEPS = 10  # steps timed again without the profiler, to show how much
 
 
 MEMORY_SNAPSHOT_MAX_ENTRIES = 100_000  # allocator events kept by the snapshot (a small MLP makes ~100 per step)
+# Kineto (the profiler's C++ side) reads its log level from this variable once, when the process's first profile
+# starts. Its levels: VERBOSE 0, INFO 1, WARNING 2, STAGE 3, ERROR 4, USDT 5 (the echo of its trace points,
+# "USDT: ... profiler_start"); 6 prints none of them.
+KINETO_LOG_LEVEL_ENV = "KINETO_LOG_LEVEL"
+KINETO_SILENT = "6"
 
 
 def profile_case(case: Case, config: ProfileConfig, out_dir: Path) -> ProfileResult:
@@ -94,11 +100,35 @@ def _run_profiler(step: mlp.TrainStep, pool, config: ProfileConfig, mark_step) -
     if step.device.type == "cuda":
         activities.append(ProfilerActivity.CUDA)
     plan = schedule(wait=config.wait_steps, warmup=config.warmup_steps, active=config.active_steps, repeat=1)
-    with profile(activities=activities, schedule=plan, record_shapes=True, profile_memory=True) as prof:
+    with kineto_quiet_without_gpu(), \
+            profile(activities=activities, schedule=plan, record_shapes=True, profile_memory=True) as prof:
         for i in range(config.total_steps):
             _labelled_step(step, pool[i % len(pool)], mark_step)
             prof.step()
     return prof
+
+
+@contextlib.contextmanager
+def kineto_quiet_without_gpu():
+    """No "ERROR ... DeviceProperties.cpp ... gpuGetDeviceCount failed with code 35" on a machine without a GPU.
+
+    A CUDA build of torch (PyPI's) profiles a CPU-only machine with kineto built against CUPTI; when the trace
+    stops, kineto lists the GPUs' properties for the trace's metadata, and cudaGetDeviceCount fails for want of
+    a driver (35: insufficient driver). Harmless, but printed at ERROR level on stderr, which torch leaves on.
+    Where no CUDA device is usable (nothing of kineto's concerns the run there), kineto is silenced for the
+    process's profiles, its trace points' "USDT: ... profiler_start" echo too, unless the user set its level.
+    With a GPU nothing changes: there an ERROR of kineto's means something.
+    """
+    import torch
+
+    if os.environ.get(KINETO_LOG_LEVEL_ENV) or torch.cuda.is_available():
+        yield
+        return
+    os.environ[KINETO_LOG_LEVEL_ENV] = KINETO_SILENT
+    try:
+        yield
+    finally:
+        os.environ.pop(KINETO_LOG_LEVEL_ENV, None)
 
 
 def _labelled_step(step: mlp.TrainStep, batch, mark_step) -> None:

@@ -6,11 +6,6 @@ import argparse
 from pathlib import Path
 
 from ..errors import UsageError
-from ..runs import output_folder
-from .loader import is_loader_run, write_loader_report
-from .markdown import PLOTS_DIR, write_report
-from .scaling import is_ddp_run, write_scaling_report
-from .tables import load_runs
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,6 +18,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def command(args: argparse.Namespace) -> int:
+    # imported here: pandas and scipy take seconds, and `mlpbench report --help` needs neither
+    from .loader import is_loader_run, write_loader_report
+    from .markdown import PLOTS_DIR, write_report
+    from .scaling import is_ddp_run, write_scaling_report
+    from ..runs import output_folder
+    from .tables import load_runs
+
     runs = load_runs(args.runs)
     paths = [Path(run.path).resolve() for run in runs]
     twice = next((run.path for run, path in zip(runs, paths) if paths.count(path) > 1), None)

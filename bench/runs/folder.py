@@ -55,7 +55,8 @@ def is_run_dir(path: Path) -> bool:
 def latest_run(root: Path = RUNS_DIR) -> Path:
     runs = sorted((p for p in Path(root).glob("*") if is_run_dir(p)), key=lambda p: p.stat().st_mtime)
     if not runs:
-        raise FileNotFoundError(f"no runs under {root}; run `make bench` first")
+        raise FileNotFoundError(f"no runs under {root}: measure one first with `mlpbench run` "
+                                f"(the quick preset; `make bench` in a checkout of mlpbench)")
     return runs[-1]
 
 

@@ -74,3 +74,34 @@ RECORDED_CASE_IDS = [
 @pytest.mark.parametrize("fields, case_id", RECORDED_CASE_IDS, ids=[i for _, i in RECORDED_CASE_IDS])
 def test_recorded_case_ids_are_pinned(fields, case_id):
     assert Case(**fields).case_id == case_id
+
+
+# --------------------------------------------------------------------------- the torch-free choices
+
+
+def test_the_torch_free_choices_mirror_mlps_enums_and_registry():
+    """case_fields mirrors mlp's closed choices so that --help and sweep files need no torch: they must agree."""
+    import mlp
+    from bench import case_fields
+
+    assert case_fields.ACTIVATION_NAMES == tuple(mlp.ACTIVATIONS)
+    assert case_fields.PRECISION_NAMES == tuple(m.value for m in mlp.Precision)
+    assert case_fields.OPTIMIZER_NAMES == tuple(m.value for m in mlp.Optimizer)
+    assert case_fields.LOSS_NAMES == tuple(m.value for m in mlp.Loss)
+
+
+def test_every_choice_is_one_a_case_takes_and_every_string_flag_lists_its_choices():
+    from bench.case_fields import FIELD_CHOICES, FIELD_TYPES, FLAG_FIELDS
+
+    cuda_only = {("dtype", "fp16")}  # the one value that needs another field (device cuda)
+    needs = {"norm": {"network": "residual"}}  # a field of one built-in net only
+    for field, values in FIELD_CHOICES.items():
+        for value in values:
+            extra = {"device": "cuda"} if (field, value) in cuda_only else {}
+            extra |= needs.get(field, {})
+            assert getattr(Case(**{field: value, **extra}), field) == value
+    # a new string case field lists its valid values in FIELD_CHOICES, so that its flag's --help shows them;
+    # a field without a closed set (a model's import path, say) is named here instead, and its help says "text"
+    free_text = {"model", "model_args", "optimizer_args"}  # a factory path and key=value options
+    missing = {f for f in FLAG_FIELDS if FIELD_TYPES[f] is str} - set(FIELD_CHOICES) - free_text
+    assert not missing, f"add the valid values of {sorted(missing)} to bench.case_fields.FIELD_CHOICES"

@@ -72,3 +72,55 @@ def test_an_unwritable_out_folder_is_a_usage_error_before_measuring(tmp_path, ca
     assert code == 2
     assert err.count("\n") == 1 and err.startswith("mlpbench: error: ") and str(out) in err, err
     assert "internal error" not in err
+
+
+# --------------------------------------------------------------------------- the first ten minutes
+
+HELP_PROBE = """
+import contextlib, io, sys
+from bench.cli import main
+out = io.StringIO()
+with contextlib.redirect_stdout(out):
+    try:
+        main(sys.argv[1:])
+    except SystemExit:
+        pass
+heavy = sorted(m for m in ("torch", "pandas", "scipy", "numpy") if m in sys.modules)
+print(out.getvalue() + "IMPORTED:" + ",".join(heavy))
+"""
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["run", "--help"]])
+def test_help_imports_no_torch_nor_the_data_stack(argv):
+    """`mlpbench --help` took 4-5 s: every command module (torch, pandas, scipy) was imported to build the parser."""
+    proc = subprocess.run([sys.executable, "-c", HELP_PROBE, *argv], cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    text, imported = proc.stdout.rsplit("IMPORTED:", 1)
+    assert imported.strip() == "", imported
+    assert "usage: mlpbench" in text
+
+
+def test_every_case_flag_and_the_preset_flag_list_their_valid_values(capsys):
+    import mlp
+    from bench.cases import Device
+    from bench.flags import CASE_FLAGS, OPTION_FLAGS
+
+    with pytest.raises(SystemExit):
+        cli_main(["run", "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    for flag in CASE_FLAGS:
+        metavar = "OPTIONS" if flag in OPTION_FLAGS else "LIST"  # key=value options, or a comma list
+        assert f"--{flag} {metavar} " in text and f"--{flag} {metavar} --" not in text, flag  # each has help
+    for values in (tuple(mlp.ACTIVATIONS), [m.value for m in mlp.Precision], [m.value for m in mlp.Optimizer],
+                   [m.value for m in mlp.Loss], [m.value for m in Device]):
+        assert ", ".join(values) in text
+    for name in PRESETS:  # every shipped preset, not four of them
+        assert name in text.rsplit("--preset NAME", 1)[1].split("--out OUT", 1)[0], name
+
+
+def test_show_without_runs_names_a_command_a_pip_user_has(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert cli_main(["show"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "`mlpbench run`" in err, err

@@ -185,8 +185,9 @@ def test_a_hand_written_sequential_counts_the_built_in_fashion_mnist_flops_exact
     assert mine.memory["parameters_bytes"] == builtin.memory["parameters_bytes"]
 
 
-def interleaved_ratio(rounds: int, iters: int) -> float:
-    """Median step of the hand-written Sequential over the built-in fashion_mnist net's, blocks alternating."""
+def interleaved_ratio(rounds: int, iters: int, best: bool = False) -> float:
+    """Median step of the hand-written Sequential over the built-in fashion_mnist net's, blocks alternating.
+    ``best``: the fastest block of each instead, which a neighbour's load can only lengthen, never shorten."""
     name = plugin.register(fashion_sequential())
     builtin = Case(network="fashion_mnist", batch=64)
     steps = [build_step(builtin), build_step(Case(model=name, in_features=784, out_features=10, batch=64,
@@ -200,13 +201,14 @@ def interleaved_ratio(rounds: int, iters: int) -> float:
     for _ in range(rounds):
         for i in (0, 1):
             times[i].append(time_block(lambda _, i=i: steps[i].step(*batches[i]), iters, clock))
-    return statistics.median(times[1]) / statistics.median(times[0])
+    pick = min if best else statistics.median
+    return pick(times[1]) / pick(times[0])
 
 
 def test_the_two_classifiers_step_alike_interleaved_in_one_process():
     """Loose on purpose (a shared machine): a 4x gap would be another network. The real ratio, measured with
     ``interleaved_ratio(rounds=200, iters=8)`` on a quieter machine, is in docs/your-model.md."""
-    assert 0.25 < interleaved_ratio(rounds=5, iters=2) < 4.0
+    assert 0.25 < interleaved_ratio(rounds=15, iters=4, best=True) < 4.0
 
 
 def test_measure_records_counted_flops_and_the_model_it_measured(models, tmp_path):
