@@ -7,9 +7,12 @@ one-element add, synthetic /proc/cpuinfo texts for the peak formula, and hand-co
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import subprocess
+import time
 
+import numpy as np
 import pytest
 import torch
 import torch.utils.benchmark as tub
@@ -18,8 +21,11 @@ from bench import bandwidth, runner, speed_of_light
 from bench.dispatch import count_ops, measure_dispatch, tiny_step
 from bench.peak import cpu_peak
 
-NOISE_MARGIN = 0.5  # a shared, loaded 2-core machine: the reference may catch a quieter moment
-TUB_MIN_RUN_S = 0.3
+# the independent best may beat the limit by this much: both are bests of the same interleaved rounds, so only
+# luck between neighbouring samples separates them (seen: 0.40-0.99 of it at load 10-12 on 2 cores); a limit
+# read at half (the ``bandwidth-halved`` mutant) is beaten by 2x
+BOUND_MARGIN = 0.3
+TEST_ROUNDS, TEST_BUDGET_S, NUMPY_PER_ROUND = 30, 8.0, 2
 ADD_BAND = 10
 EPYC = "model name\t: AMD EPYC\nflags\t\t: fpu sse2 avx avx2 fma\ncpu MHz\t\t: 2445.000\nsiblings\t: 2\ncpu cores\t: 2\n"
 XEON_SMT = ("model name\t: Intel(R) Xeon(R) Gold 6338 CPU @ 2.00GHz\nflags\t\t: sse2 avx2 fma avx512f avx512_bf16\n"
@@ -46,25 +52,54 @@ def test_the_nominal_clock_and_physical_cores_win_over_the_current_clock_and_smt
 
 
 @pytest.mark.skipif(shutil.which("lscpu") is None, reason="needs lscpu for the reference cache size")
-def test_the_bandwidth_arrays_are_sized_past_the_last_level_cache_lscpu_reports():
-    out = subprocess.run(["lscpu", "-B", "-C=ONE-SIZE,LEVEL"], capture_output=True, text=True).stdout.split()
+def test_the_bandwidth_arrays_are_sized_past_the_last_level_caches_lscpu_reports():
+    if os.sched_getaffinity(0) != set(range(os.cpu_count() or 0)):
+        pytest.skip("pinned to some CPUs: lscpu sums the caches of all of them")
+    out = subprocess.run(["lscpu", "-B", "-C=ALL-SIZE,LEVEL"], capture_output=True, text=True).stdout.split()
     sizes = {int(level): int(size) for size, level in zip(out[2::2], out[3::2]) if size.isdigit()}
     if not sizes:
         pytest.skip("lscpu reports no cache sizes here")
     llc, _ = bandwidth.last_level_cache_bytes("cpu")
-    assert llc == sizes[max(sizes)]
+    assert llc == sizes[max(sizes)]  # every instance of the last level, as STREAM's rule sums them
 
 
-def test_the_copy_rate_is_not_beaten_by_torch_utils_benchmark_beyond_its_spread():
+class InterleavedCopy:
+    """The independent best, timed between the product's rounds (under the same load): torch.utils.benchmark's
+    copy at the limit's thread count, and a STREAM-style numpy copy (one thread, memcpy), each call timed alone."""
+
+    def __init__(self, n: int, threads: int):
+        self.a, self.c = torch.ones(n), torch.zeros(n)
+        self.timer = tub.Timer("c.copy_(a)", globals={"a": self.a, "c": self.c}, num_threads=threads)
+        self.nbytes = 2 * self.a.numel() * self.a.element_size()
+        self.rates: dict[str, list[float]] = {"torch.utils.benchmark": [], "numpy": []}
+
+    def sample(self) -> None:
+        self.rates["torch.utils.benchmark"].append(self.nbytes / self.timer.timeit(1).times[0])
+        a, c = self.a.numpy(), self.c.numpy()
+        for _ in range(NUMPY_PER_ROUND):
+            start = time.perf_counter()
+            np.copyto(c, a)
+            self.rates["numpy"].append(self.nbytes / (time.perf_counter() - start))
+
+    @property
+    def best(self) -> float:
+        return max(max(v) for v in self.rates.values())
+
+
+def test_the_bandwidth_limit_is_not_beaten_by_an_independent_best_in_the_same_rounds(monkeypatch):
+    """One interleaved measurement: every round times the product's kernels, then the references, so a
+    neighbour's burst hits both alike; a bound within BOUND_MARGIN, and a limit that is not read at half."""
+    monkeypatch.setattr(bandwidth, "ROUNDS", TEST_ROUNDS)  # more chances for both than a run's limit takes
+    monkeypatch.setattr(bandwidth, "BANDWIDTH_BUDGET_S", TEST_BUDGET_S)
+    llc, _ = bandwidth.last_level_cache_bytes("cpu")
+    reference = InterleavedCopy(bandwidth.CACHE_MULTIPLE * llc // 4, torch.get_num_threads())
     with torch.no_grad():
-        measured = bandwidth.measure_bandwidth("cpu", "fp32", cache_multiple=2)
-        n = measured.array_bytes // 4
-        a, c = torch.ones(n), torch.empty(n)
-        timer = tub.Timer("c.copy_(a)", globals={"a": a, "c": c}, num_threads=torch.get_num_threads())
-        reference = 2 * measured.array_bytes / min(timer.blocked_autorange(min_run_time=TUB_MIN_RUN_S).times)
-    assert measured.array_bytes >= 2 * measured.cache_bytes
+        measured = bandwidth.measure_bandwidth("cpu", "fp32", interleave=reference.sample)
+    assert measured.array_bytes == reference.a.numel() * 4 >= 4 * measured.cache_bytes  # STREAM's sizing
     assert measured.bytes_per_s == max(measured.copy_bytes_per_s, measured.triad_bytes_per_s)
-    assert reference <= measured.bytes_per_s * (1 + measured.spread_rel + NOISE_MARGIN), (reference, measured)
+    seen = {k: f"{max(v) / 1e9:.1f} GB/s" for k, v in reference.rates.items()}
+    assert reference.best <= measured.bytes_per_s * (1 + BOUND_MARGIN), (seen, measured)
+    assert measured.cache_bytes_per_s > 0 and measured.rounds >= bandwidth.MIN_ROUNDS
 
 
 # --------------------------------------------------------------------------- dispatch floor
