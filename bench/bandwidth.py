@@ -1,7 +1,10 @@
 """The memory-bandwidth ceiling per device x dtype: a large copy and a triad, bytes read plus written, by STREAM's rules.
 
 * copy: ``b.copy_(a)`` moves 2 x n elements (read a, write b);
-* triad: ``torch.add(a, b, alpha=s, out=c)``, i.e. c = a + s*b, moves 3 x n (read a and b, write c).
+* triad: ``torch.add(a, b, alpha=s, out=c)``, i.e. c = a + s*b, moves 3 x n (read a and b, write c);
+* memmove (CPU): libc's ``memmove`` of a into b (``ctypes``), 2 x n: one thread, but with the
+  non-temporal stores glibc uses past a size, which skip the read-for-ownership of b's lines that
+  a vectorised ``copy_`` pays; a numpy copy is the same libc call, so the limit is not beaten by one.
 
 STREAM's rules (McCalpin, stream.c) are the reference:
 
@@ -25,6 +28,7 @@ light charges it to a phase whose bytes may all stay in that cache (``bench.spee
 
 from __future__ import annotations
 
+import ctypes
 import math
 import os
 import time
@@ -45,6 +49,8 @@ CACHE_RESIDENT_FRACTION = 8  # the cache level's arrays: 1/8 of the LLC each, so
 DEFAULT_CACHE_BYTES = 32 * 2**20  # where the cache size cannot be read: a large server LLC
 CPU_ROOT = Path("/sys/devices/system/cpu")
 TRIAD_SCALAR = 3.0
+COPIES = ("copy", "memmove")  # the kernels copy_bytes_per_s is the best of
+SINGLE_THREADED = ("memmove",)  # timed at one thread only
 ROUNDS = 20  # samples per kernel x threads (STREAM's NTIMES is 10; a shared machine needs more chances)
 MIN_ROUNDS = 5  # past the budget, still this many: a best of 5 and an IQR
 BANDWIDTH_BUDGET_S = 3.0  # the timed rounds of one level stop here (at least MIN_ROUNDS)
@@ -59,12 +65,12 @@ class Bandwidth:
     array_bytes: int  # one array
     cache_bytes: int  # the caches it is sized against (summed over instances)
     cache_source: str
-    copy_bytes_per_s: float  # best over the thread counts
+    copy_bytes_per_s: float  # best over the thread counts, of copy_ and (CPU) memmove
     triad_bytes_per_s: float
     bytes_per_s: float  # the ceiling: the faster kernel
     spread_rel: float
     spent_s: float
-    best_kernel: str = ""  # copy | triad
+    best_kernel: str = ""  # copy | triad | memmove
     best_threads: int = 0  # the thread count of the best sample
     threads_tried: tuple[int, ...] = ()
     rounds: int = 0  # samples per kernel x threads
@@ -127,9 +133,11 @@ def measure_bandwidth(device: str, dtype: str, cache_multiple: int = CACHE_MULTI
     rates, rounds = _rounds(kernels, counts, dev, interleave)
     del kernels
     cache_n = max(cache_bytes // CACHE_RESIDENT_FRACTION // element, 1)
-    cache_rates, _ = _rounds({"copy": _kernels(cache_n, dev, precision.compute_dtype)["copy"]}, counts, dev, None)
+    cache_kernels = {k: v for k, v in _kernels(cache_n, dev, precision.compute_dtype).items() if k in COPIES}
+    cache_rates, _ = _rounds(cache_kernels, counts, dev, None)
+    del cache_kernels
     best = max(rates, key=lambda k: max(rates[k]))
-    copy = max(max(v) for (kernel, _), v in rates.items() if kernel == "copy")
+    copy = max(max(v) for (kernel, _), v in rates.items() if kernel in COPIES)
     triad = max(max(v) for (kernel, _), v in rates.items() if kernel == "triad")
     return Bandwidth(dev.type, precision.value, threads, n * element, cache_bytes, source, copy, triad,
                      max(rates[best]), _spread(rates[best]), time.perf_counter() - start, best[0], best[1], counts,
@@ -142,8 +150,11 @@ def _kernels(n: int, dev: torch.device, dtype: torch.dtype) -> dict[str, tuple[C
     b = torch.full((n,), 2.0, device=dev, dtype=dtype)
     c = torch.zeros(n, device=dev, dtype=dtype)
     nbytes = n * a.element_size()
-    return {"copy": (lambda: c.copy_(a), 2 * nbytes),
-            "triad": (lambda: torch.add(a, b, alpha=TRIAD_SCALAR, out=c), 3 * nbytes)}
+    kernels = {"copy": (lambda: c.copy_(a), 2 * nbytes),
+               "triad": (lambda: torch.add(a, b, alpha=TRIAD_SCALAR, out=c), 3 * nbytes)}
+    if dev.type == "cpu":
+        kernels["memmove"] = (lambda: ctypes.memmove(c.data_ptr(), a.data_ptr(), nbytes), 2 * nbytes)
+    return kernels
 
 
 def _rounds(kernels: dict, counts: tuple[int, ...], dev: torch.device,
@@ -152,7 +163,7 @@ def _rounds(kernels: dict, counts: tuple[int, ...], dev: torch.device,
     clock = clock_for(dev)
     calls = {}
     for name, (fn, _) in kernels.items():
-        for threads in counts:
+        for threads in counts[:1] if name in SINGLE_THREADED else counts:
             with torch_threads(threads):
                 first = time_block(lambda i: fn(), 1, clock)  # warm-up: pools, first touch
                 calls[(name, threads)] = max(1, math.ceil(MIN_SAMPLE_S / max(first, 1e-9)))
