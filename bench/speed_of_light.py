@@ -13,9 +13,10 @@
 
 Compute and memory overlap (a max); dispatch does not overlap them in an eager step (a sum).
 The dominant term of the three names the regime. ``floor / measured`` is the "% of speed of
-light": 100% is at the limit; a value above 100% means a limit was under-measured or the
-model charges work the step does not do (a compiled step dispatches far fewer ops than the
-eager count it is charged with). No torch: the report reads the same numbers back.
+light": 100% is at the limit; above 100% a limit was under-measured or the model charged work
+the step does not do. So a compiled (or graph-captured) step is charged no dispatch
+(``charged_ops``): it dispatches far fewer ops than its eager count, and how many is not
+counted. No torch: the report reads the same numbers back.
 """
 
 from __future__ import annotations
@@ -61,6 +62,18 @@ def memory_bytes_per_s(bandwidth: dict, nbytes: float) -> float:
     if cache is not None and math.isfinite(cache) and nbytes is not None and nbytes / TOUCHES_PER_BYTE <= llc:
         return max(cache, dram) if math.isfinite(dram) else cache
     return dram
+
+
+GRAPH_FIELDS = {"compile": "none", "cuda_graph": "none"}  # a case field away from this value replays a graph
+
+
+def charged_ops(row: dict) -> float:
+    """The ATen ops the dispatch term charges a row: its eager count, or 0 where a compiled graph or a captured
+    CUDA graph replaces the eager dispatch (the count would over-read the floor; a graph's own calls are not
+    counted, so its overhead is left out rather than guessed)."""
+    if any(str(row.get(name) or eager) != eager for name, eager in GRAPH_FIELDS.items()):
+        return 0.0
+    return row.get("aten_ops", math.nan)
 
 
 def floor(matmul_flops: float, nbytes: float, aten_ops: float, matmul_flops_per_s: float,

@@ -25,12 +25,14 @@ from bench.ceiling import Ceiling
 from bench.peak import cpu_peak, cpu_peak_or_reason
 
 # the independent best may beat the limit by this much: both are bests of the same interleaved rounds, so only
-# luck between neighbouring samples separates them (seen: 0.72-0.89 of it at load 12 on 2 cores); a limit
-# read at half (the ``bandwidth-halved`` mutant) is beaten by 2x
+# luck between neighbouring samples separates them (seen: 0.72-0.89 at load 12 on 2 cores, 0.76-1.25 at 16 on
+# one thread); a limit read at half (the ``bandwidth-halved`` mutant) is beaten by about 2x
 BOUND_MARGIN = 0.3
-TEST_ROUNDS, TEST_BUDGET_S, NUMPY_PER_ROUND = 20, 6.0, 3
+TEST_ROUNDS, TEST_BUDGET_S, NUMPY_PER_ROUND = 20, 5.0, 3
+MAX_MEASUREMENTS, CLEAR_PASS = 3, 1.1  # a median ratio up to CLEAR_PASS needs no further measurement
 IMUL_RAX_RAX = bytes([0x48, 0x0F, 0xAF, 0xC0])  # imul rax, rax: latency 3
 CLOCK_AGREEMENT = 0.1
+CEILING_SIZES, CEILING_TEST_BUDGET_S = (512, 1024), 1.5
 ADD_BAND = 10
 EPYC = "model name\t: AMD EPYC\nflags\t\t: fpu sse2 avx avx2 fma\ncpu MHz\t\t: 2445.000\nsiblings\t: 2\ncpu cores\t: 2\n"
 XEON_SMT = ("model name\t: Intel(R) Xeon(R) Gold 6338 CPU @ 2.00GHz\nflags\t\t: sse2 avx2 fma avx512f avx512_bf16\n"
@@ -82,6 +84,18 @@ def test_the_measured_clock_agrees_with_a_chain_of_another_latency():
     assert add.ghz == pytest.approx(imul.ghz, rel=CLOCK_AGREEMENT), (add, imul)
 
 
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+def test_this_cpus_estimate_bounds_a_real_matmul_ceiling(dtype):
+    """The estimate itself (before any withdrawal) against a short real ceiling: with 'cpu MHz' as the clock
+    the bf16 estimate read 0.665 TFLOP/s against a 0.922 ceiling on a Zen 5 EPYC (issue 39)."""
+    estimate = cpu_peak(dtype)
+    if estimate is None:
+        pytest.skip(f"no {dtype} estimate here: {cpu_peak_or_reason(dtype)}")
+    measured = ceiling.measure_ceiling("cpu", dtype, sizes=CEILING_SIZES, budget_s=CEILING_TEST_BUDGET_S)
+    assert measured.measured_tflops <= estimate.tflops, (measured.product_tflops, estimate.formula)
+    assert measured.datasheet_tflops == estimate.tflops or measured.datasheet_tflops is None
+
+
 def test_a_peak_below_the_measured_ceiling_is_withdrawn_with_a_reason():
     c = Ceiling("cpu", "bf16", "AMD EPYC", 0.922, 1024, 0.665, "estimate: 2 cores x ... x 2.6 GHz")
     withdrawn = ceiling.peak_checked(c)
@@ -131,20 +145,34 @@ class InterleavedCopy:
         return max(max(v) for v in self.rates.values())
 
 
-def test_the_bandwidth_limit_is_not_beaten_by_an_independent_best_in_the_same_rounds(monkeypatch):
-    """One interleaved measurement: every round times the product's kernels, then the references, so a
-    neighbour's burst hits both alike; a bound within BOUND_MARGIN, and a limit that is not read at half."""
-    monkeypatch.setattr(bandwidth, "ROUNDS", TEST_ROUNDS)  # more chances for both than a run's limit takes
-    monkeypatch.setattr(bandwidth, "BANDWIDTH_BUDGET_S", TEST_BUDGET_S)
+def interleaved_ratio() -> tuple[float, bandwidth.Bandwidth, dict]:
+    """One interleaved measurement: (independent best / the limit, the limit, the reference's bests)."""
     llc, _ = bandwidth.last_level_cache_bytes("cpu")
     reference = InterleavedCopy(bandwidth.CACHE_MULTIPLE * llc // 4, torch.get_num_threads())
     with torch.no_grad():
         measured = bandwidth.measure_bandwidth("cpu", "fp32", interleave=reference.sample)
     assert measured.array_bytes == reference.a.numel() * 4 >= 4 * measured.cache_bytes  # STREAM's sizing
     assert measured.bytes_per_s == max(measured.copy_bytes_per_s, measured.triad_bytes_per_s)
-    seen = {k: f"{max(v) / 1e9:.1f} GB/s" for k, v in reference.rates.items()}
-    assert reference.best <= measured.bytes_per_s * (1 + BOUND_MARGIN), (seen, measured)
     assert measured.cache_bytes_per_s > 0 and measured.rounds >= bandwidth.MIN_ROUNDS
+    seen = {k: f"{max(v) / 1e9:.1f} GB/s" for k, v in reference.rates.items()}
+    return reference.best / measured.bytes_per_s, measured, seen
+
+
+def test_the_bandwidth_limit_is_not_beaten_by_an_independent_best_in_the_same_rounds(monkeypatch):
+    """Every round times the product's kernels, then the references, so a neighbour's burst hits both alike. On a
+    quiet machine one measurement passes; on a loaded one (a best of 20 varies by +-30% at load 15, and one
+    lucky 2-thread reference read 1.9x once at load 17) up to MAX_MEASUREMENTS, and their median ratio decides:
+    the bound within BOUND_MARGIN, and a limit read at half (the ``bandwidth-halved`` mutant: near 2) fails."""
+    monkeypatch.setattr(bandwidth, "ROUNDS", TEST_ROUNDS)  # more chances for both than a run's limit takes
+    monkeypatch.setattr(bandwidth, "BANDWIDTH_BUDGET_S", TEST_BUDGET_S)
+    ratios, seen = [], []
+    while len(ratios) < MAX_MEASUREMENTS:
+        ratio, measured, refs = interleaved_ratio()
+        ratios.append(ratio)
+        seen.append((f"{ratio:.2f}", f"{measured.bytes_per_s / 1e9:.1f} GB/s", refs))
+        if float(np.median(ratios)) <= CLEAR_PASS:
+            break
+    assert float(np.median(ratios)) <= 1 + BOUND_MARGIN, seen
 
 
 # --------------------------------------------------------------------------- dispatch floor
@@ -190,6 +218,13 @@ def test_bytes_that_may_stay_in_the_cache_are_charged_at_the_cache_resident_rate
     assert speed_of_light.memory_bytes_per_s(limit, 4 * 32 * 2**20 + 1) == 40e9  # > 4 touches x the LLC: DRAM
     assert speed_of_light.memory_bytes_per_s({"bytes_per_s": 40e9}, 15e6) == 40e9  # no cache level measured
     assert math.isnan(speed_of_light.memory_bytes_per_s({}, 15e6))
+
+
+def test_a_compiled_step_is_charged_no_eager_dispatch():
+    assert speed_of_light.charged_ops({"aten_ops": 51, "compile": "none"}) == 51
+    assert speed_of_light.charged_ops({"aten_ops": 51}) == 51  # rows from before the field
+    assert speed_of_light.charged_ops({"aten_ops": 51, "compile": "default"}) == 0
+    assert speed_of_light.charged_ops({"aten_ops": 51, "compile": "none", "cuda_graph": "step"}) == 0
 
 
 def test_the_runner_feeds_the_model_the_run_s_own_limits():
