@@ -31,7 +31,7 @@ import mlp
 from mlp import Precision
 from mlp.traffic import Gemm, square
 
-from .peak import DATASHEET_TFLOPS, cpu_peak
+from .peak import DATASHEET_TFLOPS, CpuPeak, cpu_peak_or_reason
 from .stats import summarize
 from .clocks import clock_for, time_block
 from .timing import TimingConfig, calibrate_iters
@@ -103,12 +103,24 @@ def device_name(device: str) -> str:
 def datasheet_peak(name: str, dtype: str, device: str = "cuda") -> tuple[float | None, str | None]:
     """The GPU's datasheet line, or on a CPU the theoretical peak (``bench.peak``, an estimate with its inputs)."""
     if device == "cpu":
-        peak = cpu_peak(dtype)
-        return (peak.tflops, f"estimate: {peak.formula}") if peak else (None, None)
+        peak = cpu_peak_or_reason(dtype)
+        return (peak.tflops, f"estimate: {peak.formula}") if isinstance(peak, CpuPeak) else (None, peak)
     for key, peaks in DATASHEET_TFLOPS.items():  # ordered: the more specific keys first
         if key in name:
             return peaks.get(dtype), f"NVIDIA {key} datasheet, dense"
     return None, None
+
+
+def peak_checked(ceiling: Ceiling) -> Ceiling:
+    """``ceiling`` with its peak withdrawn (empty, and a one-line reason) where the measured ceiling beats it: a peak
+    below what the device did is no peak (an estimate's clock or lane model wrong for this CPU, a datasheet line of
+    another variant), and MFU against it would read high."""
+    peak = ceiling.datasheet_tflops
+    if not peak or ceiling.measured_tflops <= peak:
+        return ceiling
+    return replace(ceiling, datasheet_tflops=None,
+                   datasheet_source=f"withdrawn: the measured ceiling {ceiling.measured_tflops:.4g} TFLOP/s beat "
+                                    f"{peak:.4g} ({ceiling.datasheet_source})")
 
 
 def measure_ceiling(device: str, dtype: str, sizes: tuple[int, ...] | None = None,
@@ -142,10 +154,11 @@ def measure_ceiling(device: str, dtype: str, sizes: tuple[int, ...] | None = Non
     peak, source = datasheet_peak(name, precision.value, dev.type)
     rates = {label: _tflops(_gemm_of(label), samples) for label, samples in results.items()}
     best = max(rates, key=rates.get)
-    return Ceiling(dev.type, precision.value, name, rates[best], _gemm_of(best).m, peak, source,
-                   torch.get_num_threads(), tuple(tried), budget_s, time.perf_counter() - start,
-                   best_product=best, spread_rel=_spread(results[best]), samples_per_product=CEILING_REPEATS,
-                   product_tflops=rates, pass_tflops={"squares": rates[best]})
+    return peak_checked(Ceiling(dev.type, precision.value, name, rates[best], _gemm_of(best).m, peak, source,
+                                torch.get_num_threads(), tuple(tried), budget_s, time.perf_counter() - start,
+                                best_product=best, spread_rel=_spread(results[best]),
+                                samples_per_product=CEILING_REPEATS, product_tflops=rates,
+                                pass_tflops={"squares": rates[best]}))
 
 
 def measure_case_shapes(ceiling: Ceiling, shapes: Sequence[Gemm], budget_s: float, pass_name: str) -> Ceiling:
@@ -178,12 +191,11 @@ def measure_case_shapes(ceiling: Ceiling, shapes: Sequence[Gemm], budget_s: floa
     best = max(rates, key=rates.get)
     spread = spreads.get(best, math.nan)
     this_pass = max(measured.values(), default=math.nan)
-    return replace(ceiling, measured_tflops=rates[best], best_product=best, spread_rel=spread, product_tflops=rates,
-                   pass_tflops={**ceiling.pass_tflops, pass_name: this_pass},
-                   shapes_budget_s=ceiling.shapes_budget_s + budget_s,
-                   shapes_spent_s=ceiling.shapes_spent_s + time.perf_counter() - start,
-                   **({"case_shapes": len(set(shapes)), "case_shapes_measured": len(measured)}
-                      if pass_name == "start" else {}))
+    return peak_checked(replace(
+        ceiling, measured_tflops=rates[best], best_product=best, spread_rel=spread, product_tflops=rates,
+        pass_tflops={**ceiling.pass_tflops, pass_name: this_pass}, shapes_budget_s=ceiling.shapes_budget_s + budget_s,
+        shapes_spent_s=ceiling.shapes_spent_s + time.perf_counter() - start,
+        **({"case_shapes": len(set(shapes)), "case_shapes_measured": len(measured)} if pass_name == "start" else {})))
 
 
 def fastest_products(ceiling: Ceiling, n: int = END_PRODUCTS) -> list[Gemm]:

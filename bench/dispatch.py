@@ -4,17 +4,24 @@ Two measurements, so that "overhead-bound" is a number of microseconds per op:
 
 * ``add_s``: one one-element ``a + b``, timed in blocks (Python call, dispatcher, allocation;
   on CUDA one kernel launch);
-* ``per_op_s``: the forward, loss and backward of a tiny training step (an 8-wide MLP, batch 1),
-  warmed up, timed in blocks, divided by the ATen ops it dispatches (counted by the gate's
-  ``OpCounter``). This includes autograd's Python and bookkeeping per op, as a real eager step
-  does; it is the floor the speed-of-light model charges per op, in every phase. Timed on one
-  thread: tensors this small never reach the thread pool, and a contended pool only adds waits.
+* ``backprop_per_op_s``: the forward, loss and backward of a tiny training step (an 8-wide MLP,
+  batch 1), warmed up, timed in blocks, divided by the ATen ops it dispatches (counted by the
+  gate's ``OpCounter``). This includes autograd's Python and bookkeeping per op, as a real eager
+  step does;
+* ``inference_per_op_s``: the same net's forward under ``torch.inference_mode`` (``TrainStep.infer``),
+  per op: no autograd, the cheapest ops a step dispatches;
+* ``per_op_s``, the floor the speed-of-light model charges per op in every phase: the lower of the
+  two (an inference phase's ops cost less than a backward's: charged the backprop's average, a
+  quiet machine's inference ran below its floor). Timed on one thread: tensors this small never
+  reach the thread pool, and a contended pool only adds waits.
 * ``tiny_step_s`` / ``tiny_step_ops``: the whole tiny step with its optimiser, for reference (seen:
   the fused CPU SGD of a 2-thread process took ~70 ms on a loaded 2-core machine, against ~2 ms for
   forward and backward: that is the optimiser, not dispatch, so it is kept out of the floor).
 
 Each is the best block of those timed within ``DISPATCH_BUDGET_S`` (after a short warm-up): a floor,
-read between the bursts of other work on a shared machine.
+read between the bursts of other work on a shared machine. The blocks are short (``DISPATCH_MIN_BLOCK_S``,
+one or two tiny steps) and many: a 10 ms block on a 2-core machine at load 7 was never free of a
+neighbour's slice, and its floor read 2x the per-op cost the run's own cases then showed.
 """
 
 from __future__ import annotations
@@ -33,9 +40,9 @@ from .stats import summarize
 from .timing import TimingConfig
 
 TINY_WIDTH, TINY_DEPTH, TINY_BATCH = 8, 2, 1
-DISPATCH_MIN_BLOCK_S = 0.01  # thousands of microsecond calls per block
+DISPATCH_MIN_BLOCK_S = 0.001  # hundreds of microsecond calls per block; a tiny step or two: far below a time slice
 DISPATCH_BUDGET_S = 0.5  # per measurement: blocks stop here (at least ceiling.MIN_BLOCKS), even on a contended machine
-MAX_BLOCKS = 50  # more blocks, more chances to see the floor between the neighbours' bursts
+MAX_BLOCKS = 300  # more blocks, more chances to see the floor between the neighbours' bursts
 WARMUP_S, MIN_WARMUP_CALLS = 0.1, 5
 
 
@@ -44,13 +51,16 @@ class DispatchFloor:
     device: str
     threads: int
     add_s: float  # one one-element add
-    per_op_s: float  # tiny forward + loss + backward, per ATen op: the floor per op
+    per_op_s: float  # the floor per op: the lower of the backprop's and the inference's per op
     tiny_backprop_s: float
     tiny_backprop_ops: int
     tiny_step_s: float  # the whole tiny step, optimiser included
     tiny_step_ops: int
     spread_rel: float  # IQR / median of the tiny forward + backward's blocks
     spent_s: float
+    backprop_per_op_s: float = float("nan")  # tiny forward + loss + backward, per ATen op
+    tiny_inference_s: float = float("nan")  # the tiny forward under inference_mode
+    tiny_inference_ops: int = 0
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -93,10 +103,13 @@ def _measure_tiny(dev, add_s, step, x, y, clock, start, threads) -> DispatchFloo
 
     backprop_ops = count_ops(backprop)
     backprop_s, spread = _best(backprop, clock)
+    inference_ops = count_ops(lambda: step.infer(x))
+    inference_s, _ = _best(lambda i: step.infer(x), clock)
     step_ops = count_ops(lambda: step.step(x, y))
     step_s, _ = _best(lambda i: step.step(x, y), clock)
-    return DispatchFloor(dev.type, threads, add_s, backprop_s / backprop_ops, backprop_s,
-                         backprop_ops, step_s, step_ops, spread, time.perf_counter() - start)
+    per_op_s = min(backprop_s / backprop_ops, inference_s / inference_ops)
+    return DispatchFloor(dev.type, threads, add_s, per_op_s, backprop_s, backprop_ops, step_s, step_ops, spread,
+                         time.perf_counter() - start, backprop_s / backprop_ops, inference_s, inference_ops)
 
 
 def _best(fn, clock) -> tuple[float, float]:

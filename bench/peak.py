@@ -4,25 +4,39 @@ A GPU's peak is read from ``DATASHEET_TFLOPS``. A CPU's is an estimate, with its
 
 peak FLOP/s = cores x FMA units per core x SIMD lanes x 2 (an FMA is two FLOPs) x clock.
 
-Everything comes from what the CPU reports (/proc/cpuinfo, sysfs); what it cannot report is
-assumed and said so: the number of FMA units per core (two on the server cores this project
-meets: AMD Zen 2-4, Intel Xeon Scalable Gold/Platinum) and the clock under load (a
-hypervisor hides turbo; we take the nominal clock from the model name, else the frequency
-the kernel reports). No torch: the report reads the result from meta.json.
+It is meant as a bound (the matmul ceiling can never beat it), so each input errs high, never low:
+
+* **clock:** the measured one (``bench.core_clock``: a chain of dependent adds, the best of many
+  samples), or cpufreq's ``cpuinfo_max_freq``, the higher of the two. The nominal clock of a model
+  name ("@ 2.00GHz": base, below turbo) and 'cpu MHz' (a VM shows the host's nominal rate: 2.6 GHz on
+  a Zen 5 EPYC that runs at 3.9) are not bounds: with neither of the others there is no estimate.
+* **lanes:** the vector width the cores execute, not the ISA's: Zen 4 (AMD family 19h with AVX-512)
+  runs a 512-bit FMA as two halves on 256-bit pipes, so 8 fp32 lanes; Zen 5 (family 1Ah; the EPYC
+  and desktop parts) has full 512-bit pipes, 16 lanes (a mobile Zen 5 has 256-bit ones: the estimate
+  is then 2x high, still a bound).
+* **FMA units:** two per core (Zen 2-5; Xeon Scalable Gold/Platinum and later). A Xeon with one
+  512-bit unit is 2x over: still a bound.
+* **bf16:** ``avx512_bf16`` (VDPBF16PS: a pair of bf16 products per fp32 lane per FMA pipe) is 2x the
+  fp32 lanes; ``amx_bf16`` (a Sapphire Rapids tile unit: 1024 bf16 FLOPs per cycle per core, TDPBF16PS
+  16x16x32 every 16 cycles) is its own unit.
+
+No torch: the report reads the result from meta.json.
 """
 
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .core_clock import core_clock
 from .env import CPUINFO, cpuinfo_field, read_system_file
 
 FP32_LANES = {"avx512f": 16, "avx2": 8, "avx": 8, "sse2": 4, "asimd": 4}  # 32-bit lanes per vector, widest first
-ASSUMED_FMA_UNITS = 2  # per core: Zen 2-4 (two 256-bit FMA pipes), Xeon Scalable Gold/Platinum (two 512-bit)
+HALF_WIDTH_AVX512 = {"AuthenticAMD": (0x19,)}  # vendor -> CPU families whose AVX-512 runs on 256-bit pipes (Zen 4)
+ASSUMED_FMA_UNITS = 2  # per core: Zen 2-5 (two FMA pipes), Xeon Scalable Gold/Platinum (two 512-bit)
 BF16_FLAGS = ("avx512_bf16",)  # a bf16 dot-product instruction: twice fp32's FLOPs per lane pair
+AMX_FLAG, AMX_BF16_MACS_PER_CYCLE = "amx_bf16", 512  # per core: 1024 FLOPs per cycle (Intel's AMX figures)
 MAX_FREQ = Path("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")  # kHz, where cpufreq exists
 
 # Dense (no sparsity) datasheet peaks in TFLOP/s, by a substring of torch.cuda.get_device_name(); the GPU
@@ -59,41 +73,71 @@ class CpuPeak:
 
 
 def cpu_peak(dtype: str = "fp32", cpuinfo: str | None = None, max_freq_khz: float | None = None,
-             cpus: int | None = None) -> CpuPeak | None:
-    """The estimate for ``dtype`` (fp32 / tf32: the same on a CPU; bf16 only with a native bf16 FMA); None when
-    the ISA or the clock is unknown. The arguments replace what this machine reports (tests)."""
-    text = cpuinfo if cpuinfo is not None else read_system_file(CPUINFO)
+             cpus: int | None = None, measured_ghz: float | None = None) -> CpuPeak | None:
+    """The estimate for ``dtype``, or None (``cpu_peak_or_reason`` says why)."""
+    peak = cpu_peak_or_reason(dtype, cpuinfo, max_freq_khz, cpus, measured_ghz)
+    return peak if isinstance(peak, CpuPeak) else None
+
+
+def cpu_peak_or_reason(dtype: str = "fp32", cpuinfo: str | None = None, max_freq_khz: float | None = None,
+                       cpus: int | None = None, measured_ghz: float | None = None) -> CpuPeak | str:
+    """The estimate for ``dtype`` (fp32 / tf32: the same on a CPU; bf16 only with a native bf16 path), or a
+    one-line reason why there is none. ``cpuinfo`` etc. describe another CPU (tests): its clock is then
+    ``measured_ghz`` (None: not measured); on this machine the clock is measured (``bench.core_clock``)."""
+    this_machine = cpuinfo is None
+    text = read_system_file(CPUINFO) if this_machine else cpuinfo
     flags = set(cpuinfo_field(text, ("flags", "Features")).split())
     isa = next((f for f in FP32_LANES if f in flags), None)
-    clock_ghz, source = _clock_ghz(text, max_freq_khz)
-    if isa is None or clock_ghz is None:
-        return None
-    lanes = FP32_LANES[isa]
+    if isa is None:
+        return f"no estimate: no known vector ISA among the CPU's flags ({', '.join(FP32_LANES)})"
+    if this_machine and measured_ghz is None:
+        clock = core_clock()
+        measured_ghz, measured_source = clock.ghz, clock.source
+    else:
+        measured_source = "measured"
+    clock_ghz, source = _clock_ghz(measured_ghz, measured_source, max_freq_khz, this_machine)
+    if clock_ghz is None:
+        return f"no estimate: {source}"
+    lanes, fma_units = _datapath_lanes(text, isa), ASSUMED_FMA_UNITS if ("fma" in flags or "avx512f" in flags
+                                                                        or isa == "asimd") else 1
     if dtype == "bf16":
-        native = [f for f in BF16_FLAGS if f in flags]
-        if not native:
-            return None
-        lanes, isa = 2 * lanes, native[0]
+        if AMX_FLAG in flags:
+            lanes, fma_units, isa = AMX_BF16_MACS_PER_CYCLE, 1, AMX_FLAG
+        elif native := [f for f in BF16_FLAGS if f in flags]:
+            lanes, isa = 2 * lanes, native[0]
+        else:
+            return "no estimate: no native bf16 instruction (avx512_bf16, amx_bf16) among the CPU's flags"
     elif dtype not in ("fp32", "tf32"):
-        return None
+        return f"no estimate for {dtype} on a CPU"
     cores = _physical_cores(text, cpus if cpus is not None else len(os.sched_getaffinity(0)))
-    fma_units = ASSUMED_FMA_UNITS if ("fma" in flags or "avx512f" in flags or isa == "asimd") else 1
     tflops = cores * fma_units * lanes * 2 * clock_ghz * 1e9 / 1e12
     return CpuPeak(dtype, cores, fma_units, lanes, clock_ghz, tflops, isa, source)
 
 
-def _clock_ghz(text: str, max_freq_khz: float | None) -> tuple[float | None, str]:
-    nominal = re.search(r"@\s*([\d.]+)\s*GHz", cpuinfo_field(text, ("model name",)))
-    if nominal:
-        return float(nominal.group(1)), "nominal, from the model name"
-    if max_freq_khz is None and MAX_FREQ.is_file():
+def _datapath_lanes(text: str, isa: str) -> int:
+    """fp32 lanes the FMA pipes execute per cycle: the ISA's, halved for AVX-512 split over 256-bit pipes (Zen 4)."""
+    lanes = FP32_LANES[isa]
+    family = cpuinfo_field(text, ("cpu family",))
+    if isa == "avx512f" and family.isdigit() and int(family) in HALF_WIDTH_AVX512.get(
+            cpuinfo_field(text, ("vendor_id",)), ()):
+        return lanes // 2
+    return lanes
+
+
+def _clock_ghz(measured_ghz: float | None, measured_source: str, max_freq_khz: float | None,
+               this_machine: bool) -> tuple[float | None, str]:
+    """The higher of the measured clock and cpufreq's maximum; (None, why) without either."""
+    if max_freq_khz is None and this_machine and MAX_FREQ.is_file():
         max_freq_khz = float(read_system_file(MAX_FREQ) or "nan")
+    candidates = []
+    if measured_ghz and measured_ghz == measured_ghz:
+        candidates.append((measured_ghz, "measured by a chain of dependent adds"))
     if max_freq_khz and max_freq_khz == max_freq_khz:
-        return max_freq_khz / 1e6, "cpufreq cpuinfo_max_freq"
-    mhz = cpuinfo_field(text, ("cpu MHz",))
-    if mhz:
-        return float(mhz) / 1e3, "'cpu MHz' in /proc/cpuinfo (turbo unknown)"
-    return None, ""
+        candidates.append((max_freq_khz / 1e6, "cpufreq cpuinfo_max_freq"))
+    if not candidates:
+        why = measured_source if measured_source != "measured" else "the clock was not measured"
+        return None, f"{why}, and there is no cpufreq maximum ('cpu MHz' and a model name's nominal clock are no bound)"
+    return max(candidates)
 
 
 def _physical_cores(text: str, cpus: int) -> int:

@@ -198,9 +198,10 @@ def derived_columns(row: dict, meta: RunMeta | dict) -> dict:
     bandwidth = meta.get("bandwidth", {}).get(key, {})
     dispatch = meta.get("dispatch", {}).get(dispatch_key(row["device"], threads), {})
     floor = speed_of_light.floor(row.get("matmul_flops", math.nan), row.get("traffic_bytes", math.nan),
-                                 row.get("aten_ops", math.nan),
+                                 speed_of_light.charged_ops(row),
                                  ceiling.measured_tflops * 1e12 if ceiling else math.nan,
-                                 bandwidth.get("bytes_per_s", math.nan), dispatch.get("per_op_s", math.nan))
+                                 speed_of_light.memory_bytes_per_s(bandwidth, row.get("traffic_bytes", math.nan)),
+                                 dispatch.get("per_op_s", math.nan))
     return {**ceiling_columns(row["tflops"], ceiling), **speed_of_light.columns(floor, row["median_s"])}
 
 

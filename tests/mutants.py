@@ -44,6 +44,7 @@ T_CASES = "tests/bench/test_cases.py"
 T_COMPARE = "tests/bench/report/test_compare.py"
 T_PLOTS = "tests/bench/report/test_plots.py"
 T_TRAIN = "tests/mlp/test_train.py"
+T_LIMITS = "tests/bench/test_limits.py"
 
 # The CUDA tests that time a GPU-bound case against torch.utils.benchmark and the datasheet.
 CUDA_TIMING_TESTS = (f"{T_TIMING}::test_cuda_clock_times_gpu_work_like_torch_utils_benchmark",
@@ -276,6 +277,19 @@ def _case_id_hashes_defaults(mp) -> None:
     mp.setattr(Case, "case_id", property(every_field))
 
 
+def _bandwidth_halved(mp) -> None:
+    from dataclasses import replace
+
+    def make(measure_bandwidth):
+        def halved(*args, **kw):
+            b = measure_bandwidth(*args, **kw)
+            return replace(b, copy_bytes_per_s=b.copy_bytes_per_s / 2, triad_bytes_per_s=b.triad_bytes_per_s / 2,
+                           bytes_per_s=b.bytes_per_s / 2)
+        return halved
+
+    _wrap(mp, "bench.bandwidth", "measure_bandwidth", make)
+
+
 MUTANTS: dict[str, Mutant] = {m.name: m for m in (
     Mutant("cuda-host-clock", "a host clock (perf_counter, no synchronize) around CUDA work", CUDA_TIMING_TESTS,
            _cuda_host_clock, needs_cuda=True),
@@ -313,6 +327,9 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in (
            (f"{T_BUDGET}::test_the_prediction_matches_a_step_that_sleeps",), _prediction_forgets_the_phase_block),
     Mutant("case-id-hashes-defaults", "case_id hashes the data-parallel fields at their defaults too",
            (f"{T_CASES}::test_recorded_case_ids_are_pinned",), _case_id_hashes_defaults),
+    Mutant("bandwidth-halved", "the bandwidth limit reads half the rate its copy and triad reached",
+           (f"{T_LIMITS}::test_the_bandwidth_limit_is_not_beaten_by_an_independent_best_in_the_same_rounds",),
+           _bandwidth_halved),
 )}
 
 

@@ -383,10 +383,11 @@ def render_markdown(runs: Sequence, summary: pd.DataFrame, regimes: pd.DataFrame
                       cases, "", "Crossover batch size per configuration:", "", cross, ""]
         parts += ["## Speed of light", "", "The least time the run's own limits allow: max(matmul FLOPs / matmul "
                   "ceiling, bytes / bandwidth) + ATen ops x dispatch floor, per phase (bytes: each operand read "
-                  "once and each result written once, from `mlp.traffic`; ops: the eager step's, also for "
-                  "compiled cases). % of SoL = floor / measured (100% = at the limit). Above 100% (marked (!)) a phase "
-                  "beat a limit: its bytes stayed in a cache (the bandwidth ceiling is the DRAM's), a compiled step "
-                  "dispatched fewer ops than the eager count, or a limit was measured in a busier moment.", "",
+                  "once and each result written once, from `mlp.traffic`, at the cache-resident copy's rate where "
+                  "the phase's tensors may fit in the last-level cache; ops: the eager step's, none for compiled "
+                  "cases). % of SoL = floor / measured (100% = at the limit). Above 100% (marked (!)) a phase "
+                  "beat a limit: a limit was measured in a busier moment, or its bytes were served from a cache "
+                  "faster than the last level.", "",
                   sol_table(summary), "",
                   "How far the floor is from the measured step, per dominant term:", "", model_error_table(summary),
                   ""]

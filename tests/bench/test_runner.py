@@ -68,6 +68,21 @@ def test_smoke_run_has_documented_files_and_columns(smoke_run):
     assert "cpu/fp32" in run.meta["ceilings"] and run.meta["ceilings"]["cpu/fp32"]["measured_tflops"] > 0
 
 
+def test_smoke_run_limits_bound_its_cases(smoke_run):
+    """Issue 39's invariants over a real run: no peak below its measured ceiling (a peak that the device beat
+    is withdrawn, with its reason), and no speed-of-light floor above the measured median."""
+    run = run_record.load_run(smoke_run)
+    for key, c in run.meta["ceilings"].items():
+        assert c["datasheet_tflops"] is None or c["datasheet_tflops"] >= c["measured_tflops"], (key, c)
+    rows = run.summary
+    peaked = rows.dropna(subset=["peak_tflops"])
+    assert (peaked["peak_tflops"] >= peaked["ceiling_tflops"]).all()
+    floors = rows.dropna(subset=["sol_fraction"])
+    assert len(floors) == len(rows) and (floors["sol_s"] > 0).all()
+    worst = floors.nlargest(3, "sol_fraction")[["label", "phase", "sol_fraction", "sol_bound", "median_s"]]
+    assert (floors["sol_fraction"] <= 1).all(), worst.to_string()
+
+
 def test_smoke_compiled_case_really_compiled(smoke_run):
     summary = run_record.load_run(smoke_run).summary
     step = summary[summary["phase"] == "step"]
