@@ -304,7 +304,7 @@ runpy.run_module("bench", run_name="__main__")' "$@"
     assert re.fullmatch(rf"mlpbench: error: {re.escape(sys.executable)} lacks the package 'pandas'; run with a python "
                         r"that has the project's packages \(make targets: PY=\S+\) or install them there "
                         r"\(pip install -c constraints.txt -e .\)", err[0]), proc.stderr
-    assert len(err) == 2 and re.fullmatch(r"make: \*\*\* \[.*gpu-reference\] Error 2", err[1]), err  # exit code 2
+    assert len(err) == 2 and re.fullmatch(r"make(\[\d+\])?: \*\*\* \[.*gpu-reference\] Error 2", err[1]), err  # exit code 2
     assert not (tmp_path / "kit").exists()
 
 
