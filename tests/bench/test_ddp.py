@@ -138,6 +138,7 @@ def test_two_processes_on_gloo_write_a_run_folder_and_a_scaling_report(tmp_path)
     assert main(["show", str(run)]) == 0 and main(["compare", str(run), str(run)]) == 2
 
 
+@pytest.mark.e2e  # two torchrun launches, one rank failing: ~12 s each; `make test-e2e` (its own .ci/run step) runs it
 @pytest.mark.parametrize("fault, message", [
     ("1:1", "rank 1: RuntimeError: injected fault"),  # rank 1 raises before the second case
     ("1:1:kill", "rank 1 died (Signal 9 (SIGKILL)"),  # ... or is killed, leaving no message of its own
@@ -155,6 +156,7 @@ def test_a_rank_that_dies_ends_the_run_and_keeps_what_was_measured(fault, messag
     assert (summary[summary["world_size"] == 1]["status"] == "ok").all()
 
 
+@pytest.mark.e2e  # a rendezvous waits out its timeout: ~10 s; `make test-e2e` (its own .ci/run step) runs it
 def test_a_rendezvous_that_times_out_ends_the_run_and_keeps_the_reference(tmp_path) -> None:
     """Two machines announced, one comes: torchrun's rendezvous gives up after --rdzv-timeout-s."""
     with socket.socket() as s:

@@ -52,6 +52,7 @@ def _wait_in_flight(folder: Path, proc: subprocess.Popen, case: Case, log: Path)
     pytest.fail(f"no case in flight after {WAIT_S} s: {log.read_text()[-2000:]}")
 
 
+@pytest.mark.e2e  # two killed processes and a resume: ~35 s on 2 cores; `make test-e2e` (its own .ci/run step) runs it
 def test_kill_9_twice_in_one_case_then_resume_records_it_crashed_and_goes_on(tmp_path, capsys):
     """SIGTERM is Ctrl-C; a second writer is refused; two SIGKILLs in one case make it `crashed`, not a loop."""
     slow, fast = Case(width=64, depth=1, batch=8), Case(width=32, depth=1, batch=8)
@@ -183,6 +184,7 @@ def test_a_cpu_allocation_failure_is_oom():
         assert runner.failure_status(exc) is runs.Status.ERROR
 
 
+@pytest.mark.e2e  # a child process runs into its address-space limit: ~17 s; `make test-e2e` (its own .ci/run step) runs it
 def test_a_case_over_an_address_space_limit_is_recorded_oom(tmp_path):
     """End to end: the allocation really fails (RLIMIT_AS), the row says oom, the next case is measured."""
     out = tmp_path / "run"

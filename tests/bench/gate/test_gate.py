@@ -239,6 +239,7 @@ def test_sigterm_unwinds_and_stops_the_workers(source_repo, monkeypatch):
     assert signal.getsignal(signal.SIGTERM) is handler_before
 
 
+@pytest.mark.e2e  # a worktree and two interleaved measurements: ~23 s; `make test-e2e` (its own .ci/run step) runs it
 def test_against_a_ref_measures_both_trees_and_catches_the_extra_op(source_repo, tmp_path):
     scratch = tmp_path / "scratch"
     scratch.mkdir()
