@@ -53,6 +53,18 @@ class Scaling(str, enum.Enum):
     STRONG = "strong"
 
 
+class CompileScope(str, enum.Enum):
+    """What ``--compile`` compiles: the model alone (forward; autograd compiles its backward), or the whole step."""
+
+    MODEL = "model"
+    STEP = "step"  # forward, loss, backward and the optimiser step as one compiled function
+
+
+class CudaGraph(str, enum.Enum):
+    NONE = "none"
+    STEP = "step"  # the whole training step captured in one CUDA graph and replayed (CUDA only)
+
+
 def added_later(default, *, flag: bool = True):
     """A case field that runs recorded before it existed lack (they read back as ``default``).
 
@@ -67,7 +79,8 @@ class CaseFields:
 
     For the named networks, width/depth/in/out are fixed by the network and stored as 0.
     ``threads=0`` means torch's default. The string defaults are the values of
-    ``mlp.Precision.FP32``, ``mlp.Optimizer.SGD`` and ``mlp.Loss.MSE`` (a test checks).
+    ``mlp.Precision.FP32``, ``mlp.Optimizer.SGD``, ``mlp.Loss.MSE``, ``mlp.ParamDtype.FP32`` and
+    ``mlp.Epilogue.NONE`` (a test checks).
     """
 
     network: str = Network.UNIFORM.value
@@ -88,6 +101,12 @@ class CaseFields:
     backend: str = added_later(Backend.NONE.value, flag=False)
     scaling: str = added_later(Scaling.NONE.value, flag=False)
     bucket_cap_mb: float = added_later(0.0, flag=False)  # DDP gradient bucket size; 0 for a plain process
+    # The fastest-step knobs (`mlpbench tune`, docs/design.md "Fastest-step knobs"); the defaults are the step
+    # as it always was, so cases recorded before these existed keep their identifiers.
+    compile_scope: str = added_later(CompileScope.MODEL.value)
+    cuda_graph: str = added_later(CudaGraph.NONE.value)
+    param_dtype: str = added_later("fp32")  # mlp.ParamDtype: fp32 masters under autocast, or "compute"
+    epilogue: str = added_later("none")  # mlp.Epilogue: "fused" puts bias + ReLU in the matmul
 
 
 CASE_FIELD_NAMES = tuple(f.name for f in fields(CaseFields))
@@ -97,4 +116,5 @@ FIELD_TYPES = {f.name: {"int": int, "float": float, "str": str}[f.type] for f in
 # at their defaults, so every case recorded before they existed keeps its identifier.
 LATER_DEFAULTS = {f.name: f.default for f in fields(CaseFields) if f.metadata.get(ADDED_LATER)}
 PARALLEL_DEFAULTS = {name: LATER_DEFAULTS[name] for name in ("world_size", "backend", "scaling", "bucket_cap_mb")}
+KNOB_FIELDS = ("compile", "compile_scope", "cuda_graph", "param_dtype", "epilogue")  # what `mlpbench tune` varies
 FLAG_FIELDS = tuple(f.name for f in fields(CaseFields) if f.metadata.get("flag", True))

@@ -19,7 +19,18 @@ import mlp
 from mlp import Loss, Optimizer, Precision, parse_enum
 
 # The closed choices live with the fields (no torch); they are imported from here too.
-from .case_fields import FIELD_TYPES, LATER_DEFAULTS, Backend, CaseFields, CompileMode, Device, Network, Scaling
+from .case_fields import (
+    FIELD_TYPES,
+    LATER_DEFAULTS,
+    Backend,
+    CaseFields,
+    CompileMode,
+    CompileScope,
+    CudaGraph,
+    Device,
+    Network,
+    Scaling,
+)
 
 
 TEACHING_IO = (3, 1)  # the classic notebook's regression: 3 inputs, 1 output (50,561 parameters)
@@ -67,6 +78,20 @@ class Case(CaseFields):
                 set_("loss", Loss.CROSS_ENTROPY.value)
         if self.dtype == Precision.FP16.value and self.device != Device.CUDA.value:
             raise ValueError("dtype 'fp16' needs device 'cuda' (fp16 autocast training is a CUDA recipe)")
+        self._check_knobs(set_)
+
+    def _check_knobs(self, set_) -> None:
+        """The fastest-step knobs: parsed, normalised, and refused where they cannot build a correct step."""
+        set_("compile_scope", parse_enum(CompileScope, self.compile_scope, "compile_scope").value)
+        set_("cuda_graph", parse_enum(CudaGraph, self.cuda_graph, "cuda_graph").value)
+        set_("param_dtype", parse_enum(mlp.ParamDtype, self.param_dtype, "param_dtype").value)
+        set_("epilogue", parse_enum(mlp.Epilogue, self.epilogue, "epilogue").value)
+        if Precision(self.dtype).autocast_dtype is None:  # fp32/tf32: the parameters are in the compute dtype
+            set_("param_dtype", mlp.ParamDtype.FP32.value)
+        # StepKnobs refuses compile_scope 'step' without a compile mode; check_knobs the rest
+        mlp.check_knobs(self.knobs, Precision(self.dtype), self.device)
+        if self.epilogue == mlp.Epilogue.FUSED.value:
+            mlp.check_fused_activation(self.activation)
 
     # ------------------------------------------------------------------ typed views
     # The fields stay plain strings (they are the results row and the case_id's input); these
@@ -85,6 +110,23 @@ class Case(CaseFields):
         """reduce-overhead / max-autotune on CUDA replay CUDA graphs (each step must be announced)."""
         return self.device == Device.CUDA.value and self.compile_mode in (CompileMode.REDUCE_OVERHEAD,
                                                                           CompileMode.MAX_AUTOTUNE)
+
+    @property
+    def whole_graph(self) -> bool:
+        """The whole step captured in one CUDA graph (``--cuda-graph step``)."""
+        return self.cuda_graph == CudaGraph.STEP.value
+
+    @property
+    def whole_step(self) -> bool:
+        """The step runs as one unit (compiled as one function, or one CUDA graph): only the step is timed."""
+        return self.whole_graph or self.compile_scope == CompileScope.STEP.value
+
+    @property
+    def knobs(self) -> "mlp.StepKnobs":
+        """How ``mlp.TrainStep`` builds this case's step."""
+        return mlp.StepKnobs(compile_mode=self.compile if self.compiled else None,
+                             compile_step=self.compile_scope == CompileScope.STEP.value,
+                             cuda_graph=self.whole_graph, param_dtype=self.param_dtype, epilogue=self.epilogue)
 
     # ------------------------------------------------------------------ identity
 
@@ -108,6 +150,10 @@ class Case(CaseFields):
         elif self.network == Network.UNIFORM.value:
             net += f" {self.activation}"
         comp = f"compile:{self.compile}" if self.compiled else "eager"
+        comp += ":step" if self.compile_scope == CompileScope.STEP.value else ""
+        comp += " graph:step" if self.whole_graph else ""
+        comp += f" params:{self.dtype}" if self.param_dtype != mlp.ParamDtype.FP32.value else ""
+        comp += " fused-epilogue" if self.epilogue != mlp.Epilogue.NONE.value else ""
         extra = "" if self.optimizer == Optimizer.SGD.value else f" {self.optimizer}"
         extra += f" t{self.threads}" if self.threads else ""
         if self.backend != Backend.NONE.value:

@@ -20,12 +20,14 @@ from .models import (
     teaching_mlp,
     uniform,
 )
-from .options import Loss, Optimizer, Precision, matmul_precision, parse_enum
+from .epilogue import Epilogue, FusedEpilogueMLP, check_activation as check_fused_activation
+from .options import Loss, Optimizer, ParamDtype, Precision, matmul_precision, parse_enum
 from .traffic import Gemm, StepTraffic, Traffic, gemms, traffic
-from .train import CLASSIC_LR, TrainStep, make_loss, make_optimizer, optimizer_impl, optimizer_state_tensors, train
+from .train import CLASSIC_LR, StepKnobs, TrainStep, check_knobs, make_loss, make_optimizer, optimizer_impl, optimizer_state_tensors, train
 
 __all__ = [
-    "ACTIVATIONS", "BinaryStep", "CLASSIC_LR", "FASHION_MNIST_CLASSES", "FASHION_MNIST_IMAGE", "Flops", "Gemm", "Loss",
+    "ACTIVATIONS", "BinaryStep", "CLASSIC_LR", "Epilogue", "FusedEpilogueMLP", "ParamDtype", "StepKnobs", "check_fused_activation",
+    "check_knobs", "FASHION_MNIST_CLASSES", "FASHION_MNIST_IMAGE", "Flops", "Gemm", "Loss",
     "MLP", "Memory", "Optimizer", "Precision", "StepTraffic", "Traffic", "TrainStep", "activation_spec", "batches",
     "classification_data", "count_parameters", "fashion_mnist_data", "fashion_mnist_dataset", "fashion_mnist_loader",
     "fashion_mnist_mlp", "flops", "gemms", "inference_flops", "layers_of", "make_activation",

@@ -34,9 +34,9 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from .accounting import FP32_BYTES, layers_of
+from .accounting import FP32_BYTES, layers_of, stored_sizes
 from .activations import ACTIVATIONS
-from .options import Loss, Optimizer, Precision, parse_enum
+from .options import Loss, Optimizer, ParamDtype, Precision, parse_enum
 
 OPTIMIZER_TENSOR_PASSES = {  # parameter-sized tensors (read, written) per parameter by one optimiser step
     Optimizer.SGD: (2, 1),  # read p, g; write p
@@ -133,16 +133,23 @@ class StepTraffic:
 
 
 def traffic(model: nn.Module, batch: int, input_shape: tuple[int, ...], loss: Loss | str = Loss.MSE,
-            optimizer: Optimizer | str = Optimizer.SGD, precision: Precision | str = Precision.FP32) -> StepTraffic:
-    """Least bytes each phase of one training step moves (each operand read once, each result written once)."""
+            optimizer: Optimizer | str = Optimizer.SGD, precision: Precision | str = Precision.FP32,
+            param_dtype: ParamDtype | str = ParamDtype.FP32, fused_epilogue: bool = False) -> StepTraffic:
+    """Least bytes each phase of one training step moves (each operand read once, each result written once).
+
+    ``param_dtype`` ``COMPUTE``: parameters, their gradients, the optimiser's tensors and the batch move in
+    the compute dtype and nothing is cast (``accounting.stored_sizes``); the loss still reads an fp32 copy.
+    ``fused_epilogue``: a ReLU after a Linear costs no forward bytes (cuBLASLt writes the activated output;
+    on the CPU, ``_addmm_activation`` still reads and writes it in place, so there the floor reads low).
+    """
     loss = parse_enum(Loss, loss, "loss")
     optimizer = parse_enum(Optimizer, optimizer, "optimizer")
     precision = parse_enum(Precision, precision, "dtype")
-    act = torch.empty((), dtype=precision.compute_dtype).element_size()
-    autocast = precision.autocast_dtype is not None
+    act, autocast, pure = stored_sizes(precision, parse_enum(ParamDtype, param_dtype, "param_dtype"))
+    param_size = act if pure else FP32_BYTES  # the parameters, their gradients and their optimiser state
     layers = layers_of(model)
     data_elems = batch * math.prod(input_shape)
-    data_bytes = data_elems * FP32_BYTES
+    data_bytes = data_elems * (act if pure else FP32_BYTES)
     # (batch, in) -> ... -> (batch, out): the first operator reads the fp32 batch, or its cast copy under autocast
     fwd = _Tally(data=data_bytes, activations=data_elems * act if autocast else 0)
     bwd = _Tally()
@@ -150,16 +157,18 @@ def traffic(model: nn.Module, batch: int, input_shape: tuple[int, ...], loss: Lo
         x_bytes = batch * layer.in_features * act  # this operator's input
         y_bytes = batch * layer.out_features * act  # ... and output
         input_is_data = i == 0 and not autocast
-        fwd.activations += (0 if input_is_data else x_bytes) + y_bytes
+        # with a fused epilogue the matmul wrote the activated output: the ReLU reads and writes nothing in forward
+        fused = fused_epilogue and layer.kind == "relu" and i > 0 and layers[i - 1].kind == "linear"
+        fwd.activations += 0 if fused else (0 if input_is_data else x_bytes) + y_bytes
         if layer.kind == "linear":
             w_elems = layer.in_features * layer.out_features
             b_elems = layer.out_features if layer.bias else 0
-            fwd.weights += (w_elems + b_elems) * FP32_BYTES + (2 * (w_elems + b_elems) * act if autocast else 0)
+            fwd.weights += (w_elems + b_elems) * param_size + (2 * (w_elems + b_elems) * act if autocast else 0)
             # weight gradient: grad_out.t() @ saved input -> dW (fp32 .grad; under autocast via a cast copy)
             bwd.read_saved("data" if input_is_data else "activations", data_bytes if input_is_data else x_bytes)
-            bwd.gradients += y_bytes + w_elems * FP32_BYTES + (2 * w_elems * act if autocast else 0)
+            bwd.gradients += y_bytes + w_elems * param_size + (2 * w_elems * act if autocast else 0)
             if layer.bias:
-                bwd.gradients += y_bytes + b_elems * FP32_BYTES  # sum of grad_out over the batch
+                bwd.gradients += y_bytes + b_elems * param_size  # sum of grad_out over the batch
             if i > 0:  # input gradient: grad_out @ saved W (the parameter, or its cast copy) -> grad_in
                 bwd.read_saved("weights", w_elems * act)
                 bwd.gradients += y_bytes + x_bytes
@@ -168,19 +177,20 @@ def traffic(model: nn.Module, batch: int, input_shape: tuple[int, ...], loss: Lo
             bwd.gradients += 2 * y_bytes  # read grad_out, write grad_in
     out = layers[-1].out_features
     logits_act = batch * out * act
-    loss_size = FP32_BYTES if autocast else act  # autocast runs the loss in fp32 on a cast copy
+    loss_cast = autocast or pure  # the loss runs in fp32 on a cast copy (autocast's, or TrainStep's out.float())
+    loss_size = FP32_BYTES if loss_cast else act
     logits_loss = batch * out * loss_size
     target_bytes = batch * out * FP32_BYTES if loss is Loss.MSE else batch * LABEL_BYTES
     # loss forward (timed with backward): read the logits and the target
-    bwd.activations += logits_act + (logits_act + logits_loss if autocast else 0)
+    bwd.activations += logits_act + (logits_act + logits_loss if loss_cast else 0)
     bwd.data += target_bytes
     if loss is Loss.MSE:  # mse_loss saves its input and the target
         bwd.read_saved("activations", logits_loss)
     else:  # log_softmax saves its result, nll_loss its input (the same tensor), the target and total_weight
         bwd.read_saved("activations", 2 * logits_loss + FP32_BYTES)
     bwd.read_saved("data", target_bytes)
-    bwd.gradients += logits_loss + (logits_loss + logits_act if autocast else 0)  # write grad of the logits
-    return StepTraffic(fwd.traffic(), bwd.traffic(), _optimizer_traffic(model, optimizer))
+    bwd.gradients += logits_loss + (logits_loss + logits_act if loss_cast else 0)  # write grad of the logits
+    return StepTraffic(fwd.traffic(), bwd.traffic(), _optimizer_traffic(model, optimizer, param_size))
 
 
 class _Tally:
@@ -196,8 +206,8 @@ class _Tally:
                        gradients_bytes=self.gradients, data_bytes=self.data, saved_bytes=self.saved)
 
 
-def _optimizer_traffic(model: nn.Module, optimizer: Optimizer) -> Traffic:
+def _optimizer_traffic(model: nn.Module, optimizer: Optimizer, element_size: int) -> Traffic:
     reads, writes = OPTIMIZER_TENSOR_PASSES[optimizer]
-    param_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    param_bytes = sum(p.numel() * element_size for p in model.parameters())
     state = (reads - 2 + writes - 1) * param_bytes  # the state tensors' reads and writes
     return Traffic(gradients_bytes=param_bytes, optimizer_state_bytes=2 * param_bytes + state)
