@@ -86,9 +86,13 @@ class Case(CaseFields):
         set_("cuda_graph", parse_enum(CudaGraph, self.cuda_graph, "cuda_graph").value)
         set_("param_dtype", parse_enum(mlp.ParamDtype, self.param_dtype, "param_dtype").value)
         set_("epilogue", parse_enum(mlp.Epilogue, self.epilogue, "epilogue").value)
-        if Precision(self.dtype).autocast_dtype is None:  # fp32/tf32: the parameters are in the compute dtype
+        # Moot settings read as the default, so that a grid (--compile none,default --compile-scope model,step)
+        # collapses to the cases that differ: fp32/tf32 parameters are in the compute dtype already, and without
+        # a compile mode nothing is compiled, at any scope.
+        if Precision(self.dtype).autocast_dtype is None:
             set_("param_dtype", mlp.ParamDtype.FP32.value)
-        # StepKnobs refuses compile_scope 'step' without a compile mode; check_knobs the rest
+        if not self.compiled:
+            set_("compile_scope", CompileScope.MODEL.value)
         mlp.check_knobs(self.knobs, Precision(self.dtype), self.device)
         if self.epilogue == mlp.Epilogue.FUSED.value:
             mlp.check_fused_activation(self.activation)

@@ -201,5 +201,9 @@ def command(args) -> int:
     except KeyboardInterrupt:
         print(f"\nmlpbench tune: interrupted; finished cases are saved in {out_dir}", file=sys.stderr)
         return EXIT_INTERRUPTED
-    print(tune_report(load_run(out_dir), out_dir))
+    run = load_run(out_dir)
+    print(tune_report(run, out_dir))
+    steps = run.summary[run.summary["phase"] == "step"]
+    measured = int((steps["status"] == "ok").sum())
+    print(f"mlpbench tune: {measured} of {len(steps)} cases measured; {out_dir}/tune.md, {out_dir}/plots/tune*.png")
     return 0

@@ -12,7 +12,7 @@ import torch
 
 import mlp
 from bench import tune
-from bench.cases import Case
+from bench.cases import Case, Sweep
 from bench.cli import main as cli_main
 from bench.phases import Phase
 from bench.runs import load_run
@@ -43,6 +43,13 @@ def test_knobs_that_do_not_apply_are_skipped_with_their_reason():
     assert _labels(plan) == ["eager", "+ compile model", "+ compile step"]
 
 
+def test_moot_knobs_read_as_their_defaults_so_grids_collapse():
+    assert Case(compile_scope="step") == Case() and Case(param_dtype="compute") == Case()
+    grid = Sweep("g", ({"compile": ("none", "default"), "compile_scope": ("model", "step")},)).cases()
+    assert [(c.compile, c.compile_scope) for c in grid] == [("none", "model"), ("default", "model"),
+                                                            ("default", "step")]
+
+
 def test_a_user_knob_flag_is_reset_to_eager_for_the_base():
     plan = tune.plan_tune(Case(width=32, depth=1, dtype="bf16", param_dtype="compute", epilogue="fused"))
     assert plan.base.param_dtype == "fp32" and plan.base.epilogue == "none"
@@ -60,7 +67,7 @@ def test_the_chains_are_measured_by_position_before_any_other_combination():
     (["tune", "--param-dtype", "compute"], "tune varies --param-dtype"),
     (["tune", "--compile", "none"], "one compile mode"),
     (["run", "--cuda-graph", "step", "--dry-run"], "cuda"),
-    (["run", "--compile-scope", "step", "--dry-run"], "compile mode"),
+    (["run", "--epilogue", "fused", "--activation", "gelu", "--dry-run"], "relu"),
 ])
 def test_bad_knob_input_is_a_one_line_usage_error(argv, message, capsys, tmp_path):
     assert cli_main([*argv, "--out", str(tmp_path / "out")]) == 2
