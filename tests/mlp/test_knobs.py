@@ -28,6 +28,15 @@ UPDATE_TOLERANCE = {
 PURE_BF16_TOLERANCE = 0.05  # measured 0.018: fused and for-loop SGD round a few bf16 updates apart
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny nets: one thread is as fast, and a busy machine cannot stall OpenMP's barriers (seconds per step)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 def _reference(model: nn.Module, x: torch.Tensor, y: torch.Tensor, dtype: torch.dtype = torch.float32,
                steps: int = STEPS) -> list[torch.Tensor]:
     """Plain PyTorch: the model in ``dtype``, MSE on fp32 logits, torch.optim.SGD for-loop, set_to_none."""
