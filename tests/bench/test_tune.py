@@ -144,3 +144,31 @@ def test_the_run_folder_records_the_knobs(tmp_path, monkeypatch):
     assert {r["param_dtype"] for r in rows} == {"compute"} and {r["epilogue"] for r in rows} == {"fused"}
     assert "params:bf16 fused-epilogue" in rows[0]["label"]
     assert Case.from_row(rows[0]) == case
+
+
+def test_the_report_picks_the_fastest_measured_case_and_the_bound_that_names_its_share(tmp_path):
+    """A made-up plan and step rows: the fastest is the least median among ok rows (pandas' own idxmin), the
+    share is MFU for a compute-bound eager case and the speed-of-light fraction otherwise, the figure is drawn."""
+    import pandas as pd
+
+    from bench.report.tune import results, tune_report
+    from bench.runs import Run, RunMeta
+
+    plan = tune.plan_tune(Case(width=32, depth=1, batch=16, dtype="bf16"))
+    medians = [4e-3, 3e-3, 2.5e-3, 1e-3, 2e-3] + [5e-3] * (len(plan.cases) - 5)
+    rows = [{"case_id": c.case_id, "label": c.label, "phase": "step", "status": "ok", "reason": "",
+             "median_s": t, "mfu": 0.1 * i, "sol_fraction": 0.01 * i, "sol_bound": "memory"}
+            for i, (c, t) in enumerate(zip(plan.cases, medians))]
+    rows[2]["status"], rows[2]["median_s"] = "error", 1e-6  # a failed case never wins
+    summary = pd.DataFrame(rows)
+    for bound, share_name in (("memory", "SoL"), ("compute", "MFU")):
+        summary.loc[0, "sol_bound"] = bound
+        run = Run(tmp_path, summary, pd.DataFrame(), RunMeta(extra={"tune": [plan.as_dict()]}))
+        (result,) = results(run)
+        ok = summary[summary["status"] == "ok"]
+        assert result.best.case_id == ok.loc[ok["median_s"].idxmin(), "case_id"] == plan.chain[3][1].case_id
+        assert result.share_name == share_name
+        assert result.best.share == pytest.approx(0.3 if share_name == "MFU" else 0.03)
+    text = tune_report(run, tmp_path)
+    assert f"`mlpbench run {plan.chain[3][1].cli_flags()}`" in text
+    assert (tmp_path / "plots" / "tune.png").stat().st_size > 0
