@@ -102,7 +102,7 @@ def plan_tune(base, compile_mode: str = DEFAULT_COMPILE_MODE) -> TunePlan:
         changes = {k: v for on, knob in zip(flags, applicable) if on for k, v in knob.items()}
         try:
             case = Case(**{**eager.to_row(), **changes})
-        except ValueError:  # e.g. compile scope step without compile: not a combination
+        except ValueError:  # e.g. a CUDA graph with a mode that captures its own: not a combination
             continue
         if case not in seen:
             seen.add(case)
