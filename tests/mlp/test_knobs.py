@@ -211,3 +211,57 @@ def test_the_fused_epilogue_saves_the_forward_bytes_of_each_relu():
     relu_bytes = 2 * (2 * BATCH * WIDTH * 4)  # two ReLUs, each reading and writing (batch, width) fp32
     assert plain.forward.activations_bytes - fused.forward.activations_bytes == relu_bytes
     assert plain.backward == fused.backward
+
+
+@pytest.mark.parametrize("optimizer", ["sgd_momentum", "adam"])
+def test_the_graph_capture_rewinds_its_warm_up_so_training_starts_where_eager_does(optimizer):
+    """``CapturedStep.rewind`` on the CPU (the capture itself needs CUDA): after the warm-up's steps and the
+    rewind, 5 more steps give the weights of 5 fresh eager steps (zeroed momentum/moments act as a fresh state)."""
+    from mlp.graphs import WARMUP_STEPS, CapturedStep
+
+    x, y = _fixed_data()
+    step = mlp.TrainStep(_net(), optimizer=optimizer)
+    params = list(step.model.parameters())
+    before = [p.detach().clone() for p in params]
+    for _ in range(WARMUP_STEPS):
+        step.step(x, y)
+    CapturedStep(step.step, step.optimizer).rewind(params, before)
+    fresh = mlp.TrainStep(_net(), optimizer=optimizer)
+    for _ in range(5):
+        step.step(x, y)
+        fresh.step(x, y)
+    for a, b in zip(step.model.parameters(), fresh.model.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+
+
+# --------------------------------------------------------------------------- CUDA (the GPU kit's cuda-tests stage)
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+def _cuda_train(knobs: mlp.StepKnobs, precision: str, optimizer: str = "sgd") -> list[torch.Tensor]:
+    step = mlp.TrainStep(_net(), optimizer=optimizer, precision=precision, device="cuda", knobs=knobs)
+    x, y = step.prepare(*(t.cuda() for t in _fixed_data()))
+    for _ in range(STEPS):
+        step.step(x, y)
+    torch.cuda.synchronize()
+    return [p.detach().float().cpu() for p in step.model.parameters()]
+
+
+@pytest.mark.cuda
+@cuda
+@pytest.mark.parametrize("knobs,precision,optimizer,tolerance", [
+    (mlp.StepKnobs(cuda_graph=True), "fp32", "sgd", 1e-4),
+    (mlp.StepKnobs(cuda_graph=True), "fp32", "adam", 1e-4),  # capturable Adam: its step counter on the device
+    (mlp.StepKnobs(cuda_graph=True), "bf16", "sgd", UPDATE_TOLERANCE["bf16"]),
+    (mlp.StepKnobs(cuda_graph=True, param_dtype="compute", epilogue="fused"), "bf16", "sgd", None),
+    (mlp.StepKnobs(epilogue="fused"), "fp32", "sgd", 1e-4),  # cuBLASLt's bias + ReLU epilogue
+], ids=["graph-fp32-sgd", "graph-fp32-adam", "graph-bf16", "graph-bf16-params-fused", "fused-fp32"])
+def test_cuda_knobs_train_like_the_eager_step(knobs, precision, optimizer, tolerance):
+    """20 steps on CUDA against the same step eager on CUDA: each replay updates the weights once, and the
+    capture's warm-up steps are rewound (three extra updates would fail every graph case)."""
+    weights = _cuda_train(knobs, precision, optimizer)
+    eager = _cuda_train(mlp.StepKnobs(param_dtype=knobs.param_dtype), precision, optimizer)
+    start = [p.to(torch.bfloat16).float() if knobs.param_dtype is mlp.ParamDtype.COMPUTE else p for p in _start()]
+    assert sum(float(((e - s) ** 2).sum()) for e, s in zip(eager, start)) > 0  # the reference moved at all
+    assert update_error(weights, eager, start) < (tolerance or PURE_BF16_TOLERANCE)
