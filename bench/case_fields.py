@@ -72,6 +72,18 @@ class Scaling(str, enum.Enum):
     STRONG = "strong"
 
 
+class CompileScope(str, enum.Enum):
+    """What ``--compile`` compiles: the model alone (forward; autograd compiles its backward), or the whole step."""
+
+    MODEL = "model"
+    STEP = "step"  # forward, loss, backward and the optimiser step as one compiled function
+
+
+class CudaGraph(str, enum.Enum):
+    NONE = "none"
+    STEP = "step"  # the whole training step captured in one CUDA graph and replayed (CUDA only)
+
+
 def added_later(default, *, flag: bool = True, sweep: bool | None = None):
     """A case field that runs recorded before it existed lack (they read back as ``default``).
 
@@ -89,7 +101,8 @@ class CaseFields:
 
     For the named networks, width/depth/in/out are fixed by the network and stored as 0.
     ``threads=0`` means torch's default. The string defaults are the values of
-    ``mlp.Precision.FP32``, ``mlp.Optimizer.SGD`` and ``mlp.Loss.MSE`` (a test checks).
+    ``mlp.Precision.FP32``, ``mlp.Optimizer.SGD``, ``mlp.Loss.MSE``, ``mlp.ParamDtype.FP32`` and
+    ``mlp.Epilogue.NONE`` (a test checks).
     """
 
     network: str = Network.UNIFORM.value
@@ -121,6 +134,12 @@ class CaseFields:
     model: str = added_later("")  # "pkg.module:factory" or "path/to/file.py:factory"
     model_args: str = added_later("")  # the factory's own options, canonical "key=value,..." (bench.keyvalues)
     optimizer_args: str = added_later("")  # torch.optim keyword arguments, canonical "lr=0.0003,weight_decay=0.1"
+    # The fastest-step knobs (`mlpbench tune`, docs/design.md "Fastest-step knobs"); the defaults are the step
+    # as it always was, so cases recorded before these existed keep their identifiers.
+    compile_scope: str = added_later(CompileScope.MODEL.value)
+    cuda_graph: str = added_later(CudaGraph.NONE.value)
+    param_dtype: str = added_later("fp32")  # mlp.ParamDtype: fp32 masters under autocast, or "compute"
+    epilogue: str = added_later("none")  # mlp.Epilogue: "fused" puts bias + ReLU in the matmul
 
 
 CASE_FIELD_NAMES = tuple(f.name for f in fields(CaseFields))
@@ -134,6 +153,7 @@ USER_MODEL_FIELDS = ("model", "model_args", "optimizer_args")
 # (the issue's own example is --model-args 'hidden=4096,expansion=4').
 BLOCK_FIELDS = ("expansion", "hidden", "norm", "dropout", "bias")
 PARALLEL_DEFAULTS = {name: LATER_DEFAULTS[name] for name in ("world_size", "backend", "scaling", "bucket_cap_mb")}
+KNOB_FIELDS = ("compile", "compile_scope", "cuda_graph", "param_dtype", "epilogue")  # what `mlpbench tune` varies
 FLAG_FIELDS = tuple(f.name for f in fields(CaseFields) if f.metadata.get("flag", True))
 # The keys a sweep file's [[grid]] table may set (bench.sweep_file): the run's case fields.
 SWEEP_FIELDS = tuple(f.name for f in fields(CaseFields) if f.metadata.get("sweep", f.metadata.get("flag", True)))
@@ -145,6 +165,8 @@ ACTIVATION_NAMES = ("identity", "binary_step", "binary_step_ste", "sigmoid", "ta
 PRECISION_NAMES = ("fp32", "tf32", "bf16", "fp16")  # mlp.Precision
 OPTIMIZER_NAMES = ("sgd", "sgd_momentum", "adam", "adamw")  # mlp.Optimizer
 LOSS_NAMES = ("mse", "cross_entropy")  # mlp.Loss
+PARAM_DTYPE_NAMES = ("fp32", "compute")  # mlp.ParamDtype
+EPILOGUE_NAMES = ("none", "fused")  # mlp.Epilogue
 # field -> its valid values, for every string field that has a closed set (the flags' help lists them)
 FIELD_CHOICES: dict[str, tuple[str, ...]] = {
     "network": tuple(m.value for m in Network), "activation": ACTIVATION_NAMES,
@@ -152,4 +174,6 @@ FIELD_CHOICES: dict[str, tuple[str, ...]] = {
     "compile": tuple(m.value for m in CompileMode), "optimizer": OPTIMIZER_NAMES, "loss": LOSS_NAMES,
     "backend": tuple(m.value for m in Backend), "scaling": tuple(m.value for m in Scaling),
     "norm": tuple(m.value for m in Norm), "bias": tuple(m.value for m in Switch),
+    "compile_scope": tuple(m.value for m in CompileScope), "cuda_graph": tuple(m.value for m in CudaGraph),
+    "param_dtype": PARAM_DTYPE_NAMES, "epilogue": EPILOGUE_NAMES,
 }

@@ -30,6 +30,8 @@ from .case_fields import (
     Backend,
     CaseFields,
     CompileMode,
+    CompileScope,
+    CudaGraph,
     Device,
     Network,
     Norm,
@@ -102,6 +104,28 @@ class Case(CaseFields):
                 set_("loss", Loss.CROSS_ENTROPY.value)
         if self.dtype == Precision.FP16.value and self.device != Device.CUDA.value:
             raise ValueError("dtype 'fp16' needs device 'cuda' (fp16 autocast training is a CUDA recipe)")
+        self._check_knobs(set_)
+
+    def _check_knobs(self, set_) -> None:
+        """The fastest-step knobs: parsed, normalised, and refused where they cannot build a correct step."""
+        set_("compile_scope", parse_enum(CompileScope, self.compile_scope, "compile_scope").value)
+        set_("cuda_graph", parse_enum(CudaGraph, self.cuda_graph, "cuda_graph").value)
+        set_("param_dtype", parse_enum(mlp.ParamDtype, self.param_dtype, "param_dtype").value)
+        set_("epilogue", parse_enum(mlp.Epilogue, self.epilogue, "epilogue").value)
+        # Moot settings read as the default, so that a grid (--compile none,default --compile-scope model,step)
+        # collapses to the cases that differ: fp32/tf32 parameters are in the compute dtype already, and without
+        # a compile mode nothing is compiled, at any scope.
+        if Precision(self.dtype).autocast_dtype is None:
+            set_("param_dtype", mlp.ParamDtype.FP32.value)
+        if not self.compiled:
+            set_("compile_scope", CompileScope.MODEL.value)
+        mlp.check_knobs(self.knobs, Precision(self.dtype), self.device)
+        plain = Network(self.network) in BLOCK_NETWORKS or self.model  # accounted with fp32 parameters, no epilogue
+        if plain and (self.param_dtype != mlp.ParamDtype.FP32.value or self.epilogue != mlp.Epilogue.NONE.value):
+            raise ValueError(f"param_dtype {self.param_dtype!r} / epilogue {self.epilogue!r} apply to the uniform, "
+                             f"teaching and FashionMNIST nets, not to {self.model or self.network!r}")
+        if self.epilogue == mlp.Epilogue.FUSED.value:
+            mlp.check_fused_activation(self.activation)
 
     def _check_block_fields(self, network: Network) -> None:
         """The block fields exist only where they apply: a one-line error names the field and where it does."""
@@ -149,6 +173,23 @@ class Case(CaseFields):
         return self.device == Device.CUDA.value and self.compile_mode in (CompileMode.REDUCE_OVERHEAD,
                                                                           CompileMode.MAX_AUTOTUNE)
 
+    @property
+    def whole_graph(self) -> bool:
+        """The whole step captured in one CUDA graph (``--cuda-graph step``)."""
+        return self.cuda_graph == CudaGraph.STEP.value
+
+    @property
+    def whole_step(self) -> bool:
+        """The step runs as one unit (compiled as one function, or one CUDA graph): only the step is timed."""
+        return self.whole_graph or self.compile_scope == CompileScope.STEP.value
+
+    @property
+    def knobs(self) -> "mlp.StepKnobs":
+        """How ``mlp.TrainStep`` builds this case's step."""
+        return mlp.StepKnobs(compile_mode=self.compile if self.compiled else None,
+                             compile_step=self.compile_scope == CompileScope.STEP.value,
+                             cuda_graph=self.whole_graph, param_dtype=self.param_dtype, epilogue=self.epilogue)
+
     # ------------------------------------------------------------------ identity
 
     @property
@@ -181,6 +222,10 @@ class Case(CaseFields):
             model = f"{self.model}" + (f"({self.model_args})" if self.model_args else "")
             net = model if plugin.REGISTERED_MARK in self.model else f"{model} {net}"
         comp = f"compile:{self.compile}" if self.compiled else "eager"
+        comp += ":step" if self.compile_scope == CompileScope.STEP.value else ""
+        comp += " graph:step" if self.whole_graph else ""
+        comp += f" params:{self.dtype}" if self.param_dtype != mlp.ParamDtype.FP32.value else ""
+        comp += " fused-epilogue" if self.epilogue != mlp.Epilogue.NONE.value else ""
         extra = "" if self.optimizer == Optimizer.SGD.value else f" {self.optimizer}"
         extra += f" [{self.optimizer_args}]" if self.optimizer_args else ""
         extra += f" t{self.threads}" if self.threads else ""

@@ -29,6 +29,7 @@ EXTERNAL_COMMANDS = {
     "loader": ("bench.loader.command", "the classic FashionMNIST loop end to end: DataLoader, copy, step"),
     "gpu-reference": ("bench.gpuref.command", "the GPU kit: every CUDA check and measurement, stage by stage, bounded"),
     "history": ("bench.history.command", "performance over commits: a history database and its change points"),
+    "tune": ("bench.tune", "the fastest-step knobs on one case: the fastest, a waterfall, the command to reproduce it"),
 }
 
 

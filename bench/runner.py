@@ -119,12 +119,13 @@ def summary_rows(m: Measurement, ceiling: Ceiling | None) -> list[dict]:
             base.update(status=m.status.value, reason=m.reason)
     if m.status != Status.OK:
         return [{**base, "phase": Phase.STEP.value, **timings}]
-    summaries = {p: summarize(m.samples[p]) for p in Phase}
+    # a whole-step case (Case.whole_step) timed the step alone: its other phases have no samples and no row
+    summaries = {p: summarize(m.samples[p]) for p in Phase if m.samples.get(p)}
     medians = {p: s.median for p, s in summaries.items()}
-    phase_sum = sum(medians[p] for p in TRAINING_PHASES)
+    phase_sum = sum(medians[p] for p in TRAINING_PHASES) if all(p in medians for p in TRAINING_PHASES) else math.nan
     compiled = case.compiled
     rows = []
-    for phase in Phase:
+    for phase in summaries:
         s = summaries[phase]
         matmul = figures.matmul_flops[phase.value]
         tflops = matmul / s.median / 1e12 if s.median > 0 else math.nan
@@ -147,6 +148,7 @@ def summary_rows(m: Measurement, ceiling: Ceiling | None) -> list[dict]:
             "graph_breaks": m.graph_breaks,
             "recompiles": m.recompiles,
             "phase_sum_gap": (phase_sum / medians[Phase.STEP] - 1) if phase is Phase.STEP else math.nan,
+            "untimed_phases": m.untimed_phases if phase is Phase.STEP else "",
             "optimizer_impl": m.optimizer_impl,
             "torch_threads": m.threads,
             **timings,
@@ -172,10 +174,10 @@ def phase_ops(case: Case) -> dict[str, int]:
     A compiled case is charged the ops of its eager step (an upper bound on what it dispatches).
     Cached: callers pass ``ops_case(case)``, so the cases of a batch sweep share one count.
     """
-    small = case.with_(compile="none")
+    small = case.with_(compile="none", compile_scope="model", cuda_graph="none")
     try:
         step = mlp.TrainStep(small.build_model(), small.loss, small.optimizer, small.dtype, small.device,
-                             optimizer_options=small.optimizer_options)
+                             optimizer_options=small.optimizer_options, knobs=small.knobs)
         with torch_threads(1):  # the count does not depend on threads; one thread never waits at a barrier
             counts = count_step(step, small, small.make_batch())
     except Exception as exc:  # noqa: BLE001 - no op count leaves the overhead term empty, not the row
@@ -185,8 +187,12 @@ def phase_ops(case: Case) -> dict[str, int]:
 
 
 def ops_case(case: Case) -> Case:
-    """The case whose eager step is counted for ``case``: the same network at a small batch, eager, default threads."""
-    return case.with_(batch=min(case.batch, OPS_COUNT_BATCH), compile="none", threads=0)
+    """The case whose eager step is counted for ``case``: the same network at a small batch, eager, default threads.
+
+    A whole-step CUDA graph dispatches nothing per op on the host: its count is 0 (``case_rows``), not this one's.
+    """
+    return case.with_(batch=min(case.batch, OPS_COUNT_BATCH), compile="none", compile_scope="model",
+                      cuda_graph="none", threads=0)
 
 
 def derived_columns(row: dict, meta: RunMeta | dict) -> dict:
@@ -223,7 +229,8 @@ def case_rows(m: Measurement, meta: RunMeta) -> list[dict]:
     rows = summary_rows(m, Ceiling(**ceiling) if ceiling else None)
     if m.status == Status.OK:
         with _spent(meta, "op_counts"):
-            ops = phase_ops(ops_case(m.case))
+            # a replayed CUDA graph launches its kernels without the host dispatching an op
+            ops = {p.value: 0 for p in Phase} if m.case.whole_graph else phase_ops(ops_case(m.case))
         for row in rows:
             row["aten_ops"] = ops.get(row["phase"], math.nan)
             row.update(derived_columns(row, meta))

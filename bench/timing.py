@@ -7,7 +7,9 @@
   never leaks into the samples.
 * The whole step is timed with nothing inside the loop. Phases are timed in
   separate instrumented blocks: host clock reads between phases on CPU, CUDA
-  events between phases (no synchronize inside the block) on CUDA.
+  events between phases (no synchronize inside the block) on CUDA. A whole-step
+  case (``--compile-scope step``, ``--cuda-graph step``) has no phases to split: its
+  step alone is timed, and no forward/backward/optimizer/inference rows are written.
 * CUDA: events around blocks, one synchronize before any event is read; never
   a host clock around unsynchronised work.
 * Rounds interleave the step, phase and inference blocks so machine drift hits
@@ -85,6 +87,7 @@ class Measurement:
     steady_measure_s: float = math.nan  # what that part really took (first inference call excluded)
     steady_window: tuple[float, float] | None = None  # perf_counter at the start and end of warm-up + rounds
     telemetry: dict = field(default_factory=dict)  # GPU telemetry columns (bench.telemetry), CUDA cases only
+    untimed_phases: str = ""  # why only the step is timed (a whole-step case: Case.whole_step), else ''
 
 
 # --------------------------------------------------------------------------- blocks
@@ -100,15 +103,18 @@ def calibrate_iters(per_iter_s: float, config: TimingConfig) -> int:
 
 
 def build_step(case: Case) -> mlp.TrainStep:
+    """The case's step, every knob applied (``Case.knobs``: compile mode and scope, CUDA graph, param dtype, epilogue)."""
     # built on its device: initialising a w8192 network on the host takes seconds, on the GPU milliseconds
     with torch.device(case.device if case.device == "cuda" else "cpu"):
         model = case.build_model()
-    compiled = None
-    if case.compiled:
-        # dynamic=False: each batch size is its own static graph, as in a real training job
-        compiled = torch.compile(model.to(case.device), mode=case.compile, dynamic=False)
     return mlp.TrainStep(model, loss=case.loss, optimizer=case.optimizer, precision=case.dtype,
-                         device=case.device, compiled_model=compiled, optimizer_options=case.optimizer_options)
+                         device=case.device, optimizer_options=case.optimizer_options, knobs=case.knobs)
+
+
+def case_pool(case: Case, step: mlp.TrainStep, size: int = BATCH_POOL) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The case's batches (seed 0), stored as its step reads them (``TrainStep.prepare``)."""
+    gen = torch.Generator().manual_seed(0)
+    return [step.prepare(*case.make_batch(gen)) for _ in range(size)]
 
 
 @contextlib.contextmanager
@@ -158,9 +164,10 @@ def measure(case: Case, config: TimingConfig = TimingConfig(),
         result.optimizer_impl = step.optimizer_impl
         result.threads = torch.get_num_threads()
         clock = clock_for(device)
-        gen = torch.Generator().manual_seed(0)
-        pool = [case.make_batch(gen) for _ in range(BATCH_POOL)]
+        pool = case_pool(case, step)
         mark_step = cudagraph_step_marker(case)
+        whole = case.whole_step  # one compiled function or one CUDA graph: only the step itself is timed
+        result.untimed_phases = f"phases not timed apart: {step.whole_step}" if whole else ""
 
         def train_step(i: int):
             x, y = pool[i % BATCH_POOL]
@@ -182,8 +189,9 @@ def measure(case: Case, config: TimingConfig = TimingConfig(),
             return result
         steady_start = time.perf_counter()
         warm_per_iter = warm_up(train_step, clock, config)
-        result.first_inference_s = time_block(infer, 1, clock)
-        warm_up(infer, clock, config, budget_s=config.warmup_s / 2)
+        if not whole:
+            result.first_inference_s = time_block(infer, 1, clock)
+            warm_up(infer, clock, config, budget_s=config.warmup_s / 2)
         if compiled:
             graphs, breaks, frames_after_warmup = _dynamo_counts()
             result.compile_graphs, result.graph_breaks = graphs, breaks
@@ -191,17 +199,19 @@ def measure(case: Case, config: TimingConfig = TimingConfig(),
                 raise RuntimeError("compiled case produced no graph: it would run eager")
 
         step_iters = calibrate_iters(warm_per_iter, config)
-        infer_iters = calibrate_iters(time_block(infer, 1, clock), config)
-        result.iters_per_block = {Phase.STEP: step_iters, Phase.INFERENCE: infer_iters,
-                                  **{p: step_iters for p in TRAINING_PHASES}}
-        samples: dict[Phase, list[float]] = {p: [] for p in Phase}
+        result.iters_per_block = {Phase.STEP: step_iters}
+        if not whole:
+            infer_iters = calibrate_iters(time_block(infer, 1, clock), config)
+            result.iters_per_block.update({Phase.INFERENCE: infer_iters, **{p: step_iters for p in TRAINING_PHASES}})
+        samples: dict[Phase, list[float]] = {p: [] for p in result.iters_per_block}
         rounds = 0
         while rounds < config.max_rounds and (
                 rounds < config.repeats or sum(samples[Phase.STEP]) * step_iters < config.min_time_s):
             samples[Phase.STEP].append(time_block(train_step, step_iters, clock))
-            for phase, value in time_phases(step, pool, step_iters, clock, mark_step).items():
-                samples[phase].append(value)
-            samples[Phase.INFERENCE].append(time_block(infer, infer_iters, clock))
+            if not whole:
+                for phase, value in time_phases(step, pool, step_iters, clock, mark_step).items():
+                    samples[phase].append(value)
+                samples[Phase.INFERENCE].append(time_block(infer, infer_iters, clock))
             rounds += 1
         result.samples = samples
 
@@ -209,10 +219,10 @@ def measure(case: Case, config: TimingConfig = TimingConfig(),
             result.recompiles = _dynamo_counts()[2] - frames_after_warmup
         steady_end = time.perf_counter()
         result.steady_window = (steady_start, steady_end)
-        result.steady_measure_s = steady_end - steady_start - result.first_inference_s
+        result.steady_measure_s = steady_end - steady_start - (0.0 if whole else result.first_inference_s)
         if device.type == "cuda":
             result.harness_mem_bytes = harness_bytes(step, pool)
-            result.peak_mem_bytes = peak_memory_per_phase(step, pool, mark_step)
+            result.peak_mem_bytes = peak_memory_per_phase(step, pool, mark_step, step_only=whole)
     result.measure_s = time.perf_counter() - wall_start
     return result
 
@@ -333,8 +343,11 @@ def harness_bytes(step: mlp.TrainStep, pool) -> int:
     return torch.cuda.memory_allocated() - held
 
 
-def peak_memory_per_phase(step: mlp.TrainStep, pool, mark_step) -> dict[Phase, int]:
-    """Peak CUDA bytes allocated during each phase of one (untimed) step, reset before each phase."""
+def peak_memory_per_phase(step: mlp.TrainStep, pool, mark_step, step_only: bool = False) -> dict[Phase, int]:
+    """Peak CUDA bytes allocated during each phase of one (untimed) step, reset before each phase.
+
+    ``step_only``: a whole-step case (one compiled function, one CUDA graph) has only the step's peak.
+    """
     peaks = {}
     x, y = pool[0]
 
@@ -346,6 +359,10 @@ def peak_memory_per_phase(step: mlp.TrainStep, pool, mark_step) -> dict[Phase, i
         peaks[phase] = torch.cuda.max_memory_allocated()
         return value
 
+    if step_only:
+        mark_step()
+        run(Phase.STEP, lambda: step.step(x, y))
+        return peaks
     mark_step()
     out = run(Phase.FORWARD, lambda: step.forward(x))
     run(Phase.BACKWARD, lambda: step.loss_backward(out, y))

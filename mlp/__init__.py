@@ -21,13 +21,16 @@ from .models import (
     teaching_mlp,
     uniform,
 )
-from .options import Loss, Optimizer, Precision, matmul_precision, parse_enum
+from .epilogue import Epilogue, FusedEpilogueMLP, check_activation as check_fused_activation
+from .options import Loss, Optimizer, ParamDtype, Precision, matmul_precision, parse_enum
 from .counted import CountedFlops, count_flops
 from .traffic import Gemm, StepTraffic, Traffic, gemms, known_traffic, traffic
 from .train import (
     CLASSIC_LR,
     OPTIMIZER_OPTIONS,
+    StepKnobs,
     TrainStep,
+    check_knobs,
     make_loss,
     make_optimizer,
     optimizer_impl,
@@ -37,8 +40,9 @@ from .train import (
 )
 
 __all__ = [
-    "ACTIVATIONS", "BinaryStep", "BlockKind", "BlockNet", "CLASSIC_LR", "CountedFlops", "FeedForward", "Norm",
-    "PreNormResidual", "SwiGLU", "block_net", "llama_hidden", "FASHION_MNIST_CLASSES", "FASHION_MNIST_IMAGE",
+    "ACTIVATIONS", "BinaryStep", "BlockKind", "BlockNet", "CLASSIC_LR", "CountedFlops", "Epilogue", "FeedForward",
+    "FusedEpilogueMLP", "Norm", "ParamDtype", "PreNormResidual", "StepKnobs", "SwiGLU", "block_net",
+    "check_fused_activation", "check_knobs", "llama_hidden", "FASHION_MNIST_CLASSES", "FASHION_MNIST_IMAGE",
     "Flops", "Gemm", "Loss", "MLP", "Memory", "OPTIMIZER_OPTIONS", "Optimizer", "Precision", "StepTraffic",
     "Traffic", "TrainStep", "activation_spec", "batches", "classification_data", "count_flops", "count_parameters",
     "fashion_mnist_data", "fashion_mnist_dataset", "fashion_mnist_loader", "fashion_mnist_mlp", "flops", "gemms",

@@ -26,7 +26,7 @@ from torch import nn
 from .activations import ACTIVATIONS, ActivationSpec
 from .block_ops import Trace, trace
 from .blocks import BlockNet
-from .options import Loss, Optimizer, Precision, parse_enum
+from .options import Loss, Optimizer, ParamDtype, Precision, parse_enum
 
 FP32_BYTES = 4
 
@@ -246,35 +246,61 @@ class Memory:
         return {**asdict(self), "total_bytes": self.total_bytes}
 
 
-def optimizer_state_bytes(model: nn.Module, optimizer: Optimizer | str) -> int:
-    """Optimiser state after the first step: parameter-sized buffers plus Adam's scalar ``step`` tensors."""
+def optimizer_state_bytes(model: nn.Module, optimizer: Optimizer | str, element_size: int | None = None) -> int:
+    """Optimiser state after the first step: parameter-sized buffers plus Adam's scalar ``step`` tensors.
+
+    ``element_size``: the parameters' bytes per element when they are stored in another dtype than the
+    model's (``ParamDtype.COMPUTE``: the buffers follow the parameters' dtype; ``step`` stays fp32).
+    """
     optimizer = parse_enum(Optimizer, optimizer, "optimizer")
     buffers, has_step = OPTIMIZER_STATE_TENSORS[optimizer]
     params = list(model.parameters())
-    total = sum(buffers * p.numel() * p.element_size() for p in params)
+    total = sum(buffers * p.numel() * (element_size or p.element_size()) for p in params)
     if has_step:
         total += len(params) * FP32_BYTES  # step is a float32 0-dim tensor per parameter
     return total
 
 
+def stored_sizes(precision: Precision, param_dtype: ParamDtype) -> tuple[int, bool, bool]:
+    """(bytes per activation element, autocast casts weights and batch, parameters and batch live in the compute dtype).
+
+    ``ParamDtype.COMPUTE`` under a reduced precision: parameters, gradients, optimiser state and the input
+    batch are stored in the compute dtype, nothing is cast per step, and the loss still runs in fp32 on an
+    fp32 copy of the logits (as autocast runs it). With fp32/tf32 there is nothing to cast either way.
+    """
+    act_size = torch.empty((), dtype=precision.compute_dtype).element_size()
+    pure = param_dtype is ParamDtype.COMPUTE and precision.autocast_dtype is not None
+    return act_size, precision.autocast_dtype is not None and not pure, pure
+
+
+def plain_parameters(model: nn.Module, pure: bool, fused_epilogue: bool = False) -> None:
+    """The block nets are accounted with fp32 parameters and no fused epilogue (``mlp.block_ops``)."""
+    if isinstance(model, BlockNet) and (pure or fused_epilogue):
+        raise ValueError("param_dtype 'compute' and the fused epilogue are accounted for the uniform, teaching "
+                         "and FashionMNIST nets only, not for the block nets")
+
+
 def memory(model: nn.Module, batch: int, input_shape: tuple[int, ...], loss: Loss | str = Loss.MSE,
            optimizer: Optimizer | str = Optimizer.SGD, precision: Precision | str = Precision.FP32,
-           device: str = "cpu") -> Memory:
+           device: str = "cpu", param_dtype: ParamDtype | str = ParamDtype.FP32) -> Memory:
     """Analytic memory of one training step; ``input_shape`` excludes the batch dimension.
 
     ``device`` matters for the blocks (``mlp.block_ops``: dropout's mask, the norms under autocast) and for
     cross-entropy under CUDA autocast (log_softmax's half-precision result is saved beside nll_loss's fp32 copy).
+    ``param_dtype`` (``ParamDtype.COMPUTE``): the parameters, gradients, optimiser state and batch in the
+    compute dtype, no cast copies (``stored_sizes``); ``model`` may be built in fp32 (on the meta device).
     """
     _check_batch(batch)
     loss = parse_enum(Loss, loss, "loss")
     precision = parse_enum(Precision, precision, "dtype")
+    act_size, autocast, pure = stored_sizes(precision, parse_enum(ParamDtype, param_dtype, "param_dtype"))
     params = list(model.parameters())
-    param_bytes = sum(p.numel() * p.element_size() for p in params)
-    act_size = torch.empty((), dtype=precision.compute_dtype).element_size()
-    autocast = precision.autocast_dtype is not None
+    plain_parameters(model, pure)
     if isinstance(model, BlockNet):
         t = trace(model, batch, act_size, autocast, cuda=str(device).startswith("cuda"))
         return _block_memory(model, t, input_shape, loss, optimizer)
+    param_size = (lambda p: act_size) if pure else (lambda p: p.element_size())  # noqa: E731
+    param_bytes = sum(p.numel() * param_size(p) for p in params)
 
     saved = cast_weights = cache = widest = 0
     layers = layers_of(model)
@@ -305,7 +331,10 @@ def memory(model: nn.Module, batch: int, input_shape: tuple[int, ...], loss: Los
         saved += n
         if spec.saves_input and spec.name != "identity":
             saved += n
-    loss_saved = _loss_saved_bytes(layers, batch, loss, act_size, autocast, cuda=str(device).startswith("cuda"))
+    # the loss runs in fp32 under autocast and on TrainStep's out.float() for compute-dtype parameters; only
+    # autocast's CUDA log_softmax stays in half precision
+    loss_saved = _loss_saved_bytes(layers, batch, loss, act_size, autocast or pure,
+                                   cuda=str(device).startswith("cuda") and autocast)
     saved += loss_saved
     ends_in_activation = layers[-1].kind != "linear"
     data_elems = batch * math.prod(input_shape)
@@ -313,11 +342,11 @@ def memory(model: nn.Module, batch: int, input_shape: tuple[int, ...], loss: Los
     target_bytes = batch * (out_features * FP32_BYTES if loss is Loss.MSE else 8)  # int64 labels
     return Memory(
         parameters_bytes=param_bytes,
-        gradients_bytes=sum(p.numel() * p.element_size() for p in params if p.requires_grad),
-        optimizer_state_bytes=optimizer_state_bytes(model, optimizer),
+        gradients_bytes=sum(p.numel() * param_size(p) for p in params if p.requires_grad),
+        optimizer_state_bytes=optimizer_state_bytes(model, optimizer, act_size if pure else None),
         saved_activations_bytes=saved + cast_weights,
         cast_weights_bytes=cast_weights,
-        data_bytes=data_elems * FP32_BYTES + target_bytes,
+        data_bytes=data_elems * (act_size if pure else FP32_BYTES) + target_bytes,
         loss_saved_bytes=loss_saved,
         unsaved_output_bytes=0 if ends_in_activation else batch * out_features * act_size,
         autocast_cache_bytes=cache,

@@ -41,6 +41,13 @@ class Precision(str, enum.Enum):
         return self.autocast_dtype or torch.float32
 
 
+class ParamDtype(str, enum.Enum):
+    """Where the parameters live under a reduced precision (bf16/fp16); fp32 and tf32 have only FP32."""
+
+    FP32 = "fp32"  # fp32 master weights: autocast casts weights (and the batch) every step; fp32 updates
+    COMPUTE = "compute"  # parameters, gradients and optimiser state in the compute dtype: no casts, bf16 updates
+
+
 def parse_enum(enum_cls: type[enum.Enum], value: object, what: str) -> enum.Enum:
     """``enum_cls(value)`` with a ValueError that names the bad value and the valid choices."""
     if isinstance(value, enum_cls):

@@ -31,14 +31,13 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-import torch
 from torch import nn
 
-from .accounting import FP32_BYTES, layers_of
+from .accounting import FP32_BYTES, layers_of, plain_parameters, stored_sizes
 from .activations import ACTIVATIONS
 from .block_ops import trace
 from .blocks import BlockNet
-from .options import Loss, Optimizer, Precision, parse_enum
+from .options import Loss, Optimizer, ParamDtype, Precision, parse_enum
 
 OPTIMIZER_TENSOR_PASSES = {  # parameter-sized tensors (read, written) per parameter by one optimiser step
     Optimizer.SGD: (2, 1),  # read p, g; write p
@@ -138,22 +137,29 @@ class StepTraffic:
 
 def traffic(model: nn.Module, batch: int, input_shape: tuple[int, ...], loss: Loss | str = Loss.MSE,
             optimizer: Optimizer | str = Optimizer.SGD, precision: Precision | str = Precision.FP32,
-            device: str = "cpu") -> StepTraffic:
+            device: str = "cpu", param_dtype: ParamDtype | str = ParamDtype.FP32,
+            fused_epilogue: bool = False) -> StepTraffic:
     """Least bytes each phase of one training step moves (each operand read once, each result written once).
 
     ``device`` matters for the blocks (``mlp.block_ops``: dropout's mask, the norms under autocast) and for
     cross-entropy under CUDA autocast (``mlp.memory``).
+    ``param_dtype`` ``COMPUTE``: parameters, their gradients, the optimiser's tensors and the batch move in
+    the compute dtype and nothing is cast (``accounting.stored_sizes``); the loss still reads an fp32 copy.
+    ``fused_epilogue``: a ReLU after a Linear costs no forward bytes (cuBLASLt writes the activated output;
+    on the CPU, ``_addmm_activation`` still reads and writes it in place, so there the floor reads low).
     """
     loss = parse_enum(Loss, loss, "loss")
     optimizer = parse_enum(Optimizer, optimizer, "optimizer")
     precision = parse_enum(Precision, precision, "dtype")
-    act = torch.empty((), dtype=precision.compute_dtype).element_size()
-    autocast = precision.autocast_dtype is not None
+    act, autocast, pure = stored_sizes(precision, parse_enum(ParamDtype, param_dtype, "param_dtype"))
+    plain_parameters(model, pure, fused_epilogue)
+    cuda = str(device).startswith("cuda")
     if isinstance(model, BlockNet):
-        return _block_traffic(model, batch, loss, optimizer, act, autocast, str(device).startswith("cuda"))
+        return _block_traffic(model, batch, loss, optimizer, act, autocast, cuda)
+    param_size = act if pure else FP32_BYTES  # the parameters, their gradients and their optimiser state
     layers = layers_of(model)
     data_elems = batch * math.prod(input_shape)
-    data_bytes = data_elems * FP32_BYTES
+    data_bytes = data_elems * (act if pure else FP32_BYTES)
     # (batch, in) -> ... -> (batch, out): the first operator reads the fp32 batch, or its cast copy under autocast
     fwd = _Tally(data=data_bytes, activations=data_elems * act if autocast else 0)
     bwd = _Tally()
@@ -161,16 +167,18 @@ def traffic(model: nn.Module, batch: int, input_shape: tuple[int, ...], loss: Lo
         x_bytes = batch * layer.in_features * act  # this operator's input
         y_bytes = batch * layer.out_features * act  # ... and output
         input_is_data = i == 0 and not autocast
-        fwd.activations += (0 if input_is_data else x_bytes) + y_bytes
+        # with a fused epilogue the matmul wrote the activated output: the ReLU reads and writes nothing in forward
+        fused = fused_epilogue and layer.kind == "relu" and i > 0 and layers[i - 1].kind == "linear"
+        fwd.activations += 0 if fused else (0 if input_is_data else x_bytes) + y_bytes
         if layer.kind == "linear":
             w_elems = layer.in_features * layer.out_features
             b_elems = layer.out_features if layer.bias else 0
-            fwd.weights += (w_elems + b_elems) * FP32_BYTES + (2 * (w_elems + b_elems) * act if autocast else 0)
+            fwd.weights += (w_elems + b_elems) * param_size + (2 * (w_elems + b_elems) * act if autocast else 0)
             # weight gradient: grad_out.t() @ saved input -> dW (fp32 .grad; under autocast via a cast copy)
             bwd.read_saved("data" if input_is_data else "activations", data_bytes if input_is_data else x_bytes)
-            bwd.gradients += y_bytes + w_elems * FP32_BYTES + (2 * w_elems * act if autocast else 0)
+            bwd.gradients += y_bytes + w_elems * param_size + (2 * w_elems * act if autocast else 0)
             if layer.bias:
-                bwd.gradients += y_bytes + b_elems * FP32_BYTES  # sum of grad_out over the batch
+                bwd.gradients += y_bytes + b_elems * param_size  # sum of grad_out over the batch
             if i > 0:  # input gradient: grad_out @ saved W (the parameter, or its cast copy) -> grad_in
                 bwd.read_saved("weights", w_elems * act)
                 bwd.gradients += y_bytes + x_bytes
@@ -178,9 +186,9 @@ def traffic(model: nn.Module, batch: int, input_shape: tuple[int, ...], loss: Lo
             bwd.read_saved("activations", y_bytes)  # its saved input or output
             bwd.gradients += 2 * y_bytes  # read grad_out, write grad_in
     out = layers[-1].out_features
-    _loss_traffic(bwd, batch * out * act, batch * out, batch, loss, autocast, cast=autocast,
-                  cuda=str(device).startswith("cuda"))
-    return StepTraffic(fwd.traffic(), bwd.traffic(), _optimizer_traffic(model, optimizer))
+    loss_cast = autocast or pure  # the loss runs in fp32 on a cast copy (autocast's, or TrainStep's out.float())
+    _loss_traffic(bwd, batch * out * act, batch * out, batch, loss, loss_cast, cast=loss_cast, cuda=cuda and autocast)
+    return StepTraffic(fwd.traffic(), bwd.traffic(), _optimizer_traffic(model, optimizer, param_size))
 
 
 def _block_traffic(model: BlockNet, batch: int, loss: Loss, optimizer: Optimizer, act: int, autocast: bool,
@@ -192,7 +200,7 @@ def _block_traffic(model: BlockNet, batch: int, loss: Loss, optimizer: Optimizer
     bwd.weights, bwd.gradients, bwd.saved = t.bwd.weights, t.bwd.gradients, t.bwd.saved
     _loss_traffic(bwd, t.output.nbytes, t.output.rows * t.output.cols, batch, loss, autocast,
                   cast=autocast and t.output.size != FP32_BYTES, cuda=cuda)
-    return StepTraffic(fwd.traffic(), bwd.traffic(), _optimizer_traffic(model, optimizer))
+    return StepTraffic(fwd.traffic(), bwd.traffic(), _optimizer_traffic(model, optimizer, FP32_BYTES))
 
 
 def _loss_traffic(bwd: "_Tally", logits_act: int, out_elems: int, batch: int, loss: Loss, autocast: bool,
@@ -224,9 +232,9 @@ class _Tally:
                        gradients_bytes=self.gradients, data_bytes=self.data, saved_bytes=self.saved)
 
 
-def _optimizer_traffic(model: nn.Module, optimizer: Optimizer) -> Traffic:
+def _optimizer_traffic(model: nn.Module, optimizer: Optimizer, element_size: int) -> Traffic:
     reads, writes = OPTIMIZER_TENSOR_PASSES[optimizer]
-    param_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    param_bytes = sum(p.numel() * element_size for p in model.parameters())
     state = (reads - 2 + writes - 1) * param_bytes  # the state tensors' reads and writes
     return Traffic(gradients_bytes=param_bytes, optimizer_state_bytes=2 * param_bytes + state)
 
@@ -247,4 +255,4 @@ def known_traffic(model: nn.Module, batch: int, input_shape: tuple[int, ...], ou
     target_bytes = batch * out_features * FP32_BYTES if loss is Loss.MSE else batch * LABEL_BYTES
     return StepTraffic(Traffic(weights_bytes=param_bytes, data_bytes=data_bytes),
                        Traffic(gradients_bytes=param_bytes, data_bytes=target_bytes),
-                       _optimizer_traffic(model, optimizer))
+                       _optimizer_traffic(model, optimizer, FP32_BYTES))

@@ -8,6 +8,12 @@ training loop does, so timing them separately and together is meaningful:
     optimizer_step()                          (step, then zero_grad(set_to_none=True))
     step(x, y)              -> loss           (all three, nothing in between)
     infer(x)                -> out            (forward under torch.inference_mode)
+
+``StepKnobs`` builds the fastest-step variants (docs/design.md "Fastest-step knobs"): parameters in the
+compute dtype, a fused bias + ReLU epilogue, the whole step compiled as one function, the whole step
+captured in one CUDA graph. The last two run the step as one unit: ``whole_step`` names it, and then
+only ``step`` is the step being measured (``forward`` / ``loss_backward`` / ``optimizer_step`` would run
+the uncompiled, uncaptured pieces, so the engine does not time them apart).
 """
 
 from __future__ import annotations
@@ -15,12 +21,15 @@ from __future__ import annotations
 import contextlib
 import inspect
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from .data import batches
-from .options import Loss, Optimizer, Precision, parse_enum
+from .epilogue import Epilogue, FusedEpilogueMLP
+from .graphs import CapturedStep
+from .options import Loss, Optimizer, ParamDtype, Precision, parse_enum
 
 CLASSIC_LR = 0.01  # the classic notebook's SGD learning rate
 MOMENTUM = 0.9
@@ -85,21 +94,26 @@ def optimizer_settings(optimizer: Optimizer | str, options: Mapping[str, object]
     except (TypeError, ValueError, RuntimeError) as exc:
         raise ValueError(f"--optimizer-args: {optimizer.value} refuses {options}: {exc}") from None
     return settings
+CAPTURABLE = (Optimizer.ADAM, Optimizer.ADAMW)  # their step counter must live on the device inside a CUDA graph
 
 
 def make_optimizer(
     optimizer: Optimizer | str, params, device: torch.device | str, lr: float | None = None,
-    impl: str | None = None, options: Mapping[str, object] | None = None,
+    impl: str | None = None, options: Mapping[str, object] | None = None, capturable: bool = False,
 ) -> torch.optim.Optimizer:
     """Build the optimiser with an explicit implementation (fused/foreach), never left to a default.
 
     ``options`` are the user's settings (``optimizer_settings``); ``lr`` (when not None) overrides them.
+    ``capturable`` (a CUDA graph replays the step): Adam and AdamW keep ``step`` on the device
+    (``capturable=True``); SGD has no step counter and no such flag, and captures as it is.
     """
     optimizer = parse_enum(Optimizer, optimizer, "optimizer")
     impl = impl or optimizer_impl(optimizer, device)
     if impl not in ("fused", "foreach", "for_loop"):
         raise ValueError(f"unknown optimizer implementation {impl!r}; valid: fused, foreach, for_loop")
     flags = {"fused": {"fused": True}, "foreach": {"foreach": True}, "for_loop": {"foreach": False}}[impl]
+    if capturable and optimizer in CAPTURABLE:
+        flags = {**flags, "capturable": True}
     settings = optimizer_settings(optimizer, options)
     if lr is not None:  # lr=0.0 is a legal (frozen) setting, not "use the default"
         settings["lr"] = lr
@@ -116,13 +130,54 @@ def make_loss(loss: Loss | str) -> nn.Module:
     return nn.MSELoss() if loss is Loss.MSE else nn.CrossEntropyLoss()
 
 
+@dataclass(frozen=True)
+class StepKnobs:
+    """How the step is built; the defaults are the plain eager step with fp32 master weights.
+
+    - ``compile_mode``: a ``torch.compile`` mode, or None for eager;
+    - ``compile_step``: compile the whole step (forward, loss, backward, optimiser step and zero_grad) as
+      one function instead of the model alone; the optimiser is then the foreach one, which inductor fuses
+      (PyTorch's compiled-optimizer recipe: ``fused=True`` kernels are opaque to it);
+    - ``cuda_graph``: capture the whole step in one CUDA graph (``mlp.graphs``);
+    - ``param_dtype``: ``COMPUTE`` keeps parameters, gradients and optimiser state in bf16 (no autocast);
+    - ``epilogue``: ``FUSED`` runs each Linear + ReLU as one ``_addmm_activation`` (``mlp.epilogue``).
+    """
+
+    compile_mode: str | None = None
+    compile_step: bool = False
+    cuda_graph: bool = False
+    param_dtype: ParamDtype = ParamDtype.FP32
+    epilogue: Epilogue = Epilogue.NONE
+
+    def __post_init__(self):
+        object.__setattr__(self, "param_dtype", parse_enum(ParamDtype, self.param_dtype, "param_dtype"))
+        object.__setattr__(self, "epilogue", parse_enum(Epilogue, self.epilogue, "epilogue"))
+        if self.compile_step and not self.compile_mode:
+            raise ValueError("compile scope 'step' needs a compile mode (e.g. --compile default)")
+
+
+def check_knobs(knobs: StepKnobs, precision: Precision, device_type: str) -> None:
+    """A ValueError for a knob that cannot build a correct step on this device and precision."""
+    if knobs.param_dtype is ParamDtype.COMPUTE and precision is Precision.FP16:
+        raise ValueError("param_dtype 'compute' with fp16: GradScaler cannot unscale fp16 gradients "
+                         "(pure fp16 training needs a loss-scaling recipe this bench does not build); use bf16")
+    if knobs.cuda_graph and device_type != "cuda":
+        raise ValueError("cuda_graph 'step' needs device 'cuda' (CUDA graphs)")
+    if knobs.cuda_graph and precision is Precision.FP16:
+        raise ValueError("cuda_graph 'step' cannot capture fp16's GradScaler (its inf check syncs the host "
+                         "every step); use bf16")
+    if knobs.cuda_graph and knobs.compile_mode not in (None, "default"):
+        raise ValueError(f"cuda_graph 'step' with compile {knobs.compile_mode!r}: that mode captures CUDA graphs "
+                         "itself; use --compile none or default")
+
+
 class TrainStep:
     """One training step of ``model``, with each phase callable on its own.
 
     Gradients are reset with ``zero_grad(set_to_none=True)`` inside the
     optimiser phase, so repeated steps never accumulate. With ``fp16`` a
     GradScaler scales the loss (the standard recipe; it costs one host sync
-    per step for the inf check).
+    per step for the inf check). ``knobs`` (``StepKnobs``) choose the fastest-step variants.
     """
 
     def __init__(
@@ -135,32 +190,65 @@ class TrainStep:
         lr: float | None = None,
         compiled_model: nn.Module | None = None,
         optimizer_options: Mapping[str, object] | None = None,
+        knobs: StepKnobs = StepKnobs(),
     ):
         self.device = torch.device(device)
         self.precision = parse_enum(Precision, precision, "dtype")
         if self.precision is Precision.FP16 and self.device.type != "cuda":
             raise ValueError("dtype 'fp16' needs a CUDA device (autocast fp16 on CPU is not a training recipe)")
+        self.knobs = knobs
+        check_knobs(knobs, self.precision, self.device.type)
+        # parameters in the compute dtype: only where there is one below fp32 (fp32/tf32 have nothing to cast)
+        self.param_dtype = self.precision.autocast_dtype if knobs.param_dtype is ParamDtype.COMPUTE else None
         self.loss_kind = parse_enum(Loss, loss, "loss")
         self.optimizer_kind = parse_enum(Optimizer, optimizer, "optimizer")
-        self.model = model.to(self.device)
-        self.forward_model = compiled_model if compiled_model is not None else self.model
+        self.model = model.to(self.device, dtype=self.param_dtype)
+        module = FusedEpilogueMLP(self.model) if knobs.epilogue is Epilogue.FUSED else self.model
+        if compiled_model is None and knobs.compile_mode and not knobs.compile_step:
+            # dynamic=False: each batch size is its own static graph, as in a real training job
+            compiled_model = torch.compile(module, mode=knobs.compile_mode, dynamic=False)
+        self.forward_model = compiled_model if compiled_model is not None else module
         self.loss_fn = make_loss(self.loss_kind)
-        self.optimizer_impl = optimizer_impl(self.optimizer_kind, self.device)
+        self.optimizer_impl = "foreach" if knobs.compile_step else optimizer_impl(self.optimizer_kind, self.device)
         self.optimizer = make_optimizer(self.optimizer_kind, self.model.parameters(), self.device, lr,
-                                        self.optimizer_impl, optimizer_options)
+                                        self.optimizer_impl, optimizer_options, capturable=knobs.cuda_graph)
         self.scaler = torch.amp.GradScaler(self.device.type) if self.precision is Precision.FP16 else None
+        self._whole = self._eager_step
+        if knobs.compile_step:
+            self._whole = torch.compile(self._eager_step, mode=knobs.compile_mode, dynamic=False)
+        if knobs.cuda_graph:
+            self._whole = CapturedStep(self._whole, self.optimizer)
+
+    @property
+    def whole_step(self) -> str:
+        """'' when the phases are the step's own pieces; else what runs the step as one unit."""
+        if self.knobs.cuda_graph:
+            return "the step is replayed as one CUDA graph (cuda_graph step)"
+        if self.knobs.compile_step:
+            return "the step runs as one compiled function (compile_scope step)"
+        return ""
 
     def _autocast(self):
         dtype = self.precision.autocast_dtype
-        if dtype is None:
+        if dtype is None or self.param_dtype is not None:
             return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=dtype)
+        # a CUDA graph replays the casts it captured: autocast's cache would hand later steps stale copies
+        return torch.autocast(self.device.type, dtype=dtype, cache_enabled=not self.knobs.cuda_graph)
+
+    def prepare(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch as the step reads it: with parameters in the compute dtype the input is stored in it too
+        (as a bf16 input pipeline would deliver it); regression targets stay fp32, as the loss is fp32."""
+        return (x.to(self.param_dtype) if self.param_dtype is not None else x), y
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.param_dtype is not None:
+            x = x.to(self.param_dtype)  # a no-op for a prepared batch
         with self._autocast():
             return self.forward_model(x)
 
     def loss_backward(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.param_dtype is not None:
+            out = out.float()  # the loss in fp32, as autocast runs mse_loss and cross_entropy
         with self._autocast():
             loss = self.loss_fn(out, y)
         (self.scaler.scale(loss) if self.scaler else loss).backward()
@@ -175,11 +263,16 @@ class TrainStep:
         self.optimizer.zero_grad(set_to_none=True)
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self._whole(x, y)
+
+    def _eager_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         loss = self.loss_backward(self.forward(x), y)
         self.optimizer_step()
         return loss
 
     def infer(self, x: torch.Tensor) -> torch.Tensor:
+        if self.param_dtype is not None:
+            x = x.to(self.param_dtype)
         with torch.inference_mode(), self._autocast():
             return self.forward_model(x)
 

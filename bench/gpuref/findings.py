@@ -23,6 +23,7 @@ import pandas as pd
 from ..errors import first_line
 from ..format import number
 from ..report.tables import compile_pairs, crossover_batches, device_speedup, load_runs, merged_summary, ok_rows
+from ..report.tune import results as tune_results
 from ..runs import META_JSON, is_run_dir, read_meta, write_atomic
 from .stages import REFERENCE_CPU_RUN, Layout
 
@@ -221,6 +222,24 @@ def _telemetry_and_budget(gpu: pd.DataFrame) -> list[str]:
     return lines
 
 
+def _fastest(layout: Layout) -> list[str]:
+    """Per tuned case: the fastest configuration against eager and its share of the limit, and the chain's steps."""
+    lines = []
+    for folder in sorted(p for p in layout.fastest.iterdir() if is_run_dir(p)):
+        for result in tune_results(load_runs([str(folder)])[0]):
+            best, eager = result.best, result.eager
+            if best is None:
+                lines.append(f"- fastest step, {result.base_label}: nothing measured")
+                continue
+            chain = ", ".join(f"{b.label} {b.median_s * 1e3:.3g} ms" for b in result.bars[1:]
+                              if b.status == "ok")
+            speedup = eager.median_s / best.median_s if eager.status == "ok" else math.nan
+            lines.append(f"- fastest step, {result.base_label}: {best.case_label}, {best.median_s * 1e3:.4g} ms, "
+                         f"{number(speedup, '.2f')}x eager, {number(best.share, '.1%')} {result.share_name}"
+                         f" (eager {eager.median_s * 1e3:.4g} ms{'; ' + chain if chain else ''})")
+    return lines or ["- fastest step: no tune run"]
+
+
 def findings(out: Path) -> str:
     layout = Layout(out)
     lines = [f"# GPU kit findings: {out}", ""]
@@ -231,7 +250,7 @@ def findings(out: Path) -> str:
                      f"{info.get('cpu_count')}")
     gpu_runs = [r for r in (layout.gpu_run, layout.cpu_run) if is_run_dir(r)]
     sections = [(_tests, layout.junit.is_file()), (_ceilings, is_run_dir(layout.gpu_run)),
-                (_timer, layout.timer.is_file())]
+                (_timer, layout.timer.is_file()), (_fastest, layout.fastest.is_dir())]
     for fn, ready in sections:
         lines += _guarded(fn, layout) if ready else [f"- {fn.__name__.strip('_')}: no input"]
     gpu, ceilings = None, {}

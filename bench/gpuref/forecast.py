@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from ..budget import prior_case_s
 from ..cases import preset
-from .plan import CEILING_S, GPUS, IMPORT_S, PLANNED_S, STAGES, Stage, StageName, run_max_s
+from .plan import CEILING_S, GPUS, IMPORT_S, PLANNED_S, STAGES, Stage, StageName, run_max_s, tune_max_s
 
 GPU_PRESET, CPU_PRESET = "gpu", "crossover"
 
@@ -49,6 +49,11 @@ def forecast(gpu: str = "h100") -> list[StageForecast]:
     for stage in STAGES:
         if stage.name is StageName.GPU_RUN:
             seconds, note = preset_forecast(gpu, stage)
+        elif stage.name is StageName.FASTEST:
+            seconds = stage.limit_s
+            budgets = " and ".join(f"{tune_max_s(stage, False, f):.0f}" for f in ("large", "batch64"))
+            note = (f"two `mlpbench tune` runs under --max-run-s {budgets}: knob chains first (the knobs without a "
+                    "compile, then the cold compiles), the other combinations while time is left")
         elif stage.name is StageName.CPU_RUN:
             seconds = stage.limit_s
             note = (f"the {CPU_PRESET} preset on the machine's CPU cores: bounded by --max-run-s "

@@ -25,6 +25,7 @@ class StageName(str, enum.Enum):
     TESTS = "cuda-tests"
     MUTANTS = "cuda-mutants"
     GPU_RUN = "gpu-run"
+    FASTEST = "fastest-step"
     CPU_RUN = "cpu-crossover"
     TIMER = "timer-check"
     PROFILE = "profile"
@@ -46,10 +47,11 @@ class Stage:
 STAGES: tuple[Stage, ...] = (
     Stage(StageName.PREFLIGHT, "fingerprint; CUDA events, synchronize, peak memory, torch.compile", 35, 60),
     Stage(StageName.TESTS, "pytest -m 'cuda or torchvision' with a junit file", 80, 90),
-    Stage(StageName.MUTANTS, "the CUDA mutants (host clock, no synchronize) must fail the CUDA timing tests", 75, 30,
+    Stage(StageName.MUTANTS, "the CUDA mutants (host clock, no synchronize) must fail the CUDA timing tests", 65, 30,
           cuda_only=True),
-    Stage(StageName.GPU_RUN, "the gpu preset under --max-run-s (ceilings first, cases by value)", 170, 90),
-    Stage(StageName.CPU_RUN, "the crossover grid on this machine's own CPU cores under --max-run-s", 75, 60),
+    Stage(StageName.GPU_RUN, "the gpu preset under --max-run-s (ceilings first, cases by value)", 105, 90),
+    Stage(StageName.FASTEST, "mlpbench tune: the large MLP, then the batch-64 nets (knob chains first)", 100, 90),
+    Stage(StageName.CPU_RUN, "the crossover grid on this machine's own CPU cores under --max-run-s", 50, 60),
     Stage(StageName.TIMER, "engine step median vs triton.testing.do_bench; device copy GB/s", 30, 30, cuda_only=True),
     Stage(StageName.PROFILE, "mlpbench profile of the large MLP", 25, 60),
     Stage(StageName.REPORT, "merged CPU-vs-GPU reports (this machine's CPU; the 2-core reference); findings", 35, 120),
@@ -82,9 +84,21 @@ PLANNED_S = {  # predicted seconds of the stages whose work is not a list of cas
 CEILING_S = 3.0  # bench.ceiling.CEILING_BUDGET_S: one matmul ceiling per dtype
 
 
+TUNE_MARGIN_S = 12.0  # a tune's share of fastest-step minus its --max-run-s: start-up, the report and figure
+# (a tune starts a compiled case only when its compile allowance fits: the case in flight overruns little)
+TUNE_SHARES = {"large": 0.55, "batch64": 0.45, "tiny": 0.33}  # of the stage's limit, by run folder; the tiny
+# rehearsal's --max-run-s (18 s) leaves no room for a cold CPU compile (25-90 s on 2 shared cores), and its
+# limit covers the process's start-up and report at load 16 (49 s measured with a 60 s limit)
+
+
 def run_max_s(stage: Stage, tiny: bool) -> float:
     """The --max-run-s a run stage gets: its limit less the margin for start-up and the case in flight."""
     return max(stage.limit(tiny) - (RUN_MARGIN_S if not tiny else 10.0), 5.0)
+
+
+def tune_max_s(stage: Stage, tiny: bool, folder: str) -> float:
+    """The --max-run-s of one of fastest-step's tunes (they run one after the other): its share less the margin."""
+    return max(stage.limit(tiny) * TUNE_SHARES[folder] - TUNE_MARGIN_S, 5.0)
 
 
 def total_limit_s(tiny: bool = False) -> float:

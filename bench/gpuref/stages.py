@@ -12,13 +12,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..runs import is_run_dir
-from .plan import STAGES, Stage, StageName, run_max_s
+from .plan import STAGES, Stage, StageName, run_max_s, tune_max_s
 
 REPO = Path(__file__).resolve().parents[2]
 # the committed 2-core CPU reference: the gpu preset's crossover grid measured on that machine
 REFERENCE_CPU_RUN = REPO / "results" / "reference" / "cpu-2core" / "crossover"
 LARGE_MLP = ("--width", "8192", "--depth", "4", "--batch", "8192", "--dtype", "bf16")
 TINY_MLP = ("--width", "64", "--depth", "2", "--batch", "64", "--dtype", "fp32")
+# fastest-step: `mlpbench tune` on the large MLP (the >= 85% MFU goal), then the batch-64 nets (the whole-step
+# CUDA graph's >= 1.5x goal on FashionMNIST); named networks ignore --width/--depth, so one grid gives three bases
+TUNES = (("large", LARGE_MLP),
+         ("batch64", ("--network", "teaching,fashion_mnist,uniform", "--width", "1024", "--depth", "4",
+                      "--batch", "64")))
+TINY_TUNES = (("tiny", ("--network", "uniform,teaching", "--width", "64", "--depth", "2", "--batch", "64",
+                        "--dtype", "bf16")),)
 TEST_MARKERS = "cuda or torchvision"
 MARKER_TEXTS = ("mark.cuda", "mark.torchvision")  # a test file that can hold a selected test names one of these
 # The rehearsal checks the orchestration, not the numbers: fewer rounds, and one thread (a shared 2-core
@@ -43,6 +50,10 @@ class Layout:
     @property
     def gpu_run(self) -> Path:
         return self.out / "runs" / "gpu"
+
+    @property
+    def fastest(self) -> Path:
+        return self.out / "fastest-step"
 
     @property
     def cpu_run(self) -> Path:
@@ -79,7 +90,7 @@ class Layout:
     def outputs(self, name: StageName) -> list[Path]:
         """What a stage writes: removed before the stage is run again (``--stages``)."""
         return {StageName.PREFLIGHT: [self.preflight], StageName.TESTS: [self.junit.parent], StageName.MUTANTS: [],
-                StageName.GPU_RUN: [self.gpu_run], StageName.CPU_RUN: [self.cpu_run],
+                StageName.GPU_RUN: [self.gpu_run], StageName.FASTEST: [self.fastest], StageName.CPU_RUN: [self.cpu_run],
                 StageName.TIMER: [self.timer], StageName.PROFILE: [self.profile],
                 StageName.REPORT: [self.report, self.report_reference, self.findings]}[name]
 
@@ -105,6 +116,10 @@ def commands(stage: Stage, layout: Layout, device: str, tiny: bool) -> list[list
         return [_bench("run", "--preset", "gpu-tiny" if tiny else "gpu", "--device", device,
                        "--max-run-s", f"{run_max_s(stage, tiny):g}", "--out", str(layout.gpu_run), "--no-progress",
                        *(TINY_RUN_FLAGS if tiny else ()))]
+    if name is StageName.FASTEST:
+        return [_bench("tune", *args, "--device", device, "--max-run-s", f"{tune_max_s(stage, tiny, folder):g}",
+                       "--out", str(layout.fastest / folder), "--no-progress", *(TINY_RUN_FLAGS if tiny else ()))
+                for folder, args in (TINY_TUNES if tiny else TUNES)]
     if name is StageName.CPU_RUN:
         return [_bench("run", "--preset", "crossover-tiny" if tiny else "crossover", "--device", "cpu",
                        "--max-run-s", f"{run_max_s(stage, tiny):g}", "--out", str(layout.cpu_run), "--no-progress",

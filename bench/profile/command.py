@@ -120,6 +120,9 @@ def _check_runnable(case: Case, config: ProfileConfig) -> None:
 
     if case.device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda: CUDA is not available on this machine")
+    if case.whole_step:  # its phases would be the uncompiled, uncaptured pieces: a split the step never has
+        raise UsageError("profile splits the step into phases; --compile-scope step and --cuda-graph step run it as "
+                         "one unit (profile it with --compile-scope model --cuda-graph none)")
     if config.memory_snapshot and case.device != "cuda":
         raise UsageError(f"--memory-snapshot needs --device cuda (it records the CUDA caching allocator); "
                          f"this case runs on {case.device}")

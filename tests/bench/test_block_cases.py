@@ -86,3 +86,14 @@ def test_every_case_of_the_blocks_preset_is_accounted(device):
         memory = mlp.memory(model, case.batch, case.input_shape, case.loss, case.optimizer, case.dtype, device)
         traffic = mlp.traffic(model, case.batch, case.input_shape, case.loss, case.optimizer, case.dtype, device)
         assert flops.step_matmul > 0 and memory.phase_peak_bytes()["step"] > 0 and traffic.step.total_bytes > 0
+
+
+def test_the_fastest_step_knobs_that_the_blocks_accounting_lacks_are_refused_in_one_line():
+    import pytest as _pytest
+
+    from bench.cases import Case as _Case
+
+    for knob in ({"param_dtype": "compute", "dtype": "bf16"}, {"epilogue": "fused"}):
+        with _pytest.raises(ValueError, match="apply to the uniform, teaching and FashionMNIST nets"):
+            _Case(network="ffn", width=16, depth=1, **knob)
+    assert _Case(width=16, depth=1, dtype="bf16", param_dtype="compute").param_dtype == "compute"

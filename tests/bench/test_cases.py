@@ -88,13 +88,17 @@ def test_the_torch_free_choices_mirror_mlps_enums_and_registry():
     assert case_fields.PRECISION_NAMES == tuple(m.value for m in mlp.Precision)
     assert case_fields.OPTIMIZER_NAMES == tuple(m.value for m in mlp.Optimizer)
     assert case_fields.LOSS_NAMES == tuple(m.value for m in mlp.Loss)
+    assert case_fields.PARAM_DTYPE_NAMES == tuple(m.value for m in mlp.ParamDtype)
+    assert case_fields.EPILOGUE_NAMES == tuple(m.value for m in mlp.Epilogue)
 
 
 def test_every_choice_is_one_a_case_takes_and_every_string_flag_lists_its_choices():
     from bench.case_fields import FIELD_CHOICES, FIELD_TYPES, FLAG_FIELDS
 
     cuda_only = {("dtype", "fp16")}  # the one value that needs another field (device cuda)
-    needs = {"norm": {"network": "residual"}}  # a field of one built-in net only
+    needs = {"norm": {"network": "residual"},  # a field of one built-in net only
+             "cuda_graph": {"device": "cuda"}, "compile_scope": {"compile": "default"},  # knobs that need another
+             "param_dtype": {"dtype": "bf16"}}
     for field, values in FIELD_CHOICES.items():
         for value in values:
             extra = {"device": "cuda"} if (field, value) in cuda_only else {}

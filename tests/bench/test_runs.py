@@ -70,8 +70,9 @@ def test_columns_and_flags_come_from_the_case_dataclass():
     defaults = {f.name: f.default for f in dataclasses.fields(Case)}
     assert runs.PARALLEL_DEFAULTS == {k: defaults[k] for k in runs.PARALLEL_DEFAULTS}
     # CaseFields spells mlp's enum values as plain strings (no torch): they must be the same words
-    assert (defaults["dtype"], defaults["optimizer"], defaults["loss"]) == (
-        mlp.Precision.FP32.value, mlp.Optimizer.SGD.value, mlp.Loss.MSE.value)
+    assert (defaults["dtype"], defaults["optimizer"], defaults["loss"], defaults["param_dtype"],
+            defaults["epilogue"]) == (mlp.Precision.FP32.value, mlp.Optimizer.SGD.value, mlp.Loss.MSE.value,
+                                      mlp.ParamDtype.FP32.value, mlp.Epilogue.NONE.value)
     assert Case() == Case(**{k: str(v) for k, v in defaults.items()})  # and parse to the same case
 
 

@@ -189,8 +189,8 @@ def test_cli_report_bad_input_is_exit_2(tmp_path: Path, capsys, cpu_run_dir, gpu
 def _regime_rows(times_by_batch: dict[int, float], mfu: float, optimizer_share: float = 0.1) -> pd.DataFrame:
     rows = []
     for batch, t in times_by_batch.items():
-        base = {"network": "uniform", "width": 64, "depth": 1, "in_features": 0, "out_features": 0,
-                "batch": batch, "activation": "relu", "device": "cpu", "dtype": "fp32", "compile": "none",
+        base = {**run_record.LATER_DEFAULTS, "network": "uniform", "width": 64, "depth": 1, "in_features": 0,
+                "out_features": 0, "batch": batch, "activation": "relu", "device": "cpu", "dtype": "fp32", "compile": "none",
                 "optimizer": "sgd", "loss": "mse", "threads": 0, "case_id": f"c{batch}", "label": f"b{batch}",
                 "status": "ok", "mfu": mfu, "mem_parameters_bytes": 1e6, "mem_gradients_bytes": 1e6,
                 "mem_optimizer_state_bytes": 0}

@@ -1,0 +1,169 @@
+"""What ``mlpbench tune`` found, read from its run folder: the table, the fastest case, the waterfall.
+
+The plan (meta.json's ``tune`` key, written by ``bench.tune``) names each base case's chain (eager,
+then one knob added at a time) and every case measured for it. Each bar's share of the limit is the
+one that bounds the eager case: the same-run matmul ceiling (MFU) for a compute-bound case, else the
+speed-of-light floor (``sol_fraction``: floor / step). A whole-step CUDA graph is charged no host
+dispatch in its floor; a compiled step is charged its eager op count (docs/design.md).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pandas as pd
+
+from ..format import pct, table, time_text
+from ..runs import Run, Status
+from .figure import pyplot, save
+from .markdown import PLOTS_DIR
+
+FIGURE = "tune.png"
+TEXT = "tune.md"
+
+
+@dataclass(frozen=True)
+class Bar:
+    label: str
+    case_id: str
+    case_label: str
+    status: str
+    reason: str
+    median_s: float
+    share: float  # of the limit that bounds the case (see ``Result.share_name``)
+
+
+@dataclass(frozen=True)
+class Result:
+    base_label: str
+    share_name: str  # "MFU" or "SoL"
+    bars: list  # the chain, eager first
+    measured: list  # every case of the plan, as bars (label: the case's own)
+    skipped: list  # [(knob, reason)]
+    flags: dict  # case_id -> mlpbench run flags
+
+    @property
+    def eager(self) -> Bar:
+        return self.bars[0]
+
+    @property
+    def best(self) -> Bar | None:
+        ok = [b for b in self.measured if b.status == Status.OK.value and b.median_s > 0]
+        return min(ok, key=lambda b: b.median_s) if ok else None
+
+    def command(self, bar: Bar) -> str:
+        return f"mlpbench run {self.flags[bar.case_id]}"
+
+
+def _steps(run: Run) -> dict[str, dict]:
+    rows = run.summary[run.summary["phase"] == "step"]
+    return {r["case_id"]: r for r in rows.to_dict("records")}
+
+
+def _value(row: dict, key: str) -> float:
+    value = row.get(key, math.nan) if row else math.nan
+    return float(value) if value is not None and not pd.isna(value) and value != "" else math.nan
+
+
+def _share_name(eager: dict | None) -> str:
+    bound = (eager or {}).get("sol_bound")
+    return "SoL" if isinstance(bound, str) and bound and bound != "compute" else "MFU"
+
+
+def results(run: Run) -> list[Result]:
+    """One result per base case of the run's tune plan (none for a run without one)."""
+    steps = _steps(run)
+    out = []
+    for plan in run.meta.get("tune") or []:
+        eager = steps.get(plan["chain"][0][1])
+        share_name = _share_name(eager)
+        column = "mfu" if share_name == "MFU" else "sol_fraction"
+
+        def bar(label: str, case_id: str) -> Bar:
+            row = steps.get(case_id, {})
+            return Bar(label, case_id, str(row.get("label", case_id)), str(row.get("status", "not measured")),
+                       str(row.get("reason", "") if not pd.isna(row.get("reason", "")) else ""),
+                       _value(row, "median_s"), _value(row, column))
+
+        chain = [bar(label, case_id) for label, case_id in plan["chain"]]
+        measured = [bar(steps.get(cid, {}).get("label", cid), cid) for cid in plan["cases"]]
+        out.append(Result(plan["base_label"], share_name, chain, measured, [tuple(s) for s in plan["skipped"]],
+                          plan["flags"]))
+    return out
+
+
+def _share_text(bar: Bar, name: str) -> str:
+    name = "MFU" if name == "MFU" else "of SoL"
+    return f"{pct(bar.share)} {name}" if math.isfinite(bar.share) else f"{name} n/a"
+
+
+def result_lines(result: Result) -> list[str]:
+    """The markdown of one base case: its waterfall table, what was skipped, the fastest and its command."""
+    eager_s = result.eager.median_s
+    rows = []
+    for bar in result.measured:
+        speedup = eager_s / bar.median_s if bar.median_s > 0 and math.isfinite(eager_s) else math.nan
+        why = bar.reason.split(":")[0][:40]  # the row's reason in full is in summary.csv
+        rows.append({"case": bar.case_label, "status": f"{bar.status}: {why}" if why else bar.status,
+                     "step": time_text(bar.median_s) if math.isfinite(bar.median_s) else "",
+                     "vs eager": f"{speedup:.2f}x" if math.isfinite(speedup) else "",
+                     result.share_name: pct(bar.share) if math.isfinite(bar.share) else ""})
+    lines = [f"### {result.base_label}", "", table(rows), ""]
+    lines += [f"- skipped, {knob}: {reason}" for knob, reason in result.skipped]
+    best = result.best
+    if best is None:
+        lines.append("- no case was measured: nothing to recommend")
+    else:
+        speedup = eager_s / best.median_s if math.isfinite(eager_s) else math.nan
+        lines += [f"- fastest: {best.case_label}, {time_text(best.median_s)} per step"
+                  + (f", {speedup:.2f}x eager" if math.isfinite(speedup) else "")
+                  + f", {_share_text(best, result.share_name)}",
+                  f"- reproduce it: `{result.command(best)}`"]
+    return lines + [""]
+
+
+def waterfall(result: Result, path: Path) -> Path:
+    """Bars: eager, each knob added, and the fastest; each with its step time and its share of the limit."""
+    plt = pyplot()
+    bars = list(result.bars)
+    best = result.best
+    if best is not None and best.case_id != bars[-1].case_id:
+        bars.append(Bar("best", best.case_id, best.case_label, best.status, best.reason, best.median_s, best.share))
+    elif best is not None:
+        bars[-1] = replace(bars[-1], label=bars[-1].label + " (best)")
+    fig, ax = plt.subplots(figsize=(max(4.5, 1.25 * len(bars)), 3.6))
+    times = [b.median_s * 1e3 if b.status == Status.OK.value else math.nan for b in bars]
+    top = max([t for t in times if math.isfinite(t)] or [1.0])
+    for i, (b, t) in enumerate(zip(bars, times)):
+        if not math.isfinite(t):
+            ax.bar(i, top * 0.05, color="none", edgecolor="grey", hatch="//")
+            ax.text(i, top * 0.07, b.status, ha="center", va="bottom", fontsize=7, color="grey")
+            continue
+        previous = next((p for p in reversed(times[:i]) if math.isfinite(p)), None)
+        colour = "#4C72B0" if i == 0 else "#2E8B57" if b.label.startswith("best") or "(best)" in b.label else (
+            "#55A868" if previous is None or t <= previous else "#C44E52")
+        ax.bar(i, t, color=colour)
+        ax.text(i, t, f"{time_text(b.median_s)}\n{_share_text(b, result.share_name)}", ha="center", va="bottom",
+                fontsize=7)
+    ax.set_xticks(range(len(bars)))
+    ax.set_xticklabels([b.label for b in bars], rotation=20, ha="right")
+    ax.set_ylabel("step time (ms)")
+    ax.set_ylim(0, top * 1.3)
+    ax.set_title(f"{result.base_label}, each knob added, and the fastest", fontsize=9)
+    return save(fig, path)
+
+
+def tune_report(run: Run, out_dir: Path) -> str:
+    """Write ``tune.md`` and ``plots/tune.png`` (one figure per base case after the first) and return the text."""
+    out_dir = Path(out_dir)
+    lines = ["## mlpbench tune", ""]
+    for i, result in enumerate(results(run)):
+        path = out_dir / PLOTS_DIR / (FIGURE if i == 0 else f"tune-{i + 1}.png")
+        lines += result_lines(result)
+        if any(b.status == Status.OK.value for b in result.bars):
+            lines += [f"![waterfall]({waterfall(result, path).relative_to(out_dir).as_posix()})", ""]
+    text = "\n".join(lines)
+    (out_dir / TEXT).write_text(text + "\n")
+    return text

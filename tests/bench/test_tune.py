@@ -1,0 +1,174 @@
+"""``mlpbench tune``: its plan (which knobs, in which order, what cannot run here), its command line, and
+(e2e) a real tune on the CPU, plus the whole-step compiled case: one compile, its rows and its correctness."""
+
+from __future__ import annotations
+
+import csv
+import math
+import shlex
+
+import pytest
+import torch
+
+import mlp
+from bench import tune
+from bench.cases import Case, Sweep
+from bench.cli import main as cli_main
+from bench.phases import Phase
+from bench.runs import load_run
+from bench.timing import TimingConfig, measure
+
+
+def _labels(plan):
+    return [label for label, _ in plan.chain]
+
+
+def test_the_cpu_bf16_relu_plan_adds_every_knob_but_the_cuda_graph():
+    plan = tune.plan_tune(Case(width=32, depth=1, batch=16, dtype="bf16"))
+    assert _labels(plan) == ["eager", "+ bf16 params", "+ fused epilogue", "+ compile model", "+ compile step"]
+    assert [k for k, _ in plan.skipped] == ["CUDA graph step"] and "cuda" in plan.skipped[0][1].lower()
+    last = plan.chain[-1][1]
+    assert (last.param_dtype, last.epilogue, last.compile, last.compile_scope) == ("compute", "fused", "default",
+                                                                                   "step")
+    # every on/off combination of the four knobs, less the step scope without a compile mode: 16 - 4
+    assert len(set(plan.cases)) == len(plan.cases) == 12
+    assert all(c.cuda_graph == "none" for c in plan.cases)
+
+
+def test_knobs_that_do_not_apply_are_skipped_with_their_reason():
+    plan = tune.plan_tune(Case(width=32, depth=1, batch=16, activation="gelu"))  # fp32, GELU
+    skipped = dict(plan.skipped)
+    assert "no lower compute dtype" in skipped["bf16 params"]
+    assert "relu" in skipped["fused epilogue"]
+    assert _labels(plan) == ["eager", "+ compile model", "+ compile step"]
+
+
+def test_moot_knobs_read_as_their_defaults_so_grids_collapse():
+    assert Case(compile_scope="step") == Case() and Case(param_dtype="compute") == Case()
+    grid = Sweep("g", ({"compile": ("none", "default"), "compile_scope": ("model", "step")},)).cases()
+    assert [(c.compile, c.compile_scope) for c in grid] == [("none", "model"), ("default", "model"),
+                                                            ("default", "step")]
+
+
+def test_a_user_knob_flag_is_reset_to_eager_for_the_base():
+    plan = tune.plan_tune(Case(width=32, depth=1, dtype="bf16", param_dtype="compute", epilogue="fused"))
+    assert plan.base.param_dtype == "fp32" and plan.base.epilogue == "none"
+
+
+def test_the_chains_are_measured_by_position_before_any_other_combination():
+    plans = [tune.plan_tune(Case(width=w, depth=1, batch=16, dtype="bf16")) for w in (16, 32)]
+    order = tune.measuring_order(plans)
+    assert order[:2] == [plans[0].chain[0][1], plans[1].chain[0][1]]  # both eager cases first
+    chain_cases = {c for p in plans for _, c in p.chain}
+    assert set(order[:len(chain_cases)]) == chain_cases
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["tune", "--param-dtype", "compute"], "tune varies --param-dtype"),
+    (["tune", "--compile", "none"], "one compile mode"),
+    (["run", "--cuda-graph", "step", "--dry-run"], "cuda"),
+    (["run", "--epilogue", "fused", "--activation", "gelu", "--dry-run"], "relu"),
+])
+def test_bad_knob_input_is_a_one_line_usage_error(argv, message, capsys, tmp_path):
+    assert cli_main([*argv, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+# --------------------------------------------------------------------------- end to end (slow: real runs)
+
+
+@pytest.mark.e2e
+def test_tune_writes_its_run_figure_and_a_command_that_reproduces_a_measured_case(tmp_path, capsys):
+    """A budget that leaves no room for a cold compile: the eager knobs are measured, the compiled ones are
+    skipped with 'run budget'; the printed command re-measures the fastest case of the run."""
+    out = tmp_path / "tune"
+    argv = ["--width", "32", "--depth", "1", "--batch", "16", "--dtype", "bf16", "--threads", "1"]
+    assert cli_main(["tune", *argv, "--repeats", "3", "--warmup-s", "0.02", "--max-run-s", "25",
+                     "--no-progress", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert (out / "plots" / "tune.png").stat().st_size > 0 and (out / "tune.md").exists()
+    run = load_run(out)
+    steps = run.summary[run.summary["phase"] == "step"]
+    ok = steps[steps["status"] == "ok"]
+    assert {"compute", "fp32"} <= set(ok["param_dtype"]) and "fused" in set(ok["epilogue"])
+    assert all(r.startswith("run budget") for r in steps[steps["compile"] != "none"]["reason"])
+    best = ok.loc[ok["median_s"].idxmin()]
+    command = next(line for line in text.splitlines() if "reproduce it:" in line).split("`")[1]
+    again = tmp_path / "again"
+    flags = shlex.split(command)[2:]  # drop 'mlpbench run'
+    assert cli_main(["run", *flags, "--repeats", "3", "--out", str(again), "--no-progress", "--no-show"]) == 0
+    rerun = load_run(again).summary
+    assert list(rerun[rerun["phase"] == "step"]["case_id"]) == [best["case_id"]]
+
+
+@pytest.mark.e2e
+def test_a_whole_step_compiled_case_times_the_step_alone_and_trains_like_eager_fp32():
+    """One cold compile: the engine's rows (the step only, with the reason) and 20 steps against eager fp32."""
+    case = Case(width=16, depth=1, batch=8, compile="default", compile_scope="step", threads=1)
+    m = measure(case, TimingConfig(repeats=3, warmup_s=0.01, min_block_s=0.005))
+    assert set(m.samples) == {Phase.STEP} and "compiled function" in m.untimed_phases
+    assert m.compile_graphs >= 2  # the forward + loss graph, and the optimiser's (backward is a graph break)
+
+    from tests.mlp.test_knobs import _fixed_data, _net, _reference, _start, update_error  # noqa: PLC0415
+
+    torch._dynamo.reset()
+    step = mlp.TrainStep(_net(), knobs=mlp.StepKnobs(compile_mode="default", compile_step=True))
+    assert step.optimizer_impl == "foreach"
+    x, y = _fixed_data()
+    for _ in range(20):
+        step.step(x, y)
+    weights = [p.detach().float() for p in step.model.parameters()]
+    assert update_error(weights, _reference(_net(), x, y), _start()) < 1e-4  # fp32, another op order
+    assert math.isfinite(m.first_step_s)
+
+
+def test_the_run_folder_records_the_knobs(tmp_path, monkeypatch):
+    """A bf16-parameter, fused-epilogue case: its fields are columns of summary.csv and its label says so."""
+    from bench import runner
+    from bench.ceiling import Ceiling
+    from bench.runner import run_sweep
+
+    def fake_ceiling(device, dtype, sizes=None, budget_s=None):  # the limits are not what this test is about
+        return Ceiling(device, dtype, "fake cpu", 1.0, 256, None, "test", torch.get_num_threads(), (256,), 1.0, 0.0)
+
+    monkeypatch.setattr(runner, "measure_ceiling", fake_ceiling)
+    monkeypatch.setattr(runner, "measure_case_shapes", lambda ceiling, *args: ceiling)
+
+    case = Case(width=8, depth=1, batch=4, dtype="bf16", param_dtype="compute", epilogue="fused", threads=1)
+    config = TimingConfig(repeats=1, warmup_s=0.0, min_warmup_iters=1, min_block_s=0.001)
+    fake = lambda c, cfg, on_predict=None: measure(c, cfg)  # noqa: E731 - the real engine, no telemetry
+    run_sweep([case], tmp_path / "run", config, progress=False, measure_fn=fake)
+    rows = list(csv.DictReader((tmp_path / "run" / "summary.csv").open()))
+    assert {r["param_dtype"] for r in rows} == {"compute"} and {r["epilogue"] for r in rows} == {"fused"}
+    assert "params:bf16 fused-epilogue" in rows[0]["label"]
+    assert Case.from_row(rows[0]) == case
+
+
+def test_the_report_picks_the_fastest_measured_case_and_the_bound_that_names_its_share(tmp_path):
+    """A made-up plan and step rows: the fastest is the least median among ok rows (pandas' own idxmin), the
+    share is MFU for a compute-bound eager case and the speed-of-light fraction otherwise, the figure is drawn."""
+    import pandas as pd
+
+    from bench.report.tune import results, tune_report
+    from bench.runs import Run, RunMeta
+
+    plan = tune.plan_tune(Case(width=32, depth=1, batch=16, dtype="bf16"))
+    medians = [4e-3, 3e-3, 2.5e-3, 1e-3, 2e-3] + [5e-3] * (len(plan.cases) - 5)
+    rows = [{"case_id": c.case_id, "label": c.label, "phase": "step", "status": "ok", "reason": "",
+             "median_s": t, "mfu": 0.1 * i, "sol_fraction": 0.01 * i, "sol_bound": "memory"}
+            for i, (c, t) in enumerate(zip(plan.cases, medians))]
+    rows[2]["status"], rows[2]["median_s"] = "error", 1e-6  # a failed case never wins
+    summary = pd.DataFrame(rows)
+    for bound, share_name in (("memory", "SoL"), ("compute", "MFU")):
+        summary.loc[0, "sol_bound"] = bound
+        run = Run(tmp_path, summary, pd.DataFrame(), RunMeta(extra={"tune": [plan.as_dict()]}))
+        (result,) = results(run)
+        ok = summary[summary["status"] == "ok"]
+        assert result.best.case_id == ok.loc[ok["median_s"].idxmin(), "case_id"] == plan.chain[3][1].case_id
+        assert result.share_name == share_name
+        assert result.best.share == pytest.approx(0.3 if share_name == "MFU" else 0.03)
+    text = tune_report(run, tmp_path)
+    assert f"`mlpbench run {plan.chain[3][1].cli_flags()}`" in text
+    assert (tmp_path / "plots" / "tune.png").stat().st_size > 0
