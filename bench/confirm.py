@@ -65,8 +65,8 @@ def confirm_lines(run_a, run_b, table: pd.DataFrame) -> list[str]:
         trees, how = sides(run_a, run_b)
     except UsageError as exc:
         return [f"Confirm: not re-measured: {exc}"]
-    rows_a = [_case_row(run_a.summary, cid) for cid in chosen["case_id"]]
-    rows_b = [_case_row(run_b.summary, _b_case_id(table, cid)) for cid in chosen["case_id"]]
+    rows_a = [case_row(run_a.summary, cid) for cid in chosen["case_id"]]
+    rows_b = [case_row(run_b.summary, _b_case_id(table, cid)) for cid in chosen["case_id"]]
     with trees as (tree_a, tree_b):
         results = interleaved(rows_a, rows_b, tree_a, tree_b)
     lines = [f"Confirm ({how}): {len(chosen)} case(s) re-measured now, A and B interleaved "
@@ -139,7 +139,7 @@ def _worktree_and(here: Path, commit: str) -> Iterator[tuple[Path, Path]]:
         yield tree_a, here
 
 
-def _case_row(summary: pd.DataFrame, case_id: str) -> dict:
+def case_row(summary: pd.DataFrame, case_id: str) -> dict:
     from .runs import CASE_COLUMNS
 
     row = summary[(summary["case_id"] == case_id) & (summary["phase"] == "step")].iloc[0]

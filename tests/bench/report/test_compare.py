@@ -246,3 +246,13 @@ def test_machine_states_that_differ_make_the_comparison_inconclusive(tmp_path: P
     assert main(["compare", str(cpu_run_dir), str(folder)]) == 0
     out = capsys.readouterr().out
     assert "Verdict: **inconclusive**: machine states differ: load" in out and "(+" in out
+
+
+def test_report_of_two_runs_draws_b_against_a_with_the_verdicts(tmp_path: Path, cpu_run_dir) -> None:
+    folder, _ = _slowed_copy(tmp_path, cpu_run_dir, lambda seconds: KNOWN_SLOWDOWN)
+    out = tmp_path / "report"
+    assert main(["report", str(cpu_run_dir), str(folder), "--out", str(out)]) == 0
+    text = (out / "report.md").read_text()
+    assert "## Runs compared" in text and "### slow against cpu-run" in text
+    assert "Run-level factor (step): 1.500" in text and "| inconclusive |" in text
+    assert (out / "plots" / "compare-slow.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
