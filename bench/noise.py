@@ -194,14 +194,15 @@ def within_run_se(ci_low: float, ci_high: float, level_z: float = CI_Z) -> float
 
 
 def case_verdict(ratio: float, ci_low: float, ci_high: float, factor: CommonFactor,
-                 blocking: Sequence[StateDifference] = ()) -> CaseVerdict:
-    """One case's verdict against the between-run noise; ``blocking``: decisive machine differences."""
+                 blocking: Sequence[StateDifference] = (), ci_z: float = CI_Z) -> CaseVerdict:
+    """One case's verdict against the between-run noise; ``blocking``: decisive machine differences;
+    ``ci_z``: the half-width of [ci_low, ci_high] in standard errors (1.96 for 95%)."""
     if not (ratio > 0 and math.isfinite(ratio)):
         return CaseVerdict(Verdict.INCONCLUSIVE, "no ratio (a median is missing or not positive)")
     if blocking:
         return CaseVerdict(Verdict.INCONCLUSIVE, "machine states differ: " + "; ".join(d.text for d in blocking))
     d = math.log(ratio) - factor.log_factor
-    sigma = math.sqrt(within_run_se(ci_low, ci_high) ** 2 + factor.spread ** 2 + factor.se ** 2)
+    sigma = math.sqrt(within_run_se(ci_low, ci_high, ci_z) ** 2 + factor.spread ** 2 + factor.se ** 2)
     z = d / sigma
     relative = math.exp(d)
     noise = f"between-run noise {math.expm1(sigma):.1%}" + ("" if factor.estimated else
