@@ -32,7 +32,7 @@ from .errors import UsageError, sigterm_as_interrupt
 from .report import compare as report_compare
 
 MAX_CASES = 6  # re-measured per call, largest |log ratio| first: ~10 s each on a loaded 2-core box
-CONFIRM_ROUNDS = 12  # interleaved blocks per case and side
+CONFIRM_ROUNDS = 20  # interleaved blocks per case and side (the gate's default, whose power docs/perf-gate.md measured)
 CONFIRM_BLOCK_S = 0.1
 CONFIRM_WARMUP_S = 0.3
 
