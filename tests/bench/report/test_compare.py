@@ -248,7 +248,10 @@ def test_machine_states_that_differ_make_the_comparison_inconclusive(tmp_path: P
     assert "Verdict: **inconclusive**: machine states differ: load" in out and "(+" in out
 
 
-def test_report_of_two_runs_draws_b_against_a_with_the_verdicts(tmp_path: Path, cpu_run_dir) -> None:
+def test_report_of_two_runs_draws_b_against_a_with_the_verdicts(tmp_path: Path, cpu_run_dir, monkeypatch) -> None:
+    from bench.report import plots
+
+    monkeypatch.setattr(plots, "render_all", lambda *args, **kwargs: [])  # the run figures are tested elsewhere
     folder, _ = _slowed_copy(tmp_path, cpu_run_dir, lambda seconds: KNOWN_SLOWDOWN)
     out = tmp_path / "report"
     assert main(["report", str(cpu_run_dir), str(folder), "--out", str(out)]) == 0
