@@ -31,7 +31,7 @@ import tempfile
 from collections import defaultdict
 from pathlib import Path
 
-import numpy as np
+import pandas as pd
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -170,6 +170,9 @@ def confirm_demo(records: list[dict], runs_dir: Path, rows: list[dict]) -> list[
             a, b = load(runs_dir / record["A"]["folder"]), load(runs_dir / record["B"]["folder"])
             table = new_compare.compare(a, b).table
             chosen = confirm.cases_to_confirm(table)
+            if kind.startswith("ab"):  # and the injected cases, so that the demo shows the interleaved power too
+                injected = table[table["case"].str.startswith(f"w{INJECTED_WIDTH} ") & (table["phase"] == "step")]
+                chosen = pd.concat([chosen, injected[~injected["case_id"].isin(chosen["case_id"])]])
             if not len(chosen):
                 lines.append(f"- pair {record['pair']} ({kind}): no case moved by 5%; nothing to confirm")
                 continue
