@@ -44,6 +44,8 @@ T_CASES = "tests/bench/test_cases.py"
 T_COMPARE = "tests/bench/report/test_compare.py"
 T_PLOTS = "tests/bench/report/test_plots.py"
 T_TRAIN = "tests/mlp/test_train.py"
+T_NOISE = "tests/bench/test_noise.py"
+T_HISTORY_CLI = "tests/bench/history/test_history_command.py"
 
 # The CUDA tests that time a GPU-bound case against torch.utils.benchmark and the datasheet.
 CUDA_TIMING_TESTS = (f"{T_TIMING}::test_cuda_clock_times_gpu_work_like_torch_utils_benchmark",
@@ -276,6 +278,20 @@ def _case_id_hashes_defaults(mp) -> None:
     mp.setattr(Case, "case_id", property(every_field))
 
 
+def _verdict_ignores_run_factor(mp) -> None:
+    import dataclasses
+
+    from bench import noise
+
+    original = noise.common_factor
+    mp.setattr(noise, "common_factor", lambda r: dataclasses.replace(original(r), log_factor=0.0))
+
+
+def _machine_state_ignored(mp) -> None:
+    _set_constant(mp, "LOAD_TOLERANCE_PER_CORE", math.inf)
+    _set_constant(mp, "CEILING_TOLERANCE", math.inf)
+
+
 MUTANTS: dict[str, Mutant] = {m.name: m for m in (
     Mutant("cuda-host-clock", "a host clock (perf_counter, no synchronize) around CUDA work", CUDA_TIMING_TESTS,
            _cuda_host_clock, needs_cuda=True),
@@ -313,6 +329,16 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in (
            (f"{T_BUDGET}::test_the_prediction_matches_a_step_that_sleeps",), _prediction_forgets_the_phase_block),
     Mutant("case-id-hashes-defaults", "case_id hashes the data-parallel fields at their defaults too",
            (f"{T_CASES}::test_recorded_case_ids_are_pinned",), _case_id_hashes_defaults),
+    Mutant("verdict-ignores-run-factor", "compare judges each case's raw ratio, blind to every case moving together",
+           (f"{T_NOISE}::test_every_case_slower_together_is_the_machine_one_case_beyond_it_is_the_code",
+            f"{T_COMPARE}::test_every_case_slower_alike_is_inconclusive_and_the_within_run_reading_is_not"),
+           _verdict_ignores_run_factor),
+    Mutant("machine-state-ignored", "runs whose load and ceilings differ are compared as if they were alike",
+           (f"{T_NOISE}::test_machine_states_that_differ_say_by_how_much_and_block_the_verdicts",
+            f"{T_COMPARE}::test_machine_states_that_differ_make_the_comparison_inconclusive"), _machine_state_ignored),
+    Mutant("history-without-minimum", "history check fails a change with one commit on each side",
+           (f"{T_HISTORY_CLI}::test_two_identical_runs_as_two_commits_are_not_enough_history",),
+           lambda mp: _set_constant(mp, "MIN_POINTS_EACH_SIDE", 1)),
 )}
 
 
