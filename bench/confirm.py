@@ -60,7 +60,8 @@ def confirm_lines(run_a, run_b, table: pd.DataFrame) -> list[str]:
     """The ``--confirm`` section: which cases, built from where, and the interleaved verdict of each."""
     chosen = cases_to_confirm(table)
     if not len(chosen):
-        return ["Confirm: no case moved by 5% or more (raw or against the run-level factor); nothing to re-measure."]
+        return [f"Confirm: no case moved by {noise.MIN_EFFECT:.0%} or more (raw or against the run-level factor); "
+                "nothing to re-measure."]
     try:
         trees, how = sides(run_a, run_b)
     except UsageError as exc:
@@ -73,15 +74,22 @@ def confirm_lines(run_a, run_b, table: pd.DataFrame) -> list[str]:
              f"({CONFIRM_ROUNDS} blocks a side, paired {results[0].confidence:.0%} interval, "
              f"minimum effect {results[0].min_effect:.0%}):", ""]
     rows = [{"case": label, "stored B/A": f"{stored:.3f}", "interleaved B/A": f"{r.ratio:.3f}",
-             "interval": f"[{r.ci_low:.3f}, {r.ci_high:.3f}]", "now": confirm_word(r.verdict.value)}
+             "interval": f"[{r.ci_low:.3f}, {r.ci_high:.3f}]",
+             "now": confirm_word(r.verdict.value, r.ci_low, r.ci_high)}
             for label, stored, r in zip(chosen["case"], chosen["ratio"], results)]
     from .format import table as format_table
 
     return lines + [format_table(rows, "github", empty="")]
 
 
-def confirm_word(gate_verdict: str) -> str:
-    return {"regression": "slower", "improvement": "faster"}.get(gate_verdict, "no change of 5% or more")
+def confirm_word(gate_verdict: str, ci_low: float = 0.0, ci_high: float = math.inf) -> str:
+    """The gate's verdict in compare's words; a pass is "unchanged" only when its interval is within 5% of 1."""
+    if gate_verdict in ("regression", "improvement"):
+        return "slower" if gate_verdict == "regression" else "faster"
+    bound = 1 + noise.MIN_EFFECT
+    return (f"unchanged (within {noise.MIN_EFFECT:.0%})" if 1 / bound <= ci_low and ci_high <= bound
+            else "inconclusive (the interval holds 1)" if ci_low <= 1 <= ci_high
+            else f"changed by less than {noise.MIN_EFFECT:.0%}")
 
 
 def interleaved(rows_a: Sequence[dict], rows_b: Sequence[dict], tree_a: Path, tree_b: Path) -> list:
