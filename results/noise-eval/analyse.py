@@ -94,6 +94,7 @@ def score_pair(record: dict, runs_dir: Path, old) -> list[dict]:
                      "new_history": "flagged" if history_flags(new_detect, pair_values) else "pass",
                      "load_a": _load(record["A"]), "load_b": _load(record["B"]),
                      "overall": comparison.overall.verdict.value,
+                     "factor": comparison.factors["step"].factor, "case_noise": comparison.factors["step"].spread,
                      "blocking": "; ".join(d.text for d in comparison.blocking)})
     return rows
 
@@ -195,7 +196,7 @@ def _pct(n: int, d: int) -> str:
     return f"{n}/{d} ({n / d:.1%})" if d else "-"
 
 
-def render(records: list[dict], table: dict, series: dict, confirm_lines: list[str]) -> str:
+def render(records: list[dict], rows: list[dict], table: dict, series: dict, confirm_lines: list[str]) -> str:
     loads = defaultdict(list)
     for r in records:
         for side in ("A", "B"):
@@ -220,6 +221,17 @@ def render(records: list[dict], table: dict, series: dict, confirm_lines: list[s
                          f"{_pct(t['untouched_false_alarms'], t['untouched_cases']) if 'untouched_cases' in t else ''} | "
                          f"{t['injected_cases']} | {_pct(t['detected'], t['injected_cases'])} | {t.get('wrong', '')} | "
                          f"{t.get('inconclusive_injected', '')} |")
+    lines += ["", "Per pair: the loads, what blocked the comparison (machine states beyond tolerance), the run-level "
+              "factor, the case noise around it (log units), and the injected cases' mean ratio over the factor:", "",
+              "| pair | kind | load A | load B | blocked by | run-level factor | case noise | injected / factor |",
+              "|---:|---|---:|---:|---|---:|---:|---:|"]
+    for pair in sorted({r["pair"] for r in rows}):
+        group = [r for r in rows if r["pair"] == pair]
+        inj = [r["ratio"] / r["factor"] for r in group if r["injected"]]
+        first = group[0]
+        lines.append(f"| {pair} | {first['kind']} | {first['load_a']:.1f} | {first['load_b']:.1f} | "
+                     f"{first['blocking'] or '-'} | {first['factor']:.3f} | {first['case_noise']:.3f} | "
+                     f"{(sum(inj) / len(inj)) if inj else float('nan'):.3f} |".replace("| nan |", "| - |"))
     if series:
         lines += ["", f"History over a longer series: the {series['a_runs']} quiet A runs in time order as commits "
                   f"(A/A), then {series['b_runs']} quiet A/B B runs appended (the step at the first B):", "",
@@ -248,7 +260,7 @@ def main() -> int:
     confirm_lines = confirm_demo(records, args.dir / "runs", rows) if args.confirm else []
     (args.dir / "results.json").write_text(json.dumps({"pairs": len(records), "rates": table, "series": series,
                                                        "cases": rows}, indent=1, default=str) + "\n")
-    text = render(records, table, series, confirm_lines)
+    text = render(records, rows, table, series, confirm_lines)
     (args.dir / "results.md").write_text(text)
     print(text)
     return 0
