@@ -9,7 +9,7 @@ PRESET ?= quick
 ARGS   ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test test-e2e test-browser mutants bench loader report profile gpu-reference check-perf check-counters check-instructions baseline perf-save perf-compare clean
+.PHONY: help venv test test-e2e test-browser mutants bench loader report profile gpu-reference check-perf check-counters check-instructions baseline noise-eval perf-save perf-compare clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -67,6 +67,10 @@ check-instructions: $(STAMP)  ## instruction counts under Callgrind, this tree v
 
 baseline: $(STAMP)  ## deliberately rewrite the committed gate baseline (counters + timing samples, this machine)
 	$(BIN)/mlpbench check --write-baseline $(GATE_BASELINE) $(ARGS)
+
+PAIRS ?= 40
+noise-eval: $(STAMP)  ## issue 41: A/A and A/B (+10%) pairs of separate runs, quiet and loaded; old vs new verdicts (results/noise-eval)
+	PYTHON=$(BIN)/python bash results/noise-eval/run.sh $(PAIRS)
 
 perf-save: $(STAMP)  ## pytest-benchmark cases, saved for later comparison
 	$(BIN)/python -m pytest tests/perf --benchmark-only --benchmark-autosave -q

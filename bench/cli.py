@@ -21,7 +21,7 @@ CUSTOM_PRESET = "custom"  # a sweep defined by the case flags alone
 # Sub-commands implemented in their own modules: each has add_arguments(parser) and command(args) -> int.
 EXTERNAL_COMMANDS = {
     "report": ("bench.report.command", "write report.md and plots for one or more runs"),
-    "compare": ("bench.report.compare", "per-case ratios of medians between two runs"),
+    "compare": ("bench.confirm", "per-case ratios and verdicts between two runs (--confirm re-measures)"),
     "check": ("bench.gate.command", "performance regression gate (exact counters + noise-aware timing)"),
     "profile": ("bench.profile.command", "profile one case: trace, top operators, FLOPs by module, memory"),
     "crosscheck": ("bench.crosscheck", "engine vs torch.utils.benchmark on three classic cases"),

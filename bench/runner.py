@@ -47,6 +47,7 @@ from .ceiling import (
 from .clocks import torch_threads
 from .dispatch import measure_dispatch
 from .env import FULL_RATE_DTYPES, dtype_fast_path, fingerprint, load_average
+from .noise import run_record
 from .errors import first_line
 from .format import duration as _duration
 from .gate.counters import count_step
@@ -310,6 +311,7 @@ def run_sweep(
     finally:
         writer.meta.run_s += time.perf_counter() - started
         writer.meta.load_average_1m_end = load_average()
+        writer.meta.noise = run_record(writer.meta)  # what compare, history and the gate read of the machine
         writer.flush()
         writer.close()
     return writer

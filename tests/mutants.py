@@ -45,6 +45,8 @@ T_COMPARE = "tests/bench/report/test_compare.py"
 T_PLOTS = "tests/bench/report/test_plots.py"
 T_TRAIN = "tests/mlp/test_train.py"
 T_LIMITS = "tests/bench/test_limits.py"
+T_NOISE = "tests/bench/test_noise.py"
+T_HISTORY_CLI = "tests/bench/history/test_history_command.py"
 
 # The CUDA tests that time a GPU-bound case against torch.utils.benchmark and the datasheet.
 CUDA_TIMING_TESTS = (f"{T_TIMING}::test_cuda_clock_times_gpu_work_like_torch_utils_benchmark",
@@ -288,6 +290,18 @@ def _bandwidth_halved(mp) -> None:
         return halved
 
     _wrap(mp, "bench.bandwidth", "measure_bandwidth", make)
+def _verdict_ignores_run_factor(mp) -> None:
+    import dataclasses
+
+    from bench import noise
+
+    original = noise.common_factor
+    mp.setattr(noise, "common_factor", lambda r: dataclasses.replace(original(r), log_factor=0.0))
+
+
+def _machine_state_ignored(mp) -> None:
+    _set_constant(mp, "LOAD_TOLERANCE_PER_CORE", math.inf)
+    _set_constant(mp, "CEILING_TOLERANCE", math.inf)
 
 
 MUTANTS: dict[str, Mutant] = {m.name: m for m in (
@@ -330,6 +344,16 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in (
     Mutant("bandwidth-halved", "the bandwidth limit reads half the rate its copy and triad reached",
            (f"{T_LIMITS}::test_the_bandwidth_limit_is_not_beaten_by_an_independent_best_in_the_same_rounds",),
            _bandwidth_halved),
+    Mutant("verdict-ignores-run-factor", "compare judges each case's raw ratio, blind to every case moving together",
+           (f"{T_NOISE}::test_every_case_slower_together_is_the_machine_one_case_beyond_it_is_the_code",
+            f"{T_COMPARE}::test_every_case_slower_alike_is_inconclusive_and_the_within_run_reading_is_not"),
+           _verdict_ignores_run_factor),
+    Mutant("machine-state-ignored", "runs whose load and ceilings differ are compared as if they were alike",
+           (f"{T_NOISE}::test_machine_states_that_differ_say_by_how_much_and_block_the_verdicts",
+            f"{T_COMPARE}::test_machine_states_that_differ_make_the_comparison_inconclusive"), _machine_state_ignored),
+    Mutant("history-without-minimum", "history check fails a change with one commit on each side",
+           (f"{T_HISTORY_CLI}::test_two_identical_runs_as_two_commits_are_not_enough_history",),
+           lambda mp: _set_constant(mp, "MIN_POINTS_EACH_SIDE", 1)),
 )}
 
 

@@ -217,6 +217,8 @@ def check(opts: GateOptions) -> int:
                 timing_baseline = None if opts.against else baseline  # --against wins: same-run A/B
                 report.timing_against = opts.against or f"baseline {opts.baseline}"
                 report.timing = _timing_layer(workers, replies, timing_baseline, labels, timed, opts)
+                if timing_baseline is not None:
+                    report.notes += between_run_check(report.timing, timing_baseline)
         report.notes += _injection_notes(opts, suite, replies)
     if "instructions" in opts.layers:
         from .instructions import run_layer
@@ -346,6 +348,35 @@ def _timing_layer(workers, replies, baseline: dict | None, labels: list[tuple[st
                          compare_samples(before[i], after[i], opts.min_effect, opts.alpha, paired=baseline is None),
                          before[i], after[i])
             for i in timed]
+
+
+def between_run_check(timing: list, baseline: dict) -> list[str]:
+    """``--baseline`` timing compares two runs made at different times: a regression or improvement stands only
+    where it survives the between-run noise model (``bench.noise``: the machine states, the run-level factor of
+    the timed cases, the prior case noise with so few cases). The others become a pass, said in a note each."""
+    import dataclasses
+    import math
+    from statistics import NormalDist
+
+    from .. import noise
+    from ..env import fingerprint
+    from .stats import Verdict
+
+    then, now = noise.machine_state({"env": baseline.get("env") or {}}), noise.machine_state({"env": fingerprint()})
+    blocking = [d for d in noise.state_differences(then, now) if d.decisive]
+    factor = noise.common_factor([math.log(r.comparison.ratio) for r in timing if r.comparison.ratio > 0])
+    notes = []
+    for index, result in enumerate(timing):
+        c = result.comparison
+        if c.verdict is Verdict.PASS:
+            continue
+        z = NormalDist().inv_cdf(0.5 + c.confidence / 2)
+        judged = noise.case_verdict(c.ratio, c.ci_low, c.ci_high, factor, blocking, ci_z=z)
+        if judged.verdict is noise.Verdict.INCONCLUSIVE:
+            timing[index] = dataclasses.replace(result, comparison=dataclasses.replace(c, verdict=Verdict.PASS))
+            notes.append(f"{result.label}: {c.verdict.value} against the baseline, but between runs it is "
+                         f"inconclusive: {judged.reason} (use --against REF: interleaved in one run)")
+    return notes
 
 
 def _labels(suite: list[SuiteCase], baseline: dict | None) -> list[tuple[str, str]]:

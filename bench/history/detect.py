@@ -16,8 +16,18 @@ The method, and why:
   each segment resampled on its own). The change is *significant* when that interval excludes 0
   and the step is larger than ``MIN_STEP_NOISE`` x the series' noise: the median moved by more
   than the series' own noise.
-- **Exact series** (noise 0: FLOPs, bytes, compile counts): every change of value is a change
-  point, its step exact; no model is needed.
+  The step must also pass a Mann-Whitney U test of the two segments at ``STEP_ALPHA`` (1%), and exceed
+  ``MIN_STEP_NOISE`` (2) x the series' noise: judged against the between-run noise of the series itself.
+- **Enough history** (issue 41: two identical runs as two commits once failed a build): a change point of
+  a measured metric (timings, instruction counts) fails a check only with ``MIN_POINTS_EACH_SIDE`` (5)
+  points in the segment before it and in the segment after it. Why 5: with k points a side, the most
+  extreme split a rank test can see has a two-sided p of 2 / C(2k, k): 0.10 at k=3, 0.029 at k=4, 0.0079
+  at k=5. Below 5 no test of the two segments can reach 1%, whatever the data; and one point's noise
+  from the differences of fewer than 10 points is itself a guess. A series shorter than
+  ``2 * MIN_POINTS_EACH_SIDE`` says "not enough history", and a younger change is *pending*, never a failure.
+- **Exact series** (FLOPs, bytes, compile counts; by metric, never because a short timing series
+  happened to repeat a value): every change of value is a change point, its step exact; no model and
+  no minimum history are needed.
 """
 
 from __future__ import annotations
@@ -37,8 +47,11 @@ MIN_SEGMENT = 3  # points per segment: a change is found 2 commits after it at t
 STEP_CI_LEVEL = 0.95
 STEP_RESAMPLES = 2000
 BOOTSTRAP_SEED = 0  # the same history always gives the same intervals
-MIN_STEP_NOISE = 1.0  # a significant step moves the median by more than one point's noise
+MIN_STEP_NOISE = 2.0  # a significant step moves the median by more than twice one point's noise
 EXACT_NOISE_REL = 1e-12  # noise below this fraction of the level: an exact counter
+MIN_POINTS_EACH_SIDE = 5  # a measured metric's change fails only with this many points before and after (above)
+STEP_ALPHA = 0.01  # two-sided Mann-Whitney U of the two segments
+MEASURED_METRICS = ("median_s", "instructions_per_step")  # noisy: never "exact", and need a minimum history
 
 
 @dataclass(frozen=True)
@@ -50,6 +63,10 @@ class ChangePoint:
     ci_high: float
     noise: float  # the series' noise (one point's robust standard deviation)
     min_step_noise: float = MIN_STEP_NOISE
+    n_before: int = 0  # points in the segments either side (0: an exact change, no minimum applies)
+    n_after: int = 0
+    p_value: float = 0.0  # Mann-Whitney U of the two segments, two-sided (0 for an exact change)
+    exact: bool = False  # an exact counter's change: no minimum history applies
 
     @property
     def step(self) -> float:
@@ -61,7 +78,13 @@ class ChangePoint:
 
     @property
     def significant(self) -> bool:
-        return (self.ci_low > 0 or self.ci_high < 0) and abs(self.step) > self.min_step_noise * self.noise
+        return ((self.ci_low > 0 or self.ci_high < 0) and abs(self.step) > self.min_step_noise * self.noise
+                and self.p_value < STEP_ALPHA)
+
+    @property
+    def enough_history(self) -> bool:
+        """Exact changes always; a measured one with ``MIN_POINTS_EACH_SIDE`` points in each segment."""
+        return self.exact or min(self.n_before, self.n_after) >= MIN_POINTS_EACH_SIDE
 
     @property
     def step_over_noise(self) -> float:
@@ -77,13 +100,21 @@ def series_noise(values: Sequence[float]) -> float:
 
 
 def change_points(values: Sequence[float], *, penalty_per_log_n: float = PENALTY_PER_LOG_N,
-                  min_segment: int = MIN_SEGMENT, min_step_noise: float = MIN_STEP_NOISE) -> list[ChangePoint]:
-    """Every change point of the series, significant or not (``ChangePoint.significant`` says)."""
+                  min_segment: int = MIN_SEGMENT, min_step_noise: float = MIN_STEP_NOISE,
+                  exact: bool | None = None) -> list[ChangePoint]:
+    """Every change point of the series, significant or not (``ChangePoint.significant`` says).
+
+    ``exact``: the metric is an exact counter (True), a measured one (False: never taken for exact, however
+    few its points), or unknown (None: exact when the noise is 0).
+    """
     x = np.asarray(values, dtype=float)
     noise = series_noise(x)
     level = float(np.median(np.abs(x))) if len(x) else 0.0
-    if len(x) >= 2 and noise <= EXACT_NOISE_REL * max(level, 1e-300):
-        return _exact_changes(x, noise)
+    silent = noise <= EXACT_NOISE_REL * max(level, 1e-300)
+    if len(x) >= 2 and (exact or (exact is None and silent)):
+        return _exact_changes(x, 0.0)
+    if silent:  # a measured series that repeats its values (too few points, or nearly exact instruction counts):
+        return _exact_changes(x, 0.0, measured=True)  # its changes, each counting the points either side
     if len(x) < 2 * min_segment:
         return []
     z = (x - np.median(x)) / noise
@@ -93,16 +124,20 @@ def change_points(values: Sequence[float], *, penalty_per_log_n: float = PENALTY
     return [_step(x, bounds[i - 1], bounds[i], bounds[i + 1], noise, min_step_noise) for i in range(1, len(bounds) - 1)]
 
 
-def _exact_changes(x: np.ndarray, noise: float) -> list[ChangePoint]:
+def _exact_changes(x: np.ndarray, noise: float, measured: bool = False) -> list[ChangePoint]:
     changes = [i for i in range(1, len(x)) if x[i] != x[i - 1]]
-    return [ChangePoint(i, float(x[i - 1]), float(x[i]), float(x[i] - x[i - 1]), float(x[i] - x[i - 1]), noise)
-            for i in changes]
+    bounds = [0, *changes, len(x)]
+    return [ChangePoint(i, float(x[i - 1]), float(x[i]), float(x[i] - x[i - 1]), float(x[i] - x[i - 1]), noise,
+                        n_before=i - bounds[k], n_after=bounds[k + 2] - i, exact=not measured)
+            for k, i in enumerate(changes)]
 
 
 def _step(x: np.ndarray, start: int, index: int, end: int, noise: float, min_step_noise: float) -> ChangePoint:
     before, after = x[start:index], x[index:end]
     low, high = step_ci(before, after)
-    return ChangePoint(index, float(np.median(before)), float(np.median(after)), low, high, noise, min_step_noise)
+    p = float(sps.mannwhitneyu(after, before, alternative="two-sided").pvalue)
+    return ChangePoint(index, float(np.median(before)), float(np.median(after)), low, high, noise, min_step_noise,
+                       len(before), len(after), p)
 
 
 def step_ci(before: Sequence[float], after: Sequence[float], level: float = STEP_CI_LEVEL) -> tuple[float, float]:
@@ -131,10 +166,26 @@ class SeriesCheck:
     series: Any
     noise: float
     change_points: tuple[ChangePoint, ...]
-    flagged: tuple[ChangePoint, ...]  # significant, within the last ``last`` commits
+    flagged: tuple[ChangePoint, ...]  # significant, within the last ``last`` commits, with enough history
+    pending: tuple[ChangePoint, ...] = ()  # significant and recent, but too few points on a side to fail
+    enough_history: bool = True  # False: a measured series shorter than 2 x MIN_POINTS_EACH_SIDE
+
+    @property
+    def points_needed(self) -> int:
+        return 0 if self.enough_history else 2 * MIN_POINTS_EACH_SIDE - len(self.series.values)
+
+
+def is_exact(series: Any) -> bool | None:
+    """True for exact counters, False for measured metrics, None when the series does not say."""
+    key = getattr(series, "key", None)
+    return None if key is None else key.metric not in MEASURED_METRICS
 
 
 def check_series(series: Any, last: int, penalty_per_log_n: float = PENALTY_PER_LOG_N) -> SeriesCheck:
-    found = change_points(series.values, penalty_per_log_n=penalty_per_log_n)
+    exact = is_exact(series)
+    found = change_points(series.values, penalty_per_log_n=penalty_per_log_n, exact=exact)
+    candidates = recent(found, len(series.values), last)
+    enough = bool(exact) or len(series.values) >= 2 * MIN_POINTS_EACH_SIDE
     return SeriesCheck(series, series_noise(series.values), tuple(found),
-                       tuple(recent(found, len(series.values), last)))
+                       tuple(c for c in candidates if c.enough_history and enough),
+                       tuple(c for c in candidates if not (c.enough_history and enough)), enough)

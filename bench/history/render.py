@@ -10,7 +10,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
-from .detect import ChangePoint, SeriesCheck
+from .detect import MIN_POINTS_EACH_SIDE, STEP_ALPHA, ChangePoint, SeriesCheck
 
 SHA_CHARS = 8
 MAX_OLDER_ROWS = 20  # older change points listed in the summary; the rest are counted
@@ -50,17 +50,32 @@ HEADER = ["| commit | case | phase | metric | median before → after | step (95
           "|---|---|---|---|---:|---:|---:|"]
 
 
+def not_enough_history(short: Sequence[SeriesCheck], checks: Sequence[SeriesCheck]) -> str:
+    fewest = min(len(c.series.values) for c in short)
+    return (f"not enough history: {len(short)} of {len(checks)} series (the measured ones) have too few commits "
+            f"to judge (fewest {fewest}; a change needs {MIN_POINTS_EACH_SIDE} on each side, "
+            f"{2 * MIN_POINTS_EACH_SIDE} in all); exact counters checked: PASS")
+
+
 def markdown_summary(checks: Sequence[SeriesCheck], last: int, source: str) -> str:
     """What ``history check`` found, for a terminal or ``$GITHUB_STEP_SUMMARY``."""
     flagged = [(c, cp) for c in checks for cp in c.flagged]
     commits = {sha for c in checks for sha in c.series.commits}
     machines = {c.series.key.machine_id: c.series.machine for c in checks}
+    short = [c for c in checks if not c.enough_history]
+    pending = [(c, cp) for c in checks for cp in c.pending]
     head = (f"{len(flagged)} change(s) in the last {last} commits: FAIL" if flagged
+            else not_enough_history(short, checks) if short
             else f"no change in the last {last} commits: PASS")
     lines = [f"## mlpbench history: {head}", "",
              f"_{source} · {len(checks)} series · {len(commits)} commits · {len(machines)} machine class(es) · "
              "PELT (ruptures) on each series, penalty scaled by its own noise; a change counts when the 95% "
-             "bootstrap interval of its step excludes 0 and the step exceeds one point's noise (docs/history.md)_", ""]
+             "bootstrap interval of its step excludes 0, a Mann-Whitney test of the two segments gives "
+             f"p < {STEP_ALPHA:g}, the step exceeds twice one point's between-run noise, and each segment holds "
+             f"at least {MIN_POINTS_EACH_SIDE} commits (docs/history.md)_", ""]
+    if pending:
+        lines += [f"### Pending ({len(pending)}: too few commits on a side to fail; they fail once "
+                  f"{MIN_POINTS_EACH_SIDE} a side confirm them)", "", *HEADER, *(_row(c, cp) for c, cp in pending), ""]
     if flagged:
         lines += ["### Changes", "", *HEADER, *(_row(c, cp) for c, cp in flagged), ""]
         by_commit: dict[str, set[str]] = defaultdict(set)

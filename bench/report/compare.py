@@ -1,11 +1,15 @@
-"""Compare runs case by case: ratios of medians with a confidence interval, and CPU -> GPU speedups.
+"""Compare runs case by case: ratios of medians with a confidence interval, and a verdict per case and overall.
 
 Runs are joined by case identity (every Case field). CPU and GPU runs come
 from different machines, so the device speedup joins on every field *except*
-``device``. A ratio is "within noise" when its confidence interval contains 1:
-the interval comes from a bootstrap over the raw block samples of both runs
-(samples.csv), or, where a run kept no samples, from the two medians' own
-confidence intervals (wider, conservative).
+``device``. Each ratio has an interval from a bootstrap over the raw block samples
+of both runs (samples.csv), or, where a run kept no samples, from the two medians'
+own confidence intervals (wider, conservative). That interval holds the noise
+*inside* each run only (``within_run``: the old reading, "B slower" as soon as it
+excludes 1). The verdict (``verdict``: faster, slower or inconclusive, with a
+one-line ``reason``) also knows the noise *between* runs: the machine states of the
+two runs, the run-level factor every case shares, and the cases' spread around it
+(``bench.noise``, docs/design.md "Between-run noise").
 
 This module reads result tables only; it never imports the measurement code.
 """
@@ -22,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .. import noise
 from ..errors import UsageError
 from ..format import ms, table as format_table
 from ..phases import PHASE_NAMES, Phase
@@ -60,6 +65,7 @@ class Ratio:
 
     @property
     def verdict(self) -> str:
+        """The within-run reading alone (``within_run``): blind to the drift between runs."""
         if math.isnan(self.ratio):
             return "n/a"
         if self.within_noise:
@@ -127,9 +133,10 @@ def compare_runs(run_a, run_b, phases: Sequence[str] = ("step",)) -> tuple[pd.Da
         b_row = {k: r[f"{k}_b"] for k in ("median_s", "ci_low_s", "ci_high_s")}
         ratio = ratio_of_medians(a_row, b_row, samples_a.get((r["case_id_a"], r["phase"])),
                                  samples_b.get((r["case_id_b"], r["phase"])))
-        rows.append({"case": r["label_a"], "phase": r["phase"], "median_a_s": r["median_s_a"],
-                     "median_b_s": r["median_s_b"], "ratio": ratio.ratio, "ci_low": ratio.low,
-                     "ci_high": ratio.high, "verdict": ratio.verdict, "method": ratio.method})
+        rows.append({"case": r["label_a"], "case_id": r["case_id_a"], "case_id_b": r["case_id_b"],
+                     "phase": r["phase"], "median_a_s": r["median_s_a"], "median_b_s": r["median_s_b"], "ratio": ratio.ratio,
+                     "ci_low": ratio.low, "ci_high": ratio.high, "within_run": ratio.verdict,
+                     "method": ratio.method})
     return pd.DataFrame(rows), ignored
 
 
@@ -151,20 +158,89 @@ def source_mismatches(run_a, run_b, phases: Sequence[str] = ("step",)) -> list[s
     return list(dict.fromkeys(differs["label_a"])) if len(differs) else []
 
 
+# --------------------------------------------------------------------------- verdicts (bench.noise)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Run A against run B: the per-case table (with ``verdict``, ``reason``, ``relative``, ``z``), the machine
+    states' differences, the run-level factor per phase and the overall verdict."""
+
+    table: pd.DataFrame
+    ignored: list[str]
+    differences: list[noise.StateDifference]
+    factors: dict[str, noise.CommonFactor]
+    overall: noise.OverallVerdict
+
+    @property
+    def blocking(self) -> list[noise.StateDifference]:
+        return [d for d in self.differences if d.decisive]
+
+
+def judge(table: pd.DataFrame, differences: Sequence[noise.StateDifference]) -> tuple[
+        pd.DataFrame, dict[str, noise.CommonFactor], noise.OverallVerdict]:
+    """Verdicts for a ratio table (``compare_runs``), phase by phase against that phase's run-level factor."""
+    blocking = [d for d in differences if d.decisive]
+    table = table.copy()
+    factors, verdicts = {}, {}
+    for phase, rows in table.groupby("phase", sort=False):
+        factor = noise.common_factor(np.log(rows["ratio"].where(rows["ratio"] > 0)).tolist())
+        factors[phase] = factor
+        for index, r in rows.iterrows():
+            verdicts[index] = noise.case_verdict(r["ratio"], r["ci_low"], r["ci_high"], factor, blocking)
+    table["verdict"] = [verdicts[i].verdict.value for i in table.index]
+    table["reason"] = [verdicts[i].reason for i in table.index]
+    table["relative"] = [verdicts[i].relative for i in table.index]
+    table["z"] = [verdicts[i].z for i in table.index]
+    step = factors.get(Phase.STEP.value) or next(iter(factors.values()), noise.common_factor([]))
+    return table, factors, noise.overall_verdict(list(verdicts.values()), step, blocking)
+
+
+def compare(run_a, run_b, phases: Sequence[str] = ("step",)) -> Comparison:
+    """``compare_runs`` with the verdicts of ``bench.noise``: what ``mlpbench compare`` and ``report A B`` print."""
+    table, ignored = compare_runs(run_a, run_b, phases)
+    differences = noise.state_differences(noise.machine_state(run_a.meta), noise.machine_state(run_b.meta))
+    if not len(table):
+        return Comparison(table, ignored, differences, {}, noise.overall_verdict([], noise.common_factor([])))
+    table, factors, overall = judge(table, differences)
+    return Comparison(table, ignored, differences, factors, overall)
+
+
 def format_comparison(table: pd.DataFrame, tablefmt: str = "github") -> str:
     rows = [{"case": r["case"], "phase": r["phase"], "A ms": ms(r["median_a_s"]),
              "B ms": ms(r["median_b_s"]), "B/A": f"{r['ratio']:.3f}",
-             f"{CI_LEVEL:.0%} CI": f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}]", "verdict": r["verdict"]}
+             f"{CI_LEVEL:.0%} CI (within runs)": f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}]",
+             "vs run factor": "" if not math.isfinite(r.get("relative", math.nan)) else f"{r['relative']:.3f}",
+             "z": "" if not math.isfinite(r.get("z", math.nan)) else f"{r['z']:+.1f}",
+             "verdict": r.get("verdict", r["within_run"])}
             for _, r in table.iterrows()]
     return format_table(rows, tablefmt, empty="")
 
 
 def comparison_summary(table: pd.DataFrame) -> str:
-    counts = table["verdict"].value_counts()
-    parts = [f"{counts.get(v, 0)} {v}" for v in ("within noise", "B faster", "B slower") if counts.get(v, 0)]
+    counts = table["verdict"].value_counts() if "verdict" in table else pd.Series(dtype=int)
+    parts = [f"{counts.get(v.value, 0)} {v.value}" for v in noise.Verdict if counts.get(v.value, 0)]
     geo = float(np.exp(np.log(table["ratio"]).mean())) if len(table) else math.nan
+    flagged = int((table["within_run"] != "within noise").sum()) if len(table) else 0
     return (f"{len(table)} case-phases: " + ", ".join(parts) + f"; geometric mean B/A = {geo:.3f}. "
-            f"At {CI_LEVEL:.0%} about 1 in {round(1 / (1 - CI_LEVEL))} identical cases is flagged by chance.")
+            f"The within-run intervals alone would flag {flagged} (they do not hold the drift between runs).")
+
+
+def comparison_lines(comparison: Comparison) -> list[str]:
+    """The machine states, the run-level factor and the overall verdict, one line each (compare and report)."""
+    lines = [f"Verdict: **{comparison.overall.verdict.value}**: {comparison.overall.reason}."]
+    for d in comparison.differences:
+        lines.append(f"Machine state: {d.text}" + (" (beyond tolerance: verdicts inconclusive)" if d.decisive
+                                                   else ""))
+    for phase, f in comparison.factors.items():
+        lines.append(f"Run-level factor ({phase}): {f.factor:.3f} over {f.n_cases} cases, case-to-case "
+                     f"between-run noise {math.expm1(f.spread):.1%}" + ("" if f.estimated else " (prior)"))
+    return lines
+
+
+def verdict_reasons(table: pd.DataFrame) -> list[str]:
+    return [f"- {r['case']} ({r['phase']}): {r['verdict']}: {r['reason']}" for _, r in table.iterrows()
+            if r["verdict"] != noise.Verdict.INCONCLUSIVE.value or "machine" not in r["reason"]]
 
 
 # --------------------------------------------------------------------------- CPU -> GPU
@@ -179,9 +255,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--all-phases", action="store_true",
                         help="compare forward/backward/optimizer/inference too, not only the whole step")
     parser.add_argument("--out", type=Path, help="also write the comparison as Markdown to this file")
+    parser.add_argument("--confirm", action="store_true",
+                        help="re-measure the cases that differ, A's and B's configuration interleaved in one run "
+                             "(both built from this tree; bench.gate.confirm)")
 
 
-def command(args: argparse.Namespace) -> int:
+def command(args: argparse.Namespace, confirm=None) -> int:
+    """``mlpbench compare``; ``confirm(run_a, run_b, table) -> lines`` is ``--confirm``'s measuring step, handed in
+    by ``bench.confirm`` (the command's entry point), because reporting never imports measuring code."""
     if args.out:
         output_file(args.out, "--out")
     run_a, run_b = load_runs([args.run_a, args.run_b])
@@ -189,7 +270,8 @@ def command(args: argparse.Namespace) -> int:
         raise UsageError("compare joins one-process runs; for data-parallel runs use `mlpbench report RUN_A RUN_B "
                          "--out DIR` (one scaling figure and a table per run)")
     phases = PHASE_NAMES if args.all_phases else (Phase.STEP.value,)
-    table, ignored = compare_runs(run_a, run_b, phases)
+    comparison = compare(run_a, run_b, phases)
+    table, ignored = comparison.table, comparison.ignored
     refused = source_mismatches(run_a, run_b, phases)
     if refused:
         print(f"mlpbench: not paired: {len(refused)} case(s) whose model source differs between A and B "
@@ -202,9 +284,16 @@ def command(args: argparse.Namespace) -> int:
               or ["Fingerprints agree on " + ", ".join(COMPARABILITY_KEYS + FLAG_KEYS) + "."])
     if ignored:
         lines.append(f"Cases matched ignoring {', '.join(ignored)} (no case matched on every field).")
-    lines += ["", format_comparison(table), "", comparison_summary(table)]
+    lines += ["", *comparison_lines(comparison), "", format_comparison(table), "", comparison_summary(table)]
+    reasons = verdict_reasons(table)
+    lines += ["", "Reasons:", *reasons] if reasons else []
+    if getattr(args, "confirm", False):
+        if confirm is None:
+            raise UsageError("--confirm measures: run it through `mlpbench compare` (bench.confirm)")
+        lines += ["", *confirm(run_a, run_b, table)]
     text = "\n".join(lines)
     print(text)
     if args.out:
         write_atomic(args.out, text + "\n")
     return 0
+

@@ -322,14 +322,17 @@ def write_report(runs: Sequence, out_dir: Path) -> Report:
     for figure in figures:
         if figure.path is None:
             (plot_dir / f"{figure.name}.png").unlink(missing_ok=True)  # no stale figure from an earlier render
-    text = render_markdown(runs, summary, regimes, ceilings, figures, duplicates, out_dir)
+    from .comparison import section as comparison_section
+
+    compared = comparison_section(runs, out_dir, plot_dir) if duplicates else []
+    text = render_markdown(runs, summary, regimes, ceilings, figures, duplicates, out_dir, compared)
     path = out_dir / REPORT_MD
     write_atomic(path, text)
     return Report(path, figures)
 
 
 def render_markdown(runs: Sequence, summary: pd.DataFrame, regimes: pd.DataFrame, ceilings: pd.DataFrame,
-                    figures: list, duplicates: int, out_dir: Path) -> str:
+                    figures: list, duplicates: int, out_dir: Path, compared: Sequence[str] = ()) -> str:
     from .regime import RULE, SOL_RULE
 
     names = run_names(runs)
@@ -337,7 +340,8 @@ def render_markdown(runs: Sequence, summary: pd.DataFrame, regimes: pd.DataFrame
     parts += environment_section(runs, names)
     if duplicates:
         parts += [f"> {duplicates} case(s) were measured on the same platform in several runs; tables and "
-                  "figures use the last run given. Compare them with `mlpbench compare RUN_A RUN_B`.", ""]
+                  "figures use the last run given; \"Runs compared\" below sets each later run against the first.", ""]
+    parts += list(compared)
     steps_ok = ok_rows(summary, ["step"]) if len(summary) else summary
     if len(steps_ok):
         parts += ["## At a glance", "", *_glance(summary, regimes), ""]

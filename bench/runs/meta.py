@@ -49,6 +49,7 @@ class RunMeta:
     run_s: float = 0.0  # wall time over every invocation (a resumed run adds up)
     load_average_1m_start: float | None = None
     load_average_1m_end: float | None = None
+    noise: dict = field(default_factory=dict)  # bench.noise.run_record: the machine state the noise model reads
     resumed_from: str | None = None  # the date of the first invocation's environment
     in_flight: dict | None = None  # {"case_id", "label", "pid"} while a case is being measured (cleared after it)
     crashes: dict = field(default_factory=dict)  # case_id -> times the process died while measuring it

@@ -254,3 +254,30 @@ def test_against_a_ref_measures_both_trees_and_catches_the_extra_op(source_repo,
     assert len(data["timing"]) == sum(s.timed for s in suite)
     assert "A = HEAD, B = this tree" in done.stdout
     assert len(_worktrees(source_repo)) == 1 and list(scratch.iterdir()) == []
+
+
+def test_a_baseline_comparison_keeps_only_verdicts_that_survive_the_between_run_noise():
+    """--baseline compares two runs made at different times (bench.noise): every case 1.3x slower together is
+    the machine; one case 3x slower while the others hold is kept; a load far from the baseline's blocks all."""
+    from bench.env import fingerprint
+    from bench.gate.command import between_run_check
+    from bench.gate.report import TimingResult
+
+    rng = np.random.default_rng(0)
+    base = rng.lognormal(0.0, 0.02, 20) * 1e-3
+
+    def results(factors):
+        return [TimingResult(f"case{i}", f"id{i}", 10, compare_samples(base, base * f * rng.lognormal(0, 0.02, 20)))
+                for i, f in enumerate(factors)]
+
+    env = {k: v for k, v in fingerprint().items() if k != "load_average_1m"}
+    together = results([1.3, 1.3, 1.3])
+    assert all(r.comparison.verdict is Verdict.REGRESSION for r in together)
+    notes = between_run_check(together, {"env": env})
+    assert all(r.comparison.verdict is Verdict.PASS for r in together) and len(notes) == 3
+    one = results([3.0, 1.0, 1.0])
+    assert between_run_check(one, {"env": env}) == [] and one[0].comparison.verdict is Verdict.REGRESSION
+    busy = results([3.0, 1.0, 1.0])
+    loaded = {**env, "load_average_1m": os.getloadavg()[0] + 10.0}
+    notes = between_run_check(busy, {"env": loaded})
+    assert busy[0].comparison.verdict is Verdict.PASS and "machine states differ: load" in notes[0]

@@ -61,7 +61,7 @@ def test_plot_writes_one_figure_per_case_and_a_summary(tmp_path, capsys):
 
 def test_instruction_counts_from_a_gate_json_are_a_series_of_their_own(tmp_path, capsys):
     db = str(tmp_path / "h.sqlite")
-    for i, count in enumerate([1_000_000] * 8 + [1_010_000] * 3):
+    for i, count in enumerate([1_000_000] * 8 + [1_010_000] * 5):  # 5 a side: MIN_POINTS_EACH_SIDE
         rows = [{"label": "teaching b64", "case_id": "abc", "variant": "none", "phase": "step",
                  "a_per_step": [1.0], "b_per_step": [count + d for d in (-50, 0, 50)]}]
         gate = tmp_path / f"gate{i}.json"
@@ -101,3 +101,34 @@ def test_a_bad_run_among_several_adds_nothing(tmp_path, capsys):
     good = write_run(tmp_path / "good", reference_rows(1))
     assert main(["history", "add", str(good), str(tmp_path / "missing"), "--commit", "c1", "--db", str(db)]) == 2
     assert not db.exists()
+
+
+def test_two_identical_runs_as_two_commits_are_not_enough_history(tmp_path, capsys):
+    """Issue 41: two identical runs added as two commits failed the build (+55%, exit 1). A short history
+    is refused as a judge: "not enough history", exit 0, whatever its two points say."""
+    db = str(tmp_path / "h.sqlite")  # a real SQLite database, through the CLI
+    rows = reference_rows(2)
+    for i, scale in enumerate((1.0, 1.55)):
+        run = write_run(tmp_path / f"run{i}", rows, scale=scale)
+        assert main(["history", "add", str(run), "--commit", f"{i:02d}" + "b" * 38, "--db", db]) == 0
+    capsys.readouterr()
+    assert main(["history", "check", "--db", db]) == 0
+    out = capsys.readouterr().out
+    assert "## mlpbench history: not enough history" in out and "a change needs 5 on each side" in out
+
+
+def test_a_step_fails_only_once_five_commits_a_side_hold_it(tmp_path, capsys):
+    db = str(tmp_path / "h.sqlite")
+    rows, rng = reference_rows(1), np.random.default_rng(3)
+    codes = []
+    for i in range(9):  # 5 before, then 4 after a +30% step: too short to judge
+        scale = (1.0 + 0.01 * rng.standard_normal()) * (1.3 if i >= 5 else 1.0)
+        run = write_run(tmp_path / f"run{i}", rows, scale=scale)
+        assert main(["history", "add", str(run), "--commit", f"{i:02d}" + "c" * 38, "--db", db]) == 0
+        if i >= 7:
+            codes.append(main(["history", "check", "--db", db, "--metric", "median_s"]))
+    assert codes == [0, 0]
+    assert "not enough history" in capsys.readouterr().out
+    run = write_run(tmp_path / "run9", rows, scale=1.3)  # the fifth commit after the step
+    assert main(["history", "add", str(run), "--commit", "09" + "c" * 38, "--db", db]) == 0
+    assert main(["history", "check", "--db", db, "--metric", "median_s"]) == 1

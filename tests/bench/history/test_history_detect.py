@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import ruptures
+from scipy import stats as sps
 
 from bench.history.detect import (MIN_SEGMENT, ChangePoint, PENALTY_PER_LOG_N, change_points, check_series, recent,
                                   series_noise)
@@ -95,8 +96,33 @@ def test_check_series_flags_a_recent_step_only():
     assert old_step.flagged == () and any(c.significant for c in old_step.change_points)
 
 
-def test_significant_needs_an_interval_that_excludes_zero_and_a_step_above_the_noise():
-    assert ChangePoint(5, 1.0, 2.0, 0.5, 1.5, noise=0.5).significant
+def test_significant_needs_an_interval_that_excludes_zero_a_step_above_the_noise_and_a_rank_test():
+    assert ChangePoint(5, 1.0, 2.0, 0.5, 1.5, noise=0.4).significant
     assert not ChangePoint(5, 1.0, 2.0, -0.1, 1.5, noise=0.5).significant  # the interval holds 0
-    assert not ChangePoint(5, 1.0, 1.3, 0.1, 0.5, noise=0.5).significant  # a step below one point's noise
-    assert ChangePoint(5, 1.0, 0.0, -1.5, -0.5, noise=0.5).significant  # a drop
+    assert not ChangePoint(5, 1.0, 1.9, 0.1, 1.5, noise=0.5).significant  # a step below twice one point's noise
+    assert ChangePoint(5, 1.0, 0.0, -1.5, -0.5, noise=0.4).significant  # a drop
+    assert not ChangePoint(5, 1.0, 2.0, 0.5, 1.5, noise=0.4, p_value=0.02).significant  # the rank test at 1%
+
+
+def test_five_points_a_side_is_the_least_a_rank_test_can_call_at_one_percent():
+    """The reason for MIN_POINTS_EACH_SIDE, from scipy: the most extreme split of k vs k points."""
+    from bench.history.detect import MIN_POINTS_EACH_SIDE, STEP_ALPHA
+
+    def least_p(k: int) -> float:
+        return float(sps.mannwhitneyu(np.arange(k) + 100.0, np.arange(k), alternative="two-sided",
+                                      method="exact").pvalue)
+
+    assert least_p(MIN_POINTS_EACH_SIDE - 1) > STEP_ALPHA > least_p(MIN_POINTS_EACH_SIDE)
+    assert least_p(MIN_POINTS_EACH_SIDE) == pytest.approx(2 / math.comb(2 * MIN_POINTS_EACH_SIDE,
+                                                                        MIN_POINTS_EACH_SIDE))
+
+
+def test_a_short_timing_series_is_never_taken_for_an_exact_counter():
+    class Key:
+        metric = "median_s"
+
+    class Series(_Series):
+        key = Key()
+
+    check = check_series(Series([1.0, 1.55]), last=10)
+    assert check.flagged == () and not check.enough_history and check.points_needed == 8

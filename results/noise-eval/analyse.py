@@ -1,0 +1,270 @@
+"""Score the collected pairs (collect.py) with the old verdict logic and the new one, on the same run folders.
+
+    python results/noise-eval/analyse.py [--dir DIR] [--confirm]
+
+Per pair and case (the whole step's median; 12 cases a pair):
+
+* ``compare``, before: main at 561afd2 called a case "B slower"/"B faster" when its 95% bootstrap interval
+  of the ratio of medians excluded 1 (``Ratio.verdict``, kept as the ``within_run`` column);
+  after: ``bench.report.compare.compare`` (``bench.noise``: faster, slower or inconclusive).
+* ``history check``, the two runs of a pair added as two commits (issue 41's scenario): before, main's
+  ``bench/history/detect.py`` (loaded from git, 561afd2); after, this tree's. A case is flagged when its
+  step series has a flagged change point.
+* ``history check`` over a longer series (``--series``): the A runs of the quiet pairs in time order as
+  commits, then (A/B) the same with the B runs of the quiet A/B pairs appended.
+
+An A/A case flagged slower or faster is a false alarm. In an A/B pair the injected cases (w1024, +10.0%
+matmul FLOPs) are detections when slower and *wrong* when faster; the other 8 cases are untouched and
+count as A/A comparisons. Writes ``results.md`` and ``results.json`` next to the runs; every number in
+them is computed from the run folders listed in ``pairs.jsonl``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import math
+import subprocess
+import sys
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+import pandas as pd
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench import runs as run_record  # noqa: E402
+from bench.history import detect as new_detect  # noqa: E402
+from bench.report import compare as new_compare  # noqa: E402
+
+OLD_COMMIT = "561afd2"  # main before issue 41
+INJECTED_WIDTH = 1024
+
+
+def old_detect():
+    """main's change-point module at OLD_COMMIT, loaded from git (it imports numpy, scipy, ruptures only)."""
+    text = subprocess.run(["git", "-C", str(REPO), "show", f"{OLD_COMMIT}:bench/history/detect.py"],
+                          capture_output=True, text=True, check=True).stdout
+    path = Path(tempfile.mkdtemp()) / "old_detect.py"
+    path.write_text(text)
+    spec = importlib.util.spec_from_file_location("old_detect", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["old_detect"] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+class _Key:
+    metric = "median_s"
+
+
+class _Series:
+    key = _Key()
+
+    def __init__(self, values):
+        self.values = tuple(values)
+        self.commits = tuple(f"c{i}" for i in range(len(values)))
+
+
+def history_flags(module, values: list[float], last: int = 10) -> bool:
+    return bool(module.check_series(_Series(values), last).flagged)
+
+
+def load(folder: Path):
+    return run_record.load_run(folder)
+
+
+def score_pair(record: dict, runs_dir: Path, old) -> list[dict]:
+    a, b = load(runs_dir / record["A"]["folder"]), load(runs_dir / record["B"]["folder"])
+    comparison = new_compare.compare(a, b)
+    rows = []
+    for _, r in comparison.table.iterrows():
+        width = int(a.summary.loc[a.summary["case_id"] == r["case_id"], "width"].iloc[0])
+        injected = record["kind"].startswith("ab") and width == INJECTED_WIDTH
+        pair_values = [r["median_a_s"], r["median_b_s"]]
+        rows.append({"pair": record["pair"], "kind": record["kind"], "case": r["case"], "injected": injected,
+                     "ratio": r["ratio"], "relative": r["relative"], "z": r["z"],
+                     "old_compare": {"B slower": "slower", "B faster": "faster"}.get(r["within_run"], "inconclusive"),
+                     "new_compare": r["verdict"],
+                     "old_history": "flagged" if history_flags(old, pair_values) else "pass",
+                     "new_history": "flagged" if history_flags(new_detect, pair_values) else "pass",
+                     "load_a": _load(record["A"]), "load_b": _load(record["B"]),
+                     "overall": comparison.overall.verdict.value,
+                     "factor": comparison.factors["step"].factor, "case_noise": comparison.factors["step"].spread,
+                     "blocking": "; ".join(d.text for d in comparison.blocking)})
+    return rows
+
+
+def _load(side: dict) -> float:
+    return max(side["load_before"][0], side["load_after"][0])
+
+
+def condition(kind: str) -> str:
+    return kind.split("-", 1)[1]
+
+
+def rates(rows: list[dict]) -> dict:
+    """Per condition: A/A case comparisons (incl. untouched cases of A/B pairs) and injected cases."""
+    out = {}
+    for cond in sorted({condition(r["kind"]) for r in rows}):
+        group = [r for r in rows if condition(r["kind"]) == cond]
+        null = [r for r in group if not r["injected"]]
+        null_aa = [r for r in null if r["kind"].startswith("aa")]
+        inj = [r for r in group if r["injected"]]
+        entry = {"pairs_aa": len({r["pair"] for r in group if r["kind"].startswith("aa")}),
+                 "pairs_ab": len({r["pair"] for r in group if r["kind"].startswith("ab")})}
+        for tool in ("old_compare", "new_compare"):
+            entry[tool] = {
+                "aa_cases": len(null_aa), "aa_false_alarms": sum(r[tool] != "inconclusive" for r in null_aa),
+                "untouched_cases": len(null) - len(null_aa),
+                "untouched_false_alarms": sum(r[tool] != "inconclusive" for r in null if r not in null_aa),
+                "injected_cases": len(inj), "detected": sum(r[tool] == "slower" for r in inj),
+                "wrong": sum(r[tool] == "faster" for r in inj),
+                "inconclusive_aa": sum(r[tool] == "inconclusive" for r in null_aa),
+                "inconclusive_injected": sum(r[tool] == "inconclusive" for r in inj)}
+        for tool in ("old_history", "new_history"):
+            entry[tool] = {"aa_cases": len(null_aa), "aa_false_alarms": sum(r[tool] == "flagged" for r in null_aa),
+                           "injected_cases": len(inj), "detected": sum(r[tool] == "flagged" for r in inj)}
+        out[cond] = entry
+    return out
+
+
+def series_check(records: list[dict], runs_dir: Path, old) -> dict:
+    """History over many commits: the quiet pairs' A runs in time order (A/A), then their A/B B runs appended."""
+    quiet = [r for r in records if r["kind"].endswith("quiet")]
+    a_runs = [load(runs_dir / r["A"]["folder"]) for r in quiet]
+    b_runs = [load(runs_dir / r["B"]["folder"]) for r in quiet if r["kind"].startswith("ab")]
+    if len(a_runs) < 2:
+        return {}
+    step = lambda run: run.summary[(run.summary["phase"] == "step") & (run.summary["status"] == "ok")]  # noqa: E731
+    cases = list(step(a_runs[0])[["case_id", "label", "width"]].itertuples(index=False))
+    out = {"a_runs": len(a_runs), "b_runs": len(b_runs), "cases": {}}
+    for case_id, label, width in cases:
+        values = [float(step(r).set_index("case_id").loc[case_id, "median_s"]) for r in a_runs]
+        after = [float(step(r).set_index("case_id").loc[case_id, "median_s"]) for r in b_runs]
+        last = max(10, len(after))
+        out["cases"][label] = {
+            "injected": int(width) == INJECTED_WIDTH,
+            "aa_old": history_flags(old, values, last), "aa_new": history_flags(new_detect, values, last),
+            "ab_old": history_flags(old, values + after, last) if after else None,
+            "ab_new": history_flags(new_detect, values + after, last) if after else None}
+    return out
+
+
+def confirm_demo(records: list[dict], runs_dir: Path, rows: list[dict]) -> list[str]:
+    """``compare --confirm``'s interleaved re-measurement on the first quiet A/A and A/B pairs."""
+    sys.path.insert(0, str(HERE))
+    import collect
+    from bench import confirm
+
+    lines = []
+    with tempfile.TemporaryDirectory() as tmp:
+        trees = {"A": collect.tree_copy(Path(tmp) / "A", False), "B": collect.tree_copy(Path(tmp) / "B", True)}
+        for kind in ("aa-quiet", "ab-quiet"):
+            record = next((r for r in records if r["kind"] == kind), None)
+            if record is None:
+                continue
+            a, b = load(runs_dir / record["A"]["folder"]), load(runs_dir / record["B"]["folder"])
+            table = new_compare.compare(a, b).table
+            chosen = confirm.cases_to_confirm(table)
+            if kind.startswith("ab"):  # and the injected cases, so that the demo shows the interleaved power too
+                injected = table[table["case"].str.startswith(f"w{INJECTED_WIDTH} ") & (table["phase"] == "step")]
+                chosen = pd.concat([chosen, injected[~injected["case_id"].isin(chosen["case_id"])]])
+            if not len(chosen):
+                lines.append(f"- pair {record['pair']} ({kind}): no case moved by 5%; nothing to confirm")
+                continue
+            rows_a = [confirm.case_row(a.summary, cid) for cid in chosen["case_id"]]
+            tree_b = trees["B"] if kind.startswith("ab") else trees["A"]
+            results = confirm.interleaved(rows_a, rows_a, trees["A"], tree_b)
+            lines.append(f"- pair {record['pair']} ({kind}), load {_loadavg():.1f} now:")
+            for label, stored, verdict, res in zip(chosen["case"], chosen["ratio"], chosen["verdict"], results):
+                lines.append(f"  - {label}: stored runs B/A {stored:.3f} ({verdict}); interleaved now "
+                             f"{res.ratio:.3f} [{res.ci_low:.3f}, {res.ci_high:.3f}]: "
+                             f"{confirm.confirm_word(res.verdict.value, res.ci_low, res.ci_high)}")
+    return lines
+
+
+def _loadavg() -> float:
+    return float(Path("/proc/loadavg").read_text().split()[0])
+
+
+def _pct(n: int, d: int) -> str:
+    return f"{n}/{d} ({n / d:.1%})" if d else "-"
+
+
+def render(records: list[dict], rows: list[dict], table: dict, series: dict, confirm_lines: list[str]) -> str:
+    loads = defaultdict(list)
+    for r in records:
+        for side in ("A", "B"):
+            loads[r["kind"]].append(_load(r[side]))
+    cpu = records[0]["cpu_model"] if records else "?"
+    lines = ["# Between-run noise evaluation: results (generated by analyse.py)", "",
+             f"{len(records)} pairs of separate runs, 12 cases each (w256/512/1024 d2 b64/256 relu/gelu fp32 eager, "
+             f"one thread), CPU `{cpu}` (2 cores, shared). Load average (1 min, max of before/after each run) per "
+             "kind: " + "; ".join(f"{k}: {min(v):.1f}-{max(v):.1f}" for k, v in sorted(loads.items())) + ".", "",
+             "| condition | tool | A/A pairs | A/A case comparisons | false alarms | inconclusive (A/A) | "
+             "untouched cases of A/B pairs: false alarms | injected +10% cases | detected | wrong (faster) | "
+             "inconclusive (injected) |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for cond, e in table.items():
+        for tool in ("old_compare", "new_compare", "old_history", "new_history"):
+            t = e[tool]
+            name = {"old_compare": "compare, before", "new_compare": "compare, after",
+                    "old_history": "history check (2 commits), before",
+                    "new_history": "history check (2 commits), after"}[tool]
+            lines.append(f"| {cond} | {name} | {e['pairs_aa']} | {t['aa_cases']} | "
+                         f"{_pct(t['aa_false_alarms'], t['aa_cases'])} | "
+                         f"{t.get('inconclusive_aa', '')} | "
+                         f"{_pct(t['untouched_false_alarms'], t['untouched_cases']) if 'untouched_cases' in t else ''} | "
+                         f"{t['injected_cases']} | {_pct(t['detected'], t['injected_cases'])} | {t.get('wrong', '')} | "
+                         f"{t.get('inconclusive_injected', '')} |")
+    lines += ["", "Per pair: the loads, what blocked the comparison (machine states beyond tolerance), the run-level "
+              "factor, the case noise around it (log units), and the injected cases' mean ratio over the factor:", "",
+              "| pair | kind | load A | load B | blocked by | run-level factor | case noise | injected / factor |",
+              "|---:|---|---:|---:|---|---:|---:|---:|"]
+    for pair in sorted({r["pair"] for r in rows}):
+        group = [r for r in rows if r["pair"] == pair]
+        inj = [r["ratio"] / r["factor"] for r in group if r["injected"]]
+        first = group[0]
+        lines.append(f"| {pair} | {first['kind']} | {first['load_a']:.1f} | {first['load_b']:.1f} | "
+                     f"{first['blocking'] or '-'} | {first['factor']:.3f} | {first['case_noise']:.3f} | "
+                     f"{(sum(inj) / len(inj)) if inj else float('nan'):.3f} |".replace("| nan |", "| - |"))
+    if series:
+        lines += ["", f"History over a longer series: the {series['a_runs']} quiet A runs in time order as commits "
+                  f"(A/A), then {series['b_runs']} quiet A/B B runs appended (the step at the first B):", "",
+                  "| case | injected | A/A flagged, before | after | A then B flagged, before | after |",
+                  "|---|---|---|---|---|---|"]
+        for label, c in series["cases"].items():
+            lines.append(f"| {label} | {'yes' if c['injected'] else ''} | {c['aa_old']} | {c['aa_new']} | "
+                         f"{c['ab_old']} | {c['ab_new']} |")
+    if confirm_lines:
+        lines += ["", "`compare --confirm`'s interleaved re-measurement (bench.confirm.interleaved, A's tree and B's "
+                  "tree in two pinned workers):", "", *confirm_lines]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dir", type=Path, default=HERE)
+    parser.add_argument("--confirm", action="store_true", help="also run the interleaved re-measurement demo")
+    args = parser.parse_args()
+    ledger = args.dir / "pairs.jsonl"
+    records = [json.loads(line) for line in ledger.read_text().splitlines() if line.strip()]
+    old = old_detect()
+    rows = [row for record in records for row in score_pair(record, args.dir / "runs", old)]
+    table = rates(rows)
+    series = series_check(records, args.dir / "runs", old)
+    confirm_lines = confirm_demo(records, args.dir / "runs", rows) if args.confirm else []
+    (args.dir / "results.json").write_text(json.dumps({"pairs": len(records), "rates": table, "series": series,
+                                                       "cases": rows}, indent=1, default=str) + "\n")
+    text = render(records, rows, table, series, confirm_lines)
+    (args.dir / "results.md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

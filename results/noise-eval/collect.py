@@ -1,0 +1,127 @@
+"""Collect the run folders of the between-run noise evaluation (issue 41): A/A and A/B pairs of separate runs.
+
+    python results/noise-eval/collect.py [--pairs N] [--out DIR]
+
+Each pair is two separate ``python -m bench run`` processes of the same fixed sweep (SWEEP below), one
+after the other. Kinds of pair, in a fixed cycle (KINDS):
+
+* ``aa-quiet``  both runs of this tree, no load of ours (the machine is shared: its load is recorded);
+* ``ab-quiet``  A this tree, B a copy of it with an injected slowdown (INJECTION: the hidden layers of the
+                width-1024 cases are built 1099 wide, +10.0% matmul FLOPs in those 4 of 12 cases);
+* ``aa-loaded`` / ``ab-loaded``  the same with a competing load this script starts before A and stops
+                after B (LOAD: one process multiplying 512x512 matrices on one thread, nonstop);
+* ``aa-mixed``  A without, B with the competing load: two machine states that differ.
+
+The side that runs first alternates between pairs (drift over the session must not always favour A).
+``pairs.jsonl`` gets one line per finished pair (load before and after each run, wall time), so a stopped
+collection leaves a usable partial evaluation; a second call continues after the last finished pair.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+SWEEP = ["--width", "256,512,1024", "--depth", "2", "--batch", "64,256", "--activation", "relu,gelu",
+         "--threads", "1", "--no-progress", "--no-show"]
+INJECTED_WIDTH = {1024: 1099}  # (2*1099/1024 + (1099/1024)^2) / 3 = 1.100: +10.0% matmul FLOPs at depth 2
+INJECTION_ANCHOR = "(width,) * depth,"
+INJECTION = "((1099 if width == 1024 else width),) * depth,  # injected: noise-eval +10% FLOPs at w1024"
+KINDS = ("aa-quiet", "ab-quiet", "aa-loaded", "ab-loaded", "aa-mixed", "ab-quiet")
+LOAD_CODE = ("import numpy as np\n"
+             "a = np.random.rand(512, 512).astype(np.float32)\n"
+             "while True:\n    a = (a @ a) / 512.0\n")
+
+
+def loadavg() -> list[float]:
+    return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
+
+
+def tree_copy(dest: Path, inject: bool) -> Path:
+    """This tree's mlp/ and bench/ copied to ``dest`` (both sides measure a snapshot taken at the start, so
+    editing the tree during a collection changes nothing), with the slowdown injected in mlp/models.py."""
+    for name in ("mlp", "bench"):
+        shutil.copytree(REPO / name, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+    if not inject:
+        return dest
+    models = dest / "mlp" / "models.py"
+    text = models.read_text()
+    if text.count(INJECTION_ANCHOR) != 1:
+        raise SystemExit(f"cannot inject: {INJECTION_ANCHOR!r} is not exactly once in mlp/models.py")
+    models.write_text(text.replace(INJECTION_ANCHOR, INJECTION))
+    return dest
+
+
+def start_load() -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-c", LOAD_CODE], env=env)
+
+
+def stop_load(proc: subprocess.Popen | None) -> None:
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        proc.wait(10)
+
+
+def one_run(tree: Path, out: Path, log: Path) -> dict:
+    before, started = loadavg(), time.time()
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    with open(log, "w") as f:
+        rc = subprocess.call([sys.executable, "-m", "bench", "run", *SWEEP, "--out", str(out)], cwd=tree, env=env,
+                             stdout=f, stderr=subprocess.STDOUT)
+    return {"folder": out.name, "tree": tree.name, "rc": rc,
+            "load_before": before, "load_after": loadavg(), "wall_s": round(time.time() - started, 1)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=int, default=40, help="pairs to collect in all (default 40)")
+    parser.add_argument("--out", type=Path, default=HERE, help="folder for runs/ and pairs.jsonl (default: here)")
+    args = parser.parse_args()
+    runs, ledger = args.out / "runs", args.out / "pairs.jsonl"
+    runs.mkdir(parents=True, exist_ok=True)
+    done = [json.loads(line) for line in ledger.read_text().splitlines()] if ledger.exists() else []
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), "unknown")
+    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+    with tempfile.TemporaryDirectory(prefix="noise-eval-") as tmp:
+        clean, injected = tree_copy(Path(tmp) / "A", False), tree_copy(Path(tmp) / "B", True)
+        for index in range(len(done), args.pairs):
+            kind = KINDS[index % len(KINDS)]
+            trees = {"A": clean, "B": injected if kind.startswith("ab") else clean}
+            order = ("A", "B") if index % 2 == 0 else ("B", "A")
+            record = {"pair": index, "kind": kind, "first": order[0], "cpu_model": cpu, "commit": commit,
+                      "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            load = start_load() if kind.endswith("loaded") else None
+            try:
+                for side in order:
+                    if kind == "aa-mixed" and side == "B":
+                        load = start_load()
+                    elif kind == "aa-mixed":
+                        stop_load(load)
+                        load = None
+                    if load is not None:
+                        time.sleep(3)  # let the competing process reach its pace (and the load average move)
+                    name = f"{index:03d}-{kind}-{side}"
+                    record[side] = one_run(trees[side], runs / name, runs / f"{name}.log")
+            finally:
+                stop_load(load)
+            with open(ledger, "a") as f:
+                f.write(json.dumps(record) + "\n")
+            print(f"pair {index} {kind}: A {record['A']['wall_s']} s, B {record['B']['wall_s']} s, "
+                  f"load {loadavg()[0]:.2f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
