@@ -201,14 +201,16 @@ def test_compare_bad_input_is_exit_2(tmp_path: Path, capsys, cpu_run_dir) -> Non
 
 
 def test_a_slowdown_in_some_cases_is_caught_and_names_only_them(tmp_path: Path, cpu_run_dir) -> None:
-    """Known by construction: 2 of the 6 cases 1.5x beyond their own spread, the other 4 untouched."""
+    """Known by construction: 2 of the cases 3x beyond their own spread, the others untouched. (1.5x failed once
+    in CI on a busy machine: with fewer than 6 ok cases the model falls back to its 15% prior, and 1.5x
+    is then z ~2.5.)"""
     run = run_record.load_run(cpu_run_dir)
     ids = list(dict.fromkeys(run.summary.loc[run.summary["status"] == "ok", "case_id"]))
     slowed = set(ids[:2])
     folder, _ = _slowed_copy(tmp_path, cpu_run_dir,
                              lambda s: 1.0)  # an identical copy first
     samples = run.samples.copy()
-    factors = {k: (_beyond_noise(g["seconds"].to_numpy()) if k[0] in slowed else 1.0)
+    factors = {k: (2 * _beyond_noise(g["seconds"].to_numpy()) if k[0] in slowed else 1.0)
                for k, g in samples.groupby(["case_id", "phase"])}
     samples["seconds"] *= [factors[k] for k in zip(samples["case_id"], samples["phase"])]
     summary = run.summary.copy()
@@ -221,7 +223,7 @@ def test_a_slowdown_in_some_cases_is_caught_and_names_only_them(tmp_path: Path, 
     table = comparison.table
     assert set(table.loc[table["case_id"].isin(slowed), "verdict"]) == {"slower"}
     assert set(table.loc[~table["case_id"].isin(slowed), "verdict"]) == {"inconclusive"}
-    assert comparison.overall.verdict.value == "slower" and "2 of 6 cases slower" in comparison.overall.reason
+    assert comparison.overall.verdict.value == "slower" and f"2 of {len(ids)} cases slower" in comparison.overall.reason
 
 
 def test_every_case_slower_alike_is_inconclusive_and_the_within_run_reading_is_not(tmp_path: Path,
