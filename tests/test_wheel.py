@@ -142,7 +142,7 @@ def test_ffn_step(mlp_step):
 """
 
 
-@pytest.mark.e2e  # two inner pytest sessions, each importing torch: ~26 s on 2 cores
+@pytest.mark.e2e  # two inner pytest sessions, each importing torch: ~25 s on 2 cores
 def test_the_mlp_step_fixture_of_the_installed_wheel_feeds_pytest_benchmark(installed, pytester, monkeypatch):
     """A user's project: the pytest11 entry point is found in the wheel's dist-info (not the editable install),
     the engine's step samples are the test's pytest-benchmark rounds (checked against the run folder the
@@ -168,3 +168,7 @@ def test_the_mlp_step_fixture_of_the_installed_wheel_feeds_pytest_benchmark(inst
     assert entry["extra_info"]["case_id"] == step["case_id"].iloc[0]
     second = pytester.run(sys.executable, *common, "--benchmark-compare", "--benchmark-compare-fail=min:1000000%")
     assert second.ret == 0 and "0001" in second.stdout.str(), second.stdout.str()[-3000:]
+    alone = pytester.run(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:benchmark",
+                         "--mlpbench-out", "alone")
+    assert alone.ret == 0 and (pytester.path / "alone" / "test_ffn_step" / "samples.csv").is_file(), \
+        alone.stdout.str()[-3000:]  # without pytest-benchmark the fixture still measures
