@@ -25,7 +25,7 @@ import math
 import re
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 
@@ -115,7 +115,25 @@ def load_sweep_file(path: Path) -> SweepFields:
     except OSError as exc:
         raise UsageError(f"{path}: cannot read it: {exc.strerror or exc}") from None
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", path.stem if path.suffix == SUFFIX else path.name)
-    return parse_sweep(text, str(path), name)
+    fields = parse_sweep(text, str(path), name)
+    grids = tuple({**grid, "model": tuple(_model_beside(v, path.parent) for v in grid["model"])}
+                  if "model" in grid else grid for grid in fields.grids)
+    return replace(fields, grids=grids)
+
+
+def _model_beside(model: str, folder: Path) -> str:
+    """A relative ``PATH.py:FACTORY`` in a sweep file names a file beside the sweep file, not in the cwd: spelled
+    relative to the cwd when it lies under it (case ids stay short and the same on every checkout), else absolute.
+    A ``MODULE:FACTORY`` is imported from the cwd, as the flag's is."""
+    where, sep, attr = model.rpartition(":")
+    if not sep or not (where.endswith(".py") or "/" in where) or Path(where).expanduser().is_absolute():
+        return model
+    target = (folder / where).resolve()
+    try:
+        where = str(target.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        where = str(target)
+    return f"{where}:{attr}"
 
 
 def parse_sweep(text: str, source: str, name: str) -> SweepFields:

@@ -21,7 +21,7 @@ MEASUREMENT = ("bench.cases", "bench.case_fields", "bench.sweep_file", "bench.ti
                "bench.gate.worker", "bench.gate.counters", "bench.gate.ab", "bench.gate.stats",
                "bench.loader.measure", "bench.loader.tables", "bench.bandwidth", "bench.dispatch",
                "bench.peak", "bench.core_clock", "bench.speed_of_light", "bench.plugin", "bench.keyvalues",
-               "bench.case_accounting", "bench.api", "bench.noise")
+               "bench.case_accounting", "bench.api", "bench.noise", "bench.pytest_plugin")
 # Reporting reads run folders (bench.runs) and formats (bench.format); it never imports a measuring wing,
 # so that a report renders on a machine without the measuring code's dependencies and cannot change a number.
 REPORTING = ("bench.report",)

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["pytester"]  # the mlp_step fixture is tried in a throw-away project
+
 REPO = Path(__file__).resolve().parents[1]
 SOURCES = ("pyproject.toml", "README.md", "bench", "mlp")  # what the build reads
 TIMEOUT_S = 300
@@ -121,3 +123,52 @@ def test_the_installed_wheel_measures_a_users_model_file_through_the_cli_and_mea
     measured = _run([sys.executable, "-s", "-c", MEASURE, str(installed)], cwd=tmp_path, env=env)
     # 8 -> 8 -> 8 at batch 4: forward 2 GEMMs, backward 3 (the data needs no gradient): 5 x 2*4*8*8
     assert "measured: ok counted 2560 hidden=4" in measured.stdout, measured.stdout
+
+
+USER_TEST = """
+import json
+from pathlib import Path
+import torch
+import bench.pytest_plugin
+
+def make_ffn(width, hidden):
+    return torch.nn.Sequential(torch.nn.Linear(width, hidden), torch.nn.GELU(), torch.nn.Linear(hidden, width))
+
+def test_the_plugin_comes_from_the_wheel():
+    assert Path(bench.pytest_plugin.__file__).resolve().is_relative_to(Path({target!r}).resolve())
+
+def test_ffn_step(mlp_step):
+    mlp_step(make_ffn, batch=16, width=32, model_args={{"hidden": 64}}, min_time_s=0.05, warmup_s=0.02)
+"""
+
+
+@pytest.mark.e2e  # two inner pytest sessions, each importing torch: ~25 s on 2 cores
+def test_the_mlp_step_fixture_of_the_installed_wheel_feeds_pytest_benchmark(installed, pytester, monkeypatch):
+    """A user's project: the pytest11 entry point is found in the wheel's dist-info (not the editable install),
+    the engine's step samples are the test's pytest-benchmark rounds (checked against the run folder the
+    fixture kept), and ``--benchmark-compare`` reads the saved run back and gates on it."""
+    pytest.importorskip("pytest_benchmark")
+    import json
+
+    import pandas as pd
+
+    monkeypatch.setenv("PYTHONPATH", str(installed))
+    pytester.makepyfile(test_user=USER_TEST.format(target=str(installed)))
+    storage = pytester.path / "benchmarks"
+    common = ("-m", "pytest", "-q", "-p", "no:cacheprovider", f"--benchmark-storage=file://{storage}")
+    first = pytester.run(sys.executable, *common, "--benchmark-autosave", "--mlpbench-out", "runs")
+    assert first.ret == 0, first.stdout.str()[-3000:]
+    saved = json.loads(next(storage.rglob("*.json")).read_text())
+    (entry,) = saved["benchmarks"]
+    run = pytester.path / "runs" / "test_ffn_step"
+    samples = pd.read_csv(run / "samples.csv")
+    step = samples[samples["phase"] == "step"]
+    assert entry["stats"]["rounds"] == len(step) > 0
+    assert entry["stats"]["median"] == pytest.approx(float(step["seconds"].median()), rel=1e-9)
+    assert entry["extra_info"]["case_id"] == step["case_id"].iloc[0]
+    second = pytester.run(sys.executable, *common, "--benchmark-compare", "--benchmark-compare-fail=min:1000000%")
+    assert second.ret == 0 and "0001" in second.stdout.str(), second.stdout.str()[-3000:]
+    alone = pytester.run(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:benchmark",
+                         "--mlpbench-out", "alone")
+    assert alone.ret == 0 and (pytester.path / "alone" / "test_ffn_step" / "samples.csv").is_file(), \
+        alone.stdout.str()[-3000:]  # without pytest-benchmark the fixture still measures

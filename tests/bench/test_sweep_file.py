@@ -197,3 +197,23 @@ def test_a_files_budgets_reach_the_run_and_a_flag_wins_over_them(tmp_path, capsy
 def test_the_documented_example_sweeps_are_valid(path):
     sweep = Sweep.of(sweep_file.load_sweep_file(path))
     assert sweep.cases() and sweep.name == path.stem
+
+
+def test_a_relative_model_path_is_read_beside_the_sweep_file(tmp_path, monkeypatch):
+    """``model = "./blocks.py:make"`` names the file beside the sweep file, whatever the cwd; a module name is
+    left as written (imported from the cwd, as the flag's is)."""
+    from bench import plugin
+
+    folder = tmp_path / "repo" / "sweeps"
+    folder.mkdir(parents=True)
+    (folder / "blocks.py").write_text("import torch\n\ndef make(width):\n"
+                                      "    return torch.nn.Sequential(torch.nn.Linear(width, 7))\n")
+    path = folder / "ci.toml"
+    path.write_text('[[grid]]\nmodel = ["./blocks.py:make", "pkg.blocks:make"]\nwidth = 16\n')
+    for cwd, expected in ((tmp_path / "repo", "sweeps/blocks.py:make"), (folder, "blocks.py:make"),
+                          (tmp_path / "elsewhere", f"{(folder / 'blocks.py').resolve()}:make")):
+        cwd.mkdir(exist_ok=True)
+        monkeypatch.chdir(cwd)
+        assert sweep_file.load_sweep_file(path).grids[0]["model"] == (expected, "pkg.blocks:make")
+    module = plugin.resolve(expected).target(width=16)
+    assert [m.out_features for m in module.modules() if isinstance(m, torch.nn.Linear)] == [7]
