@@ -201,12 +201,11 @@ def test_compare_bad_input_is_exit_2(tmp_path: Path, capsys, cpu_run_dir) -> Non
 
 
 def test_a_slowdown_in_some_cases_is_caught_and_names_only_them(tmp_path: Path, cpu_run_dir) -> None:
-    """Known by construction: 2 of the cases 3x beyond their own spread, the others untouched. (1.5x failed once
-    in CI on a busy machine: with fewer than 6 ok cases the model falls back to its 15% prior, and 1.5x
-    is then z ~2.5.)"""
+    """Known by construction: 2 of the cases (1 where a busy machine left fewer than 6 ok: 2 of 4 would move the
+    run-level factor, a median) 3x beyond their own spread, the others untouched."""
     run = run_record.load_run(cpu_run_dir)
     ids = list(dict.fromkeys(run.summary.loc[run.summary["status"] == "ok", "case_id"]))
-    slowed = set(ids[:2])
+    slowed = set(ids[:2] if len(ids) >= 6 else ids[:1])  # a minority: the run-level factor (a median) stays 1
     folder, _ = _slowed_copy(tmp_path, cpu_run_dir,
                              lambda s: 1.0)  # an identical copy first
     samples = run.samples.copy()
@@ -223,7 +222,7 @@ def test_a_slowdown_in_some_cases_is_caught_and_names_only_them(tmp_path: Path, 
     table = comparison.table
     assert set(table.loc[table["case_id"].isin(slowed), "verdict"]) == {"slower"}
     assert set(table.loc[~table["case_id"].isin(slowed), "verdict"]) == {"inconclusive"}
-    assert comparison.overall.verdict.value == "slower" and f"2 of {len(ids)} cases slower" in comparison.overall.reason
+    assert comparison.overall.verdict.value == "slower" and f"{len(slowed)} of {len(ids)} cases slower" in comparison.overall.reason
 
 
 def test_every_case_slower_alike_is_inconclusive_and_the_within_run_reading_is_not(tmp_path: Path,
