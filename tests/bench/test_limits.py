@@ -195,6 +195,28 @@ def test_the_dispatch_floor_s_add_matches_torch_utils_benchmark():
     assert floor.per_op_s == min(floor.backprop_per_op_s, floor.tiny_inference_s / floor.tiny_inference_ops)
 
 
+def test_the_run_keeps_the_lower_of_its_start_and_end_dispatch_passes_whole():
+    from dataclasses import replace
+
+    from bench.dispatch import best_of_passes
+
+    start = _floor(3e-6, add_s=1e-6).as_dict()
+    lower = best_of_passes(start, _floor(2e-6, add_s=9e-7))
+    assert (lower["per_op_s"], lower["add_s"], lower["floor_pass"]) == (2e-6, 9e-7, "end")
+    assert (lower["per_op_s_start"], lower["per_op_s_end"]) == (3e-6, 2e-6)
+    higher = best_of_passes(start, _floor(4e-6, add_s=2e-6))
+    assert (higher["per_op_s"], higher["add_s"], higher["floor_pass"]) == (3e-6, 1e-6, "start")
+    assert best_of_passes(start, replace(_floor(4e-6), per_op_s=math.nan))["per_op_s"] == 3e-6  # nan never wins
+    resumed = best_of_passes(lower, _floor(2.5e-6))  # a resumed run's second end pass: 2e-6 still stands
+    assert (resumed["per_op_s"], resumed["per_op_s_start"]) == (2e-6, 3e-6)
+
+
+def _floor(per_op_s: float, add_s: float = 1e-6):
+    from bench.dispatch import DispatchFloor
+
+    return DispatchFloor("cpu", 1, add_s, per_op_s, 45 * per_op_s, 45, 46 * per_op_s, 46, 0.0, 0.5)
+
+
 # --------------------------------------------------------------------------- the model
 
 

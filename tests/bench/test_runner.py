@@ -77,6 +77,8 @@ def test_smoke_run_limits_bound_its_cases(smoke_run):
     rows = run.summary
     peaked = rows.dropna(subset=["peak_tflops"])
     assert (peaked["peak_tflops"] >= peaked["ceiling_tflops"]).all()
+    for key, d in run.meta["dispatch"].items():  # measured at the start and the end; the lower pass is kept
+        assert d["per_op_s"] == min(d["per_op_s_start"], d["per_op_s_end"]) > 0, (key, d)
     floors = rows.dropna(subset=["sol_fraction"])
     assert len(floors) == len(rows) and (floors["sol_s"] > 0).all()
     worst = floors.nlargest(3, "sol_fraction")[["label", "phase", "sol_fraction", "sol_bound", "median_s"]]
