@@ -23,6 +23,7 @@ from mlp.traffic import Gemm
 
 FAST = TimingConfig(repeats=5, warmup_s=0.05, min_block_s=0.005)
 CASE = Case(width=384, depth=2, batch=256)  # GEMMs of 2·256·384² ≈ 75 MFLOP: above MIN_SHAPE_FLOPS, quick to time
+ROUNDS = 3  # reference and end pass alternate: both see the machine's same moments
 NOISE_MARGIN = 0.30  # a shared, loaded 2-core machine: the reference may catch a quieter moment than the ceiling
 TUB_MIN_RUN_S = 0.3
 
@@ -72,17 +73,22 @@ def test_the_ceiling_is_measured_on_the_products_the_case_dispatches(case_ceilin
 
 
 def test_torch_utils_benchmark_never_beats_the_ceiling_by_more_than_its_spread(case_ceiling):
-    """Each case shape timed by torch.utils.benchmark between the start and end passes (as the cases are):
-    no faster than the ceiling plus its own spread and a margin for a shared machine."""
-    reference = {}
-    for label in case_ceiling.product_tflops:
-        gemm = ceiling._gemm_of(label)
-        a, b, bias = ceiling._operands(gemm, torch.device("cpu"), torch.float32)
-        stmt = "torch.addmm(bias, a, b)" if gemm.bias else "torch.mm(a, b)"
-        timer = tub.Timer(stmt, globals={"a": a, "b": b, "bias": bias, "torch": torch}, num_threads=1)
-        reference[label] = gemm.flops / min(timer.blocked_autorange(min_run_time=TUB_MIN_RUN_S).times) / 1e12
-    with torch_threads(1):
-        final = measure_case_shapes(case_ceiling, ceiling.fastest_products(case_ceiling), 5.0, "end")
+    """Each case shape timed by torch.utils.benchmark and the end pass, in alternating rounds (as the cases sit
+    between the start and end passes): over the same rounds, the independent best is no faster than the ceiling
+    plus its own spread and a margin for a shared machine. Two separate measurements failed at load 7: the
+    reference caught a quiet moment that the end pass, run after it, did not."""
+    reference: dict[str, float] = {}
+    final = case_ceiling
+    for _ in range(ROUNDS):
+        for label in case_ceiling.product_tflops:
+            gemm = ceiling._gemm_of(label)
+            a, b, bias = ceiling._operands(gemm, torch.device("cpu"), torch.float32)
+            stmt = "torch.addmm(bias, a, b)" if gemm.bias else "torch.mm(a, b)"
+            timer = tub.Timer(stmt, globals={"a": a, "b": b, "bias": bias, "torch": torch}, num_threads=1)
+            rate = gemm.flops / min(timer.blocked_autorange(min_run_time=TUB_MIN_RUN_S / ROUNDS).times) / 1e12
+            reference[label] = max(reference.get(label, 0.0), rate)
+        with torch_threads(1):  # each end pass keeps the best of all passes before it
+            final = measure_case_shapes(final, ceiling.fastest_products(final), 5.0 / ROUNDS, "end")
     bound = final.measured_tflops * (1 + final.spread_rel + NOISE_MARGIN)
     assert max(reference.values()) <= bound, (reference, final)
 
