@@ -28,7 +28,6 @@ from pathlib import Path
 
 from ..errors import ONE_LINE_CHARS, UsageError
 from ..processes import KILL_GRACE_S, run_bounded
-from ..runs import output_file, output_folder, write_json
 from .archive import write_archive
 from .plan import STAGES, TOTAL_LIMIT_S, Stage, StageName, total_limit_s
 from .stages import REPO, Layout, by_name, commands
@@ -62,6 +61,8 @@ def command(args: argparse.Namespace) -> int:
         return 0
     if args.out is None:
         raise UsageError("--out DIR is required (or --dry-run)")
+    from ..runs import output_file, output_folder  # pandas: not for --help
+
     out = output_folder(args.out.resolve(), "--out", new=not args.stages,  # the stages run from the checkout's root
                         otherwise="choose another --out, or rerun some stages into it with --stages")
     archive = output_file((args.archive or out.parent / f"{out.name}.tar.gz").resolve(), "--archive")
@@ -104,6 +105,8 @@ class Kit:
         status = {"device": self.device, "tiny": self.tiny, "out": str(self.layout.out), "archive": str(self.archive),
                   "started": self.started_at, "elapsed_s": time.perf_counter() - self.started,
                   "stages": self.records}
+        from ..runs import write_json
+
         write_json(self.layout.status, status)
 
     def _write_archive(self) -> None:

@@ -11,7 +11,6 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..runs import is_run_dir
 from .plan import STAGES, Stage, StageName, run_max_s, tune_max_s
 
 REPO = Path(__file__).resolve().parents[2]
@@ -130,6 +129,8 @@ def commands(stage: Stage, layout: Layout, device: str, tiny: bool) -> list[list
     if name is StageName.PROFILE:
         return [_bench("profile", *(TINY_MLP if tiny else LARGE_MLP), "--device", device,
                        "--out", str(layout.profile))]
+    from ..runs import is_run_dir  # here, not at import: the kit's --help and --dry-run need no pandas
+
     runs = [str(layout.gpu_run)] + ([str(layout.cpu_run)] if is_run_dir(layout.cpu_run) else [])
     # --html: report.html too where plotly is installed; without it (the GPU machines) one line says it was skipped
     out = [_bench("report", *runs, "--out", str(layout.report), "--html")]
