@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from .activations import ACTIVATIONS, ActivationSpec
-from .block_ops import Trace, trace
+from .block_ops import Trace, has_dropout, trace
 from .blocks import BlockNet
 from .options import Loss, Optimizer, ParamDtype, Precision, parse_enum
 
@@ -297,8 +297,10 @@ def memory(model: nn.Module, batch: int, input_shape: tuple[int, ...], loss: Los
     params = list(model.parameters())
     plain_parameters(model, pure)
     if isinstance(model, BlockNet):
-        t = trace(model, batch, act_size, autocast, cuda=str(device).startswith("cuda"))
-        return _block_memory(model, t, input_shape, loss, optimizer)
+        cuda = str(device).startswith("cuda")
+        t = trace(model, batch, act_size, autocast, cuda)
+        live = trace(model, batch, act_size, autocast, cuda, training=False) if has_dropout(model) else t
+        return _block_memory(model, t, input_shape, loss, optimizer, live.live_peak_bytes)
     param_size = (lambda p: act_size) if pure else (lambda p: p.element_size())  # noqa: E731
     param_bytes = sum(p.numel() * param_size(p) for p in params)
 
@@ -355,7 +357,8 @@ def memory(model: nn.Module, batch: int, input_shape: tuple[int, ...], loss: Los
 
 
 def _block_memory(model: nn.Module, t: Trace, input_shape: tuple[int, ...], loss: Loss,
-                  optimizer: Optimizer) -> Memory:
+                  optimizer: Optimizer, inference_live_bytes: int) -> Memory:
+    """``inference_live_bytes``: the inference phase's live set, traced in eval mode (no dropout)."""
     out = t.output
     saved_by_model = out.id in t.saved
     if loss is Loss.MSE:  # mse_loss saves its input: an fp32 copy under autocast unless already fp32
@@ -379,7 +382,7 @@ def _block_memory(model: nn.Module, t: Trace, input_shape: tuple[int, ...], loss
         loss_saved_bytes=loss_saved,
         unsaved_output_bytes=0 if saved_by_model else out.nbytes,
         autocast_cache_bytes=t.autocast_cache_bytes,
-        widest_pair_bytes=t.live_peak_bytes,
+        widest_pair_bytes=inference_live_bytes,
     )
 
 

@@ -15,7 +15,8 @@ Rules per op (``x`` its input; a tensor of the input batch is data, not a saved 
 * activations: their input (``saves_input``) and/or output (``saves_output``), ``mlp.activations``.
 * ``mul`` (SwiGLU's gate): saves each operand for the other's gradient. ``add`` (the residual):
   saves nothing; an fp32 and a bf16 operand make an fp32 sum (type promotion).
-* ``dropout`` (p > 0, train mode): on CUDA ``native_dropout`` saves a bool mask (1 byte/element);
+* ``dropout`` (p > 0, train mode; ``trace(training=False)`` is the inference phase's eval mode, where it is the
+  identity): on CUDA ``native_dropout`` saves a bool mask (1 byte/element);
   on the CPU it draws a noise tensor of the input's dtype and saves it (``x * noise``).
 * ``layernorm``: saves its input, mean and rstd (fp32, one per row). On CUDA, autocast runs it in
   fp32 (a cast copy of a bf16 input, saved, and an fp32 output); on the CPU it keeps the input dtype.
@@ -99,6 +100,7 @@ class Trace:
     act_size: int  # bytes of the compute dtype
     autocast: bool
     cuda: bool
+    training: bool = True  # False: eval mode (the inference phase): dropout is the identity
     forward_matmul: int = 0
     backward_matmul: int = 0
     forward_elementwise: int = 0
@@ -212,7 +214,7 @@ class Trace:
         return y
 
     def dropout(self, x: Traced, p: float) -> Traced:
-        if p == 0:
+        if p == 0 or not self.training:
             return x
         y = self.new(x)
         mask = self.new(x, size=BOOL_BYTES if self.cuda else x.size, grad=False)
@@ -288,9 +290,10 @@ class Trace:
 
 
 def trace(net: BlockNet, batch: int, act_size: int = FP32_BYTES, autocast: bool = False, cuda: bool = False,
-          input_requires_grad: bool = False) -> Trace:
-    """The forward of ``net`` on a ``(batch, in_features)`` fp32 batch, op by op (see the module docstring)."""
-    t = Trace(batch, act_size, autocast, cuda)
+          input_requires_grad: bool = False, training: bool = True) -> Trace:
+    """The forward of ``net`` on a ``(batch, in_features)`` fp32 batch, op by op (see the module docstring);
+    ``training=False``: in eval mode, as the inference phase runs it (``TrainStep.infer``)."""
+    t = Trace(batch, act_size, autocast, cuda, training)
     x = Traced(next(t._ids), batch, net.in_features, FP32_BYTES, grad=input_requires_grad, data=True)
     if net.in_proj is not None:
         x = t.linear(x, net.in_proj)
@@ -327,6 +330,11 @@ def _ffn(t: Trace, x: Traced, block: FeedForward) -> Traced:
     out = t.dropout(t.linear(hidden, block.fc_out), _p(block.dropout))
     t.pinned.pop()
     return out
+
+
+def has_dropout(net: BlockNet) -> bool:
+    """Whether eval mode changes what ``net`` computes (a dropout with p > 0)."""
+    return any(isinstance(m, nn.Dropout) and m.p > 0 for m in net.modules())
 
 
 def _p(dropout: nn.Dropout | None) -> float:

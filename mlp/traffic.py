@@ -35,7 +35,7 @@ from torch import nn
 
 from .accounting import FP32_BYTES, layers_of, plain_parameters, stored_sizes
 from .activations import ACTIVATIONS
-from .block_ops import trace
+from .block_ops import has_dropout, trace
 from .blocks import BlockNet
 from .options import Loss, Optimizer, ParamDtype, Precision, parse_enum
 
@@ -127,9 +127,12 @@ class StepTraffic:
     def step(self) -> Traffic:
         return self.forward + self.backward + self.optimizer
 
+    eval_forward: Traffic | None = None  # the forward in eval mode where it differs (dropout): the inference phase
+
     @property
     def inference(self) -> Traffic:
-        return self.forward  # the same reads and writes; nothing is kept for backward (not a traffic term)
+        # the forward's reads and writes (in eval mode); nothing is kept for backward (not a traffic term)
+        return self.eval_forward if self.eval_forward is not None else self.forward
 
     def phase(self, name: str) -> Traffic:
         return getattr(self, name)
@@ -194,13 +197,20 @@ def traffic(model: nn.Module, batch: int, input_shape: tuple[int, ...], loss: Lo
 def _block_traffic(model: BlockNet, batch: int, loss: Loss, optimizer: Optimizer, act: int, autocast: bool,
                    cuda: bool) -> StepTraffic:
     t = trace(model, batch, act, autocast, cuda)
-    fwd = _Tally(data=t.fwd.data, activations=t.fwd.activations)
-    fwd.weights = t.fwd.weights
     bwd = _Tally(data=t.bwd.data, activations=t.bwd.activations)
     bwd.weights, bwd.gradients, bwd.saved = t.bwd.weights, t.bwd.gradients, t.bwd.saved
     _loss_traffic(bwd, t.output.nbytes, t.output.rows * t.output.cols, batch, loss, autocast,
                   cast=autocast and t.output.size != FP32_BYTES, cuda=cuda)
-    return StepTraffic(fwd.traffic(), bwd.traffic(), _optimizer_traffic(model, optimizer, FP32_BYTES))
+    eval_forward = _forward_traffic(trace(model, batch, act, autocast, cuda, training=False)) \
+        if has_dropout(model) else None
+    return StepTraffic(_forward_traffic(t), bwd.traffic(), _optimizer_traffic(model, optimizer, FP32_BYTES),
+                       eval_forward)
+
+
+def _forward_traffic(t) -> Traffic:
+    fwd = _Tally(data=t.fwd.data, activations=t.fwd.activations)
+    fwd.weights = t.fwd.weights
+    return fwd.traffic()
 
 
 def _loss_traffic(bwd: "_Tally", logits_act: int, out_elems: int, batch: int, loss: Loss, autocast: bool,

@@ -203,6 +203,7 @@ class TrainStep:
         self.loss_kind = parse_enum(Loss, loss, "loss")
         self.optimizer_kind = parse_enum(Optimizer, optimizer, "optimizer")
         self.model = model.to(self.device, dtype=self.param_dtype)
+        self._mode_dependent = any(isinstance(m, MODE_DEPENDENT) for m in self.model.modules())
         module = FusedEpilogueMLP(self.model) if knobs.epilogue is Epilogue.FUSED else self.model
         if compiled_model is None and knobs.compile_mode and not knobs.compile_step:
             # dynamic=False: each batch size is its own static graph, as in a real training job
@@ -271,10 +272,32 @@ class TrainStep:
         return loss
 
     def infer(self, x: torch.Tensor) -> torch.Tensor:
+        """The forward as inference runs it: under ``inference_mode``, and in eval mode where the model has a
+        module that eval mode changes (dropout, batch norm), so an inference phase draws no dropout mask. A model
+        without one is left in train mode: toggling would only add a compiled graph per mode."""
         if self.param_dtype is not None:
             x = x.to(self.param_dtype)
-        with torch.inference_mode(), self._autocast():
+        with torch.inference_mode(), self._autocast(), _eval_mode(self.model, self._mode_dependent):
             return self.forward_model(x)
+
+
+MODE_DEPENDENT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout,
+                  nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)  # modules that eval() changes
+
+
+@contextlib.contextmanager
+def _eval_mode(model: nn.Module, switch: bool):
+    """``model`` in eval mode for the block where ``switch``; its training flags restored after."""
+    if not switch:
+        yield
+        return
+    flags = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for m, training in flags:
+            m.training = training
 
 
 def train(step: TrainStep, x: torch.Tensor, y: torch.Tensor, epochs: int, batch_size: int,

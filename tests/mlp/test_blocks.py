@@ -290,3 +290,34 @@ def test_llama_hidden_is_llamas_rule() -> None:
     assert mlp.llama_hidden(4096) == 11008  # LLaMA-7B's FFN
     assert mlp.llama_hidden(5120) == 13824  # LLaMA-13B's
     assert mlp.block_net("swiglu", 512, 1).hidden == mlp.llama_hidden(512) == 1536
+
+
+# --------------------------------------------------------------------------- the inference phase in eval mode
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_inference_is_the_eval_mode_forward_and_training_is_restored(kind: str) -> None:
+    """``TrainStep.infer`` of a net with dropout equals torch's own ``model.eval()`` forward (no mask drawn), and
+    leaves every module in train mode for the next training step."""
+    model = mlp.block_net(kind, 8, 2, dropout=0.5)
+    step = mlp.TrainStep(model)
+    x = torch.randn(4, 8)
+    reference = model.eval()(x).detach()
+    model.train()
+    assert torch.equal(step.infer(x), reference) and torch.equal(step.infer(x), reference)
+    assert all(m.training for m in model.modules())
+    with torch.no_grad():
+        train_out = step.forward(x)
+    assert not torch.equal(train_out, reference)  # the training forward still drops
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_inference_accounting_of_a_dropout_net_is_that_of_the_same_net_without(kind: str) -> None:
+    """In eval mode nn.Dropout is the identity: the inference phase's bytes and live set are those of p = 0,
+    while the training forward still writes its mask."""
+    with_dropout, without = (mlp.block_net(kind, 8, 2, dropout=p) for p in (0.25, 0.0))
+    traffic = [mlp.traffic(m, 4, (8,)) for m in (with_dropout, without)]
+    memory = [mlp.memory(m, 4, (8,)) for m in (with_dropout, without)]
+    assert traffic[0].inference == traffic[1].inference == traffic[1].forward
+    assert traffic[0].forward.total_bytes > traffic[1].forward.total_bytes
+    assert memory[0].widest_pair_bytes == memory[1].widest_pair_bytes
