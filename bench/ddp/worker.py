@@ -73,7 +73,7 @@ def build_ddp_step(case: Case, device: torch.device) -> mlp.TrainStep:
     ids = [device.index] if device.type == "cuda" else None
     wrapped = DistributedDataParallel(model, device_ids=ids, **bucket)
     return mlp.TrainStep(model, loss=case.loss, optimizer=case.optimizer, precision=case.dtype, device=device,
-                         compiled_model=wrapped)
+                         optimizer_options=case.optimizer_options, compiled_model=wrapped)
 
 
 def _agree(value: float, device: torch.device) -> float:
