@@ -273,7 +273,8 @@ def slowest_table(summary: pd.DataFrame) -> str:
 
 
 def compile_table(pairs: pd.DataFrame) -> str:
-    rows = [{"case": r["label_eager"].replace(" eager", ""), "mode": r["compile"],
+    rows = [{"case": r["label_eager"].replace(" eager", ""),
+             "mode": r["compile"] + (" (whole step)" if r.get("compile_scope") == "step" else ""),
              "eager ms": _ms(r["median_s_eager"]), "compiled ms": _ms(r["median_s"]),
              "speedup": f"{r['speedup']:.2f}×", "compile s": _sig(r["compile_s"]),
              "break-even steps": f"{r['break_even_steps']:,.0f}" if not _missing(r["break_even_steps"])

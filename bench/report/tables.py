@@ -141,9 +141,11 @@ def merged_limits(runs: Sequence, table: str) -> pd.DataFrame:
 
 
 def compile_pairs(summary: pd.DataFrame) -> pd.DataFrame:
-    """Compiled cases next to the same case in eager mode: speedup and break-even step count."""
+    """Compiled cases next to the same case in eager mode: speedup and break-even step count. A case compiled at
+    either scope (the model, or the whole step: ``compile_scope``) pairs with the one eager case: an eager case
+    records the default scope, which means nothing without a compile mode."""
     steps = ok_rows(summary, [Phase.STEP.value])
-    keys = ["platform"] + identity_columns(["compile"])
+    keys = ["platform"] + identity_columns(["compile", "compile_scope"])
     pairs = steps[steps["compile"] != "none"].merge(steps[steps["compile"] == "none"], on=keys,
                                                      suffixes=("", "_eager"))
     pairs["speedup"] = pairs["median_s_eager"] / pairs["median_s"]

@@ -18,7 +18,7 @@ import pytest
 
 from bench import runs as run_record
 from bench.cli import main
-from bench.report.markdown import format_summary, write_report
+from bench.report.markdown import compile_table, format_summary, write_report
 from bench.report.regime import Regime, classify
 from bench.report.tables import compile_pairs, merged_summary
 
@@ -116,6 +116,18 @@ def test_compile_break_even_is_compile_time_over_saving(gpu_run_dir, synthetic_c
     expected = compile_s / (pairs["median_s_eager"] * (1 - compile_factor))
     np.testing.assert_allclose(pairs["break_even_steps"], expected, rtol=1e-9)
     np.testing.assert_allclose(pairs["speedup"], 1 / compile_factor, rtol=1e-9)
+
+
+def test_a_whole_step_compiled_case_pairs_with_the_same_eager_case(gpu_run_dir, synthetic_compile) -> None:
+    """compile_scope step is a second compiled variant of the eager case (whose scope is the moot default)."""
+    merged, _ = merged_summary([run_record.load_run(gpu_run_dir)])
+    compiled = merged[merged["compile"] != "none"].copy()
+    compiled["compile_scope"], compiled["median_s"] = "step", compiled["median_s"] / 2
+    pairs = compile_pairs(pd.concat([merged, compiled], ignore_index=True))
+    step_scope = pairs[pairs["compile_scope"] == "step"]
+    assert len(pairs) == 8 and len(step_scope) == 4
+    np.testing.assert_allclose(step_scope["speedup"], 2 / synthetic_compile[1], rtol=1e-9)
+    assert "(whole step)" in compile_table(pairs)
 
 
 # --------------------------------------------------------------------------- degraded inputs
