@@ -128,22 +128,19 @@ def count_all(spec: dict[str, Any], dumped: Callable[[dict[str, Any]], None],
         for index, row in enumerate(spec["cases"]):
             started = time.perf_counter()
             case = worker.inject_case(Case.from_row(row), variant)
-            torch.manual_seed(SEED)
-            step = worker._build_step(case)
-            worker.inject_step(step, variant)
-            gen = torch.Generator().manual_seed(SEED)
-            pool = [case.make_batch(gen) for _ in range(worker._load_instrument("clocks").BATCH_POOL)]
-            for i in range(spec["warmup_steps"]):
-                step.step(*pool[i % len(pool)])
-            counter = Counter(torch, step, pool, spec["steps"])
-            for repeat in range(spec["repeats"]):
-                def region(phase: str, repeat: int = repeat) -> None:
-                    steps = spec["steps"] if phase == "step" else 1
-                    dumped({"variant": variant, "case": index, "label": case.label, "phase": phase,
-                            "repeat": repeat, "steps": steps})
+            step, pool = worker.case_step(case, variant, SEED)  # as the timing worker builds it
+            with worker.case_precision(case):
+                for i in range(spec["warmup_steps"]):
+                    step.step(*pool[i % len(pool)])
+                counter = Counter(torch, step, pool, spec["steps"])
+                for repeat in range(spec["repeats"]):
+                    def region(phase: str, repeat: int = repeat) -> None:
+                        steps = spec["steps"] if phase == "step" else 1
+                        dumped({"variant": variant, "case": index, "label": case.label, "phase": phase,
+                                "repeat": repeat, "steps": steps})
 
-                counter.phases(region)
-                counter.whole_steps(region)
+                    counter.phases(region)
+                    counter.whole_steps(region)
             timed({"variant": variant, "case": index, "wall_s": time.perf_counter() - started})
 
 
@@ -155,7 +152,11 @@ def main(spec_path: str) -> int:
     dumps: list[dict[str, Any]] = []
     case_times: list[dict[str, Any]] = []
     count_all(spec, dumps.append, case_times.append)
+    from bench.cases import Case
+
+    cases = [Case.from_row(row) for row in spec["cases"]]
     info = {"torch": torch.__version__, "mlp_file": str(Path(sys.modules["mlp"].__file__).resolve()),
+            "labels": [c.label for c in cases], "model_files": [_gate_worker().model_source(c)[0] for c in cases],
             "dumps": dumps, "case_times": case_times}
     tmp = Path(spec["manifest"] + ".tmp")
     tmp.write_text(json.dumps(info))
