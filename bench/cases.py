@@ -420,6 +420,7 @@ def preset(name: str) -> Sweep:
     return PRESETS[name]
 
 
-def sweep_from_file(path) -> Sweep:
-    """The sweep declared in the TOML file ``path`` (``bench.sweep_file``); bad input is a UsageError."""
-    return Sweep.of(load_sweep_file(path))
+def sweep_from_file(path, base=None) -> Sweep:
+    """The sweep declared in the TOML file ``path`` (``bench.sweep_file``; its relative model paths spelled from
+    ``base``, default the cwd); bad input is a UsageError."""
+    return Sweep.of(load_sweep_file(path, base))

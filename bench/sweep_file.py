@@ -100,8 +100,11 @@ def _presets_dir():
 # --------------------------------------------------------------------------- a user's file
 
 
-def load_sweep_file(path: Path) -> SweepFields:
-    """The sweep in ``path``, named after the file's stem; a file that cannot be read or parsed is a UsageError."""
+def load_sweep_file(path: Path, base: Path | None = None) -> SweepFields:
+    """The sweep in ``path``, named after the file's stem; a file that cannot be read or parsed is a UsageError.
+
+    A relative model path in it is spelled relative to ``base`` when it lies under it (default: the cwd), else
+    absolute (``_model_beside``); ``mlpbench check --suite`` spells them from the repository's top level."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -116,21 +119,21 @@ def load_sweep_file(path: Path) -> SweepFields:
         raise UsageError(f"{path}: cannot read it: {exc.strerror or exc}") from None
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", path.stem if path.suffix == SUFFIX else path.name)
     fields = parse_sweep(text, str(path), name)
-    grids = tuple({**grid, "model": tuple(_model_beside(v, path.parent) for v in grid["model"])}
+    grids = tuple({**grid, "model": tuple(_model_beside(v, path.parent, base) for v in grid["model"])}
                   if "model" in grid else grid for grid in fields.grids)
     return replace(fields, grids=grids)
 
 
-def _model_beside(model: str, folder: Path) -> str:
+def _model_beside(model: str, folder: Path, base: Path | None = None) -> str:
     """A relative ``PATH.py:FACTORY`` in a sweep file names a file beside the sweep file, not in the cwd: spelled
-    relative to the cwd when it lies under it (case ids stay short and the same on every checkout), else absolute.
-    A ``MODULE:FACTORY`` is imported from the cwd, as the flag's is."""
+    relative to ``base`` (the cwd by default) when it lies under it (case ids stay short and the same on every
+    checkout), else absolute. A ``MODULE:FACTORY`` is imported from the cwd, as the flag's is."""
     where, sep, attr = model.rpartition(":")
     if not sep or not (where.endswith(".py") or "/" in where) or Path(where).expanduser().is_absolute():
         return model
     target = (folder / where).resolve()
     try:
-        where = str(target.relative_to(Path.cwd().resolve()))
+        where = str(target.relative_to(Path(base or Path.cwd()).resolve()))
     except ValueError:
         where = str(target)
     return f"{where}:{attr}"

@@ -36,7 +36,7 @@ ENTRY_POINTS = ("bench.__main__",)  # `python -m bench` runs the CLI
 # imports the *tree under test's* mlp, bench.cases and bench.timing (absolute, on purpose); counters.py only
 # bench.phases, relatively, so that the worker's private package gives it the measuring tree's copy.
 INSTRUMENTS_ALLOWED = {
-    "bench.clocks": set(), "bench.phases": set(), "bench.gate.worker": {"bench.cases", "bench.timing", "mlp"},
+    "bench.clocks": set(), "bench.phases": set(), "bench.gate.worker": {"bench.cases", "bench.timing", "bench.plugin", "mlp"},
     "bench.gate.counters": {"bench.phases", "mlp"},
 }
 

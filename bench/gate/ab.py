@@ -6,6 +6,11 @@ tree; the coordinator alternates their timed blocks A/B, B/A, A/B, ... so slow
 drift of the machine (another job starting, thermal state) lands on both sides
 alike and the first-mover effect of a switch cancels. The worktree and the
 processes are removed on every exit: success, failure, Ctrl-C or SIGTERM.
+
+With ``--suite FILE`` (a user's cases), REF is a commit of the git repository that
+holds FILE: both sides run this mlpbench, each in its own checkout of the user's
+repository (``Tree``), so side A measures the model source at REF and side B the
+working tree's.
 """
 
 from __future__ import annotations
@@ -46,6 +51,33 @@ class TimingPlan:
             raise UsageError("--rounds must be >= 1, --block-s > 0 and --warmup-s >= 0")
 
 
+@dataclass(frozen=True)
+class Tree:
+    """What one side's worker imports, and the folder it runs in.
+
+    Without ``--suite``: one of mlpbench's own trees (REF's worktree, or the working tree) is both the code
+    and the folder. With ``--suite``: mlpbench's code is the same installed package on both sides (``code``),
+    and ``user`` is the user's repository (REF's worktree of it, or the working tree): the worker runs there,
+    so a case's relative ``PATH.py:FACTORY`` (spelled from the repository root) and a ``MODULE:FACTORY`` resolve
+    inside that side's checkout; it is on ``PYTHONPATH`` after the code.
+    """
+
+    code: Path
+    user: Path | None = None
+
+    @property
+    def cwd(self) -> Path:
+        return self.user or self.code
+
+    def env(self, **extra: str) -> dict[str, str]:
+        paths = [str(self.code)] + ([str(self.user)] if self.user is not None else [])
+        return {**os.environ, "PYTHONPATH": os.pathsep.join(paths), "PYTHONUNBUFFERED": "1", **extra}
+
+
+def as_tree(tree: "Tree | Path") -> Tree:
+    return tree if isinstance(tree, Tree) else Tree(Path(tree))
+
+
 class Worker(Protocol):
     name: str
 
@@ -67,14 +99,17 @@ def request(worker: Worker, message: dict[str, Any]) -> dict[str, Any]:
 class InProcessWorker:
     """The working tree measured in this process (``--baseline`` and ``--write-baseline``)."""
 
-    def __init__(self, name: str = "B"):
+    def __init__(self, name: str = "B", cwd: Path | None = None):
         self.name = name
+        self.cwd = cwd  # --suite: the user's repository, where its cases' model paths resolve
         self._state: dict[str, Any] = {}
         self._reply: dict[str, Any] | None = None
 
     def send(self, message: dict[str, Any]) -> None:
         # through JSON, as over a pipe, so both kinds of worker answer alike (string keys and all)
-        self._reply = json.loads(json.dumps(worker.handle(self._state, json.loads(json.dumps(message)))))
+        with _working_folder(self.cwd):
+            reply = worker.handle(self._state, json.loads(json.dumps(message)))
+        self._reply = json.loads(json.dumps(reply))
 
     def receive(self) -> dict[str, Any]:
         reply, self._reply = self._reply, None
@@ -82,6 +117,20 @@ class InProcessWorker:
 
     def close(self) -> None:
         self._state.clear()
+
+
+@contextlib.contextmanager
+def _working_folder(path: Path | None) -> Iterator[None]:
+    """``path`` as the cwd for the block (nothing when None); the old cwd back however it ends."""
+    if path is None:
+        yield
+        return
+    before = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(before)
 
 
 def shared_cpu() -> str:
@@ -97,15 +146,16 @@ def shared_cpu() -> str:
 
 
 class ProcessWorker:
-    """A ``bench.gate.worker`` process importing ``mlp`` and ``bench`` from ``tree``; JSON lines on its pipes."""
+    """A ``bench.gate.worker`` process importing ``mlp`` and ``bench`` from ``tree`` (a ``Tree``, or a folder that
+    is both its code and its cwd); JSON lines on its pipes."""
 
-    def __init__(self, name: str, tree: Path, cpus: str = ""):
+    def __init__(self, name: str, tree: Tree | Path, cpus: str = ""):
         self.name = name
-        self.tree = tree
+        self.tree = as_tree(tree)
         self._stderr = tempfile.TemporaryFile(mode="w+")
-        env = {**os.environ, "PYTHONPATH": str(tree), "PYTHONUNBUFFERED": "1", worker.CPUS_ENV: cpus}
+        env = self.tree.env(**{worker.CPUS_ENV: cpus})
         self._timeout_s = SETUP_TIMEOUT_S
-        self._proc = subprocess.Popen([sys.executable, str(WORKER)], cwd=tree, env=env, text=True,
+        self._proc = subprocess.Popen([sys.executable, str(WORKER)], cwd=self.tree.cwd, env=env, text=True,
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr)
 
     def send(self, message: dict[str, Any]) -> None:
@@ -119,7 +169,7 @@ class ProcessWorker:
     def receive(self) -> dict[str, Any]:
         ready, _, _ = select.select([self._proc.stdout], [], [], self._timeout_s)
         if not ready:
-            raise EnvironmentProblem(f"side {self.name} ({self.tree}) did not answer within {self._timeout_s:.0f} s")
+            raise EnvironmentProblem(f"side {self.name} ({self.tree.cwd}) did not answer within {self._timeout_s:.0f} s")
         line = self._proc.stdout.readline()
         if not line:
             raise EnvironmentProblem(self._died("exited"))
@@ -195,18 +245,67 @@ def worktree(repo: Path, ref: str) -> Iterator[Path]:
             _git(repo, "worktree", "prune")
 
 
+def repo_root(path: Path) -> Path | None:
+    """The git repository that holds ``path`` (``git rev-parse --show-toplevel``), or None outside any."""
+    folder = Path(path).resolve()
+    folder = folder if folder.is_dir() else folder.parent
+    try:
+        return Path(_git(folder, "rev-parse", "--show-toplevel")).resolve()
+    except EnvironmentProblem:
+        return None
+
+
+def file_at(repo: Path, ref: str, path: Path) -> bool:
+    """Whether ``path`` (inside ``repo``) exists in commit ``ref``."""
+    sha = resolve_ref(repo, ref)
+    relative = Path(path).resolve().relative_to(repo).as_posix()
+    try:
+        _git(repo, "cat-file", "-e", f"{sha}:{relative}")
+    except EnvironmentProblem:
+        return False
+    return True
+
+
 @contextlib.contextmanager
-def workers_for(against: str | None, pin: bool = True) -> Iterator[dict[str, Worker]]:
-    """``{"A": REF's worker, "B": working tree's}`` for ``--against``, else ``{"B": in-process}``."""
+def sides(against: str, user_repo: Path | None = None) -> Iterator[dict[str, Tree]]:
+    """``{"A": REF's tree, "B": the working tree}``: REF of mlpbench's own tree, or, given ``user_repo``
+    (``--suite``), REF of the user's repository with this mlpbench on both sides. The worktree is removed
+    however the block ends."""
+    with worktree(user_repo or tree_root(), against) as ref_tree:
+        if user_repo is None:
+            yield {"A": Tree(ref_tree), "B": Tree(tree_root())}
+        else:
+            yield {"A": Tree(tree_root(), ref_tree), "B": Tree(tree_root(), Path(user_repo))}
+
+
+def check_imports(name: str, tree: Tree, info: Mapping[str, Any], trees: Mapping[str, Tree]) -> None:
+    """Each side measured its own tree's code: ``mlp`` from ``tree.code``, and (``--suite``) no case's model
+    from another side's checkout (REF's side importing the working tree's model would compare it with itself)."""
+    if not Path(info["mlp_file"]).is_relative_to(tree.code.resolve()):
+        raise EnvironmentProblem(f"side {name} imported mlp from {info['mlp_file']}, not from {tree.code}")
+    others = [t.user.resolve() for n, t in trees.items() if n != name and t.user is not None]
+    for label, source in zip(info.get("labels", []), info.get("model_files") or []):
+        if source and any(Path(source).is_relative_to(other) for other in others):
+            raise EnvironmentProblem(f"side {name} imported the model of {label} from {source}, "
+                                     f"not from {tree.user}")
+
+
+@contextlib.contextmanager
+def workers_for(against: str | None, pin: bool = True, user_repo: Path | None = None
+                ) -> Iterator[dict[str, Worker]]:
+    """``{"A": REF's worker, "B": working tree's}`` for ``--against``, else ``{"B": in-process}``.
+
+    ``user_repo`` (``--suite``): REF is a commit of the user's repository, and the workers run in its checkouts.
+    """
     opened: dict[str, Worker] = {}
     with sigterm_as_interrupt(), contextlib.ExitStack() as stack:
         if against is None:
-            opened["B"] = InProcessWorker("B")
+            opened["B"] = InProcessWorker("B", user_repo)
         else:
-            ref_tree = stack.enter_context(worktree(tree_root(), against))
+            trees = stack.enter_context(sides(against, user_repo))
             cpus = shared_cpu() if pin else ""
-            opened["A"] = ProcessWorker("A", ref_tree, cpus)
-            opened["B"] = ProcessWorker("B", tree_root(), cpus)
+            opened["A"] = ProcessWorker("A", trees["A"], cpus)
+            opened["B"] = ProcessWorker("B", trees["B"], cpus)
         try:
             yield opened
         finally:
@@ -228,16 +327,12 @@ def setup(workers: Mapping[str, Worker], case_rows: list[dict], timed: Sequence[
         worker.send({"cmd": "setup", "cases": case_rows, "warmup_s": plan.warmup_s,
                      "inject": inject if name == "B" else "none"})
     replies = {name: worker.receive() for name, worker in workers.items()}
+    trees = {name: w.tree for name, w in workers.items() if isinstance(getattr(w, "tree", None), Tree)}
     for name, reply in replies.items():
-        _check_tree(name, workers[name], reply["info"])
+        if name in trees:
+            check_imports(name, trees[name], reply["info"], trees)
         reply.update(request(workers[name], {"cmd": "warmup", "cases": list(timed)}))
     return replies
-
-
-def _check_tree(name: str, worker: Worker, info: dict[str, Any]) -> None:
-    tree = getattr(worker, "tree", None)
-    if tree is not None and not Path(info["mlp_file"]).is_relative_to(Path(tree).resolve()):
-        raise EnvironmentProblem(f"side {name} imported mlp from {info['mlp_file']}, not from {tree}")
 
 
 def block_iters(setup_replies: Mapping[str, dict[str, Any]], timed: Sequence[int], plan: TimingPlan) -> dict[int, int]:

@@ -12,6 +12,9 @@ so. ``--against REF`` measures REF and the working tree interleaved in one run
 compares with samples recorded earlier on this machine: drift between then and
 now is not cancelled, so prefer ``--against``.
 
+``--suite FILE`` gates a user's cases instead of mlpbench's own (a sweep file, as for ``mlpbench run``;
+``bench.gate.suite``): there ``--against REF`` is a commit of the user's repository, the one that holds FILE.
+
 Exit codes: 0 pass, 1 regression, 2 usage or environment error (a baseline from
 another torch build, device or host, said in one line).
 """
@@ -67,11 +70,12 @@ def gate_suite(device: str = "cpu") -> list[SuiteCase]:
 
 @dataclass(frozen=True)
 class GateOptions:
+    suite: Path | None  # a user's sweep file (None: mlpbench's own gate_suite)
     baseline: Path | None
     write_baseline: Path | None
     against: str | None
     layers: frozenset[str]
-    device: str
+    device: str | None  # None: cpu for the built-in suite, the file's own devices for --suite
     plan: Any  # ab.TimingPlan
     min_effect: float
     alpha: float
@@ -85,6 +89,9 @@ class GateOptions:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--suite", type=Path, metavar="FILE",
+                        help="gate the cases of this sweep file (the format of `mlpbench run FILE.toml`) instead of "
+                             "mlpbench's own; --against REF is then a commit of the git repository holding FILE")
     what = parser.add_argument_group("what to compare (one of)")
     what.add_argument("--baseline", type=Path, metavar="FILE", help="compare with a committed baseline")
     what.add_argument("--against", metavar="REF", help="compare the working tree with git REF, interleaved in one run "
@@ -93,7 +100,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     how = parser.add_argument_group("how")
     how.add_argument("--layers", default="counters,timing",
                      help="comma list of counters, timing, instructions (default: counters,timing)")
-    how.add_argument("--device", default="cpu", help="device of the gate suite (default: cpu)")
+    how.add_argument("--device", help="device of the gate suite (default: cpu; with --suite, the file's)")
     how.add_argument("--rounds", type=int, default=20, help="timed blocks per case and side (default 20)")
     how.add_argument("--block-s", type=float, default=0.1, help="seconds per timed block (default 0.1)")
     how.add_argument("--warmup-s", type=float, default=0.3, help="warm-up per case and side (default 0.3)")
@@ -139,7 +146,7 @@ def parse_options(args: argparse.Namespace) -> GateOptions:
                          "(counts depend on the CPU and torch build, so no stored baseline is read)")
     if args.write_baseline and args.inject_regression != "none":
         raise UsageError("a baseline is never written with an injected regression")
-    if args.device not in ("cpu", "cuda"):
+    if args.device not in (None, "cpu", "cuda"):
         raise UsageError(f"--device {args.device!r}: valid: cpu, cuda")
     min_effect = MIN_EFFECT if args.min_effect is None else args.min_effect
     alpha = ALPHA if args.alpha is None else args.alpha
@@ -150,7 +157,7 @@ def parse_options(args: argparse.Namespace) -> GateOptions:
     for flag, path in (("--markdown", args.markdown), ("--json", args.json), ("--write-baseline", args.write_baseline)):
         if path is not None:
             output_file(path, flag, protected=[args.baseline] if args.baseline else [])
-    return GateOptions(args.baseline, args.write_baseline, args.against, layers, args.device,
+    return GateOptions(args.suite, args.baseline, args.write_baseline, args.against, layers, args.device,
                        TimingPlan(args.rounds, args.block_s, args.warmup_s), min_effect, alpha,
                        args.timing_advisory, args.inject_regression, not args.no_pin,
                        InstructionPlan(args.instr_steps, args.instr_warmup, args.instr_repeats), args.on_env_mismatch,
@@ -173,10 +180,10 @@ def write_baseline(opts: GateOptions) -> int:
     from ..env import fingerprint
     from ..runs import write_json
 
-    _require_device(opts.device)
-    suite = gate_suite(opts.device)
+    suite, user = _suite(opts, None)
+    _require_devices(suite)
     rows, timed = [s.row for s in suite], _timed_indices(suite, opts)
-    with ab.workers_for(None) as workers:
+    with ab.workers_for(None, user_repo=user.root if user else None) as workers:
         replies = ab.setup(workers, rows, timed, opts.plan)
         counters = ab.request(workers["B"], {"cmd": "counters"})["counters"] if "counters" in opts.layers else None
         iters = ab.block_iters(replies, timed, opts.plan)
@@ -188,8 +195,8 @@ def write_baseline(opts: GateOptions) -> int:
              for i, row in enumerate(rows)]
     write_json(opts.write_baseline, {
         "format": BASELINE_FORMAT, "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "env": fingerprint(), "counter_env": counter_env(opts.device), "timing_plan": asdict(opts.plan),
-        "cases": cases})
+        "env": fingerprint(), "counter_env": counter_env(rows[0]["device"]), "timing_plan": asdict(opts.plan),
+        **({"suite": user.relative_path} if user else {}), "cases": cases})
     print(f"mlpbench check: wrote {opts.write_baseline} ({len(cases)} cases; counters"
           f"{'' if counters else ' not'} recorded; {len(timed)} timed x {opts.plan.rounds} blocks)")
     return 0
@@ -201,14 +208,15 @@ def check(opts: GateOptions) -> int:
 
     started = time.perf_counter()
     baseline = load_baseline(opts.baseline) if opts.baseline else None
-    suite = _baseline_suite(baseline) if baseline else gate_suite(opts.device)
-    _require_device(suite[0].row["device"])
-    report = GateReport(title=_title(opts, suite[0].row["device"]), timing_advisory=opts.advisory)
+    suite, user = _suite(opts, baseline)
+    _require_devices(suite)
+    user_repo = user.root if user else None
+    report = GateReport(title=_title(opts, suite[0].row["device"], user), timing_advisory=opts.advisory)
     counters_on, timing_on = _layers_to_run(opts, baseline, report)
     rows, timed = [s.row for s in suite], (_timed_indices(suite, opts) if timing_on else [])
     labels, replies = _labels(suite, baseline), None
     if counters_on or timing_on:
-        with ab.workers_for(opts.against, pin=opts.pin) as workers:
+        with ab.workers_for(opts.against, pin=opts.pin, user_repo=user_repo) as workers:
             replies = ab.setup(workers, rows, timed, opts.plan, opts.inject)
             if counters_on:
                 report.counters_against = f"baseline {opts.baseline}" if baseline else opts.against
@@ -220,10 +228,15 @@ def check(opts: GateOptions) -> int:
                 if timing_baseline is not None:
                     report.notes += between_run_check(report.timing, timing_baseline)
         report.notes += _injection_notes(opts, suite, replies)
+        if user:
+            from .suite import source_notes
+
+            report.notes += source_notes(user.cases, replies)
     if "instructions" in opts.layers:
         from .instructions import run_layer
 
-        report.instructions = run_layer(opts.against, rows, labels, opts.inject.split(","), opts.instr_plan)
+        report.instructions = run_layer(opts.against, rows, labels, opts.inject.split(","), opts.instr_plan,
+                                        user_repo)
     report.wall_s = time.perf_counter() - started
     text = render_markdown(report)
     print(text)
@@ -234,12 +247,12 @@ def check(opts: GateOptions) -> int:
     return report.exit_code
 
 
-def _title(opts: GateOptions, device: str) -> str:
-    parts = []
+def _title(opts: GateOptions, device: str, user=None) -> str:
+    parts = [f"suite {opts.suite}"] if opts.suite else []
     if opts.baseline:
         parts.append(f"baseline {opts.baseline}")
     if opts.against:
-        parts.append(f"against {opts.against}")
+        parts.append(f"against {opts.against}" + (f" of {user.repo}" if user and user.repo else ""))
     if opts.inject != "none":
         parts.append(f"injected regression: {opts.inject}")
     return " · ".join(parts + [f"device {device}"])
@@ -296,11 +309,28 @@ def counter_env(device: str) -> dict[str, Any]:
             "device_name": torch.cuda.get_device_name() if cuda else None}
 
 
-def _require_device(device: str) -> None:
+def _require_devices(suite: list[SuiteCase]) -> None:
     import torch
 
-    if device == "cuda" and not torch.cuda.is_available():
+    if any(s.row["device"] == "cuda" for s in suite) and not torch.cuda.is_available():
         raise UsageError("the gate suite is on cuda but CUDA is not available on this machine")
+
+
+def _suite(opts: GateOptions, baseline: dict | None) -> tuple[list[SuiteCase], Any]:
+    """The cases to gate, and the user's suite (``bench.gate.suite.UserSuite``) when ``--suite`` names one.
+
+    A baseline's own cases win (a changed suite never silently compares other cases); with ``--suite`` the
+    file's cases must be the baseline's. Every case of a suite file is timed.
+    """
+    if opts.suite is None:
+        return (_baseline_suite(baseline) if baseline else gate_suite(opts.device or "cpu")), None
+    from . import suite as user_suite
+
+    user = user_suite.load(opts.suite, against=opts.against, device=opts.device, threads=GATE_THREADS)
+    if baseline is not None:
+        user_suite.check_against_baseline(user, baseline, opts.baseline)
+        return _baseline_suite(baseline), user
+    return [SuiteCase(case.to_row(), True) for case in user.cases], user
 
 
 def _timed_indices(suite: list[SuiteCase], opts: GateOptions) -> list[int]:

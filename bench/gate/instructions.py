@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import shutil
 import statistics
@@ -178,45 +177,51 @@ def _spec(folder: Path, rows: list[dict], variants: list[str], plan: Instruction
     return spec
 
 
-def _launch(tree: Path, folder: Path, spec: Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(tree), "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+def _launch(tree, folder: Path, spec: Path) -> subprocess.Popen:
+    env = tree.env(OMP_NUM_THREADS="1")
     command = ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--collect-atstart=no",
                f"--callgrind-out-file={folder / CALLGRIND_OUT}", sys.executable, str(WORKER), str(spec)]
     log = open(folder / "worker.log", "w")
     try:
-        return subprocess.Popen(command, cwd=tree, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        return subprocess.Popen(command, cwd=tree.cwd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
     finally:
         log.close()
 
 
-def count_trees(sides: dict[str, tuple[Path, list[str]]], rows: list[dict], plan: InstructionPlan,
+def count_trees(sides: dict[str, tuple[Any, list[str]]], rows: list[dict], plan: InstructionPlan,
                 workdir: Path, timeout_s: float = LAYER_TIMEOUT_S) -> dict[str, TreeCounts]:
-    """One Valgrind process per side (``{side: (tree, variants)}``), all at once; their counts."""
+    """One Valgrind process per side (``{side: (tree, variants)}``, a tree an ``ab.Tree`` or a folder that is
+    both its code and its cwd), all at once; their counts."""
+    from .ab import as_tree
+
     require_valgrind()
     started = time.perf_counter()
+    trees = {side: as_tree(tree) for side, (tree, _) in sides.items()}
     procs = {}
     try:
-        for side, (tree, variants) in sides.items():
+        for side, (_, variants) in sides.items():
             folder = workdir / side
             folder.mkdir(parents=True)
-            procs[side] = (_launch(tree, folder, _spec(folder, rows, variants, plan)), folder, tree)
+            procs[side] = (_launch(trees[side], folder, _spec(folder, rows, variants, plan)), folder)
         out = {}
-        for side, (proc, folder, tree) in procs.items():
+        for side, (proc, folder) in procs.items():
             left_s = max(1.0, timeout_s - (time.perf_counter() - started))
             try:
                 code = proc.wait(left_s)
             except subprocess.TimeoutExpired:
                 raise EnvironmentProblem(f"side {side}: Valgrind did not finish within {timeout_s:.0f} s") from None
-            out[side] = _read_side(side, folder, tree, code, time.perf_counter() - started)
+            out[side] = _read_side(side, folder, trees, code, time.perf_counter() - started)
         return out
     finally:
-        for proc, _, _ in procs.values():
+        for proc, _ in procs.values():
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
 
 
-def _read_side(side: str, folder: Path, tree: Path, code: int, wall_s: float) -> TreeCounts:
+def _read_side(side: str, folder: Path, trees: dict, code: int, wall_s: float) -> TreeCounts:
+    from .ab import check_imports
+
     manifest = folder / "manifest.json"
     if code != 0 or not manifest.exists():
         log = (folder / "worker.log").read_text(errors="replace")
@@ -224,8 +229,7 @@ def _read_side(side: str, folder: Path, tree: Path, code: int, wall_s: float) ->
         tail = " ".join(" ".join(lines[-6:]).split())[-STDERR_TAIL_CHARS:]
         raise EnvironmentProblem(f"side {side}: the Valgrind worker failed (exit {code}): {tail or 'no output'}")
     info = json.loads(manifest.read_text())
-    if not Path(info["mlp_file"]).is_relative_to(Path(tree).resolve()):
-        raise EnvironmentProblem(f"side {side} imported mlp from {info['mlp_file']}, not from {tree}")
+    check_imports(side, trees[side], info, trees)
     totals = [read_total(folder / f"{CALLGRIND_OUT}.{i + 1}") for i in range(len(info["dumps"]))]
     return TreeCounts(side, folder, info["dumps"], totals, info["case_times"], wall_s)
 
@@ -318,11 +322,12 @@ class InstructionLayer:
 
 
 def run_layer(against: str, rows: list[dict], labels: list[tuple[str, str]], injections: Sequence[str],
-              plan: InstructionPlan) -> InstructionLayer:
+              plan: InstructionPlan, user_repo: Path | None = None) -> InstructionLayer:
     """REF (side A, clean) and this tree (side B) counted at once.
 
     B counts ``injections[0]`` when one is given ("none": the clean tree); given several (a
-    campaign), B counts the clean tree and each of them in its one process.
+    campaign), B counts the clean tree and each of them in its one process. ``user_repo`` (``--suite``):
+    REF and the working tree are the user's repository's, counted with this mlpbench on both sides.
     """
     import torch
 
@@ -332,10 +337,8 @@ def run_layer(against: str, rows: list[dict], labels: list[tuple[str, str]], inj
     require_valgrind()
     started = time.perf_counter()
     b_variants = ["none"] + [v for v in injections if v != "none"] if len(injections) > 1 else list(injections)
-    with ab.sigterm_as_interrupt(), ab.worktree(ab.tree_root(), against) as ref_tree, \
-            _workdir() as workdir:
-        counted = count_trees({"A": (ref_tree, ["none"]), "B": (ab.tree_root(), b_variants)}, rows, plan,
-                              workdir)
+    with ab.sigterm_as_interrupt(), ab.sides(against, user_repo) as trees, _workdir() as workdir:
+        counted = count_trees({"A": (trees["A"], ["none"]), "B": (trees["B"], b_variants)}, rows, plan, workdir)
         results = compare(counted["A"], counted["B"], labels, b_variants)
     return InstructionLayer(results, against, plan, cpu_model(), torch.__version__, time.perf_counter() - started,
                             {s: c.wall_s for s, c in counted.items()}, {s: c.case_times for s, c in counted.items()})

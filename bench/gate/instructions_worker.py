@@ -3,9 +3,10 @@
 ``bench.gate.instructions`` starts this file as
 ``valgrind --tool=callgrind --instr-atstart=no --collect-atstart=no ... python instructions_worker.py SPEC``
 with ``PYTHONPATH`` pointing at the tree under test (REF's temporary worktree or the
-working tree). ``import torch`` runs uninstrumented (about 17 s here instead of ~50 s);
-then the worker switches instrumentation on with ``callgrind_control -i on`` (which also
-proves it runs under Callgrind), builds each case, warms it up, and counts each phase
+working tree). ``import torch`` runs uninstrumented (about 17 s here instead of ~50 s), and
+so do the first case's build and warm-up; just before the first counted region the worker
+switches instrumentation on with ``callgrind_control -i on`` (which also proves it runs under
+Callgrind); it then builds each further case, warms it up, and counts each phase
 with collection switched on only around the measured calls, by torch's own client
 requests (``torch._C._valgrind_toggle`` / ``_valgrind_toggle_and_dump_stats``, as
 ``torch.utils.benchmark``'s ``collect_callgrind`` does). Every measured region ends in
@@ -116,9 +117,10 @@ def _no_gc():
 
 
 def count_all(spec: dict[str, Any], dumped: Callable[[dict[str, Any]], None],
-              timed: Callable[[dict[str, Any]], None]) -> None:
+              timed: Callable[[dict[str, Any]], None], instrument: Callable[[], None] = lambda: None) -> None:
     """Every variant x case x repeat x phase of SPEC; ``dumped`` hears of each dump in order,
-    ``timed`` of each case's wall time under Valgrind (build, warm-up and counting)."""
+    ``timed`` of each case's wall time under Valgrind (build, warm-up and counting). ``instrument`` is
+    called before each case's first counted region (``main``: the first call switches instrumentation on)."""
     import torch
     from bench.cases import Case  # the tree under test's
 
@@ -128,22 +130,20 @@ def count_all(spec: dict[str, Any], dumped: Callable[[dict[str, Any]], None],
         for index, row in enumerate(spec["cases"]):
             started = time.perf_counter()
             case = worker.inject_case(Case.from_row(row), variant)
-            torch.manual_seed(SEED)
-            step = worker._build_step(case)
-            worker.inject_step(step, variant)
-            gen = torch.Generator().manual_seed(SEED)
-            pool = [case.make_batch(gen) for _ in range(worker._load_instrument("clocks").BATCH_POOL)]
-            for i in range(spec["warmup_steps"]):
-                step.step(*pool[i % len(pool)])
-            counter = Counter(torch, step, pool, spec["steps"])
-            for repeat in range(spec["repeats"]):
-                def region(phase: str, repeat: int = repeat) -> None:
-                    steps = spec["steps"] if phase == "step" else 1
-                    dumped({"variant": variant, "case": index, "label": case.label, "phase": phase,
-                            "repeat": repeat, "steps": steps})
+            step, pool = worker.case_step(case, variant, SEED)  # as the timing worker builds it
+            with worker.case_precision(case):
+                for i in range(spec["warmup_steps"]):
+                    step.step(*pool[i % len(pool)])
+                instrument()
+                counter = Counter(torch, step, pool, spec["steps"])
+                for repeat in range(spec["repeats"]):
+                    def region(phase: str, repeat: int = repeat) -> None:
+                        steps = spec["steps"] if phase == "step" else 1
+                        dumped({"variant": variant, "case": index, "label": case.label, "phase": phase,
+                                "repeat": repeat, "steps": steps})
 
-                counter.phases(region)
-                counter.whole_steps(region)
+                    counter.phases(region)
+                    counter.whole_steps(region)
             timed({"variant": variant, "case": index, "wall_s": time.perf_counter() - started})
 
 
@@ -151,11 +151,24 @@ def main(spec_path: str) -> int:
     spec = json.loads(Path(spec_path).read_text())
     import torch  # uninstrumented: the slowest part under Valgrind
 
-    instrument_on()
+    switched: list[bool] = []
+
+    def instrument() -> None:
+        # On just before the first counted region: imports, the first build and its warm-up steps run
+        # uninstrumented too (Ir counts only what runs inside the collected regions, so they are unchanged;
+        # on a loaded 2-core box this start-up took most of a one-case layer's minutes).
+        if not switched:
+            instrument_on()
+            switched.append(True)
+
     dumps: list[dict[str, Any]] = []
     case_times: list[dict[str, Any]] = []
-    count_all(spec, dumps.append, case_times.append)
+    count_all(spec, dumps.append, case_times.append, instrument)
+    from bench.cases import Case
+
+    cases = [Case.from_row(row) for row in spec["cases"]]
     info = {"torch": torch.__version__, "mlp_file": str(Path(sys.modules["mlp"].__file__).resolve()),
+            "labels": [c.label for c in cases], "model_files": [_gate_worker().model_source(c)[0] for c in cases],
             "dumps": dumps, "case_times": case_times}
     tmp = Path(spec["manifest"] + ".tmp")
     tmp.write_text(json.dumps(info))

@@ -125,23 +125,23 @@ class Suite:
         torch, case = self.torch, self.cases[index]
         if self.steps[index] is not None:
             self._retired.append((self.steps[index], self.pools[index]))
-        torch.manual_seed(seed)
-        step = _build_step(case)
-        inject_step(step, self.inject)
-        gen = torch.Generator().manual_seed(seed)
-        self.steps[index] = step
-        self.pools[index] = [case.make_batch(gen) for _ in range(self.clocks.BATCH_POOL)]
+        self.steps[index], self.pools[index] = case_step(case, self.inject, seed)
 
     def info(self) -> dict[str, Any]:
         import mlp
 
+        sources = [model_source(c) for c in self.cases]
         return {"mlp_file": str(Path(mlp.__file__).resolve()), "torch": self.torch.__version__,
                 "labels": [c.label for c in self.cases], "case_ids": [c.case_id for c in self.cases],
+                "model_files": [f for f, _ in sources], "model_shas": [sha for _, sha in sources],
                 "step_matmul_flops": [_step_flops(step.model, c) for step, c in zip(self.steps, self.cases)]}
 
     def counters(self) -> list[dict[str, Any]]:
-        return [self._counters.count_step(step, case, pool[0]).to_dict()
-                for step, case, pool in zip(self.steps, self.cases, self.pools)]
+        out = []
+        for step, case, pool in zip(self.steps, self.cases, self.pools):
+            with case_precision(case):
+                out.append(self._counters.count_step(step, case, pool[0]).to_dict())
+        return out
 
     def warm_up(self, index: int) -> float:
         """Steps until ``warmup_s`` has passed (and at least a few); returns the last seconds per step."""
@@ -159,22 +159,69 @@ class Suite:
         def train_step(i: int) -> None:
             step.step(*pool[i % clocks.BATCH_POOL])
 
-        with clocks.torch_threads(case.threads):
+        with clocks.torch_threads(case.threads), case_precision(case):
             for i in range(lead_steps):
                 train_step(i)
             return clocks.time_block(train_step, iters, clocks.clock_for(self.torch.device(case.device)))
 
 
-def _build_step(case):
+def case_step(case, inject: str, seed: int) -> tuple[Any, list]:
+    """The case's step (weights from ``seed``, ``inject`` applied) and its batch pool (from ``seed``, stored as
+    the step reads them), built the way ``mlpbench run`` builds them (``build_step``: the optimiser's
+    ``optimizer_args`` and every step knob). A compiled case starts from a clean dynamo cache, as the runner's
+    ``case_context`` does: without a reset, a rebuilt step past dynamo's recompile limit would run eager."""
+    import torch
+
+    if getattr(case, "compiled", False):
+        torch._dynamo.reset()
+    torch.manual_seed(seed)
+    step = build_step(case)
+    inject_step(step, inject)
+    gen = torch.Generator().manual_seed(seed)
+    prepare = getattr(step, "prepare", lambda x, y: (x, y))  # older trees' steps read the batch as drawn
+    pool = [prepare(*case.make_batch(gen)) for _ in range(_load_instrument("clocks").BATCH_POOL)]
+    return step, pool
+
+
+def build_step(case):
     """The tree's own ``bench.timing.build_step`` when it has one, else the plain ``mlp.TrainStep``."""
     try:
-        from bench.timing import build_step
+        from bench.timing import build_step as tree_build_step
     except ImportError:
         import mlp
 
         return mlp.TrainStep(case.build_model(), loss=case.loss, optimizer=case.optimizer, precision=case.dtype,
                              device=case.device)
-    return build_step(case)
+    return tree_build_step(case)
+
+
+def case_precision(case):
+    """The case's matmul precision (tf32 allows TF32 matmuls) for the block, as the runner sets it; nothing in
+    trees whose ``mlp`` has no ``matmul_precision``."""
+    import contextlib
+
+    import mlp
+
+    if not hasattr(mlp, "matmul_precision"):
+        return contextlib.nullcontext()
+    return mlp.matmul_precision(mlp.Precision(case.dtype))
+
+
+def model_source(case) -> tuple[str, str]:
+    """(file, source hash) of a user's model case (``--model``), ("", "") for a built-in network: the
+    coordinator checks that each side measured its own checkout's model."""
+    if not getattr(case, "model", ""):
+        return "", ""
+    import inspect
+
+    from bench import plugin
+
+    factory = plugin.resolve(case.model)
+    try:
+        source = inspect.getsourcefile(factory.target) or ""
+    except TypeError:
+        source = ""
+    return (str(Path(source).resolve()) if source else ""), factory.source_sha
 
 
 def _step_flops(model, case) -> int:

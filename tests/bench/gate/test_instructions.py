@@ -72,9 +72,9 @@ def test_foreach_injection_keeps_the_optimiser_and_its_numbers() -> None:
     """fused -> foreach: same class and hyper-parameters; one step updates the weights as the fused one does."""
     case = Case(width=16, depth=1, batch=4, optimizer="adam", threads=1)
     torch.manual_seed(0)
-    fused = gate_worker._build_step(case)
+    fused = gate_worker.build_step(case)
     torch.manual_seed(0)
-    foreach = gate_worker._build_step(case)
+    foreach = gate_worker.build_step(case)
     gate_worker.inject_step(foreach, "foreach-optim")
     assert fused.optimizer.defaults["fused"] and type(foreach.optimizer) is type(fused.optimizer)
     assert foreach.optimizer.defaults["foreach"] and not foreach.optimizer.defaults["fused"]
@@ -91,7 +91,7 @@ def test_python_overhead_injection_adds_python_only() -> None:
     from collections import Counter
 
     case = Case(width=16, depth=1, batch=4, threads=1)
-    step = gate_worker._build_step(case)
+    step = gate_worker.build_step(case)
     x, _ = case.make_batch(torch.Generator().manual_seed(1))
     step.forward(x)  # first call: lazy initialisation
 
