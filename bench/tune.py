@@ -1,7 +1,6 @@
 """``mlpbench tune``: which fastest-step knob gets a case how much closer to its limit.
 
-For each base case (the case flags' grid today; a sweep file's list of cases plugs into ``plan_tune``),
-the plan is:
+For each base case (the case flags' grid, or every case of a sweep file, each reset to eager), the plan is:
 
 * a **chain**: eager, then each knob that applies on this device added to the one before
   (``CHAIN``: bf16 parameters, the fused epilogue, ``torch.compile`` of the model, the whole step
@@ -12,9 +11,15 @@ the plan is:
   backward, a dtype with nothing to cast).
 
 Every case is measured by the runner into one run folder (``bench.runner.run_sweep``, the same engine
-as ``mlpbench run``, with ``--max-run-s``); meta.json's ``tune`` key holds the plan. Then
-``bench.report.tune`` finds the fastest, prints the table and the command that reproduces it, and
-draws ``plots/tune.png``.
+as ``mlpbench run``, with ``--max-run-s``); meta.json's ``tune`` key holds the plan. That screening pass
+measures the cases one after the other, and a shared machine drifts between them (the same FashionMNIST
+case read 4.22, 3.73 and 2.94 ms within five minutes on the 2-core EPYC): a ranking of separate medians
+picked eager once where a compiled step was 20% faster. So the **finalists** (the ``FINALISTS`` fastest
+knob cases of each base) are then re-measured against eager **interleaved** in one process, as
+``compare --confirm`` and the gate do (``bench.confirm.interleaved``: round-robin blocks, a paired
+interval), into ``tune_confirm.json``. Then ``bench.report.tune`` recommends the finalist that is faster
+than eager beyond noise (or eager, saying that no knob is), prints the table and the command that
+reproduces it, and draws ``plots/tune.png``.
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ from .flags import add_case_arguments, case_overrides, seconds_budget
 TUNE_PRESET = "tune"
 DEFAULT_MAX_CASE_S = 60.0  # like a sweep of flags alone
 DEFAULT_COMPILE_MODE = "default"
+FINALISTS = 2  # the fastest knob cases of the screening pass, re-measured interleaved against eager
+CONFIRM_FILE = "tune_confirm.json"
 
 
 @dataclass(frozen=True)
@@ -138,6 +145,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = ("Measure the fastest-step knobs (bf16 parameters, fused epilogue, compile of the model "
                           "and of the whole step, a whole-step CUDA graph) on one case or a grid, report the "
                           "fastest, draw the waterfall (plots/tune.png) and print the command that reproduces it.")
+    parser.add_argument("sweep", nargs="?", type=Path, metavar="SWEEP_FILE",
+                        help="tune every case of a sweep file (docs/your-model.md, 'Sweep files'); its knob "
+                             "settings are reset to eager, and the case flags override its grids")
     add_case_arguments(parser)
     parser.add_argument("--out", type=Path, help="run folder (default: results/runs/<run-id>-tune/)")
     parser.add_argument("--repeats", type=int, help="samples per case (default 12)")
@@ -146,16 +156,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-run-s", metavar="SECONDS",
                         help="run budget: the chains first, then the other combinations, while time is left")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no-confirm", action="store_true",
+                        help=f"rank by the screening pass alone: skip re-measuring the {FINALISTS} fastest knob "
+                             "cases against eager interleaved (faster, but a drifting machine can misrank them)")
 
 
-def base_cases(overrides: dict[str, tuple]) -> list:
-    """The base cases of the case flags (a grid over the defaults; every available device unless --device)."""
+def base_cases(overrides: dict[str, tuple], sweep=None) -> list:
+    """The base cases of a sweep (``bench.cases.Sweep``, from a sweep file) or of the case flags (a grid over the
+    defaults), every available device unless --device (or the file) says; each reset to eager, listed once."""
     from .cases import Sweep, available_devices
 
     overrides = {k: v for k, v in overrides.items() if k not in KNOB_FIELDS}
-    if "device" not in overrides:
+    sweep = sweep if sweep is not None else Sweep(TUNE_PRESET, ({},), all_devices=True)
+    if "device" not in overrides and sweep.all_devices:
         overrides["device"] = available_devices()
-    return Sweep(TUNE_PRESET, ({},)).cases(overrides)
+    eager = {"compile": "none", "compile_scope": "model", "cuda_graph": "none", "param_dtype": "fp32",
+             "epilogue": "none"}
+    return list(dict.fromkeys(case.with_(**eager) for case in sweep.cases(overrides)))
 
 
 def command(args) -> int:
@@ -163,7 +180,7 @@ def command(args) -> int:
     from .env import busy_warning
     from .report.tune import tune_report
     from .runner import run_sweep
-    from .runs import claim_run_dir, load_run, new_run_dir
+    from .runs import claim_run_dir, load_run, new_run_dir, write_json
     from .timing import TimingConfig
 
     overrides = case_overrides(args)
@@ -174,14 +191,19 @@ def command(args) -> int:
     modes = [m for m in overrides.get("compile", (DEFAULT_COMPILE_MODE,)) if Case(compile=m).compiled]
     if len(modes) != 1:
         raise UsageError("tune --compile takes one compile mode to try (e.g. default, max-autotune)")
+    from .cases import sweep_from_file
+
+    sweep = sweep_from_file(args.sweep) if args.sweep is not None else None  # a bad file: its one-line error
     config_args = {k: v for k, v in (("repeats", args.repeats), ("warmup_s", args.warmup_s)) if v is not None}
-    max_case_s = seconds_budget(args.max_case_s, "max-case-s") if args.max_case_s is not None else DEFAULT_MAX_CASE_S
-    max_run_s = seconds_budget(args.max_run_s, "max-run-s") if args.max_run_s is not None else None
+    max_case_s = seconds_budget(args.max_case_s, "max-case-s") if args.max_case_s is not None else (
+        sweep.max_case_s if sweep is not None and sweep.max_case_s is not None else DEFAULT_MAX_CASE_S)
+    max_run_s = seconds_budget(args.max_run_s, "max-run-s") if args.max_run_s is not None else (
+        sweep.max_run_s if sweep is not None else None)
     try:
         config = TimingConfig(**config_args, max_case_s=max_case_s)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    plans = [plan_tune(base, modes[0]) for base in base_cases(overrides)]
+    plans = [plan_tune(base, modes[0]) for base in base_cases(overrides, sweep)]
     if not plans:
         raise UsageError("the case flags give no case to tune")
     cases = measuring_order(plans)
@@ -202,8 +224,47 @@ def command(args) -> int:
         print(f"\nmlpbench tune: interrupted; finished cases are saved in {out_dir}", file=sys.stderr)
         return EXIT_INTERRUPTED
     run = load_run(out_dir)
+    if not args.no_confirm:
+        try:
+            write_json(out_dir / CONFIRM_FILE, confirm_finalists(run, plans))
+        except KeyboardInterrupt:
+            print(f"\nmlpbench tune: interrupted while confirming; the screening pass is saved in {out_dir}",
+                  file=sys.stderr)
+            return EXIT_INTERRUPTED
     print(tune_report(run, out_dir))
     steps = run.summary[run.summary["phase"] == "step"]
     measured = int((steps["status"] == "ok").sum())
     print(f"mlpbench tune: {measured} of {len(steps)} cases measured; {out_dir}/tune.md, {out_dir}/plots/tune*.png")
     return 0
+
+
+def finalists(summary, plan: TunePlan, limit: int = FINALISTS) -> list[str]:
+    """The case ids of the ``limit`` fastest knob cases of ``plan`` that the screening pass measured."""
+    steps = summary[(summary["phase"] == "step") & (summary["status"] == "ok")]
+    medians = dict(zip(steps["case_id"], steps["median_s"]))
+    eager = plan.base.case_id
+    ids = [c.case_id for c in plan.cases if c.case_id != eager and c.case_id in medians]
+    return sorted(ids, key=lambda cid: medians[cid])[:limit] if eager in medians else []
+
+
+def confirm_finalists(run, plans: list[TunePlan]) -> list[dict]:
+    """Each plan's finalists against its eager case, interleaved in one process (``bench.confirm.interleaved``):
+    the time ratio finalist/eager with its paired interval and the gate's verdict."""
+    from .confirm import case_row, interleaved
+    from .gate.ab import tree_root
+
+    out = []
+    for plan in plans:
+        chosen = finalists(run.summary, plan)
+        if not chosen:
+            continue
+        eager = case_row(run.summary, plan.base.case_id)
+        print(f"mlpbench tune: {plan.base.label}: {len(chosen)} finalist(s) against eager, interleaved",
+              file=sys.stderr)
+        results = interleaved([eager] * len(chosen), [case_row(run.summary, cid) for cid in chosen],
+                              tree_root(), tree_root())
+        out.append({"base": plan.base.case_id, "finalists": [
+            {"case_id": cid, "ratio": r.ratio, "ci_low": r.ci_low, "ci_high": r.ci_high, "verdict": r.verdict.value,
+             "eager_s": r.median_a_s, "median_s": r.median_b_s, "confidence": r.confidence, "rounds": r.n_b}
+            for cid, r in zip(chosen, results)]})
+    return out

@@ -1,7 +1,10 @@
 """What ``mlpbench tune`` found, read from its run folder: the table, the fastest case, the waterfall.
 
 The plan (meta.json's ``tune`` key, written by ``bench.tune``) names each base case's chain (eager,
-then one knob added at a time) and every case measured for it. Each bar's share of the limit is the
+then one knob added at a time) and every case measured for it. ``tune_confirm.json`` holds the finalists
+re-measured against eager interleaved: where it exists, the recommendation is the finalist faster than
+eager beyond noise there (the gate's verdict on a paired interval), or eager when none is; the screening
+medians alone would rank cases measured minutes apart on a drifting machine. Each bar's share of the limit is the
 one that bounds the eager case: the same-run matmul ceiling (MFU) for a compute-bound case, else the
 speed-of-light floor (``sol_fraction``: floor / step). A whole-step CUDA graph is charged no host
 dispatch in its floor; a compiled step is charged its eager op count (docs/design.md).
@@ -9,8 +12,9 @@ dispatch in its floor; a compiled step is charged its eager op count (docs/desig
 
 from __future__ import annotations
 
+import json
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
@@ -22,6 +26,7 @@ from .markdown import PLOTS_DIR
 
 FIGURE = "tune.png"
 TEXT = "tune.md"
+CONFIRM_FILE = "tune_confirm.json"  # written by bench.tune (CONFIRM_FILE there): reporting imports no measuring
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,8 @@ class Result:
     measured: list  # every case of the plan, as bars (label: the case's own)
     skipped: list  # [(knob, reason)]
     flags: dict  # case_id -> mlpbench run flags
+    confirmed: list | None = None  # the finalists against eager, interleaved (None: not re-measured)
+    bars_by_id: dict = field(default_factory=dict)
 
     @property
     def eager(self) -> Bar:
@@ -50,8 +57,15 @@ class Result:
 
     @property
     def best(self) -> Bar | None:
+        """The recommendation: the confirmed finalist faster than eager beyond noise (the lowest ratio), else
+        eager; without a confirmation, the least screening median."""
         ok = [b for b in self.measured if b.status == Status.OK.value and b.median_s > 0]
-        return min(ok, key=lambda b: b.median_s) if ok else None
+        if self.confirmed is None or not ok:
+            return min(ok, key=lambda b: b.median_s) if ok else None
+        faster = [f for f in self.confirmed if f["verdict"] == "improvement"]
+        if faster:
+            return self.bars_by_id[min(faster, key=lambda f: f["ratio"])["case_id"]]
+        return self.eager if self.eager.status == Status.OK.value else min(ok, key=lambda b: b.median_s)
 
     def command(self, bar: Bar) -> str:
         return f"mlpbench run {self.flags[bar.case_id]}"
@@ -75,6 +89,7 @@ def _share_name(eager: dict | None) -> str:
 def results(run: Run) -> list[Result]:
     """One result per base case of the run's tune plan (none for a run without one)."""
     steps = _steps(run)
+    confirmations = read_confirmations(run)
     out = []
     for plan in run.meta.get("tune") or []:
         eager = steps.get(plan["chain"][0][1])
@@ -89,9 +104,19 @@ def results(run: Run) -> list[Result]:
 
         chain = [bar(label, case_id) for label, case_id in plan["chain"]]
         measured = [bar(steps.get(cid, {}).get("label", cid), cid) for cid in plan["cases"]]
+        confirmed = confirmations.get(plan["base"]) if confirmations is not None else None
         out.append(Result(plan["base_label"], share_name, chain, measured, [tuple(s) for s in plan["skipped"]],
-                          plan["flags"]))
+                          plan["flags"], confirmed if confirmations is None else (confirmed or []),
+                          {b.case_id: b for b in measured}))
     return out
+
+
+def read_confirmations(run: Run) -> dict | None:
+    """base case id -> its finalists re-measured interleaved (``tune_confirm.json``); None without the file."""
+    path = Path(run.path) / CONFIRM_FILE
+    if not path.is_file():
+        return None
+    return {entry["base"]: entry["finalists"] for entry in json.loads(path.read_text())}
 
 
 def _share_text(bar: Bar, name: str) -> str:
@@ -110,18 +135,48 @@ def result_lines(result: Result) -> list[str]:
                      "step": time_text(bar.median_s) if math.isfinite(bar.median_s) else "",
                      "vs eager": f"{speedup:.2f}x" if math.isfinite(speedup) else "",
                      result.share_name: pct(bar.share) if math.isfinite(bar.share) else ""})
-    lines = [f"### {result.base_label}", "", table(rows), ""]
+    lines = [f"### {result.base_label}", "", "Screening pass (each case measured in turn):", "", table(rows), ""]
     lines += [f"- skipped, {knob}: {reason}" for knob, reason in result.skipped]
+    lines += confirmation_lines(result)
     best = result.best
     if best is None:
         lines.append("- no case was measured: nothing to recommend")
+        return lines + [""]
+    chosen = next((f for f in result.confirmed or [] if f["case_id"] == best.case_id), None)
+    if chosen is not None:
+        lines.append(f"- fastest: {best.case_label}, {1 / chosen['ratio']:.2f}x eager "
+                     f"[{1 / chosen['ci_high']:.2f}, {1 / chosen['ci_low']:.2f}] interleaved "
+                     f"({time_text(chosen['median_s'])} against {time_text(chosen['eager_s'])} per step), "
+                     f"{_share_text(best, result.share_name)} in the screening pass")
+    elif result.confirmed is not None and best.case_id == result.eager.case_id:
+        lines.append(f"- fastest: eager ({best.case_label}): no knob was faster than eager beyond noise when "
+                     "re-measured interleaved")
     else:
         speedup = eager_s / best.median_s if math.isfinite(eager_s) else math.nan
-        lines += [f"- fastest: {best.case_label}, {time_text(best.median_s)} per step"
-                  + (f", {speedup:.2f}x eager" if math.isfinite(speedup) else "")
-                  + f", {_share_text(best, result.share_name)}",
-                  f"- reproduce it: `{result.command(best)}`"]
+        lines.append(f"- fastest: {best.case_label}, {time_text(best.median_s)} per step"
+                     + (f", {speedup:.2f}x eager" if math.isfinite(speedup) else "")
+                     + f", {_share_text(best, result.share_name)} (screening pass only: not re-measured)")
+    lines.append(f"- reproduce it: `{result.command(best)}`")
     return lines + [""]
+
+
+def confirmation_lines(result: Result) -> list[str]:
+    """The finalists against eager, interleaved: the ratio eager/finalist (a speedup) and what it says."""
+    if result.confirmed is None:
+        return []
+    if not result.confirmed:
+        return ["", "Interleaved re-measurement: no knob case was measured, nothing to confirm.", ""]
+    rows = []
+    for f in result.confirmed:
+        word = {"improvement": "faster", "regression": "slower"}.get(f["verdict"],
+                                                                       "indistinguishable from eager within noise")
+        rows.append({"case": result.bars_by_id[f["case_id"]].case_label,
+                     "eager": time_text(f["eager_s"]), "this": time_text(f["median_s"]),
+                     "speedup": f"{1 / f['ratio']:.3f}x", "interval": f"[{1 / f['ci_high']:.3f}, {1 / f['ci_low']:.3f}]",
+                     "verdict": word})
+    level = result.confirmed[0].get("confidence", 0.99)
+    return ["", f"Finalists against eager, interleaved in one process ({result.confirmed[0].get('rounds', '')} "
+            f"blocks a side, paired {level:.0%} interval of the speedup):", "", table(rows), ""]
 
 
 def waterfall(result: Result, path: Path) -> Path:

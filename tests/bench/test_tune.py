@@ -86,7 +86,7 @@ def test_tune_writes_its_run_figure_and_a_command_that_reproduces_a_measured_cas
     out = tmp_path / "tune"
     argv = ["--width", "32", "--depth", "1", "--batch", "16", "--dtype", "bf16", "--threads", "1"]
     assert cli_main(["tune", *argv, "--repeats", "3", "--warmup-s", "0.02", "--max-run-s", "25",
-                     "--no-progress", "--out", str(out)]) == 0
+                     "--no-progress", "--no-confirm", "--out", str(out)]) == 0  # the confirmation: e2e below
     text = capsys.readouterr().out
     assert (out / "plots" / "tune.png").stat().st_size > 0 and (out / "tune.md").exists()
     run = load_run(out)
@@ -172,3 +172,99 @@ def test_the_report_picks_the_fastest_measured_case_and_the_bound_that_names_its
     text = tune_report(run, tmp_path)
     assert f"`mlpbench run {plan.chain[3][1].cli_flags()}`" in text
     assert (tmp_path / "plots" / "tune.png").stat().st_size > 0
+
+
+@pytest.mark.e2e
+def test_the_confirmed_best_reproduces_within_noise_when_re_measured_interleaved(tmp_path, capsys):
+    """tune's finalists are re-measured against eager interleaved; its printed command, measured again against
+    eager in a second interleaved measurement (bench.confirm, the gate's workers), gives a speedup whose interval
+    overlaps the one tune reported: the claim is a ratio that survives the machine's drift, not a time."""
+    import json
+
+    from bench import confirm
+    from bench.gate.ab import tree_root
+
+    out = tmp_path / "tune"
+    argv = ["--width", "64", "--depth", "2", "--batch", "64", "--dtype", "bf16", "--threads", "1"]
+    assert cli_main(["tune", *argv, "--repeats", "3", "--warmup-s", "0.02", "--max-run-s", "30",
+                     "--no-progress", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    (entry,) = json.loads((out / tune.CONFIRM_FILE).read_text())
+    assert len(entry["finalists"]) == tune.FINALISTS and "interleaved in one process" in text
+    for f in entry["finalists"]:
+        assert f["ci_low"] <= f["ratio"] <= f["ci_high"] and f["eager_s"] > 0 and f["median_s"] > 0
+    command = next(line for line in text.splitlines() if "reproduce it:" in line).split("`")[1]
+    run = load_run(out)
+    summary = run.summary
+    (plan,) = run.meta["tune"]
+    best_id = next(cid for cid, flags in plan["flags"].items() if command == f"mlpbench run {flags}")
+    eager_id = entry["base"]
+    if best_id == eager_id:  # no knob beat eager: the claim is that none is faster
+        assert all(f["verdict"] != "improvement" for f in entry["finalists"])
+        return
+    claim = next(f for f in entry["finalists"] if f["case_id"] == best_id)
+    row = lambda cid: confirm.case_row(summary, cid)  # noqa: E731
+    (again,) = confirm.interleaved([row(eager_id)], [row(best_id)], tree_root(), tree_root())
+    assert again.ci_low <= claim["ci_high"] and claim["ci_low"] <= again.ci_high, (claim, again)
+
+
+
+def test_the_recommendation_follows_the_interleaved_verdict_not_the_screening_median(tmp_path):
+    """Screening medians from cases measured minutes apart say case 3 is fastest; the interleaved re-measurement
+    says case 1 is faster than eager beyond noise and case 3 is not: case 1 is recommended. With no finalist
+    faster, eager is."""
+    import json
+
+    import pandas as pd
+
+    from bench.report.tune import results, tune_report
+    from bench.runs import Run, RunMeta
+
+    plan = tune.plan_tune(Case(width=32, depth=1, batch=16, dtype="bf16"))
+    medians = [4e-3, 3e-3, 2.5e-3, 1e-3] + [5e-3] * (len(plan.cases) - 4)
+    rows = [{"case_id": c.case_id, "label": c.label, "phase": "step", "status": "ok", "reason": "",
+             "median_s": t, "mfu": 0.1, "sol_fraction": 0.1, "sol_bound": "memory"}
+            for c, t in zip(plan.cases, medians)]
+    run = Run(tmp_path, pd.DataFrame(rows), pd.DataFrame(), RunMeta(extra={"tune": [plan.as_dict()]}))
+    one, three = plan.cases[1].case_id, plan.cases[3].case_id
+
+    def confirmed(verdict_one: str, verdict_three: str) -> None:
+        finalists = [{"case_id": cid, "ratio": ratio, "ci_low": ratio * 0.95, "ci_high": ratio * 1.05,
+                      "verdict": verdict, "eager_s": 4e-3, "median_s": 4e-3 * ratio, "confidence": 0.99, "rounds": 20}
+                     for cid, ratio, verdict in ((three, 0.97, verdict_three), (one, 0.8, verdict_one))]
+        (tmp_path / tune.CONFIRM_FILE).write_text(json.dumps([{"base": plan.base.case_id, "finalists": finalists}]))
+
+    confirmed("improvement", "pass")
+    (result,) = results(run)
+    assert result.best.case_id == one
+    text = tune_report(run, tmp_path)
+    assert f"`mlpbench run {plan.cases[1].cli_flags()}`" in text and "1.25x eager [1.19, 1.32] interleaved" in text
+    confirmed("pass", "pass")
+    (result,) = results(run)
+    assert result.best.case_id == plan.base.case_id
+    assert "no knob was faster than eager beyond noise" in tune_report(run, tmp_path)
+    (tmp_path / tune.CONFIRM_FILE).unlink()  # --no-confirm: the screening pass alone
+    (result,) = results(run)
+    assert result.best.case_id == three
+
+
+def test_a_sweep_file_s_cases_are_the_bases_reset_to_eager_and_listed_once(tmp_path):
+    """Every case of the file is a base; a knob it sets is reset (tune varies the knobs itself), so a compiled and
+    an eager grid of the same case are one base, and the file's budgets become tune's."""
+    from bench.cases import sweep_from_file
+
+    path = tmp_path / "ffn.toml"
+    path.write_text('all_devices = false\nmax_run_s = 90\n\n[[grid]]\nnetwork = "ffn"\nwidth = [32, 64]\n'
+                    'batch = 16\n\n[[grid]]\nnetwork = "ffn"\nwidth = 32\nbatch = 16\ncompile = "default"\n')
+    bases = tune.base_cases({"threads": (1,)}, sweep_from_file(path))
+    assert bases == [Case(network="ffn", width=w, batch=16, threads=1) for w in (32, 64)]
+    assert all(tune.plan_tune(b).base == b for b in bases)
+
+
+def test_a_bad_sweep_file_is_one_line_naming_the_file_and_nothing_runs(tmp_path, capsys):
+    path = tmp_path / "bad.toml"
+    path.write_text('[[grid]]\nwidht = 32\n')
+    assert cli_main(["tune", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "bad.toml" in err and "widht" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "out").exists()
