@@ -246,7 +246,9 @@ def test_against_a_ref_measures_both_trees_and_catches_the_extra_op(source_repo,
     report = tmp_path / "ab.json"
     done = subprocess.run([sys.executable, "-m", "bench", "check", "--against", "HEAD", *FAST_TIMING,
                            "--inject-regression", "extra-op", "--json", str(report)],
-                          cwd=source_repo, env={**os.environ, "TMPDIR": str(scratch)}, capture_output=True, text=True)
+                          cwd=source_repo, capture_output=True, text=True,
+                          # torch's own inductor cache (made on `import torch._dynamo`) is not the gate's to clean
+                          env={**os.environ, "TMPDIR": str(scratch), "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "ind")})
     assert done.returncode == 1, done.stderr
     data = json.loads(report.read_text())
     suite = gate.gate_suite()
