@@ -24,12 +24,14 @@ import contextlib
 import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from . import noise
 from .errors import UsageError, sigterm_as_interrupt
-from .report import compare as report_compare
+from .report import compare_flags
+
+if TYPE_CHECKING:  # pandas and the comparison load when the command runs: `compare --help` needs neither
+    import pandas as pd
 
 MAX_CASES = 6  # re-measured per call, largest |log ratio| first: ~10 s each on a loaded 2-core box
 CONFIRM_ROUNDS = 20  # interleaved blocks per case and side (the gate's default, whose power docs/perf-gate.md measured)
@@ -38,10 +40,12 @@ CONFIRM_WARMUP_S = 0.3
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    report_compare.add_arguments(parser)
+    compare_flags.add_arguments(parser)
 
 
 def command(args: argparse.Namespace) -> int:
+    from .report import compare as report_compare
+
     return report_compare.command(args, confirm=confirm_lines)
 
 

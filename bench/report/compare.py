@@ -21,7 +21,6 @@ import math
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -247,17 +246,6 @@ def verdict_reasons(table: pd.DataFrame) -> list[str]:
 
 
 # --------------------------------------------------------------------------- CLI
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_a", help="baseline run folder (or 'latest')")
-    parser.add_argument("run_b", help="run folder to compare with it (or 'latest')")
-    parser.add_argument("--all-phases", action="store_true",
-                        help="compare forward/backward/optimizer/inference too, not only the whole step")
-    parser.add_argument("--out", type=Path, help="also write the comparison as Markdown to this file")
-    parser.add_argument("--confirm", action="store_true",
-                        help="re-measure the cases that differ, A's and B's configuration interleaved in one run "
-                             "(both built from this tree; bench.gate.confirm)")
 
 
 def command(args: argparse.Namespace, confirm=None) -> int:

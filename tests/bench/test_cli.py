@@ -90,14 +90,16 @@ print(out.getvalue() + "IMPORTED:" + ",".join(heavy))
 """
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["run", "--help"]])
-def test_help_imports_no_torch_nor_the_data_stack(argv):
-    """`mlpbench --help` took 4-5 s: every command module (torch, pandas, scipy) was imported to build the parser."""
+@pytest.mark.parametrize("argv, allowed", [(["--help"], ""), (["run", "--help"], ""), (["tune", "--help"], ""),
+                                           (["compare", "--help"], "numpy"), (["gpu-reference", "--help"], "")])
+def test_help_imports_no_torch_nor_the_data_stack(argv, allowed):
+    """`mlpbench --help` took 4-5 s: every command module (torch, pandas, scipy) was imported to build the parser;
+    `compare --help` took 4.6 s (pandas, scipy) and `gpu-reference --help` 2.0 s (pandas): now 0.2 s each."""
     proc = subprocess.run([sys.executable, "-c", HELP_PROBE, *argv], cwd=REPO, capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
     text, imported = proc.stdout.rsplit("IMPORTED:", 1)
-    assert imported.strip() == "", imported
+    assert imported.strip() == allowed, imported
     assert "usage: mlpbench" in text
 
 
