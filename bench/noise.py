@@ -13,8 +13,10 @@ its evidence in docs/design.md ("Between-run noise"):
 * ``e(run, case)`` is what is left: case by case, between runs. Its size is the robust spread (1.4826 x
   MAD) of the per-case log ratios around the factor, floored at ``CASE_NOISE_FLOOR``; with fewer than
   ``MIN_CASES_FOR_SPREAD`` cases it cannot be estimated and ``CASE_NOISE_PRIOR`` is used instead.
-* A run whose own matmul ceiling moved by more than ``DRIFT_TOLERANCE`` between its start and its end
-  had the machine change under it: no single run-level factor holds, so the comparison is inconclusive.
+* Two runs whose matmul ceilings drifted unlike between their start and their end (end/start of B over
+  end/start of A beyond ``1 + DRIFT_TOLERANCE``) had the machine change under one of them: no single
+  run-level factor holds (the cases measured before the change and after it moved apart), so the
+  comparison is inconclusive.
 * The **machine state** each run records (CPU model, torch build, threads, load average at its start
   and end, the matmul ceilings at its start and end, the memory bandwidth, the dispatch floor) says
   whether two runs can be compared at all: beyond the tolerances below, a comparison is inconclusive
@@ -69,7 +71,7 @@ CEILING_TOLERANCE = 0.25  # matmul ceiling, B/A beyond [1/1.25, 1.25]: the best-
 Z_STRETCH = 2.0  # a neighbour (in measurement order) moved the same way by this many sigmas: a burst, not the code
 MIN_STRETCH = 3  # ... in a row of at least this many cases (two neighbours may both be the code: a tested case)
 FASTEST_SHARE = 0.5  # a verdict needs the fastest block to move at least this share of the median's move (log)
-DRIFT_TOLERANCE = 0.5  # one run's own ceiling, end/start, beyond [1/1.5, 1.5]: the machine moved during it
+DRIFT_TOLERANCE = 0.5  # runs' ceiling drifts (end/start) apart by more than 1.5x: the machine moved during one
 IDENTITY_KEYS = ("cpu_model", "torch", "cuda", "device_name", "torch_threads", "cpu_capability")
 
 
@@ -152,12 +154,12 @@ def state_differences(a: MachineState, b: MachineState) -> list[StateDifference]
             out.append(StateDifference(f"ceiling {key}", f"matmul ceiling {key} {a.ceilings_tflops[key] * 1e3:.0f} vs "
                                        f"{b.ceilings_tflops[key] * 1e3:.0f} GFLOP/s (B/A {ratio:.2f})",
                                        abs(math.log(ratio)) > math.log(1 + CEILING_TOLERANCE)))
-    for side, state in (("A", a), ("B", b)):  # the machine moved during one run: no run-level factor holds
-        for key, drift in sorted(state.ceiling_drift.items()):
-            if abs(math.log(drift)) > math.log(1 + DRIFT_TOLERANCE):
-                out.append(StateDifference(f"drift {side} {key}", f"the machine moved during run {side}: its matmul "
-                                           f"ceiling {key} at the end was {drift:.2f}x its start (tolerance "
-                                           f"{1 + DRIFT_TOLERANCE:.2f}x)", True))
+    for key in sorted(set(a.ceiling_drift) & set(b.ceiling_drift)):  # the machine moved during a run, unlike
+        da, db = a.ceiling_drift[key], b.ceiling_drift[key]     # in the other: no one run-level factor holds
+        if abs(math.log(db / da)) > math.log(1 + DRIFT_TOLERANCE):
+            out.append(StateDifference(f"drift {key}", f"the machine moved during the runs: matmul ceiling {key} "
+                                       f"end/start {da:.2f} in A vs {db:.2f} in B (tolerance {1 + DRIFT_TOLERANCE:.2f}x)",
+                                       True))
     for name, key_values in (("bandwidth", (a.bandwidth_bytes_per_s, b.bandwidth_bytes_per_s)),
                              ("dispatch floor", (a.dispatch_per_op_s, b.dispatch_per_op_s))):
         for key in sorted(set(key_values[0]) & set(key_values[1])):

@@ -53,11 +53,22 @@ def test_the_false_alarm_rate_of_the_case_rule_on_normal_noise_is_below_scipys_t
     assert 2 * sps.norm.sf(noise.Z_VERDICT) < 0.001  # the nominal rate, if the noise were normal and known
 
 
-def _meta(load: float, tflops: float, cpu: str = "AMD EPYC") -> dict:
+def _meta(load: float, tflops: float, cpu: str = "AMD EPYC", drift: float = 0.9) -> dict:
     return {"env": {"cpu_model": cpu, "torch": "2.14.1", "torch_threads": 2, "cpu_count": 2},
             "load_average_1m_start": load, "load_average_1m_end": load,
             "ceilings": {"cpu/fp32/t1": {"measured_tflops": tflops,
-                                         "pass_tflops": {"start": tflops, "end": tflops * 0.9}}}}
+                                         "pass_tflops": {"start": tflops, "end": tflops * drift}}}}
+
+
+def test_a_run_the_machine_moved_under_unlike_the_other_is_inconclusive() -> None:
+    """Round 2's pair 0 of the evaluation: B's ceiling at its end was 0.38x its start (a load began during it),
+    A's 1.30x; its first case, measured before the load, came out 0.35x the run-level factor."""
+    a, b = noise.machine_state(_meta(5.1, 0.100, drift=1.30)), noise.machine_state(_meta(5.7, 0.100, drift=0.377))
+    decisive = [d.text for d in noise.state_differences(a, b) if d.decisive]
+    assert decisive == ["the machine moved during the runs: matmul ceiling cpu/fp32/t1 end/start 1.30 in A vs 0.38 "
+                        "in B (tolerance 1.50x)"]
+    alike = noise.machine_state(_meta(5.1, 0.100, drift=0.4))  # both runs moved alike: one factor still holds
+    assert [d for d in noise.state_differences(alike, b) if d.decisive] == []
 
 
 def test_machine_states_that_differ_say_by_how_much_and_block_the_verdicts() -> None:
