@@ -13,6 +13,10 @@ its evidence in docs/design.md ("Between-run noise"):
 * ``e(run, case)`` is what is left: case by case, between runs. Its size is the robust spread (1.4826 x
   MAD) of the per-case log ratios around the factor, floored at ``CASE_NOISE_FLOOR``; with fewer than
   ``MIN_CASES_FOR_SPREAD`` cases it cannot be estimated and ``CASE_NOISE_PRIOR`` is used instead.
+* Two runs whose matmul ceilings drifted unlike between their start and their end (end/start of B over
+  end/start of A beyond ``1 + DRIFT_TOLERANCE``) had the machine change under one of them: no single
+  run-level factor holds (the cases measured before the change and after it moved apart), so the
+  comparison is inconclusive.
 * The **machine state** each run records (CPU model, torch build, threads, load average at its start
   and end, the matmul ceilings at its start and end, the memory bandwidth, the dispatch floor) says
   whether two runs can be compared at all: beyond the tolerances below, a comparison is inconclusive
@@ -21,6 +25,27 @@ its evidence in docs/design.md ("Between-run noise"):
 Reading a case: ``z = (log ratio - log factor) / sqrt(within-run se^2 + case noise^2 + factor se^2)``.
 ``|z| >= Z_VERDICT`` and an effect of at least ``MIN_EFFECT`` (after the factor) make it slower or
 faster; everything else is inconclusive, with the reason in one line.
+
+A burst of contention is *time-local*: it lasts seconds, a few cases measured one after the other, and
+neither the run-level factor (the whole run) nor the case noise (cases as exchangeable) models it. Two
+time-local checks (``time_local``) then withdraw a verdict, each said in one line:
+
+* **a burst during the case:** contention only adds time, and a burst that covers part of a case leaves
+  some of its blocks untouched, while a change in the code moves every block. A verdict needs the case's
+  *fastest* block (B's over A's, over the fastest blocks' own run-level factor) to have moved at least
+  ``FASTEST_SHARE`` of the way its median moved, in the same direction;
+* **a stretch of neighbouring cases:** a burst that covers whole cases moves its neighbours in
+  measurement order too (the order of the run's summary), and it starts and ends part-way through a case.
+  A verdict is withdrawn when a case measured just before or after it (in A's run or in B's) moved the
+  same way by ``Z_STRETCH`` or more with a burst in its blocks (its fastest block did not follow), or
+  whose slowest block moved beyond its own median, either way, by ``Z_STRETCH`` times the cases' spread
+  of that (a burst's edge, which stretches the slow tail of the run it hit and leaves the median alone;
+  the burst may be the neighbour's side or the case's own: a case measured just before a load began), or
+  when it lies in a row of at least ``MIN_STRETCH`` such cases that each moved the same way by
+  ``Z_STRETCH`` or more. The price: a real change confined to three or more neighbouring
+  cases (say, every case of one width, which a sweep measures in a row) is inconclusive between two
+  stored runs; ``compare --confirm`` re-measures it
+  interleaved, where a burst lands on both sides alike.
 """
 
 from __future__ import annotations
@@ -43,6 +68,10 @@ MIN_CASES_FOR_SPREAD = 6  # fewer cases than this: no spread, no run-level facto
 # Machine states farther apart than these make a comparison inconclusive.
 LOAD_TOLERANCE_PER_CORE = 0.5  # load average (runnable processes) per core: 1.0 on 2 cores
 CEILING_TOLERANCE = 0.25  # matmul ceiling, B/A beyond [1/1.25, 1.25]: the best-of read 87 vs 108 a second apart
+Z_STRETCH = 2.0  # a neighbour (in measurement order) moved the same way by this many sigmas: a burst, not the code
+MIN_STRETCH = 3  # ... in a row of at least this many cases (two neighbours may both be the code: a tested case)
+FASTEST_SHARE = 0.5  # a verdict needs the fastest block to move at least this share of the median's move (log)
+DRIFT_TOLERANCE = 0.5  # runs' ceiling drifts (end/start) apart by more than 1.5x: the machine moved during one
 IDENTITY_KEYS = ("cpu_model", "torch", "cuda", "device_name", "torch_threads", "cpu_capability")
 
 
@@ -125,6 +154,12 @@ def state_differences(a: MachineState, b: MachineState) -> list[StateDifference]
             out.append(StateDifference(f"ceiling {key}", f"matmul ceiling {key} {a.ceilings_tflops[key] * 1e3:.0f} vs "
                                        f"{b.ceilings_tflops[key] * 1e3:.0f} GFLOP/s (B/A {ratio:.2f})",
                                        abs(math.log(ratio)) > math.log(1 + CEILING_TOLERANCE)))
+    for key in sorted(set(a.ceiling_drift) & set(b.ceiling_drift)):  # the machine moved during a run, unlike
+        da, db = a.ceiling_drift[key], b.ceiling_drift[key]     # in the other: no one run-level factor holds
+        if abs(math.log(db / da)) > math.log(1 + DRIFT_TOLERANCE):
+            out.append(StateDifference(f"drift {key}", f"the machine moved during the runs: matmul ceiling {key} "
+                                       f"end/start {da:.2f} in A vs {db:.2f} in B (tolerance {1 + DRIFT_TOLERANCE:.2f}x)",
+                                       True))
     for name, key_values in (("bandwidth", (a.bandwidth_bytes_per_s, b.bandwidth_bytes_per_s)),
                              ("dispatch floor", (a.dispatch_per_op_s, b.dispatch_per_op_s))):
         for key in sorted(set(key_values[0]) & set(key_values[1])):
@@ -212,6 +247,99 @@ def case_verdict(ratio: float, ci_low: float, ci_high: float, factor: CommonFact
         return CaseVerdict(Verdict.SLOWER if d > 0 else Verdict.FASTER, where, relative, z)
     why = (f"|z| < {Z_VERDICT}" if abs(z) < Z_VERDICT else f"change under {MIN_EFFECT:.0%}")
     return CaseVerdict(Verdict.INCONCLUSIVE, f"within noise ({why}): {where}", relative, z)
+
+
+def time_local(verdicts: Sequence[CaseVerdict], orders_a: Sequence[float], orders_b: Sequence[float],
+               fastest_log_ratios: Sequence[float],
+               slowest_log_ratios: Sequence[float] | None = None) -> list[CaseVerdict]:
+    """The verdicts with those a time-local burst explains withdrawn (inconclusive, said why; module docstring).
+
+    ``verdicts``: one per case (``case_verdict``); ``orders_a``/``orders_b``: each case's position in A's and
+    B's measurement order; ``fastest_log_ratios``: log(fastest block of B / fastest block of A), NaN where a
+    run kept no samples (that check is then skipped for the case); ``slowest_log_ratios``: the same of the
+    slowest blocks, which show a burst's edge in a neighbour whose median it left alone."""
+    n = len(verdicts)
+    slowest_log_ratios = [math.nan] * n if slowest_log_ratios is None else list(slowest_log_ratios)
+    if not (len(orders_a) == len(orders_b) == len(fastest_log_ratios) == len(slowest_log_ratios) == n):
+        raise ValueError("time_local: one order and one fastest-block ratio per verdict")
+    finite = [x for x in fastest_log_ratios if math.isfinite(x)]
+    fastest_factor = float(np.median(finite)) if finite else 0.0
+    rank_a, rank_b = _ranks(orders_a), _ranks(orders_b)
+
+    def fastest_move(i: int) -> float:  # the fastest block's log move over its own factor (NaN: no samples)
+        return fastest_log_ratios[i] - fastest_factor if math.isfinite(fastest_log_ratios[i]) else math.nan
+
+    # the slowest block's move beyond the case's own median move: a change in the code moves both alike,
+    # a burst's edge stretches the case's slow tail and leaves its median where it was
+    tail = [s - math.log(v.relative) if math.isfinite(s) and v.relative > 0 else math.nan
+            for s, v in zip(slowest_log_ratios, verdicts)]
+    tails = common_factor(tail)
+
+    def edge_in(i: int) -> bool:  # its slow tail (in A or in B) grew far beyond the tails' spread: a burst's edge
+        s = tail[i] - tails.log_factor
+        return bool(tails.estimated and math.isfinite(s) and abs(s) >= max(Z_STRETCH * tails.spread,
+                                                                            math.log1p(MIN_EFFECT)))
+
+    def burst_in(i: int) -> bool:  # moved by Z_STRETCH, but its fastest block did not follow: part-covered
+        z, f = verdicts[i].z, fastest_move(i)
+        if not (math.isfinite(z) and abs(z) >= Z_STRETCH and verdicts[i].relative > 0 and math.isfinite(f)):
+            return False
+        d = math.log(verdicts[i].relative)
+        return f * d <= 0 or abs(f) < FASTEST_SHARE * abs(d)
+
+    out = []
+    for i, v in enumerate(verdicts):
+        if v.verdict is Verdict.INCONCLUSIVE or not (v.relative > 0):
+            out.append(v)
+            continue
+        f = fastest_move(i)
+        if burst_in(i):
+            out.append(CaseVerdict(Verdict.INCONCLUSIVE, f"a burst during the case: its fastest block moved "
+                                   f"{math.exp(f):.3f}x (over the fastest blocks' run-level factor), under "
+                                   f"{FASTEST_SHARE:.0%} of its median's {v.relative:.3f}x; a change in the code moves "
+                                   f"every block ({v.reason})", v.relative, v.z))
+            continue
+        near = [j for j in range(n) if j != i and (abs(rank_a[j] - rank_a[i]) == 1 or abs(rank_b[j] - rank_b[i]) == 1)]
+        edges = [j for j in near if (burst_in(j) and verdicts[j].z * v.z > 0) or edge_in(j)]
+        row = sorted({j for ranks in (rank_a, rank_b) for j in _stretch(i, ranks, verdicts)} - {i})
+        if edges or row:
+            moved = sorted(set(edges) | set(row))
+            out.append(CaseVerdict(Verdict.INCONCLUSIVE, f"a stretch of neighbouring cases moved together: "
+                                   f"{len(moved)} case(s) measured next to it moved the same way (z "
+                                   + ", ".join(f"{verdicts[j].z:+.1f}" for j in moved) + f", each beyond {Z_STRETCH}"
+                                   + (", with a burst in their blocks" if edges else f", {MIN_STRETCH} or more in a row")
+                                   + "), a burst on the machine or a change to all of them; compare --confirm tells "
+                                   f"which ({v.reason})", v.relative, v.z))
+            continue
+        out.append(v)
+    return out
+
+
+def _stretch(i: int, ranks: Sequence[int], verdicts: Sequence[CaseVerdict]) -> list[int]:
+    """The cases of the stretch around ``i`` in one measurement order: consecutive cases that each moved the way
+    ``i`` did by ``Z_STRETCH`` or more; empty when it is shorter than ``MIN_STRETCH`` cases."""
+    at = {r: j for j, r in enumerate(ranks)}
+    sign = math.copysign(1.0, verdicts[i].z)
+    same = lambda j: math.isfinite(verdicts[j].z) and verdicts[j].z * sign >= Z_STRETCH  # noqa: E731
+    members, r = [i], ranks[i] - 1
+    while r in at and same(at[r]):
+        members.append(at[r])
+        r -= 1
+    r = ranks[i] + 1
+    while r in at and same(at[r]):
+        members.append(at[r])
+        r += 1
+    return members if len(members) >= MIN_STRETCH else []
+
+
+def _ranks(orders: Sequence[float]) -> list[int]:
+    """Each position's rank among the compared cases (neighbours are adjacent ranks; NaN ranks last)."""
+    keyed = sorted(range(len(orders)), key=lambda i: (not math.isfinite(orders[i]), orders[i]
+                                                      if math.isfinite(orders[i]) else 0.0, i))
+    ranks = [0] * len(orders)
+    for rank, i in enumerate(keyed):
+        ranks[i] = rank
+    return ranks
 
 
 @dataclass(frozen=True)

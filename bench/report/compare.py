@@ -126,17 +126,30 @@ def compare_runs(run_a, run_b, phases: Sequence[str] = ("step",)) -> tuple[pd.Da
     joined, ignored = match_cases(run_a.summary, run_b.summary, phases)
     joined = joined[~_source_differs(joined)]
     samples_a, samples_b = _samples_by_case(run_a.samples), _samples_by_case(run_b.samples)
+    order_a, order_b = measurement_order(run_a.summary), measurement_order(run_b.summary)
     rows = []
     for _, r in joined.iterrows():
         a_row = {k: r[f"{k}_a"] for k in ("median_s", "ci_low_s", "ci_high_s")}
         b_row = {k: r[f"{k}_b"] for k in ("median_s", "ci_low_s", "ci_high_s")}
-        ratio = ratio_of_medians(a_row, b_row, samples_a.get((r["case_id_a"], r["phase"])),
-                                 samples_b.get((r["case_id_b"], r["phase"])))
+        a_s, b_s = samples_a.get((r["case_id_a"], r["phase"])), samples_b.get((r["case_id_b"], r["phase"]))
+        ratio = ratio_of_medians(a_row, b_row, a_s, b_s)
+        both = a_s is not None and b_s is not None and len(a_s) and len(b_s) and np.min(a_s) > 0
+        fastest = float(np.min(b_s) / np.min(a_s)) if both else math.nan  # the time-local checks (bench.noise)
+        slowest = float(np.max(b_s) / np.max(a_s)) if both else math.nan
         rows.append({"case": r["label_a"], "case_id": r["case_id_a"], "case_id_b": r["case_id_b"],
                      "phase": r["phase"], "median_a_s": r["median_s_a"], "median_b_s": r["median_s_b"], "ratio": ratio.ratio,
                      "ci_low": ratio.low, "ci_high": ratio.high, "within_run": ratio.verdict,
-                     "method": ratio.method})
+                     "method": ratio.method, "fastest_ratio": fastest, "slowest_ratio": slowest,
+                     "order_a": order_a.get(r["case_id_a"], math.nan), "order_b": order_b.get(r["case_id_b"], math.nan)})
     return pd.DataFrame(rows), ignored
+
+
+def measurement_order(summary: pd.DataFrame) -> dict[str, int]:
+    """Each case's position in the run's measurement order: the runner measures the cases one after the other
+    and writes each case's rows as it finishes it, so summary.csv's order is time order (a resumed run too)."""
+    if summary is None or "case_id" not in summary:
+        return {}
+    return {case_id: i for i, case_id in enumerate(dict.fromkeys(summary["case_id"]))}
 
 
 SOURCE_SHA = "model_source_sha"  # a user's model: the hash of the code that defines it (bench.plugin)
@@ -185,8 +198,14 @@ def judge(table: pd.DataFrame, differences: Sequence[noise.StateDifference]) -> 
     for phase, rows in table.groupby("phase", sort=False):
         factor = noise.common_factor(np.log(rows["ratio"].where(rows["ratio"] > 0)).tolist())
         factors[phase] = factor
-        for index, r in rows.iterrows():
-            verdicts[index] = noise.case_verdict(r["ratio"], r["ci_low"], r["ci_high"], factor, blocking)
+        first = [noise.case_verdict(r["ratio"], r["ci_low"], r["ci_high"], factor, blocking)
+                 for _, r in rows.iterrows()]
+        column = lambda name: rows[name].astype(float).tolist() if name in rows else [math.nan] * len(rows)  # noqa: E731
+        orders_a, orders_b = column("order_a"), column("order_b")
+        fastest = [math.log(x) if x > 0 else math.nan for x in column("fastest_ratio")]
+        slowest = [math.log(x) if x > 0 else math.nan for x in column("slowest_ratio")]
+        for index, v in zip(rows.index, noise.time_local(first, orders_a, orders_b, fastest, slowest)):
+            verdicts[index] = v
     table["verdict"] = [verdicts[i].verdict.value for i in table.index]
     table["reason"] = [verdicts[i].reason for i in table.index]
     table["relative"] = [verdicts[i].relative for i in table.index]

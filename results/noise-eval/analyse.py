@@ -42,7 +42,27 @@ from bench.history import detect as new_detect  # noqa: E402
 from bench.report import compare as new_compare  # noqa: E402
 
 OLD_COMMIT = "561afd2"  # main before issue 41
-INJECTED_WIDTH = 1024
+INJECTED_WIDTH = 1024  # round 1 (no "injection" in pairs.jsonl): +10% matmul FLOPs in the w1024 cases
+
+
+def is_injected(record: dict, width: int, activation: str) -> bool:
+    """Which cases of an A/B pair carry the injected slowdown (collect.py's INJECTION_NAME of its round)."""
+    if not record["kind"].startswith("ab"):
+        return False
+    if record.get("injection") == "gelu-spin-10pct":  # round 2: +10% step time by a CPU spin, gelu cases
+        return activation == "gelu"
+    return width == INJECTED_WIDTH
+
+
+def reason_kind(verdict: str, reason: str) -> str:
+    """Why a comparison was inconclusive, in one word (the first words of bench.noise's reasons)."""
+    if verdict != "inconclusive":
+        return verdict
+    for start, word in (("machine states differ", "machine"), ("a burst during", "burst"),
+                        ("a stretch of", "stretch"), ("within noise", "noise")):
+        if reason.startswith(start):
+            return word
+    return "other"
 
 
 def old_detect():
@@ -83,10 +103,11 @@ def score_pair(record: dict, runs_dir: Path, old) -> list[dict]:
     comparison = new_compare.compare(a, b)
     rows = []
     for _, r in comparison.table.iterrows():
-        width = int(a.summary.loc[a.summary["case_id"] == r["case_id"], "width"].iloc[0])
-        injected = record["kind"].startswith("ab") and width == INJECTED_WIDTH
+        row_a = a.summary.loc[a.summary["case_id"] == r["case_id"]].iloc[0]
+        injected = is_injected(record, int(row_a["width"]), str(row_a["activation"]))
         pair_values = [r["median_a_s"], r["median_b_s"]]
-        rows.append({"pair": record["pair"], "kind": record["kind"], "case": r["case"], "injected": injected,
+        rows.append({"round": record.get("round", 1), "pair": record["pair"], "kind": record["kind"],
+                     "why": reason_kind(r["verdict"], r["reason"]), "case": r["case"], "injected": injected,
                      "ratio": r["ratio"], "relative": r["relative"], "z": r["z"],
                      "old_compare": {"B slower": "slower", "B faster": "faster"}.get(r["within_run"], "inconclusive"),
                      "new_compare": r["verdict"],
@@ -110,13 +131,16 @@ def condition(kind: str) -> str:
 def rates(rows: list[dict]) -> dict:
     """Per condition: A/A case comparisons (incl. untouched cases of A/B pairs) and injected cases."""
     out = {}
-    for cond in sorted({condition(r["kind"]) for r in rows}):
-        group = [r for r in rows if condition(r["kind"]) == cond]
+    groups = sorted({(r["round"], condition(r["kind"])) for r in rows})
+    groups += [("all", c) for c in sorted({condition(r["kind"]) for r in rows})] if len({r["round"] for r in rows}) > 1 \
+        else []
+    for rnd, cond in groups:
+        group = [r for r in rows if condition(r["kind"]) == cond and rnd in ("all", r["round"])]
         null = [r for r in group if not r["injected"]]
         null_aa = [r for r in null if r["kind"].startswith("aa")]
         inj = [r for r in group if r["injected"]]
-        entry = {"pairs_aa": len({r["pair"] for r in group if r["kind"].startswith("aa")}),
-                 "pairs_ab": len({r["pair"] for r in group if r["kind"].startswith("ab")})}
+        entry = {"pairs_aa": len({(r["round"], r["pair"]) for r in group if r["kind"].startswith("aa")}),
+                 "pairs_ab": len({(r["round"], r["pair"]) for r in group if r["kind"].startswith("ab")})}
         for tool in ("old_compare", "new_compare"):
             entry[tool] = {
                 "aa_cases": len(null_aa), "aa_false_alarms": sum(r[tool] != "inconclusive" for r in null_aa),
@@ -126,10 +150,13 @@ def rates(rows: list[dict]) -> dict:
                 "wrong": sum(r[tool] == "faster" for r in inj),
                 "inconclusive_aa": sum(r[tool] == "inconclusive" for r in null_aa),
                 "inconclusive_injected": sum(r[tool] == "inconclusive" for r in inj)}
+            if tool == "new_compare":
+                entry[tool]["why_aa"] = {w: sum(r["why"] == w for r in null) for w in sorted({r["why"] for r in null})}
+                entry[tool]["why_injected"] = {w: sum(r["why"] == w for r in inj) for w in sorted({r["why"] for r in inj})}
         for tool in ("old_history", "new_history"):
             entry[tool] = {"aa_cases": len(null_aa), "aa_false_alarms": sum(r[tool] == "flagged" for r in null_aa),
                            "injected_cases": len(inj), "detected": sum(r[tool] == "flagged" for r in inj)}
-        out[cond] = entry
+        out[f"round {rnd}, {cond}"] = entry
     return out
 
 
@@ -141,14 +168,15 @@ def series_check(records: list[dict], runs_dir: Path, old) -> dict:
     if len(a_runs) < 2:
         return {}
     step = lambda run: run.summary[(run.summary["phase"] == "step") & (run.summary["status"] == "ok")]  # noqa: E731
-    cases = list(step(a_runs[0])[["case_id", "label", "width"]].itertuples(index=False))
+    cases = list(step(a_runs[0])[["case_id", "label", "width", "activation"]].itertuples(index=False))
     out = {"a_runs": len(a_runs), "b_runs": len(b_runs), "cases": {}}
-    for case_id, label, width in cases:
+    ab = next((r for r in quiet if r["kind"].startswith("ab")), {"kind": "ab"})
+    for case_id, label, width, activation in cases:
         values = [float(step(r).set_index("case_id").loc[case_id, "median_s"]) for r in a_runs]
         after = [float(step(r).set_index("case_id").loc[case_id, "median_s"]) for r in b_runs]
         last = max(10, len(after))
         out["cases"][label] = {
-            "injected": int(width) == INJECTED_WIDTH,
+            "injected": is_injected(ab, int(width), str(activation)),
             "aa_old": history_flags(old, values, last), "aa_new": history_flags(new_detect, values, last),
             "ab_old": history_flags(old, values + after, last) if after else None,
             "ab_new": history_flags(new_detect, values + after, last) if after else None}
@@ -172,7 +200,10 @@ def confirm_demo(records: list[dict], runs_dir: Path, rows: list[dict]) -> list[
             table = new_compare.compare(a, b).table
             chosen = confirm.cases_to_confirm(table)
             if kind.startswith("ab"):  # and the injected cases, so that the demo shows the interleaved power too
-                injected = table[table["case"].str.startswith(f"w{INJECTED_WIDTH} ") & (table["phase"] == "step")]
+                shape = {c: (int(w), str(act)) for c, w, act in a.summary[["case_id", "width", "activation"]]
+                         .drop_duplicates("case_id").itertuples(index=False)}
+                marks = [is_injected(record, *shape[c]) for c in table["case_id"]]
+                injected = table[pd.Series(marks, index=table.index) & (table["phase"] == "step")]
                 chosen = pd.concat([chosen, injected[~injected["case_id"].isin(chosen["case_id"])]])
             if not len(chosen):
                 lines.append(f"- pair {record['pair']} ({kind}): no case moved by 5%; nothing to confirm")
@@ -200,10 +231,11 @@ def render(records: list[dict], rows: list[dict], table: dict, series: dict, con
     loads = defaultdict(list)
     for r in records:
         for side in ("A", "B"):
-            loads[r["kind"]].append(_load(r[side]))
+            loads[f"round {r['round']} {r['kind']}"].append(_load(r[side]))
     cpu = records[0]["cpu_model"] if records else "?"
     lines = ["# Between-run noise evaluation: results (generated by analyse.py)", "",
-             f"{len(records)} pairs of separate runs, 12 cases each (w256/512/1024 d2 b64/256 relu/gelu fp32 eager, "
+             f"{len(records)} pairs of separate runs (rounds: " + ", ".join(f"{n}: {sum(r['round'] == n for r in records)} pairs"
+             for n in sorted({r['round'] for r in records})) + "), 12 cases each (w256/512/1024 d2 b64/256 relu/gelu fp32 eager, "
              f"one thread), CPU `{cpu}` (2 cores, shared). Load average (1 min, max of before/after each run) per "
              "kind: " + "; ".join(f"{k}: {min(v):.1f}-{max(v):.1f}" for k, v in sorted(loads.items())) + ".", "",
              "| condition | tool | A/A pairs | A/A case comparisons | false alarms | inconclusive (A/A) | "
@@ -212,6 +244,8 @@ def render(records: list[dict], rows: list[dict], table: dict, series: dict, con
     for cond, e in table.items():
         for tool in ("old_compare", "new_compare", "old_history", "new_history"):
             t = e[tool]
+            if not t["aa_cases"] and not t["injected_cases"] and not t.get("untouched_cases"):
+                continue
             name = {"old_compare": "compare, before", "new_compare": "compare, after",
                     "old_history": "history check (2 commits), before",
                     "new_history": "history check (2 commits), after"}[tool]
@@ -221,15 +255,22 @@ def render(records: list[dict], rows: list[dict], table: dict, series: dict, con
                          f"{_pct(t['untouched_false_alarms'], t['untouched_cases']) if 'untouched_cases' in t else ''} | "
                          f"{t['injected_cases']} | {_pct(t['detected'], t['injected_cases'])} | {t.get('wrong', '')} | "
                          f"{t.get('inconclusive_injected', '')} |")
+    lines += ["", "Why `compare, after` was inconclusive (machine: the machine states differ; noise: within the "
+              "between-run noise; burst / stretch: withdrawn by the time-local checks), null cases (A/A and untouched) "
+              "and injected cases:", "", "| condition | null cases | injected cases |", "|---|---|---|"]
+    for cond, e in table.items():
+        t = e["new_compare"]
+        lines.append(f"| {cond} | {', '.join(f'{k} {v}' for k, v in t['why_aa'].items()) or '-'} | "
+                     f"{', '.join(f'{k} {v}' for k, v in t['why_injected'].items()) or '-'} |")
     lines += ["", "Per pair: the loads, what blocked the comparison (machine states beyond tolerance), the run-level "
               "factor, the case noise around it (log units), and the injected cases' mean ratio over the factor:", "",
               "| pair | kind | load A | load B | blocked by | run-level factor | case noise | injected / factor |",
               "|---:|---|---:|---:|---|---:|---:|---:|"]
-    for pair in sorted({r["pair"] for r in rows}):
-        group = [r for r in rows if r["pair"] == pair]
+    for rnd, pair in sorted({(r["round"], r["pair"]) for r in rows}):
+        group = [r for r in rows if r["pair"] == pair and r["round"] == rnd]
         inj = [r["ratio"] / r["factor"] for r in group if r["injected"]]
         first = group[0]
-        lines.append(f"| {pair} | {first['kind']} | {first['load_a']:.1f} | {first['load_b']:.1f} | "
+        lines.append(f"| {rnd}.{pair} | {first['kind']} | {first['load_a']:.1f} | {first['load_b']:.1f} | "
                      f"{first['blocking'] or '-'} | {first['factor']:.3f} | {first['case_noise']:.3f} | "
                      f"{(sum(inj) / len(inj)) if inj else float('nan'):.3f} |".replace("| nan |", "| - |"))
     if series:
@@ -248,16 +289,25 @@ def render(records: list[dict], rows: list[dict], table: dict, series: dict, con
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dir", type=Path, default=HERE)
+    parser.add_argument("--dir", type=Path, action="append",
+                        help="a collection (pairs.jsonl and runs/); repeat it to pool rounds (round 1, 2, ...)")
+    parser.add_argument("--out", type=Path, help="where results.md/json go (default: the last --dir)")
     parser.add_argument("--confirm", action="store_true", help="also run the interleaved re-measurement demo")
     args = parser.parse_args()
-    ledger = args.dir / "pairs.jsonl"
-    records = [json.loads(line) for line in ledger.read_text().splitlines() if line.strip()]
+    dirs = args.dir or [HERE]
+    out = args.out or dirs[-1]
+    records = []
+    for number, folder in enumerate(dirs, 1):
+        for line in (folder / "pairs.jsonl").read_text().splitlines():
+            if line.strip():
+                records.append({**json.loads(line), "round": number, "runs_dir": str(folder / "runs")})
     old = old_detect()
-    rows = [row for record in records for row in score_pair(record, args.dir / "runs", old)]
+    rows = [row for record in records for row in score_pair(record, Path(record["runs_dir"]), old)]
     table = rates(rows)
-    series = series_check(records, args.dir / "runs", old)
-    confirm_lines = confirm_demo(records, args.dir / "runs", rows) if args.confirm else []
+    last = [r for r in records if r["round"] == len(dirs)]
+    series = series_check(last, dirs[-1] / "runs", old)
+    confirm_lines = confirm_demo(last, dirs[-1] / "runs", rows) if args.confirm else []
+    args.dir = out
     (args.dir / "results.json").write_text(json.dumps({"pairs": len(records), "rates": table, "series": series,
                                                        "cases": rows}, indent=1, default=str) + "\n")
     text = render(records, rows, table, series, confirm_lines)

@@ -33,10 +33,28 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 SWEEP = ["--width", "256,512,1024", "--depth", "2", "--batch", "64,256", "--activation", "relu,gelu",
          "--threads", "1", "--no-progress", "--no-show"]
-INJECTED_WIDTH = {1024: 1099}  # (2*1099/1024 + (1099/1024)^2) / 3 = 1.100: +10.0% matmul FLOPs at depth 2
-INJECTION_ANCHOR = "(width,) * depth,"
-INJECTION = "((1099 if width == 1024 else width),) * depth,  # injected: noise-eval +10% FLOPs at w1024"
-KINDS = ("aa-quiet", "ab-quiet", "aa-loaded", "ab-loaded", "aa-mixed", "ab-quiet")
+# The injected slowdown (round 2): a TIME cost, not FLOPs. Round 1 built the w1024 layers 1099 wide (+10.0%
+# matmul FLOPs), which an interleaved run measured at -2%..+6% in time (dispatch dominates these shapes). Now
+# B's MLP.forward spins the CPU (thread CPU time, so it stretches under contention like compute does) for 10%
+# of the case's step median in the gelu cases, which alternate with relu cases in measurement order; the
+# spins come from the quiet runs of round 1 (load 1.3-2.1, median of the cases' step medians). analyse.py
+# measures the injected size with an interleaved A/B run before it counts detections.
+INJECTION_NAME = "gelu-spin-10pct"
+STEP_MEDIAN_S = {(256, 64): 1060.3e-6, (256, 256): 3464.0e-6, (512, 64): 3844.2e-6, (512, 256): 12401.9e-6,
+                 (1024, 64): 15283.4e-6, (1024, 256): 48139.5e-6}  # gelu cases, round 1 quiet runs
+INJECTION_ANCHOR = "    @property\n    def linears(self)"
+INJECTION = (
+    "    def forward(self, x):  # injected: noise-eval +10% time in the gelu cases\n"
+    "        spin = NOISE_EVAL_SPIN_S.get((self.hidden[0] if self.hidden else 0, x.shape[0], self.activation))\n"
+    "        if spin:\n"
+    "            end = _noise_eval_clock() + spin\n"
+    "            while _noise_eval_clock() < end:\n"
+    "                pass\n"
+    "        return super().forward(x)\n\n")
+INJECTION_TABLE = ("\n\nfrom time import thread_time as _noise_eval_clock  # noqa: E402  (injected: noise-eval)\n"
+                   "NOISE_EVAL_SPIN_S = " + repr({(w, b, "gelu"): round(0.10 * s, 7) for (w, b), s in
+                                                    STEP_MEDIAN_S.items()}) + "\n")
+KINDS = ("aa-quiet", "ab-quiet", "aa-loaded", "ab-quiet", "ab-loaded", "ab-quiet")  # round 2: A/B quiet for detection
 LOAD_CODE = ("import numpy as np\n"
              "a = np.random.rand(512, 512).astype(np.float32)\n"
              "while True:\n    a = (a @ a) / 512.0\n")
@@ -57,7 +75,7 @@ def tree_copy(dest: Path, inject: bool) -> Path:
     text = models.read_text()
     if text.count(INJECTION_ANCHOR) != 1:
         raise SystemExit(f"cannot inject: {INJECTION_ANCHOR!r} is not exactly once in mlp/models.py")
-    models.write_text(text.replace(INJECTION_ANCHOR, INJECTION))
+    models.write_text(text.replace(INJECTION_ANCHOR, INJECTION + INJECTION_ANCHOR) + INJECTION_TABLE)
     return dest
 
 
@@ -86,7 +104,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=40, help="pairs to collect in all (default 40)")
     parser.add_argument("--out", type=Path, default=HERE, help="folder for runs/ and pairs.jsonl (default: here)")
+    parser.add_argument("--stop-at", default=None, metavar="HH:MM",
+                        help="start no pair after this UTC time today (a collection that fits a session)")
     args = parser.parse_args()
+    stop_at = None
+    if args.stop_at:
+        hours, minutes = (int(x) for x in args.stop_at.split(":"))
+        now = time.gmtime()
+        stop_at = time.mktime((now.tm_year, now.tm_mon, now.tm_mday, hours, minutes, 0, 0, 0, 0)) - time.timezone
+    args.out = args.out.resolve()  # each run's process works in a tree copy: a relative --out would land there
     runs, ledger = args.out / "runs", args.out / "pairs.jsonl"
     runs.mkdir(parents=True, exist_ok=True)
     done = [json.loads(line) for line in ledger.read_text().splitlines()] if ledger.exists() else []
@@ -97,10 +123,14 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="noise-eval-") as tmp:
         clean, injected = tree_copy(Path(tmp) / "A", False), tree_copy(Path(tmp) / "B", True)
         for index in range(len(done), args.pairs):
+            if stop_at is not None and time.time() > stop_at:
+                print(f"stopping before pair {index}: past --stop-at {args.stop_at} UTC", flush=True)
+                break
             kind = KINDS[index % len(KINDS)]
             trees = {"A": clean, "B": injected if kind.startswith("ab") else clean}
             order = ("A", "B") if index % 2 == 0 else ("B", "A")
             record = {"pair": index, "kind": kind, "first": order[0], "cpu_model": cpu, "commit": commit,
+                      "injection": INJECTION_NAME,
                       "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
             load = start_load() if kind.endswith("loaded") else None
             try:
