@@ -67,8 +67,10 @@ def test_a_run_the_machine_moved_under_unlike_the_other_is_inconclusive() -> Non
     decisive = [d.text for d in noise.state_differences(a, b) if d.decisive]
     assert decisive == ["the machine moved during the runs: matmul ceiling cpu/fp32/t1 end/start 1.30 in A vs 0.38 "
                         "in B (tolerance 1.50x)"]
-    alike = noise.machine_state(_meta(5.1, 0.100, drift=0.4))  # both runs moved alike: one factor still holds
-    assert [d for d in noise.state_differences(alike, b) if d.decisive] == []
+    alike = noise.machine_state(_meta(5.1, 0.100, drift=0.4))  # both moved alike, but far: the cases met the move
+    assert [d.what for d in noise.state_differences(alike, b) if d.decisive] == ["drift cpu/fp32/t1"]  # apart
+    still = [noise.machine_state(_meta(5.1, 0.100, drift=d)) for d in (1.1, 0.9)]  # neither moved past 1.5x
+    assert [d for d in noise.state_differences(*still) if d.decisive] == []
 
 
 def test_machine_states_that_differ_say_by_how_much_and_block_the_verdicts() -> None:
@@ -179,3 +181,17 @@ def test_with_random_bursts_the_false_alarm_rate_stays_under_one_percent_and_iso
     upper = sps.binomtest(alarms, total).proportion_ci(0.95).high
     assert upper < 0.015, (alarms, total)
     assert caught / changed >= 0.9, (caught, changed)
+
+
+@pytest.mark.parametrize("drift_a, drift_b, decisive", [
+    (0.37, 0.52, True),  # round 2's pair 16: alike within 1.5x, yet both moved past it (a case read 0.32x)
+    (0.9, 0.75, False),  # within 1.5x of each other, neither beyond it
+    (1.0, 1.6, True),  # unlike: one run met a move the other did not
+    (0.4, 0.4, False),  # bitwise equal: one measurement (a run against its own copy)
+])
+def test_a_run_whose_ceiling_moved_far_during_it_blocks_the_verdicts(drift_a, drift_b, decisive) -> None:
+    def state(drift: float) -> noise.MachineState:
+        return noise.MachineState({}, 2, 1.0, 1.0, {"cpu/fp32": 0.2}, {"cpu/fp32": drift}, {}, {})
+
+    found = [d for d in noise.state_differences(state(drift_a), state(drift_b)) if d.what.startswith("drift")]
+    assert [d.decisive for d in found] == ([True] if decisive else [])
