@@ -309,7 +309,7 @@ def run_sweep(
             _measure_case_shapes(todo, writer, "end")
         with _spent(writer.meta, "dispatch_end"):
             if limits:
-                _measure_dispatch_end(writer)
+                _measure_dispatch_end(fast, writer)
         rederive(writer)
     finally:
         writer.meta.run_s += time.perf_counter() - started
@@ -471,12 +471,14 @@ def _measure_limits(cases: Sequence[Case], writer: RunWriter) -> None:
                        lambda: measure_dispatch(device), "dispatch limit")
 
 
-def _measure_dispatch_end(writer: RunWriter) -> None:
-    """Each dispatch floor of the run measured again after its cases; the lower pass is kept (``best_of_passes``).
-    A failure keeps the start pass, with a warning."""
-    for key, start in sorted(writer.meta.dispatch.items()):
-        device, threads = key.split("/")[0], int(key.split("/t")[1]) if "/t" in key else 0
-        if device == "cuda" and not torch.cuda.is_available():
+def _measure_dispatch_end(cases: Sequence[Case], writer: RunWriter) -> None:
+    """Each dispatch floor of the cases' axes (``limit_axes``, as the start pass) measured again after the cases;
+    the lower pass is kept (``best_of_passes``). A floor the start pass lacks stays absent; a failure keeps the
+    start pass, with a warning."""
+    for device, threads in sorted({(device, threads) for device, _, threads in limit_axes(cases)}):
+        key = dispatch_key(device, threads)
+        start = writer.meta.dispatch.get(key)
+        if start is None or (device == "cuda" and not torch.cuda.is_available()):
             continue
         try:
             with torch_threads(threads):

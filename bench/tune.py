@@ -38,7 +38,8 @@ TUNE_PRESET = "tune"
 DEFAULT_MAX_CASE_S = 60.0  # like a sweep of flags alone
 DEFAULT_COMPILE_MODE = "default"
 FINALISTS = 2  # the fastest knob cases of the screening pass, re-measured interleaved against eager
-CONFIRM_FILE = "tune_confirm.json"
+EAGER = {"compile": "none", "compile_scope": "model", "cuda_graph": "none", "param_dtype": "fp32",
+         "epilogue": "none"}  # every knob off: the base of a plan
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ def plan_tune(base, compile_mode: str = DEFAULT_COMPILE_MODE) -> TunePlan:
     """The chain and the combinations of the knobs that apply to ``base`` on its device."""
     from .cases import Case
 
-    eager = base.with_(compile="none", compile_scope="model", cuda_graph="none", param_dtype="fp32", epilogue="none")
+    eager = base.with_(**EAGER)
     plan = TunePlan(eager, chain=[("eager", eager)])
     applicable = []
     current = eager
@@ -170,15 +171,13 @@ def base_cases(overrides: dict[str, tuple], sweep=None) -> list:
     sweep = sweep if sweep is not None else Sweep(TUNE_PRESET, ({},), all_devices=True)
     if "device" not in overrides and sweep.all_devices:
         overrides["device"] = available_devices()
-    eager = {"compile": "none", "compile_scope": "model", "cuda_graph": "none", "param_dtype": "fp32",
-             "epilogue": "none"}
-    return list(dict.fromkeys(case.with_(**eager) for case in sweep.cases(overrides)))
+    return list(dict.fromkeys(case.with_(**EAGER) for case in sweep.cases(overrides)))
 
 
 def command(args) -> int:
     from .cases import Case
     from .env import busy_warning
-    from .report.tune import tune_report
+    from .report.tune import CONFIRM_FILE, tune_report  # the reader names the file this command writes
     from .runner import run_sweep
     from .runs import claim_run_dir, load_run, new_run_dir, write_json
     from .timing import TimingConfig

@@ -26,7 +26,7 @@ from .markdown import PLOTS_DIR
 
 FIGURE = "tune.png"
 TEXT = "tune.md"
-CONFIRM_FILE = "tune_confirm.json"  # written by bench.tune (CONFIRM_FILE there): reporting imports no measuring
+CONFIRM_FILE = "tune_confirm.json"  # written by bench.tune, which takes this name from here
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import torch
 
 import mlp
 from bench import tune
+from bench.report.tune import CONFIRM_FILE
 from bench.cases import Case, Sweep
 from bench.cli import main as cli_main
 from bench.phases import Phase
@@ -189,7 +190,7 @@ def test_the_confirmed_best_reproduces_within_noise_when_re_measured_interleaved
     assert cli_main(["tune", *argv, "--repeats", "3", "--warmup-s", "0.02", "--max-run-s", "30",
                      "--no-progress", "--out", str(out)]) == 0
     text = capsys.readouterr().out
-    (entry,) = json.loads((out / tune.CONFIRM_FILE).read_text())
+    (entry,) = json.loads((out / CONFIRM_FILE).read_text())
     assert len(entry["finalists"]) == tune.FINALISTS and "interleaved in one process" in text
     for f in entry["finalists"]:
         assert f["ci_low"] <= f["ratio"] <= f["ci_high"] and f["eager_s"] > 0 and f["median_s"] > 0
@@ -232,7 +233,7 @@ def test_the_recommendation_follows_the_interleaved_verdict_not_the_screening_me
         finalists = [{"case_id": cid, "ratio": ratio, "ci_low": ratio * 0.95, "ci_high": ratio * 1.05,
                       "verdict": verdict, "eager_s": 4e-3, "median_s": 4e-3 * ratio, "confidence": 0.99, "rounds": 20}
                      for cid, ratio, verdict in ((three, 0.97, verdict_three), (one, 0.8, verdict_one))]
-        (tmp_path / tune.CONFIRM_FILE).write_text(json.dumps([{"base": plan.base.case_id, "finalists": finalists}]))
+        (tmp_path / CONFIRM_FILE).write_text(json.dumps([{"base": plan.base.case_id, "finalists": finalists}]))
 
     confirmed("improvement", "pass")
     (result,) = results(run)
@@ -243,7 +244,7 @@ def test_the_recommendation_follows_the_interleaved_verdict_not_the_screening_me
     (result,) = results(run)
     assert result.best.case_id == plan.base.case_id
     assert "no knob was faster than eager beyond noise" in tune_report(run, tmp_path)
-    (tmp_path / tune.CONFIRM_FILE).unlink()  # --no-confirm: the screening pass alone
+    (tmp_path / CONFIRM_FILE).unlink()  # --no-confirm: the screening pass alone
     (result,) = results(run)
     assert result.best.case_id == three
 
