@@ -25,6 +25,7 @@ from bench.cli import main
 from bench.gate.counters import Change
 from bench.gate.report import CounterResult, GateReport, TimingResult, render_markdown
 from bench.gate.stats import Verdict, compare_samples
+from git_cmd import git  # tests/bench/gate/git_cmd.py
 
 REPO = Path(__file__).resolve().parents[3]
 FAST_TIMING = ["--rounds", "5", "--block-s", "0.002", "--warmup-s", "0"]  # exercises the path, measures nothing
@@ -198,25 +199,20 @@ def test_markdown_report_reads_as_tables():
 # --------------------------------------------------------------------------- A/B: worktrees and processes
 
 
-def _git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
-                          check=True, capture_output=True, text=True).stdout
-
-
 @pytest.fixture
 def source_repo(tmp_path) -> Path:
     """A throwaway git repository holding a copy of this tree's mlp/ and bench/ (a fresh clone, in effect)."""
     repo = tmp_path / "repo"
     for package in ("mlp", "bench"):
         shutil.copytree(REPO / package, repo / package, ignore=shutil.ignore_patterns("__pycache__"))
-    _git(repo, "init", "-q")
-    _git(repo, "add", ".")
-    _git(repo, "commit", "-q", "-m", "snapshot")
+    git(repo, "init", "-q")
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "snapshot")
     return repo
 
 
 def _worktrees(repo: Path) -> list[str]:
-    return [line for line in _git(repo, "worktree", "list", "--porcelain").splitlines() if line.startswith("worktree")]
+    return [line for line in git(repo, "worktree", "list", "--porcelain").splitlines() if line.startswith("worktree")]
 
 
 def test_the_worktree_is_removed_after_ctrl_c(source_repo):

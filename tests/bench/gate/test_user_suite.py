@@ -25,6 +25,7 @@ from bench.errors import EnvironmentProblem
 from bench.gate import ab
 from bench.gate import instructions as gi
 from bench.gate import worker as gate_worker
+from git_cmd import git  # tests/bench/gate/git_cmd.py
 
 REPO = Path(__file__).resolve().parents[3]
 WIDTH, DEPTH, BATCH = 32, 2, 8
@@ -52,11 +53,6 @@ FAST_TIMING = ["--rounds", "5", "--block-s", "0.002", "--warmup-s", "0"]
 HAVE_VALGRIND = all(shutil.which(t) for t in gi.VALGRIND_TOOLS)
 
 
-def _git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
-                          check=True, capture_output=True, text=True).stdout
-
-
 @pytest.fixture
 def user_repo(tmp_path) -> Path:
     """The user's repository: model.py and sweeps/ci.toml, one commit; nothing of mlpbench in it."""
@@ -64,9 +60,9 @@ def user_repo(tmp_path) -> Path:
     (repo / "sweeps").mkdir(parents=True)
     (repo / "model.py").write_text(MODEL)
     (repo / "sweeps" / "ci.toml").write_text(SUITE)
-    _git(repo, "init", "-q")
-    _git(repo, "add", ".")
-    _git(repo, "commit", "-q", "-m", "the model")
+    git(repo, "init", "-q")
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "the model")
     return repo
 
 
@@ -144,8 +140,8 @@ def test_against_outside_a_git_repository_is_one_line(tmp_path, monkeypatch, cap
 def test_a_suite_file_missing_at_the_ref_is_one_line(user_repo, monkeypatch, capsys):
     monkeypatch.chdir(user_repo)
     (user_repo / "sweeps" / "new.toml").write_text(SUITE)
-    _git(user_repo, "add", ".")
-    _git(user_repo, "commit", "-q", "-m", "a second suite")
+    git(user_repo, "add", ".")
+    git(user_repo, "commit", "-q", "-m", "a second suite")
     assert _check("--suite", "sweeps/new.toml", "--against", "HEAD~1", "--layers", "counters") == 2
     err = _one_line_error(capsys)
     assert "HEAD~1" in err and "has no such file" in err
@@ -153,7 +149,7 @@ def test_a_suite_file_missing_at_the_ref_is_one_line(user_repo, monkeypatch, cap
     assert "no such sweep file" in _one_line_error(capsys)
     assert _check("--suite", "sweeps/ci.toml", "--against", "no-such-ref", "--layers", "counters") == 2
     assert "not a commit" in _one_line_error(capsys)
-    assert len(_git(user_repo, "worktree", "list").splitlines()) == 1
+    assert len(git(user_repo, "worktree", "list").splitlines()) == 1
 
 
 def test_without_suite_the_gate_is_mlpbench_own():
@@ -213,7 +209,7 @@ def test_the_instruction_layer_fails_an_extra_layer_and_an_a_a_pair_passes(user_
     assert "(the same source)" in clean.stdout
 
     (user_repo / "model.py").write_text(SLOWER)
-    _git(user_repo, "commit", "-q", "-am", "an extra layer")
+    git(user_repo, "commit", "-q", "-am", "an extra layer")
     slower = _run_check(user_repo, "--against", "HEAD~1", "--layers", "instructions", *instr,
                         "--json", str(tmp_path / "ab.json"))
     print(f"e2e: {time.perf_counter() - started:.0f} s for both runs")
@@ -224,4 +220,4 @@ def test_the_instruction_layer_fails_an_extra_layer_and_an_a_a_pair_passes(user_
     step = next(r for r in rows if r["phase"] == "step")
     assert step["regressed"] and step["ratio"] > 1
     print("e2e failing case:", [(r["phase"], round(r["ratio"] - 1, 4)) for r in rows])
-    assert len(_git(user_repo, "worktree", "list").splitlines()) == 1
+    assert len(git(user_repo, "worktree", "list").splitlines()) == 1
