@@ -46,12 +46,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def command(args: argparse.Namespace) -> int:
     from .report import compare as report_compare
 
-    return report_compare.command(args, confirm=confirm_lines)
+    limit = getattr(args, "confirm_cases", MAX_CASES)
+    return report_compare.command(args, confirm=lambda a, b, table: confirm_lines(a, b, table, limit))
 
 
 def cases_to_confirm(table: pd.DataFrame, limit: int = MAX_CASES) -> pd.DataFrame:
-    """The step rows that moved: a verdict, or a ratio (raw or against the run factor) beyond the minimum effect."""
+    """The step rows that moved: a verdict, or a ratio (raw or against the run factor) beyond the minimum effect,
+    the ``limit`` largest moves; ``limit`` 0: every step row, moved or not, the largest moves first."""
     step = table[table["phase"] == "step"]
+    if limit == 0:
+        order = step["ratio"].map(lambda r: -abs(math.log(r)) if r > 0 else 0.0).sort_values().index
+        return step.loc[order]
     big = math.log1p(noise.MIN_EFFECT)
     moved = step[(step["verdict"] != noise.Verdict.INCONCLUSIVE.value)
                  | (step["ratio"].map(lambda r: abs(math.log(r)) if r > 0 else 0.0) >= big)
@@ -60,9 +65,10 @@ def cases_to_confirm(table: pd.DataFrame, limit: int = MAX_CASES) -> pd.DataFram
     return moved.loc[order].head(limit)
 
 
-def confirm_lines(run_a, run_b, table: pd.DataFrame) -> list[str]:
-    """The ``--confirm`` section: which cases, built from where, and the interleaved verdict of each."""
-    chosen = cases_to_confirm(table)
+def confirm_lines(run_a, run_b, table: pd.DataFrame, limit: int = MAX_CASES) -> list[str]:
+    """The ``--confirm`` section: which cases, built from where, and the interleaved verdict of each (``limit``:
+    ``--confirm-cases``)."""
+    chosen = cases_to_confirm(table, limit)
     if not len(chosen):
         return [f"Confirm: no case moved by {noise.MIN_EFFECT:.0%} or more (raw or against the run-level factor); "
                 "nothing to re-measure."]
@@ -73,9 +79,11 @@ def confirm_lines(run_a, run_b, table: pd.DataFrame) -> list[str]:
     rows_a = [case_row(run_a.summary, cid) for cid in chosen["case_id"]]
     rows_b = [case_row(run_b.summary, _b_case_id(table, cid)) for cid in chosen["case_id"]]
     with trees as (tree_a, tree_b):
-        results = interleaved(rows_a, rows_b, tree_a, tree_b)
-    lines = [f"Confirm ({how}): {len(chosen)} case(s) re-measured now, A and B interleaved "
-             f"({CONFIRM_ROUNDS} blocks a side, paired {results[0].confidence:.0%} interval, "
+        threads = max(threads_used(run_a.summary, chosen["case_id"]),
+                      threads_used(run_b.summary, [_b_case_id(table, c) for c in chosen["case_id"]]))
+        results = interleaved(rows_a, rows_b, tree_a, tree_b, threads)
+    lines = [f"Confirm ({how}): {len(chosen)} case(s) re-measured now, A and B interleaved on the same "
+             f"{threads} CPU(s) ({CONFIRM_ROUNDS} blocks a side, paired {results[0].confidence:.0%} interval, "
              f"minimum effect {results[0].min_effect:.0%}):", ""]
     rows = [{"case": label, "stored B/A": f"{stored:.3f}", "interleaved B/A": f"{r.ratio:.3f}",
              "interval": f"[{r.ci_low:.3f}, {r.ci_high:.3f}]",
@@ -96,20 +104,25 @@ def confirm_word(gate_verdict: str, ci_low: float = 0.0, ci_high: float = math.i
             else f"changed by less than {noise.MIN_EFFECT:.0%}")
 
 
-def interleaved(rows_a: Sequence[dict], rows_b: Sequence[dict], tree_a: Path, tree_b: Path) -> list:
-    """Each case's A row measured from ``tree_a`` and B row from ``tree_b``, interleaved; gate comparisons."""
+def interleaved(rows_a: Sequence[dict], rows_b: Sequence[dict], tree_a: Path, tree_b: Path,
+                threads: int = 1) -> list:
+    """Each case's A row measured from ``tree_a`` and B row from ``tree_b``, interleaved; gate comparisons.
+    Both workers are pinned to the same ``threads`` CPUs, and a case that ran at torch's default thread count
+    (``threads`` 0) runs at that many there: what the stored runs measured, not one thread squeezed onto one
+    CPU."""
     from .gate import ab
     from .gate.stats import compare_samples
 
     plan = ab.TimingPlan(CONFIRM_ROUNDS, CONFIRM_BLOCK_S, CONFIRM_WARMUP_S)
-    cpus = ab.shared_cpu()
+    cpus = ab.shared_cpu(threads)
     timed = list(range(len(rows_a)))
     with sigterm_as_interrupt(), contextlib.ExitStack() as stack:
         workers = {"A": ab.ProcessWorker("A", tree_a, cpus), "B": ab.ProcessWorker("B", tree_b, cpus)}
         for w in workers.values():
             stack.callback(w.close)
         for name, rows in (("A", rows_a), ("B", rows_b)):
-            workers[name].send({"cmd": "setup", "cases": list(rows), "warmup_s": plan.warmup_s, "inject": "none"})
+            cases = [{**r, "threads": r.get("threads") or threads} for r in rows]
+            workers[name].send({"cmd": "setup", "cases": cases, "warmup_s": plan.warmup_s, "inject": "none"})
         replies = {name: w.receive() for name, w in workers.items()}
         for name, reply in replies.items():
             reply.update(ab.request(workers[name], {"cmd": "warmup", "cases": timed}))
@@ -149,6 +162,14 @@ def _worktree_and(here: Path, commit: str) -> Iterator[tuple[Path, Path]]:
 
     with ab.worktree(here, commit) as tree_a:
         yield tree_a, here
+
+
+def threads_used(summary: pd.DataFrame, case_ids: Sequence[str]) -> int:
+    """The most torch threads the stored run timed these cases at (its ``torch_threads``; 1 when not recorded)."""
+    rows = summary[summary["case_id"].isin(list(case_ids)) & (summary["phase"] == "step")]
+    counts = [int(x) for x in rows["torch_threads"].dropna()] if "torch_threads" in rows else []
+    counts += [int(x) for x in rows["threads"].dropna() if int(x) > 0] if "threads" in rows else []
+    return max(counts, default=1)
 
 
 def case_row(summary: pd.DataFrame, case_id: str) -> dict:

@@ -133,16 +133,17 @@ def _working_folder(path: Path | None) -> Iterator[None]:
         os.chdir(before)
 
 
-def shared_cpu() -> str:
-    """One CPU for both sides' workers.
+def shared_cpu(count: int = 1) -> str:
+    """``count`` CPUs (one by default), the same for both sides' workers, comma-separated.
 
     Left to the scheduler, each worker tends to stay on the core it last ran on; when
     another job loads one core more than the other, that becomes a steady bias between
-    the sides that no amount of interleaving removes. Pinned to the same core, A and B
-    see the same neighbours. (The timed cases run one torch thread, so one core is enough.)
+    the sides that no amount of interleaving removes. Pinned to the same cores, A and B
+    see the same neighbours. (The gate's timed cases run one torch thread, so one core is
+    enough; ``compare --confirm`` re-measures a run's cases at the threads that run used.)
     """
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    return str(cpus[-1]) if cpus else ""
+    return ",".join(str(c) for c in cpus[-max(1, count):]) if cpus else ""
 
 
 class ProcessWorker:
