@@ -45,7 +45,7 @@ from .ceiling import (
     under_measured,
 )
 from .clocks import torch_threads
-from .dispatch import best_of_passes, measure_dispatch
+from .dispatch import best_of_passes, measure_dispatch, phase_per_op_s
 from .env import FULL_RATE_DTYPES, dtype_fast_path, fingerprint, load_average
 from .noise import run_record
 from .errors import first_line
@@ -208,7 +208,7 @@ def derived_columns(row: dict, meta: RunMeta | dict) -> dict:
                                  speed_of_light.charged_ops(row),
                                  ceiling.measured_tflops * 1e12 if ceiling else math.nan,
                                  speed_of_light.memory_bytes_per_s(bandwidth, row.get("traffic_bytes", math.nan)),
-                                 dispatch.get("per_op_s", math.nan))
+                                 phase_per_op_s(dispatch, str(row.get("phase", ""))))
     return {**ceiling_columns(row["tflops"], ceiling), **speed_of_light.columns(floor, row["median_s"])}
 
 

@@ -193,6 +193,29 @@ def test_the_dispatch_floor_s_add_matches_torch_utils_benchmark():
     assert floor.tiny_inference_ops == count_ops(lambda: step.infer(x)) > 0
     # the floor per op is the cheaper kind: an inference phase must not be charged a backward's per-op cost
     assert floor.per_op_s == min(floor.backprop_per_op_s, floor.tiny_inference_s / floor.tiny_inference_ops)
+    loss = step.loss_fn(step.forward(x), y)
+    replay = lambda: loss.backward(retain_graph=True)  # noqa: E731
+    assert floor.tiny_autograd_ops == count_ops(replay) > 0
+    engine = min(min(tub.Timer("replay()", globals={"replay": replay}).blocked_autorange(min_run_time=0.2).times)
+                 for _ in range(3)) / floor.tiny_autograd_ops
+    assert engine / ADD_BAND <= floor.autograd_per_op_s <= engine * ADD_BAND
+
+
+def test_a_backward_is_charged_the_engine_s_per_op_floor_and_a_forward_the_python_one():
+    from bench.dispatch import phase_per_op_s
+
+    dispatch = {"per_op_s": 5e-6, "autograd_per_op_s": 2.5e-6}
+    assert [phase_per_op_s(dispatch, p) for p in ("forward", "inference", "backward", "optimizer", "step")] == \
+        [5e-6, 5e-6, 2.5e-6, 2.5e-6, 2.5e-6]
+    assert phase_per_op_s({"per_op_s": 5e-6}, "backward") == 5e-6  # a run from before the engine's figure
+    assert phase_per_op_s({"per_op_s": 2e-6, "autograd_per_op_s": 3e-6}, "backward") == 2e-6  # never above per_op_s
+    row = {"device": "cpu", "dtype": "fp32", "threads": 0, "tflops": 0.0, "median_s": 1e-3, "phase": "backward",
+           "matmul_flops": 0.0, "traffic_bytes": 0.0, "aten_ops": 100}
+    meta = {"ceilings": {"cpu/fp32": {"device": "cpu", "dtype": "fp32", "device_name": "x", "measured_tflops": 0.1,
+                                      "matmul_size": 256, "datasheet_tflops": None, "datasheet_source": None}},
+            "bandwidth": {"cpu/fp32": {"bytes_per_s": 1e10}}, "dispatch": {"cpu": dispatch}}
+    assert runner.derived_columns(row, meta)["sol_s"] == pytest.approx(100 * 2.5e-6)
+    assert runner.derived_columns({**row, "phase": "forward"}, meta)["sol_s"] == pytest.approx(100 * 5e-6)
 
 
 def test_the_run_keeps_the_lower_of_its_start_and_end_dispatch_passes_whole():
@@ -209,6 +232,8 @@ def test_the_run_keeps_the_lower_of_its_start_and_end_dispatch_passes_whole():
     assert best_of_passes(start, replace(_floor(4e-6), per_op_s=math.nan))["per_op_s"] == 3e-6  # nan never wins
     resumed = best_of_passes(lower, _floor(2.5e-6))  # a resumed run's second end pass: 2e-6 still stands
     assert (resumed["per_op_s"], resumed["per_op_s_start"]) == (2e-6, 3e-6)
+    engine = best_of_passes({**start, "autograd_per_op_s": 1e-6}, replace(_floor(2e-6), autograd_per_op_s=1.5e-6))
+    assert (engine["per_op_s"], engine["autograd_per_op_s"]) == (2e-6, 1e-6)  # each floor the lower of its reads
 
 
 def _floor(per_op_s: float, add_s: float = 1e-6):
