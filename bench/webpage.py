@@ -38,6 +38,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .flag { color: #c00; font-weight: bold; }
 .figure { min-height: 360px; }
 .count { color: #555; font-size: 0.85em; }
+.verdict-slower { color: #d62728; font-weight: bold; } .verdict-faster { color: #2ca02c; font-weight: bold; }
 td.spark { width: 180px; height: 36px; padding: 0 4px; color: #777; }
 """
 

@@ -12,8 +12,10 @@ and its median with the 95% CI):
 - compile payback (speedup with its CI, and the steps before the compile time is paid back);
 - the CPU-versus-GPU crossover (CPU time / GPU time against batch) where CPU and CUDA runs are merged.
 
-Then the case table, sortable and filterable by any case field. A figure that cannot be drawn says why;
-a run with no ok case says so instead of drawing empty axes. Reads result tables only (``tables``).
+Then the case table, sortable and filterable by any case field, and, for ``report A B [C ...]``, the runs
+compared (``comparison_html``: B against A with ``compare``'s verdicts, a figure and a table per pair). A
+figure that cannot be drawn says why; a run with no ok case says so instead of drawing empty axes. Reads
+result tables only (``tables``).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from ..phases import TRAINING_PHASE_NAMES
 from ..runs import Status, write_atomic
 from ..webpage import Cell, cell, escape, figure_html, page, table_html
 from .compare import interval_ratio
+from .comparison_html import section as comparison_section
 from .markdown import ceiling_table, limits_table, phase_shares
 from .tables import (
     COMPARABILITY_KEYS,
@@ -430,10 +433,14 @@ def render_html(runs: Sequence) -> tuple[str, list[HtmlFigure]]:
                      + ("this run" if len(runs) == 1 else "these runs")
                      + " (every case is listed below with its status and reason).</p>")
     columns, rows = case_rows(summary, regimes) if len(summary) else ([], [])
+    compared, compared_figures = comparison_section(runs)
+    drawn += [HtmlFigure(fig_id, title, fig) for fig_id, title, fig in compared_figures]
     parts += ["<h2>Cases</h2>", "<p>Click a header to sort; type in a box to filter (text: contains; "
               "<code>=64</code>: equals; <code>&gt;100</code>, <code>&lt;=2</code>: compares numbers).</p>",
-              table_html(TABLE_ID, columns, rows) if rows else '<p class="empty">No case in this run.</p>']
-    return page(f"mlpbench report: {', '.join(names)}", "\n".join(parts), inline_plotly=has_ok), drawn
+              table_html(TABLE_ID, columns, rows) if rows else '<p class="empty">No case in this run.</p>',
+              *compared]
+    return page(f"mlpbench report: {', '.join(names)}", "\n".join(parts),
+                inline_plotly=has_ok or bool(compared_figures)), drawn
 
 
 def write_html_report(runs: Sequence, out_dir: Path) -> HtmlReport:

@@ -82,3 +82,34 @@ def test_a_damaged_run_is_one_line_and_exit_2(cpu_run_dir, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "summary.csv" in err
     assert not (run / "report.html").exists()
+
+
+def test_two_runs_get_the_comparison_drawn_with_a_marker_per_shared_case(cpu_run_dir, tmp_path):
+    """report A B --html: the "Runs compared" figure's ratio panel holds B/A of every shared case, as the two
+    summary.csv give it (pandas alone), and its table a row per case; one case slowed 3x in B reads slower."""
+    from bench.report.html import write_html_report
+    from bench.runs import load_run
+
+    a, b = tmp_path / "A", tmp_path / "B"
+    shutil.copytree(cpu_run_dir, a)
+    shutil.copytree(cpu_run_dir, b)
+    summary, samples = pd.read_csv(b / "summary.csv"), pd.read_csv(b / "samples.csv")
+    slowed = summary.loc[(summary["phase"] == "step") & (summary["status"] == "ok"), "case_id"].iloc[0]
+    for column in ("median_s", "iqr_s", "min_s", "max_s", "mean_s", "ci_low_s", "ci_high_s"):
+        summary.loc[summary["case_id"] == slowed, column] *= 3.0  # 3 blocks a case: wide within-run intervals
+    samples.loc[samples["case_id"] == slowed, "seconds"] *= 3.0
+    summary.to_csv(b / "summary.csv", index=False)
+    samples.to_csv(b / "samples.csv", index=False)
+    text = write_html_report([load_run(a), load_run(b)], tmp_path).path.read_text()
+    found = re.search(r'<div id="fig-compare-1" class="figure".*?</div>\n<script>\(function\(\) \{ const f = (.*?);'
+                      r' Plotly\.newPlot', text, flags=re.S)
+    assert found, "no comparison figure"
+    traces = json.loads(found.group(1))["data"]
+    ratios = sorted(x for t in traces if t.get("xaxis") == "x" and t["mode"] == "markers" for x in t["x"])
+    joined = pd.read_csv(a / "summary.csv").merge(summary, on=["case_id", "phase"], suffixes=("_a", "_b"))
+    joined = joined[(joined["phase"] == "step") & (joined["status_a"] == "ok") & (joined["status_b"] == "ok")]
+    assert ratios == pytest.approx(sorted(joined["median_s_b"] / joined["median_s_a"]), rel=1e-9)
+    slower = [x for t in traces if t.get("xaxis") == "x" and t["name"] == "slower" for x in t["x"]]
+    assert slower == pytest.approx([3.0])
+    table = text[text.index('<table id="compare-1"'):]
+    assert table[:table.index("</table>")].count("<tr>") == 2 + len(joined)  # header, filter boxes, a row per case
