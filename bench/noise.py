@@ -205,6 +205,12 @@ class CommonFactor:
     def factor(self) -> float:
         return math.exp(self.log_factor)
 
+    @property
+    def smallest_verdict(self) -> float:
+        """The smallest change (after the factor; 0.25 = +25%) a case can be called slower at between these two
+        runs, with no within-run noise at all: ``Z_VERDICT`` times the between-run noise, at least ``MIN_EFFECT``."""
+        return max(MIN_EFFECT, math.expm1(Z_VERDICT * math.hypot(self.spread, self.se)))
+
 
 def common_factor(log_ratios: Sequence[float]) -> CommonFactor:
     r = np.asarray([x for x in log_ratios if math.isfinite(x)], dtype=float)

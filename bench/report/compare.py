@@ -253,6 +253,9 @@ def comparison_lines(comparison: Comparison) -> list[str]:
     for phase, f in comparison.factors.items():
         lines.append(f"Run-level factor ({phase}): {f.factor:.3f} over {f.n_cases} cases, case-to-case "
                      f"between-run noise {math.expm1(f.spread):.1%}" + ("" if f.estimated else " (prior)"))
+        lines.append(f"Smallest change these two runs can call ({phase}): {f.smallest_verdict:.0%} in a case, against "
+                     "the factor; smaller ones: `compare --confirm --confirm-cases 0` re-measures every case "
+                     "interleaved")
     return lines
 
 

@@ -195,3 +195,19 @@ def test_a_run_whose_ceiling_moved_far_during_it_blocks_the_verdicts(drift_a, dr
 
     found = [d for d in noise.state_differences(state(drift_a), state(drift_b)) if d.what.startswith("drift")]
     assert [d.decisive for d in found] == ([True] if decisive else [])
+
+
+@pytest.mark.parametrize("sigma", [0.03, 0.15, 0.40])
+def test_the_smallest_change_a_pair_can_call_is_where_the_verdict_turns(sigma: float) -> None:
+    """What `compare` prints as the smallest change these two runs can call: a case moved just beyond it (and no
+    within-run noise) is slower, just short of it inconclusive. The reference: scipy's normal-scaled MAD and the
+    rule's numbers written out here (3.5 standard errors, at least 5%)."""
+    logs = np.random.default_rng(7).normal(0.0, sigma, 40)
+    factor = noise.common_factor(logs.tolist())
+    spread = max(0.02, sps.median_abs_deviation(logs, scale="normal"))
+    se = 1.2533 * spread / math.sqrt(len(logs))
+    expected = max(0.05, math.expm1(3.5 * math.hypot(spread, se)))
+    assert factor.smallest_verdict == pytest.approx(expected, rel=1e-5)  # 1.4826 against scipy's exact 1.482602...
+    for scale, verdict in ((1.01, noise.Verdict.SLOWER), (0.99, noise.Verdict.INCONCLUSIVE)):
+        ratio = factor.factor * (1 + expected * scale)
+        assert noise.case_verdict(ratio, ratio, ratio, factor).verdict is verdict
