@@ -33,8 +33,8 @@ from .report import compare_flags
 if TYPE_CHECKING:  # pandas and the comparison load when the command runs: `compare --help` needs neither
     import pandas as pd
 
-MAX_CASES = 6  # re-measured per call, largest |log ratio| first: ~10 s each on a loaded 2-core box
-CONFIRM_ROUNDS = 20  # interleaved blocks per case and side (the gate's default, whose power docs/perf-gate.md measured)
+MAX_CASES = compare_flags.DEFAULT_CASES  # re-measured per call, largest |log ratio| first
+CONFIRM_ROUNDS = compare_flags.DEFAULT_ROUNDS  # interleaved blocks per case and side
 CONFIRM_BLOCK_S = 0.1
 CONFIRM_WARMUP_S = 0.3
 
@@ -47,7 +47,8 @@ def command(args: argparse.Namespace) -> int:
     from .report import compare as report_compare
 
     limit = getattr(args, "confirm_cases", MAX_CASES)
-    return report_compare.command(args, confirm=lambda a, b, table: confirm_lines(a, b, table, limit))
+    rounds = getattr(args, "confirm_rounds", CONFIRM_ROUNDS)
+    return report_compare.command(args, confirm=lambda a, b, table: confirm_lines(a, b, table, limit, rounds))
 
 
 def cases_to_confirm(table: pd.DataFrame, limit: int = MAX_CASES) -> pd.DataFrame:
@@ -65,9 +66,10 @@ def cases_to_confirm(table: pd.DataFrame, limit: int = MAX_CASES) -> pd.DataFram
     return moved.loc[order].head(limit)
 
 
-def confirm_lines(run_a, run_b, table: pd.DataFrame, limit: int = MAX_CASES) -> list[str]:
+def confirm_lines(run_a, run_b, table: pd.DataFrame, limit: int = MAX_CASES,
+                  rounds: int = CONFIRM_ROUNDS) -> list[str]:
     """The ``--confirm`` section: which cases, built from where, and the interleaved verdict of each (``limit``:
-    ``--confirm-cases``)."""
+    ``--confirm-cases``; ``rounds``: ``--confirm-rounds``, blocks a side)."""
     chosen = cases_to_confirm(table, limit)
     if not len(chosen):
         return [f"Confirm: no case moved by {noise.MIN_EFFECT:.0%} or more (raw or against the run-level factor); "
@@ -81,9 +83,9 @@ def confirm_lines(run_a, run_b, table: pd.DataFrame, limit: int = MAX_CASES) -> 
     with trees as (tree_a, tree_b):
         threads = max(threads_used(run_a.summary, chosen["case_id"]),
                       threads_used(run_b.summary, [_b_case_id(table, c) for c in chosen["case_id"]]))
-        results = interleaved(rows_a, rows_b, tree_a, tree_b, threads)
+        results = interleaved(rows_a, rows_b, tree_a, tree_b, threads, rounds)
     lines = [f"Confirm ({how}): {len(chosen)} case(s) re-measured now, A and B interleaved on the same "
-             f"{threads} CPU(s) ({CONFIRM_ROUNDS} blocks a side, paired {results[0].confidence:.0%} interval, "
+             f"{threads} CPU(s) ({rounds} blocks a side, paired {results[0].confidence:.0%} interval, "
              f"minimum effect {results[0].min_effect:.0%}):", ""]
     rows = [{"case": label, "stored B/A": f"{stored:.3f}", "interleaved B/A": f"{r.ratio:.3f}",
              "interval": f"[{r.ci_low:.3f}, {r.ci_high:.3f}]",
@@ -105,15 +107,15 @@ def confirm_word(gate_verdict: str, ci_low: float = 0.0, ci_high: float = math.i
 
 
 def interleaved(rows_a: Sequence[dict], rows_b: Sequence[dict], tree_a: Path, tree_b: Path,
-                threads: int = 1) -> list:
+                threads: int = 1, rounds: int = CONFIRM_ROUNDS) -> list:
     """Each case's A row measured from ``tree_a`` and B row from ``tree_b``, interleaved; gate comparisons.
     Both workers are pinned to the same ``threads`` CPUs, and a case that ran at torch's default thread count
     (``threads`` 0) runs at that many there: what the stored runs measured, not one thread squeezed onto one
-    CPU."""
+    CPU. ``rounds``: blocks per case and side (the interval narrows as its square root)."""
     from .gate import ab
     from .gate.stats import compare_samples
 
-    plan = ab.TimingPlan(CONFIRM_ROUNDS, CONFIRM_BLOCK_S, CONFIRM_WARMUP_S)
+    plan = ab.TimingPlan(rounds, CONFIRM_BLOCK_S, CONFIRM_WARMUP_S)
     cpus = ab.shared_cpu(threads)
     timed = list(range(len(rows_a)))
     with sigterm_as_interrupt(), contextlib.ExitStack() as stack:

@@ -6,6 +6,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+DEFAULT_CASES = 6  # --confirm-cases: re-measured per call, largest |log ratio| first (~10 s each, loaded 2-core box)
+DEFAULT_ROUNDS = 20  # --confirm-rounds: the gate's default blocks a side, whose power docs/perf-gate.md measured
+MIN_ROUNDS = 5  # fewer blocks a side than this give the paired bootstrap too few pairs to resample
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_a", help="baseline run folder (or 'latest')")
@@ -16,10 +20,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--confirm", action="store_true",
                         help="re-measure the cases that differ, A's and B's configuration interleaved in one run "
                              "(both built from this tree; bench.gate.confirm)")
-    parser.add_argument("--confirm-cases", type=_cases, default=6, metavar="N",
-                        help="how many cases --confirm re-measures, the largest moves first (default 6); 0: every "
-                             "case, moved or not (about 5 s each): between two noisy stored runs a real change may "
+    parser.add_argument("--confirm-cases", type=_cases, default=DEFAULT_CASES, metavar="N",
+                        help="how many cases --confirm re-measures, the largest moves first (default "
+                             "%(default)s); 0: every case, moved or not (about 5 s each): between two noisy stored "
+                             "runs a real change may "
                              "not be among the largest moves")
+    parser.add_argument("--confirm-rounds", type=_rounds, default=DEFAULT_ROUNDS, metavar="N",
+                        help="interleaved blocks per case and side for --confirm (default %(default)s, at least 5): the "
+                             "interval narrows as the square root; 80 halves the default's")
 
 
 def _cases(text: str) -> int:
@@ -29,4 +37,15 @@ def _cases(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number of cases (0: all), got {text!r}") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected 0 (all) or more cases, got {value}")
+    return value
+
+
+def _rounds(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of blocks, got {text!r}") from None
+    if value < MIN_ROUNDS:
+        raise argparse.ArgumentTypeError(f"expected at least {MIN_ROUNDS} blocks a side (a paired interval needs "
+                                         f"them), got {value}")
     return value

@@ -53,3 +53,34 @@ def test_a_bad_confirm_cases_is_one_line_and_exit_2(value, capsys):
     assert main(["compare", "nowhere-a", "nowhere-b", "--confirm", "--confirm-cases", value]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--confirm-cases" in err[0], err
+
+
+@pytest.mark.parametrize("value", ["4", "many", "0"])
+def test_a_bad_confirm_rounds_is_one_line_and_exit_2(value, capsys):
+    assert main(["compare", "nowhere-a", "nowhere-b", "--confirm", "--confirm-rounds", value]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--confirm-rounds" in err[0], err
+
+
+def test_confirm_rounds_defaults_to_the_gate_s_blocks_and_reaches_the_plan(monkeypatch):
+    import argparse
+
+    from bench.report import compare_flags
+
+    parser = argparse.ArgumentParser()
+    compare_flags.add_arguments(parser)
+    assert parser.parse_args(["a", "b"]).confirm_rounds == confirm.CONFIRM_ROUNDS == ab.TimingPlan().rounds
+    assert parser.parse_args(["a", "b", "--confirm-rounds", "80"]).confirm_rounds == 80
+    plans = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_worker(name, tree, cpus):  # the plan is built before any worker starts: stop at the first
+        raise Stop
+
+    monkeypatch.setattr(ab, "TimingPlan", lambda *a: plans.append(a) or Stop)
+    monkeypatch.setattr(ab, "ProcessWorker", fake_worker)
+    with pytest.raises(Stop):
+        confirm.interleaved([{}], [{}], ".", ".", 1, 80)
+    assert plans[0][0] == 80
