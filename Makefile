@@ -68,9 +68,9 @@ check-instructions: $(STAMP)  ## instruction counts under Callgrind, this tree v
 baseline: $(STAMP)  ## deliberately rewrite the committed gate baseline (counters + timing samples, this machine)
 	$(BIN)/mlpbench check --write-baseline $(GATE_BASELINE) $(ARGS)
 
-PAIRS ?= 40
-noise-eval: $(STAMP)  ## issue 41: A/A and A/B (+10%) pairs of separate runs, quiet and loaded; old vs new verdicts (results/noise-eval)
-	PYTHON=$(BIN)/python bash results/noise-eval/run.sh $(PAIRS)
+CHAIN ?= 22,10
+noise-eval: $(STAMP)  ## issue 41: A/A and A/B (+10%) pairs of separate quick runs, quiet and loaded, and --confirm's campaign (results/noise-eval)
+	PYTHON=$(BIN)/python bash results/noise-eval/run.sh $(CHAIN)
 
 perf-save: $(STAMP)  ## pytest-benchmark cases, saved for later comparison
 	$(BIN)/python -m pytest tests/perf --benchmark-only --benchmark-autosave -q

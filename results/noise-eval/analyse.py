@@ -25,6 +25,7 @@ import argparse
 import importlib.util
 import json
 import math
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -45,13 +46,27 @@ OLD_COMMIT = "561afd2"  # main before issue 41
 INJECTED_WIDTH = 1024  # round 1 (no "injection" in pairs.jsonl): +10% matmul FLOPs in the w1024 cases
 
 
-def is_injected(record: dict, width: int, activation: str) -> bool:
-    """Which cases of an A/B pair carry the injected slowdown (collect.py's INJECTION_NAME of its round)."""
+def is_injected(record: dict, row) -> bool:
+    """Which cases of an A/B pair carry the injected slowdown (collect.py's injection of its round); ``row``: the
+    case's summary row (its fields)."""
     if not record["kind"].startswith("ab"):
         return False
     if record.get("injection") == "gelu-spin-10pct":  # round 2: +10% step time by a CPU spin, gelu cases
-        return activation == "gelu"
-    return width == INJECTED_WIDTH
+        return str(row["activation"]) == "gelu"
+    if record.get("injection") == "quick-spin-10pct":  # round 3: a CPU spin in 8 of the quick preset's cases
+        sys.path.insert(0, str(HERE))
+        import collect
+
+        if str(row["network"]) != "uniform" or str(row["compile"]) != "none":
+            return False
+        key = ((int(row["width"]),) * int(row["depth"]), int(row["batch"]), str(row["activation"]),
+               str(row["dtype"]) == "bf16")
+        return key in collect.CHAIN_SPIN_S
+    return int(row["width"]) == INJECTED_WIDTH
+
+
+SWEEPS = {"quick-spin-10pct": "31 cases of `--preset quick` (torch's default 2 threads; 8 injected)",
+          None: "12 cases (w256/512/1024 d2 b64/256 relu/gelu fp32 eager, one thread)"}
 
 
 def reason_kind(verdict: str, reason: str) -> str:
@@ -104,7 +119,7 @@ def score_pair(record: dict, runs_dir: Path, old) -> list[dict]:
     rows = []
     for _, r in comparison.table.iterrows():
         row_a = a.summary.loc[a.summary["case_id"] == r["case_id"]].iloc[0]
-        injected = is_injected(record, int(row_a["width"]), str(row_a["activation"]))
+        injected = is_injected(record, row_a)
         pair_values = [r["median_a_s"], r["median_b_s"]]
         rows.append({"round": record.get("round", 1), "pair": record["pair"], "kind": record["kind"],
                      "why": reason_kind(r["verdict"], r["reason"]), "case": r["case"], "injected": injected,
@@ -163,20 +178,25 @@ def rates(rows: list[dict]) -> dict:
 def series_check(records: list[dict], runs_dir: Path, old) -> dict:
     """History over many commits: the quiet pairs' A runs in time order (A/A), then their A/B B runs appended."""
     quiet = [r for r in records if r["kind"].endswith("quiet")]
-    a_runs = [load(runs_dir / r["A"]["folder"]) for r in quiet]
-    b_runs = [load(runs_dir / r["B"]["folder"]) for r in quiet if r["kind"].startswith("ab")]
+    if quiet and quiet[0].get("chain"):  # round 3: the chain's quiet runs, each once (its pairs share them)
+        chain = [json.loads(line) for line in (runs_dir.parent / "runs.jsonl").read_text().splitlines() if line]
+        a_runs = [load(runs_dir / r["folder"]) for r in chain if r["condition"] == "quiet" and r["side"] == "A"]
+        b_runs = [load(runs_dir / r["folder"]) for r in chain if r["condition"] == "quiet" and r["side"] == "B"]
+    else:
+        a_runs = [load(runs_dir / r["A"]["folder"]) for r in quiet]
+        b_runs = [load(runs_dir / r["B"]["folder"]) for r in quiet if r["kind"].startswith("ab")]
     if len(a_runs) < 2:
         return {}
     step = lambda run: run.summary[(run.summary["phase"] == "step") & (run.summary["status"] == "ok")]  # noqa: E731
-    cases = list(step(a_runs[0])[["case_id", "label", "width", "activation"]].itertuples(index=False))
     out = {"a_runs": len(a_runs), "b_runs": len(b_runs), "cases": {}}
     ab = next((r for r in quiet if r["kind"].startswith("ab")), {"kind": "ab"})
-    for case_id, label, width, activation in cases:
+    for _, row in step(a_runs[0]).iterrows():
+        case_id, label = row["case_id"], row["label"]
         values = [float(step(r).set_index("case_id").loc[case_id, "median_s"]) for r in a_runs]
         after = [float(step(r).set_index("case_id").loc[case_id, "median_s"]) for r in b_runs]
         last = max(10, len(after))
         out["cases"][label] = {
-            "injected": is_injected(ab, int(width), str(activation)),
+            "injected": is_injected(ab, row),
             "aa_old": history_flags(old, values, last), "aa_new": history_flags(new_detect, values, last),
             "ab_old": history_flags(old, values + after, last) if after else None,
             "ab_new": history_flags(new_detect, values + after, last) if after else None}
@@ -200,9 +220,8 @@ def confirm_demo(records: list[dict], runs_dir: Path, rows: list[dict]) -> list[
             table = new_compare.compare(a, b).table
             chosen = confirm.cases_to_confirm(table)
             if kind.startswith("ab"):  # and the injected cases, so that the demo shows the interleaved power too
-                shape = {c: (int(w), str(act)) for c, w, act in a.summary[["case_id", "width", "activation"]]
-                         .drop_duplicates("case_id").itertuples(index=False)}
-                marks = [is_injected(record, *shape[c]) for c in table["case_id"]]
+                fields = a.summary.drop_duplicates("case_id").set_index("case_id")
+                marks = [is_injected(record, fields.loc[c]) for c in table["case_id"]]
                 injected = table[pd.Series(marks, index=table.index) & (table["phase"] == "step")]
                 chosen = pd.concat([chosen, injected[~injected["case_id"].isin(chosen["case_id"])]])
             if not len(chosen):
@@ -219,6 +238,64 @@ def confirm_demo(records: list[dict], runs_dir: Path, rows: list[dict]) -> list[
     return lines
 
 
+def confirm_campaign(folder: Path, records: list[dict], runs_dir: Path) -> tuple[list[str], dict]:
+    """confirm_campaign.py's sessions (confirm.jsonl), scored; and how often ``--confirm``'s default choice (the 6
+    largest moves between the stored runs) would have re-measured the injected cases of the quiet A/B pairs."""
+    ledger = folder / "confirm.jsonl"
+    if not ledger.exists():
+        return [], {}
+    sys.path.insert(0, str(HERE))
+    from bench import confirm
+
+    sessions = [json.loads(line) for line in ledger.read_text().splitlines() if line.strip()]
+    rates_out, lines = {}, ["`compare --confirm` as the instrument (confirm_campaign.py: A's tree and B's re-measured "
+                            "interleaved, two workers on the same CPUs, 20 blocks a side (`-rN`: N), paired 99% interval, 5% "
+                            "minimum effect; each session 8 injected and 8 untouched cases; \"slower\" / \"faster\" "
+                            "need the interval beyond 1 and the ratio beyond 5%):", "",
+                            "| sessions | kind | load | interval half-width (median) | injected: slower (detected) | faster (wrong) | inconclusive or "
+                            "within 5% | untouched / A/A: slower or faster (false alarms) | unchanged or inconclusive |",
+                            "|---:|---|---|---:|---:|---:|---:|---:|---:|"]
+    for kind in sorted({s["kind"] for s in sessions}):
+        group = [s for s in sessions if s["kind"] == kind]
+        cases = [c for s in group for c in s["cases"]]
+        inj, null = [c for c in cases if c["injected"]], [c for c in cases if not c["injected"]]
+        word = lambda c: c["word"].split()[0]  # noqa: E731
+        entry = {"sessions": len(group), "injected": len(inj), "detected": sum(word(c) == "slower" for c in inj),
+                 "wrong": sum(word(c) == "faster" for c in inj), "null": len(null),
+                 "false_alarms": sum(word(c) in ("slower", "faster") for c in null),
+                 "injected_ratios": sorted(round(c["ratio"], 3) for c in inj),
+                 "rounds": group[0].get("rounds", 20),
+                 "halfwidth": statistics.median(math.expm1((math.log(c["ci_high"]) - math.log(c["ci_low"])) / 2)
+                                                for c in cases)}
+        if inj:
+            entry["injected_mean"] = math.exp(statistics.fmean(math.log(c["ratio"]) for c in inj))
+        rates_out[kind] = entry
+        loads = [max(s["load_before"][0], s["load_after"][0]) for s in group]
+        lines.append(f"| {len(group)} | {kind} | {min(loads):.1f}-{max(loads):.1f} | +-{entry['halfwidth']:.1%} | {_pct(entry['detected'], len(inj))} | "
+                     f"{entry['wrong'] if inj else '-'} | {len(inj) - entry['detected'] - entry['wrong'] if inj else '-'} | "
+                     f"{_pct(entry['false_alarms'], len(null))} | {len(null) - entry['false_alarms']} |")
+    for kind, e in rates_out.items():
+        if e["injected_ratios"]:
+            lines.append(f"\nInjected cases' interleaved B/A, {kind} (geometric mean {e['injected_mean']:.3f}): "
+                         + ", ".join(map(str, e["injected_ratios"])))
+    chosen = total = 0
+    for record in records:
+        if record["kind"] != "ab-quiet":
+            continue
+        a, b = load(runs_dir / record["A"]["folder"]), load(runs_dir / record["B"]["folder"])
+        table = new_compare.compare(a, b).table
+        fields = a.summary.drop_duplicates("case_id").set_index("case_id")
+        picked = set(confirm.cases_to_confirm(table)["case_id"])
+        marks = [c for c in table["case_id"] if is_injected(record, fields.loc[c])]
+        chosen, total = chosen + sum(c in picked for c in marks), total + len(marks)
+    rates_out["default_choice"] = {"injected_chosen": chosen, "injected": total}
+    lines.append(f"\n`--confirm`'s default choice (the {confirm.MAX_CASES} largest moves between the stored runs) "
+                 f"held {_pct(chosen, total)} of the injected cases of the quiet A/B pairs: at this between-run noise "
+                 "the largest moves are mostly noise, so `--confirm-cases 0` (every case) is the setting for a "
+                 "change that may be 10%.")
+    return lines, rates_out
+
+
 def _loadavg() -> float:
     return float(Path("/proc/loadavg").read_text().split()[0])
 
@@ -227,7 +304,8 @@ def _pct(n: int, d: int) -> str:
     return f"{n}/{d} ({n / d:.1%})" if d else "-"
 
 
-def render(records: list[dict], rows: list[dict], table: dict, series: dict, confirm_lines: list[str]) -> str:
+def render(records: list[dict], rows: list[dict], table: dict, series: dict, confirm_lines: list[str],
+           campaign: list[str] = ()) -> str:
     loads = defaultdict(list)
     for r in records:
         for side in ("A", "B"):
@@ -235,8 +313,9 @@ def render(records: list[dict], rows: list[dict], table: dict, series: dict, con
     cpu = records[0]["cpu_model"] if records else "?"
     lines = ["# Between-run noise evaluation: results (generated by analyse.py)", "",
              f"{len(records)} pairs of separate runs (rounds: " + ", ".join(f"{n}: {sum(r['round'] == n for r in records)} pairs"
-             for n in sorted({r['round'] for r in records})) + "), 12 cases each (w256/512/1024 d2 b64/256 relu/gelu fp32 eager, "
-             f"one thread), CPU `{cpu}` (2 cores, shared). Load average (1 min, max of before/after each run) per "
+             for n in sorted({r['round'] for r in records})) + "), "
+             + "; ".join(sorted({SWEEPS.get(r.get("injection"), SWEEPS[None]) for r in records})) + f", CPU `{cpu}` "
+             "(2 cores, shared). Load average (1 min, max of before/after each run) per "
              "kind: " + "; ".join(f"{k}: {min(v):.1f}-{max(v):.1f}" for k, v in sorted(loads.items())) + ".", "",
              "| condition | tool | A/A pairs | A/A case comparisons | false alarms | inconclusive (A/A) | "
              "untouched cases of A/B pairs: false alarms | injected +10% cases | detected | wrong (faster) | "
@@ -281,6 +360,8 @@ def render(records: list[dict], rows: list[dict], table: dict, series: dict, con
         for label, c in series["cases"].items():
             lines.append(f"| {label} | {'yes' if c['injected'] else ''} | {c['aa_old']} | {c['aa_new']} | "
                          f"{c['ab_old']} | {c['ab_new']} |")
+    if campaign:
+        lines += ["", *campaign]
     if confirm_lines:
         lines += ["", "`compare --confirm`'s interleaved re-measurement (bench.confirm.interleaved, A's tree and B's "
                   "tree in two pinned workers):", "", *confirm_lines]
@@ -300,17 +381,20 @@ def main() -> int:
     for number, folder in enumerate(dirs, 1):
         for line in (folder / "pairs.jsonl").read_text().splitlines():
             if line.strip():
-                records.append({**json.loads(line), "round": number, "runs_dir": str(folder / "runs")})
+                record = json.loads(line)
+                records.append({**record, "round": record.get("round", number), "runs_dir": str(folder / "runs")})
     old = old_detect()
     rows = [row for record in records for row in score_pair(record, Path(record["runs_dir"]), old)]
     table = rates(rows)
-    last = [r for r in records if r["round"] == len(dirs)]
+    last = [r for r in records if r["runs_dir"] == str(dirs[-1] / "runs")]  # the last --dir's pairs
     series = series_check(last, dirs[-1] / "runs", old)
     confirm_lines = confirm_demo(last, dirs[-1] / "runs", rows) if args.confirm else []
     args.dir = out
+    campaign, campaign_rates = confirm_campaign(dirs[-1], last, dirs[-1] / "runs")
+    text = render(records, rows, table, series, confirm_lines, campaign)
     (args.dir / "results.json").write_text(json.dumps({"pairs": len(records), "rates": table, "series": series,
-                                                       "cases": rows}, indent=1, default=str) + "\n")
-    text = render(records, rows, table, series, confirm_lines)
+                                                       "confirm_campaign": campaign_rates, "cases": rows},
+                                                      indent=1, default=str) + "\n")
     (args.dir / "results.md").write_text(text)
     print(text)
     return 0
