@@ -10,9 +10,19 @@ REPORT_CONFTEST = Path(__file__).resolve().parents[1] / "bench" / "report" / "co
 
 
 @functools.lru_cache(maxsize=None)
-def report_runs() -> tuple[Path, Path]:
-    """The reporting tests' shared runs: a real tiny CPU sweep and a synthetic GPU run made from it."""
+def _report_conftest():
     spec = importlib.util.spec_from_file_location("mlpbench_report_runs", REPORT_CONFTEST)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+def report_runs() -> tuple[Path, Path]:
+    """The reporting tests' shared runs: a real tiny CPU sweep and a synthetic GPU run made from it."""
+    module = _report_conftest()
     return module.cpu_run_dir(), module.gpu_run_dir()
+
+
+def slowed_pair(run_dir: Path, root: Path, factor: float, middle: bool = False) -> tuple[Path, Path, str]:
+    """The reporting tests' A/B pair: ``run_dir`` and a copy with one case ``factor`` x slower (conftest.py)."""
+    return _report_conftest().slowed_pair(run_dir, root, factor, middle)

@@ -4,7 +4,6 @@ in B shows that case, its ratio as the CSVs give it and the verdict slower; no J
 
 from __future__ import annotations
 
-import shutil
 import time
 
 import pandas as pd
@@ -12,12 +11,11 @@ import pytest
 from selenium.webdriver.common.action_chains import ActionChains
 
 import chromium
-from page_data import report_runs
+from page_data import report_runs, slowed_pair
 
 pytestmark = pytest.mark.browser
 
-SLOWDOWN = 3.0  # the tiny run keeps 3 blocks a case: its within-run intervals are wide
-TIME_COLUMNS = ("median_s", "iqr_s", "min_s", "max_s", "mean_s", "ci_low_s", "ci_high_s")
+SLOWDOWN = 3.0
 
 
 @pytest.fixture(scope="module")
@@ -28,18 +26,9 @@ def compared(tmp_path_factory, driver, screenshots):
 
     cpu, _ = report_runs()
     root = tmp_path_factory.mktemp("compare-html")
-    a, b = root / "A", root / "B"
-    shutil.copytree(cpu, a)
-    shutil.copytree(cpu, b)
-    summary, samples = pd.read_csv(b / "summary.csv"), pd.read_csv(b / "samples.csv")
-    steps = summary[(summary["phase"] == "step") & (summary["status"] == "ok")]
-    slowed = steps.sort_values("median_s").iloc[len(steps) // 2]  # a middle case
-    rows = summary["case_id"] == slowed["case_id"]
-    for column in TIME_COLUMNS:
-        summary.loc[rows, column] *= SLOWDOWN
-    samples.loc[samples["case_id"] == slowed["case_id"], "seconds"] *= SLOWDOWN
-    summary.to_csv(b / "summary.csv", index=False)
-    samples.to_csv(b / "samples.csv", index=False)
+    a, b, slowed_id = slowed_pair(cpu, root, SLOWDOWN, middle=True)
+    summary = pd.read_csv(b / "summary.csv")
+    slowed = summary[(summary["case_id"] == slowed_id) & (summary["phase"] == "step")].iloc[0]
     page = write_html_report([load_run(a), load_run(b)], root)
     driver.set_window_size(*chromium.WINDOW)
     chromium.open_page(driver, page.path)

@@ -119,6 +119,37 @@ def _compiled_samples(samples: pd.DataFrame, eager: pd.DataFrame, compiled: pd.D
     return out
 
 
+TIME_COLUMNS = ("median_s", "iqr_s", "min_s", "max_s", "mean_s", "ci_low_s", "ci_high_s")
+TIGHT_CI = 0.01  # the pair's within-run intervals, +-1% of each median
+
+
+def slowed_pair(run_dir: Path, root: Path, factor: float, middle: bool = False) -> tuple[Path, Path, str]:
+    """Two copies of ``run_dir`` under ``root`` (A, B), B with one ok case's times (summary and samples) x
+    ``factor``: the first step case, or the middle one by median. The tiny sweep's 3 blocks a case vary widely
+    on a busy machine (seen in CI and a browser run: a 3x case read B/A 3.0 [1.34, 6.70], inconclusive), so in both
+    copies each case's blocks are set to its median x (1 - 1%, 1, 1 + 1%) and its interval to +-1%: the slowed
+    case's verdict cannot hinge on the run's own noise. Returns (A, B, its case_id)."""
+    a, b = root / "A", root / "B"
+    for run in (a, b):
+        shutil.copytree(run_dir, run)
+        table = pd.read_csv(run / "summary.csv")
+        table["ci_low_s"], table["ci_high_s"] = table["median_s"] * (1 - TIGHT_CI), table["median_s"] * (1 + TIGHT_CI)
+        table.to_csv(run / "summary.csv", index=False)
+        blocks = pd.read_csv(run / "samples.csv")
+        middle_of = blocks.groupby(["case_id", "phase"])["seconds"].transform("median")
+        blocks["seconds"] = middle_of * (1 + TIGHT_CI * ((blocks["sample"] % 3) - 1))
+        blocks.to_csv(run / "samples.csv", index=False)
+    summary, samples = pd.read_csv(b / "summary.csv"), pd.read_csv(b / "samples.csv")
+    steps = summary[(summary["phase"] == "step") & (summary["status"] == "ok")]
+    slowed = (steps.sort_values("median_s").iloc[len(steps) // 2] if middle else steps.iloc[0])["case_id"]
+    for column in TIME_COLUMNS:
+        summary.loc[summary["case_id"] == slowed, column] *= factor
+    samples.loc[samples["case_id"] == slowed, "seconds"] *= factor
+    summary.to_csv(b / "summary.csv", index=False)
+    samples.to_csv(b / "samples.csv", index=False)
+    return a, b, slowed
+
+
 @functools.lru_cache(maxsize=None)
 def cpu_report() -> tuple[Path, list]:
     out = _scratch("mlpbench-cpu-report-")
@@ -162,3 +193,8 @@ def expected_crossover() -> float:
 def synthetic_compile() -> tuple[float, float]:
     """(compile seconds, compiled/eager step-time factor) of the synthetic compiled GPU rows."""
     return SYNTHETIC_COMPILE_S, SYNTHETIC_COMPILE_FACTOR
+
+
+@pytest.fixture(scope="session", name="slowed_pair")
+def _slowed_pair_fixture():
+    return slowed_pair

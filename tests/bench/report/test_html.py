@@ -84,22 +84,14 @@ def test_a_damaged_run_is_one_line_and_exit_2(cpu_run_dir, tmp_path, capsys):
     assert not (run / "report.html").exists()
 
 
-def test_two_runs_get_the_comparison_drawn_with_a_marker_per_shared_case(cpu_run_dir, tmp_path):
+def test_two_runs_get_the_comparison_drawn_with_a_marker_per_shared_case(cpu_run_dir, slowed_pair, tmp_path):
     """report A B --html: the "Runs compared" figure's ratio panel holds B/A of every shared case, as the two
     summary.csv give it (pandas alone), and its table a row per case; one case slowed 3x in B reads slower."""
     from bench.report.html import write_html_report
     from bench.runs import load_run
 
-    a, b = tmp_path / "A", tmp_path / "B"
-    shutil.copytree(cpu_run_dir, a)
-    shutil.copytree(cpu_run_dir, b)
-    summary, samples = pd.read_csv(b / "summary.csv"), pd.read_csv(b / "samples.csv")
-    slowed = summary.loc[(summary["phase"] == "step") & (summary["status"] == "ok"), "case_id"].iloc[0]
-    for column in ("median_s", "iqr_s", "min_s", "max_s", "mean_s", "ci_low_s", "ci_high_s"):
-        summary.loc[summary["case_id"] == slowed, column] *= 3.0  # 3 blocks a case: wide within-run intervals
-    samples.loc[samples["case_id"] == slowed, "seconds"] *= 3.0
-    summary.to_csv(b / "summary.csv", index=False)
-    samples.to_csv(b / "samples.csv", index=False)
+    a, b, slowed = slowed_pair(cpu_run_dir, tmp_path, 3.0)
+    summary = pd.read_csv(b / "summary.csv")
     text = write_html_report([load_run(a), load_run(b)], tmp_path).path.read_text()
     found = re.search(r'<div id="fig-compare-1" class="figure".*?</div>\n<script>\(function\(\) \{ const f = (.*?);'
                       r' Plotly\.newPlot', text, flags=re.S)
