@@ -1,6 +1,6 @@
 """The dispatch floor per device: what one ATen operator costs when it does (almost) no work.
 
-Two measurements, so that "overhead-bound" is a number of microseconds per op:
+The measurements, so that "overhead-bound" is a number of microseconds per op:
 
 * ``add_s``: one one-element ``a + b``, timed in blocks (Python call, dispatcher, allocation;
   on CUDA one kernel launch);
@@ -19,12 +19,12 @@ Two measurements, so that "overhead-bound" is a number of microseconds per op:
 * ``phase_per_op_s``: what a backward, optimiser or whole-step phase is charged per op: the lower of
   ``per_op_s`` and ``autograd_per_op_s``. Those phases dispatch most of their ops from the engine
   or a foreach kernel, and charged the backprop's average a teaching-net backward (b4) read
-  ``sol_fraction`` 1.03: a floor above its own measured time (CI, 2-core EPYC).
-
-Timed on one thread: tensors this small never reach the thread pool, and a contended pool only adds waits.
+  ``sol_fraction`` 1.03: a floor above its own measured time (CI, 2-core EPYC);
 * ``tiny_step_s`` / ``tiny_step_ops``: the whole tiny step with its optimiser, for reference (seen:
   the fused CPU SGD of a 2-thread process took ~70 ms on a loaded 2-core machine, against ~2 ms for
   forward and backward: that is the optimiser, not dispatch, so it is kept out of the floor).
+
+Timed on one thread: tensors this small never reach the thread pool, and a contended pool only adds waits.
 
 Each is the best block of those timed within ``DISPATCH_BUDGET_S`` (after a short warm-up): a floor,
 read between the bursts of other work on a shared machine. A run measures it at its start and again at its end

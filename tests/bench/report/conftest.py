@@ -119,7 +119,6 @@ def _compiled_samples(samples: pd.DataFrame, eager: pd.DataFrame, compiled: pd.D
     return out
 
 
-TIME_COLUMNS = ("median_s", "iqr_s", "min_s", "max_s", "mean_s", "ci_low_s", "ci_high_s")
 TIGHT_CI = 0.01  # the pair's within-run intervals, +-1% of each median
 
 
