@@ -19,7 +19,7 @@ from .compare import Comparison, compare, comparison_lines
 from .figure import Figure, markdown_lines, pyplot, save
 from .tables import run_names
 
-VERDICT_COLOURS = {"slower": "tab:red", "faster": "tab:green", "inconclusive": "tab:gray"}
+VERDICT_COLOURS = {"slower": "#d62728", "faster": "#2ca02c", "inconclusive": "#7f7f7f"}  # tab10 red, green, grey
 
 
 def comparisons(runs: Sequence) -> list[tuple[str, str, Comparison]]:
@@ -33,6 +33,18 @@ def comparisons(runs: Sequence) -> list[tuple[str, str, Comparison]]:
         if len(result.table):
             out.append((names[0], name, result))
     return out
+
+
+def case_labels(table) -> list[str]:
+    """Each row's case, with its phase where it is not the whole step."""
+    return [c if p == "step" else f"{c} ({p})" for c, p in zip(table["case"], table["phase"])]
+
+
+def medians_range_ms(table) -> tuple[float, float]:
+    """The B-against-A panel's span (ms): both runs' medians, with a margin either side on log axes."""
+    lo = float(min(table["median_a_s"].min(), table["median_b_s"].min()) * 1e3 * 0.8)
+    hi = float(max(table["median_a_s"].max(), table["median_b_s"].max()) * 1e3 * 1.25)
+    return lo, hi
 
 
 def draw(comparison: Comparison, name_a: str, name_b: str, path: Path) -> Figure:
@@ -51,13 +63,12 @@ def draw(comparison: Comparison, name_a: str, name_b: str, path: Path) -> Figure
     if factor is not None:
         left.axvline(factor.factor, color="tab:blue", ls="--", lw=0.9, label=f"run-level factor {factor.factor:.3f}")
         left.legend(loc="best")
-    left.set_yticks(y, [f"{c} ({p})" if p != "step" else c for c, p in zip(table["case"], table["phase"])])
+    left.set_yticks(y, case_labels(table))
     left.invert_yaxis()
     left.set_xscale("log")
     left.set_xlabel(f"median {name_b} / median {name_a} (95% within-run interval)")
     right.scatter(table["median_a_s"] * 1e3, table["median_b_s"] * 1e3, c=colours, s=22, zorder=3)
-    lo = float(min(table["median_a_s"].min(), table["median_b_s"].min()) * 1e3 * 0.8)
-    hi = float(max(table["median_a_s"].max(), table["median_b_s"].max()) * 1e3 * 1.25)
+    lo, hi = medians_range_ms(table)
     right.plot([lo, hi], [lo, hi], color="black", lw=0.8, label="B = A")
     if factor is not None:
         right.plot([lo, hi], [lo * factor.factor, hi * factor.factor], color="tab:blue", ls="--", lw=0.9,

@@ -19,9 +19,8 @@ from .. import noise
 from ..format import ms
 from ..webpage import cell, escape, figure_html, table_html
 from .compare import Comparison, comparison_lines
-from .comparison import comparisons
+from .comparison import VERDICT_COLOURS, case_labels, comparisons, medians_range_ms
 
-VERDICT_COLOURS = {"slower": "#d62728", "faster": "#2ca02c", "inconclusive": "#7f7f7f"}
 ROW_PX = 24  # per case in the ratio panel
 FIGURE_ID = "fig-compare-{index}"
 TABLE_ID = "compare-{index}"
@@ -56,7 +55,7 @@ def _wrap(text: str, width: int = 90) -> str:
 def figure(comparison: Comparison, name_a: str, name_b: str) -> dict:
     """The plotly figure of one pair: left, the ratios (y: the cases, in table order); right, B against A (ms)."""
     table = comparison.table.reset_index(drop=True)
-    labels = [c if p == "step" else f"{c} ({p})" for c, p in zip(table["case"], table["phase"])]
+    labels = case_labels(table)
     traces = []
     for verdict in noise.Verdict:
         rows = table[table["verdict"] == verdict.value]
@@ -75,8 +74,7 @@ def figure(comparison: Comparison, name_a: str, name_b: str) -> dict:
                        "y": (rows["median_b_s"] * 1e3).tolist(), "marker": {"color": colour, "size": 9},
                        "hoverinfo": "text", "hovertext": text, "xaxis": "x2", "yaxis": "y2"})
     factor = comparison.factors.get("step")
-    lo = float(min(table["median_a_s"].min(), table["median_b_s"].min()) * 1e3 * 0.8)
-    hi = float(max(table["median_a_s"].max(), table["median_b_s"].max()) * 1e3 * 1.25)
+    lo, hi = medians_range_ms(table)
     line = {"type": "scatter", "mode": "lines", "hoverinfo": "skip", "xaxis": "x2", "yaxis": "y2"}
     traces.append({**line, "name": "B = A", "x": [lo, hi], "y": [lo, hi], "line": {"color": "black", "width": 1}})
     shapes = [{"type": "line", "xref": "x", "yref": "paper", "x0": 1, "x1": 1, "y0": 0, "y1": 1,
