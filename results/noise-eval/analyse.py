@@ -37,7 +37,9 @@ import pandas as pd
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(HERE))
 
+import collect  # noqa: E402  (the injections' tables)
 from bench import runs as run_record  # noqa: E402
 from bench.history import detect as new_detect  # noqa: E402
 from bench.report import compare as new_compare  # noqa: E402
@@ -54,9 +56,6 @@ def is_injected(record: dict, row) -> bool:
     if record.get("injection") == "gelu-spin-10pct":  # round 2: +10% step time by a CPU spin, gelu cases
         return str(row["activation"]) == "gelu"
     if record.get("injection") == "quick-spin-10pct":  # round 3: a CPU spin in 8 of the quick preset's cases
-        sys.path.insert(0, str(HERE))
-        import collect
-
         if str(row["network"]) != "uniform" or str(row["compile"]) != "none":
             return False
         key = ((int(row["width"]),) * int(row["depth"]), int(row["batch"]), str(row["activation"]),
@@ -205,8 +204,6 @@ def series_check(records: list[dict], runs_dir: Path, old) -> dict:
 
 def confirm_demo(records: list[dict], runs_dir: Path, rows: list[dict]) -> list[str]:
     """``compare --confirm``'s interleaved re-measurement on the first quiet A/A and A/B pairs."""
-    sys.path.insert(0, str(HERE))
-    import collect
     from bench import confirm
 
     lines = []
@@ -244,7 +241,6 @@ def confirm_campaign(folder: Path, records: list[dict], runs_dir: Path) -> tuple
     ledger = folder / "confirm.jsonl"
     if not ledger.exists():
         return [], {}
-    sys.path.insert(0, str(HERE))
     from bench import confirm
 
     sessions = [json.loads(line) for line in ledger.read_text().splitlines() if line.strip()]
