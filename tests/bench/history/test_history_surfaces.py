@@ -45,9 +45,13 @@ def _check(db: str, capsys) -> tuple[int, str, list[list[str]]]:
     capsys.readouterr()
     code = main(["history", "check", "--db", db])
     out = capsys.readouterr().out
-    rows = [[c.strip() for c in line.strip().strip("|").split(" | ")] for line in out.splitlines()
+    return code, out, _rows_of(out)
+
+
+def _rows_of(text: str) -> list[list[str]]:
+    """The change point rows of a check summary (or of one of its sections), as cells."""
+    return [[c.strip() for c in line.strip().strip("|").split(" | ")] for line in text.splitlines()
             if line.startswith("| `")]
-    return code, out, rows
 
 
 def _publish(db: str, out, capsys):
@@ -163,3 +167,29 @@ def test_a_step_at_commit_7_of_12_is_found_once_there_by_check_and_by_the_site(t
         exact_cells = [c for r in changes for c in r[3:5] if c == "exact"]
         assert exact_cells == ([] if key[2] == MEASURED else ["exact", "exact"])
         assert "not-enough-history" not in page.ids
+
+
+def test_this_repositorys_32_commit_history_reads_the_same_in_check_and_on_the_site(tmp_path, capsys):
+    """Real database rows: the committed history of 32 commits of this repository's main (docs/history.md). Each
+    change point is listed once by check; the site marks "change" and "pending" on the series check lists as
+    such, and the index header counts its columns."""
+    import shutil
+
+    db = tmp_path / "main-history-32.sqlite"
+    shutil.copyfile(REPO / "results/history-eval/main-history-32.sqlite", db)  # opening may migrate it: a copy
+    code, out, found = _check(str(db), capsys)
+    keys = [(r[0].strip("`"), r[1], r[2], r[3]) for r in found]
+    assert Counter(keys).most_common(1)[0][1] == 1  # each change point once
+    sections = re.split(r"^### ", out, flags=re.M)
+    listed = {name.split(" ")[0]: {(r[1], r[2], r[3]) for r in _rows_of(text)} for name, text in
+              ((s.split("\n", 1)[0], s) for s in sections[1:])}
+    index, named, _ = _publish(str(db), tmp_path / "site", capsys)
+    by_mark = {mark: {(r["case"], r["phase"], r["metric"]) for r in named if r[CHANGE_COLUMN] == mark}
+               for mark in ("change", "pending")}
+    assert by_mark["change"] and by_mark["pending"]  # this history has both (1 and 3 series when written)
+    assert by_mark["change"] == listed.get("Changes", set()) and code == 1
+    assert by_mark["pending"] == listed.get("Pending", set()) - by_mark["change"]
+    assert _header_number(index, "n-changed") == len(by_mark["change"])
+    assert _header_number(index, "n-pending") == len(by_mark["pending"])
+    assert _header_number(index, "n-significant") == sum(int(r["significant change points"]) > 0 for r in named)
+    assert _header_number(index, "n-too-short") == sum(r[CHANGE_COLUMN] == "not enough history" for r in named) == 0
