@@ -1,8 +1,10 @@
 """``mlpbench history publish``: the history database as a static web site (plotly; opens from ``file://``).
 
-    DIR/index.html           every series: machine, case, phase, metric, commits, its latest value, a
-                             sparkline of its trend, and a mark where a change point was found in the
-                             last N commits (filterable and sortable)
+    DIR/index.html           every series: machine (by name), case, phase, metric, commits, its latest
+                             value, a sparkline of its trend, its mark ("change": a significant change
+                             point in the last N commits; "pending"; "not enough history") and its count
+                             of significant change points, under a header that counts those same columns
+                             (filterable and sortable)
     DIR/series/<key>.html    one page per series: the median over commits with its 95% CI band, the
                              change points of ``detect`` marked on the figure and listed with their
                              commit, and a link from each point (click it) and each commit row to its run
