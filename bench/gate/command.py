@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -86,6 +87,7 @@ class GateOptions:
     on_env_mismatch: str
     markdown_out: Path | None
     json_out: Path | None
+    github_comment: Path | None = None  # --github-summary: the pull-request comment body (bench.gate.github)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -112,6 +114,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     out = parser.add_argument_group("output")
     out.add_argument("--markdown", type=Path, metavar="FILE", help="also write the Markdown report here")
     out.add_argument("--json", type=Path, metavar="FILE", help="also write the full result as JSON")
+    from .github import DEFAULT_COMMENT
+
+    out.add_argument("--github-summary", type=Path, nargs="?", const=Path(DEFAULT_COMMENT), metavar="FILE",
+                     help="for GitHub Actions: append the report to $GITHUB_STEP_SUMMARY when set, and write a "
+                          f"pull-request comment body (at most 65,536 characters) to FILE (default {DEFAULT_COMMENT}); "
+                          "docs/ci/github-actions.yml posts it")
 
 
 def add_measure_arguments(group) -> None:
@@ -168,13 +176,14 @@ def parse_options(args: argparse.Namespace) -> GateOptions:
     plan, min_effect, alpha, instr_plan = measure_options(args)
     from ..runs import output_file
 
-    for flag, path in (("--markdown", args.markdown), ("--json", args.json), ("--write-baseline", args.write_baseline)):
+    for flag, path in (("--markdown", args.markdown), ("--json", args.json), ("--write-baseline", args.write_baseline),
+                       ("--github-summary", args.github_summary)):
         if path is not None:
             output_file(path, flag, protected=[args.baseline] if args.baseline else [])
     return GateOptions(args.suite, args.baseline, args.write_baseline, args.against, layers, args.device,
                        plan, min_effect, alpha, args.timing_advisory, args.inject_regression, not args.no_pin,
                        instr_plan, args.on_env_mismatch,
-                       args.markdown, args.json)
+                       args.markdown, args.json, args.github_summary)
 
 
 # --------------------------------------------------------------------------- entry point
@@ -257,6 +266,11 @@ def check(opts: GateOptions) -> int:
         opts.markdown_out.write_text(text)
     if opts.json_out:
         opts.json_out.write_text(json.dumps({**report.to_dict(), "injected": opts.inject}, indent=2) + "\n")
+    if opts.github_comment:
+        from .github import write_outputs
+
+        for line in write_outputs(text, opts.github_comment):
+            print(f"mlpbench check: {line}", file=sys.stderr)
     return report.exit_code
 
 
