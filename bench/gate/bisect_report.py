@@ -110,7 +110,7 @@ def _count(value: int | None) -> str:
 def render(result: BisectResult) -> str:
     short = result.first_bad[:12] if result.first_bad else ""
     head = (f"first bad commit {short} ({result.first_bad_subject})" if result.first_bad
-            else "no single first bad commit")
+            else f"one of {len(result.could_be)} commits" if result.could_be else "no first bad commit")
     lines = [f"## mlpbench bisect: {head}", "",
              f"_{result.repo} · GOOD {result.good[:12]} · BAD {result.bad[:12]} · {result.commits} commits after "
              f"GOOD · {_layers(result.layers)} · {len(result.steps)} steps (a halving search needs about "

@@ -18,11 +18,12 @@ SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
 COMMENT_LIMIT = 65_536  # characters in an issue or pull-request comment body (GitHub's API refuses more)
 SUMMARY_LIMIT = 1024 * 1024  # bytes of one step's summary file that GitHub shows
 DEFAULT_COMMENT = "mlpbench-comment.md"
-CUT_NOTE = ("\n\n> **Truncated:** {shown:,} of {total:,} characters shown (a pull-request comment holds at most "
-            "{limit:,}). The whole report is in the job summary{where}.\n")
+CUT_NOTE = ("\n\n> **Truncated:** {shown:,} of {total:,} characters shown (at most {limit:,} fit here). The whole "
+            "report is in {whole}{where}.\n")
+IN_SUMMARY, IN_LOG = "the job summary", "the job's log and its --json file"
 
 
-def comment_body(markdown: str, limit: int = COMMENT_LIMIT, where: str = "") -> str:
+def comment_body(markdown: str, limit: int = COMMENT_LIMIT, where: str = "", whole: str = IN_SUMMARY) -> str:
     """``markdown`` whole when it fits in ``limit`` characters; else its first lines that fit with the note.
 
     A line is never cut in half (a table row stays a row). The report puts its headline and tables first and
@@ -30,7 +31,7 @@ def comment_body(markdown: str, limit: int = COMMENT_LIMIT, where: str = "") -> 
     """
     if len(markdown) <= limit:
         return markdown
-    note = CUT_NOTE.format(shown=0, total=len(markdown), limit=limit, where=where)
+    note = CUT_NOTE.format(shown=0, total=len(markdown), limit=limit, where=where, whole=whole)
     budget = limit - len(note) - 16  # the shown count's digits may grow; leave room
     kept, size = [], 0
     for line in markdown.splitlines(keepends=True):
@@ -39,7 +40,7 @@ def comment_body(markdown: str, limit: int = COMMENT_LIMIT, where: str = "") -> 
         kept.append(line)
         size += len(line)
     head = "".join(kept).rstrip("\n")
-    return head + CUT_NOTE.format(shown=len(head), total=len(markdown), limit=limit, where=where)
+    return head + CUT_NOTE.format(shown=len(head), total=len(markdown), limit=limit, where=where, whole=whole)
 
 
 def write_outputs(markdown: str, comment_file: Path, environ: dict[str, str] | None = None) -> list[str]:
@@ -51,7 +52,8 @@ def write_outputs(markdown: str, comment_file: Path, environ: dict[str, str] | N
     written = []
     summary = environ.get(SUMMARY_ENV, "")
     if summary:
-        text = markdown if len(markdown.encode()) <= SUMMARY_LIMIT else comment_body(markdown, SUMMARY_LIMIT // 4)
+        fits = len(markdown.encode()) <= SUMMARY_LIMIT  # 4 bytes a character at most: a quarter always fits
+        text = markdown if fits else comment_body(markdown, SUMMARY_LIMIT // 4, whole=IN_LOG)
         with open(summary, "a", encoding="utf-8") as out:
             out.write(text.rstrip("\n") + "\n\n")
         written.append(f"job summary: appended to ${SUMMARY_ENV} ({summary})")

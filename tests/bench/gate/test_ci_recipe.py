@@ -76,6 +76,16 @@ def test_outputs_append_to_the_step_summary_and_write_the_comment(tmp_path):
     assert (tmp_path / "alone.md").read_text() == _report(3)
 
 
+def test_a_report_over_the_step_summary_limit_is_cut_there(tmp_path):
+    summary = tmp_path / "summary.md"
+    text = _report(40_000)
+    assert len(text.encode()) > 1024 * 1024  # GitHub shows at most 1 MiB of a step's summary
+    github.write_outputs(text, tmp_path / "comment.md", {"GITHUB_STEP_SUMMARY": str(summary)})
+    written = summary.read_text()
+    assert len(written.encode()) <= 1024 * 1024 and "Truncated:" in written and "--json" in written
+    assert text.startswith(written.split("\n\n> **Truncated:** ")[0])
+
+
 # --------------------------------------------------------------------------- the workflow's run: steps
 
 
