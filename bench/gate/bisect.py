@@ -79,7 +79,7 @@ class BisectPlan:
 
 def plan_from(args: argparse.Namespace) -> BisectPlan:
     from . import ab
-    from .command import GATE_THREADS, GateOptions, SuiteCase, case_labels, gate_suite, measure_options
+    from .command import GATE_THREADS, GateOptions, SuiteCase, case_labels, measure_options
 
     layers = tuple(t.strip() for t in args.layer.split(","))
     if not layers or not set(layers) <= set(LAYER_ORDER):
@@ -94,10 +94,10 @@ def plan_from(args: argparse.Namespace) -> BisectPlan:
     if args.suite is not None:
         from . import suite as user_suite
 
-        device = overrides.pop("device", (None,))[0] if overrides.keys() <= {"device"} else None
-        if overrides:
-            raise UsageError("--suite FILE holds the cases: give no case flags with it (--device excepted)")
-        user = user_suite.load(args.suite, against=None, device=device, threads=GATE_THREADS)
+        devices = overrides.pop("device", (None,))
+        if overrides or len(devices) > 1:
+            raise UsageError("--suite FILE holds the cases: give no case flags with it (but one --device)")
+        user = user_suite.load(args.suite, against=None, device=devices[0], threads=GATE_THREADS)
         if user.repo is None:
             raise UsageError(f"--suite {args.suite} is not in a git repository: bisect searches its commits")
         repo, user_repo, suite = user.repo, user.repo, [SuiteCase(c.to_row(), True) for c in user.cases]
@@ -106,7 +106,7 @@ def plan_from(args: argparse.Namespace) -> BisectPlan:
         if repo is None or repo != ab.tree_root().resolve():
             raise UsageError(f"mlpbench at {ab.tree_root()} is not a git checkout: bisect your own repository "
                              "with --suite FILE")
-        suite = _own_suite(overrides, gate_suite, SuiteCase, GATE_THREADS)
+        suite = _own_suite(overrides)
     from ..cases import Case
 
     devices = {Case.from_row(s.row).device for s in suite}
@@ -128,8 +128,10 @@ def _case_overrides(args: argparse.Namespace) -> dict[str, tuple]:
     return case_overrides(args, user_model=False) if args.suite is None else case_overrides(args)
 
 
-def _own_suite(overrides: dict[str, tuple], gate_suite, suite_case, threads: int) -> list:
+def _own_suite(overrides: dict[str, tuple]) -> list:
     """mlpbench's gate suite, or the case flags' grid over the Case defaults (on cpu unless --device says)."""
+    from .command import GATE_THREADS, SuiteCase, gate_suite
+
     if not overrides:
         return gate_suite("cpu")
     if set(overrides) == {"device"} and len(overrides["device"]) == 1:
@@ -140,7 +142,7 @@ def _own_suite(overrides: dict[str, tuple], gate_suite, suite_case, threads: int
         cases = Sweep("bisect", ({},)).cases({"device": ("cpu",), **overrides})
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    return [suite_case((c.with_(threads=threads) if c.threads == 0 else c).to_row(), True) for c in cases]
+    return [SuiteCase((c.with_(threads=GATE_THREADS) if c.threads == 0 else c).to_row(), True) for c in cases]
 
 
 def _flags_text(args: argparse.Namespace, layers: tuple[str, ...]) -> str:

@@ -184,6 +184,17 @@ def test_bad_input_is_one_line(tmp_path, monkeypatch, capsys):
     assert len(git(repo, "worktree", "list").splitlines()) == 1
 
 
+def test_without_suite_the_cases_are_the_flags_grid_on_mlpbenchs_own_history():
+    plan = gb.plan_from(gb._parser().parse_args(["HEAD~1", "HEAD", "--width", "64,128", "--batch", "8",
+                                                 "--layer", "timing,counters"]))
+    assert plan.repo == REPO.resolve() and plan.user_repo is None
+    assert [(r["width"], r["batch"], r["threads"], r["device"]) for r in plan.rows] == [(64, 8, 1, "cpu"),
+                                                                                     (128, 8, 1, "cpu")]
+    assert plan.layers == ("counters", "timing") and plan.timed == [0, 1]  # exact first, whatever the order given
+    gate = gb.plan_from(gb._parser().parse_args(["HEAD~1", "HEAD"]))
+    assert len(gate.rows) == 4 and gate.layers == ("counters",) and gate.timed == []  # the gate suite, counted
+
+
 def test_each_step_command_repeats_the_cases_and_layers():
     args = gb._parser().parse_args(["a", "b", "--suite", "my suite.toml", "--layer", "timing,counters",
                                     "--rounds", "5", "--no-pin"])
