@@ -48,6 +48,7 @@ from .clocks import torch_threads
 from .dispatch import best_of_passes, measure_dispatch, phase_per_op_s
 from .env import FULL_RATE_DTYPES, dtype_fast_path, fingerprint, load_average
 from .noise import run_record
+from .numerics import case_numerics
 from .errors import first_line
 from .format import duration as _duration
 from .gate.counters import count_step
@@ -77,14 +78,20 @@ def safe_measure(case: Case, config: TimingConfig, on_predict: Callable[[float],
 
     A case whose analytic memory exceeds what the device has available is ``skipped`` before
     it is built: on Linux an oversized CPU allocation succeeds and the kernel kills the
-    process later, mid-case, with nothing to catch (``bench.headroom``).
+    process later, mid-case, with nothing to catch (``bench.headroom``). A measured case then gets its
+    numerics against fp32 eager (``bench.numerics``: one short step sequence a side, after the timing, so
+    it never lands in a sample; its seconds are the ``numerics_s`` column, outside ``measure_s``).
     """
     start = time.perf_counter()
     try:
         shortfall = memory_shortfall(case)
         if shortfall:
             return Measurement(case, status=Status.SKIPPED, reason=shortfall)
-        return measure(case, config, on_predict=on_predict)
+        m = measure(case, config, on_predict=on_predict)
+        if m.status == Status.OK:
+            numerics_start = time.perf_counter()
+            m.numerics = {**case_numerics(case), "numerics_s": time.perf_counter() - numerics_start}
+        return m
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # noqa: BLE001 - any failure of one case is data, not a crash
@@ -153,6 +160,7 @@ def summary_rows(m: Measurement, ceiling: Ceiling | None) -> list[dict]:
             "optimizer_impl": m.optimizer_impl,
             "torch_threads": m.threads,
             **timings,
+            **m.numerics,
         }
         rows.append(row)
     return rows
