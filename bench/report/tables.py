@@ -223,7 +223,10 @@ def numerics_cell(row: Mapping) -> str:
     """A table cell beside a speedup: 'ok' within tolerance (with the gradients' error), 'reference' for fp32 eager,
     the flag (marked) otherwise; '' where the run has no numerics columns."""
     text = row.get("numerics")
-    if not isinstance(text, str):
+    tol = row.get("numerics_tol")
+    if not isinstance(text, str):  # a CSV reads the blank of a case within tolerance back as NaN
+        text = "" if isinstance(tol, (int, float)) and math.isfinite(tol) else None
+    if text is None:
         return ""
     if text == "reference" or not text:
         grads = row.get("grad_rel_err")

@@ -268,7 +268,7 @@ def bar_colour(result: Result, bar: Bar, first: bool) -> str:
     """Eager blue; a knob case green only where the interleaved check found it faster than eager beyond noise,
     red where it found it slower, grey otherwise (indistinguishable, or never re-measured interleaved: a
     screening median alone confirms nothing)."""
-    if first:
+    if first or bar.case_id == result.eager.case_id:  # the "best" bar too, where eager is the best
         return EAGER_COLOUR
     return {"improvement": FASTER_COLOUR, "regression": SLOWER_COLOUR}.get(result.verdict(bar.case_id) or "",
                                                                        UNCONFIRMED_COLOUR)
