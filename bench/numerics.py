@@ -28,6 +28,7 @@ short step sequences per case (the reference's is kept for the next case with th
 
 from __future__ import annotations
 
+import gc
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -187,7 +188,8 @@ def build(case: Case) -> mlp.TrainStep:
     return step
 
 
-_REFERENCES: dict[Case, tuple[Trace, tuple[int, int]]] = {}  # the last reference, for the next case that shares it
+# The last reference, for the next case that shares it (the CPU only: on CUDA it is dropped after each case)
+_REFERENCES: dict[Case, tuple[Trace, tuple[int, int]]] = {}
 
 
 def reference_trace(case: Case) -> tuple[Trace, tuple[int, int]]:
@@ -208,14 +210,22 @@ def case_numerics(case: Case) -> dict:
     blank = {c: math.nan for c in COLUMNS} | {"numerics": "", "numerics_steps": STEPS}
     if is_reference(case) or case.backend != "none":
         return blank | {"numerics": "reference" if is_reference(case) else ""}
-    try:
-        with torch_threads(case.threads):
+    cuda = case.device == "cuda"
+    try:  # the caller's random streams are left as they were (the pass seeds its own)
+        with torch.random.fork_rng(devices=[torch.cuda.current_device()] if cuda else []), \
+                torch_threads(case.threads):
             reference, (reduction, layers) = reference_trace(case)
             with mlp.matmul_precision(Precision(case.dtype)):
                 step = build(case)
                 variant = trace(step, numerics_batches(case, step), cudagraph_step_marker(case))
+            del step
     except Exception as exc:  # noqa: BLE001 - numerics not measured is said, the case's timing stands
         return blank | {"numerics": f"not measured: {type(exc).__name__}: {first_line(exc)}"}
+    finally:
+        if cuda:  # no copy of a large net stays on the GPU into the next case's timing and peak memory
+            _REFERENCES.clear()
+            gc.collect()
+            torch.cuda.empty_cache()
     return judged(case.dtype, variant, reference, reduction, layers)
 
 
