@@ -158,3 +158,17 @@ def test_a_cuda_graph_step_is_read_at_capture_and_rewritten_by_each_replay():
     row = numerics.case_numerics(Case(width=WIDTH, depth=DEPTH, batch=BATCH, device="cuda", cuda_graph="step"))
     assert row["numerics"] == "", row
     assert row["grad_rel_err"] < 1e-5
+
+
+def test_a_non_finite_variant_and_an_unseen_gradient_are_said():
+    """A NaN in the variant is infinitely far (never within tolerance by comparison with NaN); a first step the
+    optimiser skipped (fp16's GradScaler) has no gradients to compare, and says so."""
+    reference, reduction, layers = independent_reference(_case())
+    nan = numerics.Trace(math.nan, [g * math.nan for g in reference.grads], reference.start,
+                         [e * math.nan for e in reference.end])
+    judged = numerics.judged("fp32", nan, reference, reduction, layers)
+    assert judged["loss_rel_err"] == judged["grad_rel_err"] == judged["weights_rel_err"] == math.inf
+    assert judged["numerics"].startswith("beyond tolerance: loss inf")
+    skipped = numerics.Trace(reference.loss, None, reference.start, reference.end)
+    judged = numerics.judged("fp32", skipped, reference, reduction, layers)
+    assert math.isnan(judged["grad_rel_err"]) and judged["numerics"] == "first step's gradients not seen (the optimiser skipped it)"
