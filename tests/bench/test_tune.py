@@ -191,7 +191,7 @@ def test_the_confirmed_best_reproduces_within_noise_when_re_measured_interleaved
                      "--no-progress", "--out", str(out)]) == 0
     text = capsys.readouterr().out
     (entry,) = json.loads((out / CONFIRM_FILE).read_text())
-    assert len(entry["finalists"]) == tune.FINALISTS and "interleaved in one process" in text
+    assert len(entry["finalists"]) == tune.FINALISTS and "Finalists against eager, interleaved (" in text
     for f in entry["finalists"]:
         assert f["ci_low"] <= f["ratio"] <= f["ci_high"] and f["eager_s"] > 0 and f["median_s"] > 0
     command = next(line for line in text.splitlines() if "reproduce it:" in line).split("`")[1]
