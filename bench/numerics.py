@@ -14,10 +14,11 @@ dropped bias cannot hide in the norm of the whole network):
   learning rate the weights moved by ~1e-3 of themselves, and an error relative to them would read 1000x
   smaller than the update it spoils).
 
-``numerics_tol`` bounds the loss and gradient errors, ``weights_tol`` the weights' (``tolerance``, ``weights_tolerance``: the unit
-roundoff of the dtype's operands and accumulator, the longest reduction, the depth, and how finely fp32 stores
-the weights against their change; docs/design.md "Numerics beside speed" derives them and sets them against
-measurements), and ``numerics`` is '' within them, or says which error is beyond which.
+``numerics_tol`` bounds the loss and gradient errors, ``weights_tol`` the weights' (``tolerance``,
+``weights_tolerance``: the unit roundoff of the dtype's operands and accumulator, the longest reduction, the
+depth, and how finely fp32 stores the weights against their change; docs/design.md "Numerics beside speed"
+derives them and sets them against measurements), and ``numerics`` is '' within them, or says which error is
+beyond which.
 
 Gradients are read by an optimiser step pre-hook, so a step that runs as one unit is read the same way:
 eagerly it fires every step; traced into a compiled step, its copies are the compiled function's outputs;

@@ -264,7 +264,8 @@ def compile_payback(summary: pd.DataFrame) -> HtmlFigure:
     labels = [f"{r['label']}" for _, r in pairs.iterrows()]
     texts = [hover(r, f"eager: {median_text(r, '_eager')}", f"speedup {q.ratio:.3g}× [{q.low:.3g}, {q.high:.3g}]",
                    f"compile {time_text(r['compile_s'])}; pays back after "
-                   + (f"{r['break_even_steps']:,.0f} steps" if not missing(r["break_even_steps"]) else "never (not faster)"),
+                   + (f"{r['break_even_steps']:,.0f} steps" if not missing(r["break_even_steps"])
+                      else "never (not faster)"),
                    *([f"numerics: {numerics_cell(r)}"] if numerics_cell(r) else []))
              for (_, r), q in zip(pairs.iterrows(), ratios)]
     speed = {"type": "scatter", "mode": "markers", "name": "eager / compiled step time", "y": labels,

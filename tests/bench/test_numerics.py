@@ -171,4 +171,5 @@ def test_a_non_finite_variant_and_an_unseen_gradient_are_said():
     assert judged["numerics"].startswith("beyond tolerance: loss inf")
     skipped = numerics.Trace(reference.loss, None, reference.start, reference.end)
     judged = numerics.judged("fp32", skipped, reference, reduction, layers)
-    assert math.isnan(judged["grad_rel_err"]) and judged["numerics"] == "first step's gradients not seen (the optimiser skipped it)"
+    assert math.isnan(judged["grad_rel_err"])
+    assert judged["numerics"] == "first step's gradients not seen (the optimiser skipped it)"

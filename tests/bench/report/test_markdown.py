@@ -280,6 +280,7 @@ def test_a_case_within_tolerance_reads_ok_after_the_csv_round_trip(tmp_path: Pat
                           {"numerics": "beyond tolerance: loss 1 > 0.1", "numerics_tol": 0.1, "grad_rel_err": 0.0}])
     run_record.write_table(tmp_path / "s.csv", frame)
     back = pd.read_csv(tmp_path / "s.csv").to_dict("records")
-    assert [numerics_cell(r) for r in back] == ["ok (grads 0.06)", "reference", "NUMERICS beyond tolerance: loss 1 > 0.1"]
+    assert [numerics_cell(r) for r in back] == ["ok (grads 0.06)", "reference",
+                                                "NUMERICS beyond tolerance: loss 1 > 0.1"]
     assert [numerics_flag(r) for r in back] == ["", "", "beyond tolerance: loss 1 > 0.1"]
     assert numerics_cell({"median_s": 1.0}) == ""  # a run older than the columns
