@@ -173,3 +173,22 @@ def test_a_non_finite_variant_and_an_unseen_gradient_are_said():
     judged = numerics.judged("fp32", skipped, reference, reduction, layers)
     assert math.isnan(judged["grad_rel_err"])
     assert judged["numerics"] == "first step's gradients not seen (the optimiser skipped it)"
+
+
+def test_the_pass_runs_only_where_the_case_budget_has_room_for_it():
+    """About a first step plus 2 x STEPS steady steps beside what the timing took, within ``max_case_s``; the
+    fp32 eager reference costs nothing and always reads 'reference'."""
+    from bench.phases import Phase
+    from bench.runner import measured_numerics
+    from bench.timing import Measurement, TimingConfig
+
+    def measured(case):
+        return Measurement(case, samples={Phase.STEP: [0.1] * 3}, first_step_s=2.0, measure_s=5.0)
+
+    bf16 = _case(dtype="bf16")  # the pass would cost ~2 + 10 x 0.1 = 3 s
+    assert measured_numerics(measured(bf16), TimingConfig(max_case_s=7.0))["numerics"] == (
+        "not measured: the case budget (7 s) has no room for it (~3 s after 5 s of timing)")
+    row = measured_numerics(measured(bf16), TimingConfig(max_case_s=8.5))
+    assert row["numerics"] == "" and row["grad_rel_err"] > 0 and row["numerics_s"] > 0
+    assert measured_numerics(measured(bf16), TimingConfig())["numerics"] == ""
+    assert measured_numerics(measured(_case()), TimingConfig(max_case_s=5.0))["numerics"] == "reference"
