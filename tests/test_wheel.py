@@ -87,7 +87,8 @@ def test_the_installed_wheel_runs_every_command_from_outside_the_checkout(instal
                 cwd=tmp_path, env=env)
     assert "1 cases, 0 skipped, 0 failed" in done.stdout, done.stdout
     shown = _run([sys.executable, "-s", "-c", DRIVER, str(installed), str(run_dir)], cwd=tmp_path, env=env)
-    assert "helped: run show report compare check profile crosscheck ddp" in shown.stdout
+    assert "helped: run show report compare check bisect profile crosscheck ddp loader gpu-reference history tune\n" \
+        in shown.stdout
     assert "w8 d1 relu b4 cpu fp32 eager" in shown.stdout and "| ok" in shown.stdout
 
 
