@@ -64,13 +64,14 @@ class Tree:
 
     code: Path
     user: Path | None = None
+    models: tuple[Path, ...] = ()  # compare --confirm: a run's copies of its models' modules, imported first
 
     @property
     def cwd(self) -> Path:
         return self.user or self.code
 
     def env(self, **extra: str) -> dict[str, str]:
-        paths = [str(self.code)] + ([str(self.user)] if self.user is not None else [])
+        paths = [str(p) for p in self.models] + [str(self.code)] + ([str(self.user)] if self.user is not None else [])
         return {**os.environ, "PYTHONPATH": os.pathsep.join(paths), "PYTHONUNBUFFERED": "1", **extra}
 
 

@@ -225,9 +225,20 @@ def model_source(case) -> tuple[str, str]:
 
 
 def _step_flops(model, case) -> int:
+    """Matmul FLOPs of one step: a user's model counted (``FlopCounterMode``), as its run counted them; the formula
+    (``mlp.flops``) knows only the built-in layer sequences, and refuses a nested ``nn.Sequential``."""
     import mlp
 
-    return mlp.flops(model, case.batch, case.loss, case.optimizer).step_matmul
+    if not getattr(case, "model", ""):
+        return mlp.flops(model, case.batch, case.loss, case.optimizer).step_matmul
+
+    def built(device):
+        import torch
+
+        with torch.device(device):
+            return case.build_model()
+
+    return mlp.count_flops(built, case.batch, case.input_shape, case.io_features[1], case.loss).step_matmul
 
 
 def _load_instrument(name: str):
