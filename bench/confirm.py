@@ -14,7 +14,14 @@ Where the sides come from:
 * A recorded another commit and B this tree's: A is built from that commit, checked out in a
   temporary worktree (``bench.gate.ab.worktree``), B from this tree: the code is compared, as
   ``mlpbench check --against`` does;
-* otherwise nothing can rebuild what the runs measured, and the answer says so in one line.
+* otherwise nothing can rebuild what the runs measured, and the answer says so in one line; except that
+  when every case is a user's model (``--model``), both sides run this tree's mlpbench, and it is said.
+
+A user's model is rebuilt as each run recorded it (``bench.runs.recipe``): A's from the copy of its source in
+A's run folder, B's from B's, each worker in its run's working folder, so a relative ``models/x.py:f`` never
+resolves in the mlpbench tree or in the folder ``compare`` runs in. Each rebuilt model's source hash must equal
+the one its run recorded (``SideModels.check``), or that side is refused in one line. The cases under test (a
+change named, or exact work that moved: ``bench.report.change``) are re-measured first, moved or not.
 """
 
 from __future__ import annotations
@@ -36,7 +43,11 @@ if TYPE_CHECKING:  # pandas and the comparison load when the command runs: `comp
     import pandas as pd
 
 MAX_CASES = compare_flags.DEFAULT_CASES  # re-measured per call, largest |log ratio| first
-CONFIRM_ROUNDS = compare_flags.DEFAULT_ROUNDS  # interleaved blocks per case and side
+CONFIRM_ROUNDS = compare_flags.DEFAULT_ROUNDS  # interleaved blocks per case and side, at least
+# Blocks a side in all, shared by the cases re-measured: one or two cases (a user's edited model, say) get more
+# each, for little time (most of a call is starting the workers). On the loaded 2-core AMD EPYC an edit with +20%
+# work read slower 2 times in 4 at 20 blocks (intervals +-15-30% at load 3.3-5.2); results/yourchange-eval.
+CONFIRM_BLOCK_BUDGET = compare_flags.BLOCK_BUDGET
 CONFIRM_BLOCK_S = 0.1
 CONFIRM_WARMUP_S = 0.3
 
@@ -78,6 +89,7 @@ def confirm_lines(run_a, run_b, table: pd.DataFrame, limit: int = MAX_CASES,
     if not len(chosen):
         return [f"Confirm: no case moved by {noise.MIN_EFFECT:.0%} or more (raw or against the run-level factor); "
                 "nothing to re-measure."]
+    rounds = max(rounds, CONFIRM_BLOCK_BUDGET // len(chosen))
     ids_a = list(chosen["case_id"])
     ids_b = [_b_case_id(table, cid) for cid in ids_a]
     try:
@@ -157,8 +169,10 @@ def code_trees(run_a, run_b, users_only: bool) -> tuple[contextlib.AbstractConte
         if not users_only:
             raise
         here = ab.tree_root()
+        commit = git_commit(here)
         return _fixed(here, here), (f"each side's model as its run recorded it, both measured with this tree's "
-                                    f"mlpbench ({git_commit(here)[:12]}; the runs' own: {exc})")
+                                    f"mlpbench, {commit[:12]}{'-dirty' if commit.endswith('-dirty') else ''}, "
+                                    f"not the runs' own ({str(exc).split(':')[0]})")
 
 
 @dataclass
