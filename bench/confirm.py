@@ -49,6 +49,10 @@ CONFIRM_ROUNDS = compare_flags.DEFAULT_ROUNDS  # interleaved blocks per case and
 # work read slower 2 times in 4 at 20 blocks (intervals +-15-30% at load 3.3-5.2); results/yourchange-eval.
 CONFIRM_BLOCK_BUDGET = compare_flags.BLOCK_BUDGET
 CONFIRM_BLOCK_S = 0.1
+# A one-thread CPU case is timed in its thread's CPU time: on the loaded 2-core EPYC (load 3.3-5.2, other jobs
+# taking time slices of the pinned core) wall-clock blocks gave an edit with +20% work intervals of +-15-30%
+# even at 60 blocks a side, so it read slower 2 times in 4 (results/yourchange-eval). Wall time otherwise.
+CONFIRM_CLOCK = "cpu"
 CONFIRM_WARMUP_S = 0.3
 
 
@@ -137,7 +141,7 @@ def interleaved(rows_a: Sequence[dict], rows_b: Sequence[dict], tree_a, tree_b,
     from .gate import ab
     from .gate.stats import compare_samples
 
-    plan = ab.TimingPlan(rounds, CONFIRM_BLOCK_S, CONFIRM_WARMUP_S)
+    plan = ab.TimingPlan(rounds, CONFIRM_BLOCK_S, CONFIRM_WARMUP_S, CONFIRM_CLOCK)
     cpus = ab.shared_cpu(threads)
     timed = list(range(len(rows_a)))
     with sigterm_as_interrupt(), contextlib.ExitStack() as stack:
