@@ -115,12 +115,13 @@ def _confirm(a, b, monkeypatch, where) -> str:
     from bench.report import compare
 
     monkeypatch.chdir(where)  # any working folder: the relative path resolves in the run's, not here nor in mlpbench
+    monkeypatch.setattr(confirm, "CONFIRM_BLOCK_BUDGET", 0)  # 5 blocks a side: the 64x change needs no more
     run_a, run_b = run_record.load_run(a), run_record.load_run(b)
     table = compare.compare(run_a, run_b).table
     return "\n".join(confirm.confirm_lines(run_a, run_b, table, rounds=5))
 
 
-@pytest.mark.slow  # two workers import torch and time 5 blocks a side: ~30 s on the loaded 2-core box
+@pytest.mark.slow  # two workers import torch and time 5 blocks a side: ~25 s on the loaded 2-core box
 def test_confirm_measures_each_runs_own_model_from_any_folder(edited_runs, monkeypatch):
     """The issue's three failures at once: a model change (both sides were rebuilt from the current tree), a relative
     ``--model`` path (resolved in the mlpbench tree) and a nested Sequential (the analytic ``mlp.flops``)."""
@@ -154,3 +155,22 @@ def test_confirm_refuses_a_side_whose_measured_source_is_gone(edited_runs, tmp_p
     text = _confirm(lost, b, monkeypatch, tmp_path)
     assert text.startswith("Confirm: not re-measured: side A rebuilt models/edited.py:make") and \
         f"but its run measured {sha[:8]}.." in text, text
+
+
+def test_the_cpu_clock_leaves_out_time_the_thread_does_not_run_and_only_on_one_thread():
+    """Reference: ``time.sleep`` (the thread runs nothing for a known time, as when another job holds the core)."""
+    import time
+
+    import torch
+
+    from bench import clocks
+
+    cpu = torch.device("cpu")
+    with clocks.torch_threads(1):
+        clock = clocks.clock_for(cpu, cpu_time=True)
+        assert isinstance(clock, clocks.ThreadCpuClock)
+        assert clocks.time_block(lambda i: time.sleep(0.02), 3, clock) < 0.005
+        assert clocks.time_block(lambda i: time.sleep(0.02), 3, clocks.clock_for(cpu)) >= 0.02
+    with clocks.torch_threads(2):  # more threads: their CPU times add up and spin; wall time stays
+        assert type(clocks.clock_for(cpu, cpu_time=True)) is clocks.Clock
+    assert type(clocks.clock_for(cpu)) is clocks.Clock
