@@ -13,7 +13,7 @@ What it does, as a user would, with this checkout's mlpbench (`python -m bench`,
    `--confirm-cases 0` so that the A/A case is re-measured even when its stored ratio did not move);
 4. writes results.json and results.md beside this file (the raw compare outputs in outputs/).
 
-    PYTHONPATH=. python results/yourchange-eval/evaluate.py --trials 10     # ~12 min on the 2-core AMD EPYC
+    PYTHONPATH=. python results/yourchange-eval/evaluate.py --trials 10     # 21 min at load 3-6 on the 2-core AMD EPYC
 """
 
 from __future__ import annotations
