@@ -38,6 +38,7 @@ from .tables import (
     fingerprint_differences,
     identity_columns,
     load_runs,
+    numerics_flag,
     ok_rows,
 )
 
@@ -247,7 +248,7 @@ def compare(run_a, run_b, phases: Sequence[str] = ("step",)) -> Comparison:
 
 # Findings shown beside the timing verdict, each its own column (header -> the table's column), when the table
 # has it: a new finding (numerics, say) is one entry here and one column in compare_runs.
-BESIDE_VERDICT = {"work (exact)": "work"}
+BESIDE_VERDICT = {"work (exact)": "work", "numerics vs fp32 eager": "numerics"}  # numerics: with_numerics
 
 
 def format_comparison(table: pd.DataFrame, tablefmt: str = "github") -> str:
@@ -300,6 +301,24 @@ def verdict_reasons(table: pd.DataFrame) -> list[str]:
             if r["verdict"] != noise.Verdict.INCONCLUSIVE.value or "machine" not in r["reason"]]
 
 
+def with_numerics(table: pd.DataFrame, run_a, run_b) -> pd.DataFrame:
+    """``table`` with a ``numerics`` column beside the ratio where either run flags a case's numerics against fp32
+    eager (``bench.numerics``: beyond tolerance, or not measured): which side, and B's errors (else A's). A speed
+    change is only the same computation made faster where this is blank. Unchanged without any flag."""
+    flags = {}
+    for side, run in (("A", run_a), ("B", run_b)):
+        rows = run.summary[run.summary["phase"] == Phase.STEP.value] if "numerics" in run.summary else []
+        flags[side] = {r["case_id"]: numerics_flag(r) for _, r in (rows.iterrows() if len(rows) else [])}
+
+    def flag(r) -> str:
+        a, b = flags["A"].get(r["case_id"], ""), flags["B"].get(r["case_id_b"], "")
+        sides = "A and B" if a and b else "A" if a else "B" if b else ""
+        return f"{sides}: {b or a}" if sides else ""
+
+    column = table.apply(flag, axis=1) if len(table) else pd.Series(dtype=str)
+    return table.assign(numerics=column) if len(table) and column.astype(bool).any() else table
+
+
 # --------------------------------------------------------------------------- CPU -> GPU
 
 
@@ -320,6 +339,7 @@ def command(args: argparse.Namespace, confirm=None) -> int:
     table, ignored = comparison.table, comparison.ignored
     if not len(table):
         raise UsageError(f"{run_a.path} and {run_b.path} have no measured case in common")
+    table = with_numerics(table, run_a, run_b)
     lines = [f"A = {run_a.path}", f"B = {run_b.path}"]
     diffs = describe_differences(fingerprint_differences({"A": run_a.meta.env, "B": run_b.meta.env}))
     lines += ([f"WARNING: the fingerprints differ, so differences may come from the machine: {d}" for d in diffs]
