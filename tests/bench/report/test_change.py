@@ -109,3 +109,27 @@ def test_the_mlpbench_commit_is_named_when_it_differs():
     assert change.run_change({"git_commit": "a" * 40}, {"git_commit": "b" * 40 + "-dirty"}) == \
         "mlpbench commit aaaaaaaa.. -> bbbbbbbb..-dirty"
     assert change.run_change({"git_commit": "a" * 40}, {"git_commit": "a" * 40}) == ""
+
+
+def test_the_run_level_factor_is_the_unchanged_cases_own():
+    """Three control cases at 1.10 (the machine) and six edited ones at 1.60: the factor is the controls' 1.10, by
+    hand, not the median over all nine (1.60, which would call the edit no change at all)."""
+    import pandas as pd
+
+    ratios = [1.10] * 3 + [1.60] * 6
+    table = pd.DataFrame({"phase": "step", "ratio": ratios, "ci_low": [r * 0.99 for r in ratios],
+                          "ci_high": [r * 1.01 for r in ratios],
+                          "change": [""] * 3 + ["model source a.. -> b.."] * 6,
+                          "work_verdict": [change.Work.SAME] * 3 + [change.Work.MORE] * 6})
+    judged, factors, _ = compare.judge(table, [])
+    assert factors["step"].factor == pytest.approx(1.10) and factors["step"].n_cases == 3
+    assert judged.loc[3:, "relative"].to_numpy() == pytest.approx(1.60 / 1.10)
+    every = table.assign(change="model source a.. -> b..")  # no control: every case (compare says so)
+    assert compare.judge(every, [])[1]["step"].factor == pytest.approx(1.60)
+
+
+def test_a_run_from_a_sweep_file_is_also_offered_the_gate_against_head():
+    lines = change.decide_lines("runs/a b", "runs/B", "sweeps/ci.toml")
+    assert lines[0].startswith("Decide the timing: `mlpbench compare 'runs/a b' runs/B --confirm`")
+    assert "`mlpbench check --suite sweeps/ci.toml --against HEAD`" in lines[1]
+    assert len(change.decide_lines("a", "b")) == 1
