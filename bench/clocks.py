@@ -51,8 +51,19 @@ class CudaClock(Clock):
         return start.elapsed_time(end) * 1e-3
 
 
-def clock_for(device: torch.device) -> Clock:
-    return CudaClock(device) if device.type == "cuda" else Clock(device)
+class ThreadCpuClock(Clock):
+    """CPU time of the calling thread (``time.thread_time_ns``): the time slices other processes take from it on a
+    shared core do not enter. Only for CPU work on one torch thread, which runs in the calling thread."""
+
+    def mark(self):
+        return time.thread_time_ns()
+
+
+def clock_for(device: torch.device, cpu_time: bool = False) -> Clock:
+    """The device's clock; ``cpu_time`` on a CPU running one torch thread: the thread's CPU time, not wall time."""
+    if device.type == "cuda":
+        return CudaClock(device)
+    return ThreadCpuClock(device) if cpu_time and torch.get_num_threads() == 1 else Clock(device)
 
 
 def time_block(fn: Callable[[int], object], iters: int, clock: Clock) -> float:

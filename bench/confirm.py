@@ -14,15 +14,24 @@ Where the sides come from:
 * A recorded another commit and B this tree's: A is built from that commit, checked out in a
   temporary worktree (``bench.gate.ab.worktree``), B from this tree: the code is compared, as
   ``mlpbench check --against`` does;
-* otherwise nothing can rebuild what the runs measured, and the answer says so in one line.
+* otherwise nothing can rebuild what the runs measured, and the answer says so in one line; except that
+  when every case is a user's model (``--model``), both sides run this tree's mlpbench, and it is said.
+
+A user's model is rebuilt as each run recorded it (``bench.runs.recipe``): A's from the copy of its source in
+A's run folder, B's from B's, each worker in its run's working folder, so a relative ``models/x.py:f`` never
+resolves in the mlpbench tree or in the folder ``compare`` runs in. Each rebuilt model's source hash must equal
+the one its run recorded (``SideModels.check``), or that side is refused in one line. The cases under test (a
+change named, or exact work that moved: ``bench.report.change``) are re-measured first, moved or not.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import math
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,8 +43,16 @@ if TYPE_CHECKING:  # pandas and the comparison load when the command runs: `comp
     import pandas as pd
 
 MAX_CASES = compare_flags.DEFAULT_CASES  # re-measured per call, largest |log ratio| first
-CONFIRM_ROUNDS = compare_flags.DEFAULT_ROUNDS  # interleaved blocks per case and side
+CONFIRM_ROUNDS = compare_flags.DEFAULT_ROUNDS  # interleaved blocks per case and side, at least
+# Blocks a side in all, shared by the cases re-measured: one or two cases (a user's edited model, say) get more
+# each, for little time (most of a call is starting the workers). On the loaded 2-core AMD EPYC an edit with +20%
+# work read slower 2 times in 4 at 20 blocks (intervals +-15-30% at load 3.3-5.2); results/yourchange-eval.
+CONFIRM_BLOCK_BUDGET = compare_flags.BLOCK_BUDGET
 CONFIRM_BLOCK_S = 0.1
+# A one-thread CPU case is timed in its thread's CPU time: on the loaded 2-core EPYC (load 3.3-5.2, other jobs
+# taking time slices of the pinned core) wall-clock blocks gave an edit with +20% work intervals of +-15-30%
+# even at 60 blocks a side, so it read slower 2 times in 4 (results/yourchange-eval). Wall time otherwise.
+CONFIRM_CLOCK = "cpu"
 CONFIRM_WARMUP_S = 0.3
 
 
@@ -54,16 +71,18 @@ def command(args: argparse.Namespace) -> int:
 def cases_to_confirm(table: pd.DataFrame, limit: int = MAX_CASES) -> pd.DataFrame:
     """The step rows that moved: a verdict, or a ratio (raw or against the run factor) beyond the minimum effect,
     the ``limit`` largest moves; ``limit`` 0: every step row, moved or not, the largest moves first."""
+    from .report.compare import changed
+
     step = table[table["phase"] == "step"]
+    under_test = changed(step)
+    size = step["ratio"].map(lambda r: abs(math.log(r)) if r > 0 else 0.0)
+    order = (-size - under_test.astype(float) * 1e9).sort_values(kind="stable").index  # the change under test first
     if limit == 0:
-        order = step["ratio"].map(lambda r: -abs(math.log(r)) if r > 0 else 0.0).sort_values().index
         return step.loc[order]
     big = math.log1p(noise.MIN_EFFECT)
-    moved = step[(step["verdict"] != noise.Verdict.INCONCLUSIVE.value)
-                 | (step["ratio"].map(lambda r: abs(math.log(r)) if r > 0 else 0.0) >= big)
-                 | (step["relative"].map(lambda r: abs(math.log(r)) if r > 0 else 0.0) >= big)]
-    order = moved["ratio"].map(lambda r: -abs(math.log(r)) if r > 0 else 0.0).sort_values().index
-    return moved.loc[order].head(limit)
+    moved = (under_test | (step["verdict"] != noise.Verdict.INCONCLUSIVE.value) | (size >= big)
+             | (step["relative"].map(lambda r: abs(math.log(r)) if r > 0 else 0.0) >= big))
+    return step.loc[[i for i in order if moved[i]]].head(limit)
 
 
 def confirm_lines(run_a, run_b, table: pd.DataFrame, limit: int = MAX_CASES,
@@ -74,19 +93,25 @@ def confirm_lines(run_a, run_b, table: pd.DataFrame, limit: int = MAX_CASES,
     if not len(chosen):
         return [f"Confirm: no case moved by {noise.MIN_EFFECT:.0%} or more (raw or against the run-level factor); "
                 "nothing to re-measure."]
+    rounds = max(rounds, CONFIRM_BLOCK_BUDGET // len(chosen))
+    ids_a = list(chosen["case_id"])
+    ids_b = [_b_case_id(table, cid) for cid in ids_a]
     try:
-        trees, how = sides(run_a, run_b)
+        model_a = side_models("A", run_a, ids_a)
+        model_b = side_models("B", run_b, ids_b)
+        trees, how = code_trees(run_a, run_b, users_only=all(model_a.expected) and all(model_b.expected))
     except UsageError as exc:
         return [f"Confirm: not re-measured: {exc}"]
-    rows_a = [case_row(run_a.summary, cid) for cid in chosen["case_id"]]
-    rows_b = [case_row(run_b.summary, _b_case_id(table, cid)) for cid in chosen["case_id"]]
-    with trees as (tree_a, tree_b):
-        threads = max(threads_used(run_a.summary, chosen["case_id"]),
-                      threads_used(run_b.summary, [_b_case_id(table, c) for c in chosen["case_id"]]))
-        results = interleaved(rows_a, rows_b, tree_a, tree_b, threads, rounds)
+    with trees as (code_a, code_b):
+        threads = max(threads_used(run_a.summary, ids_a), threads_used(run_b.summary, ids_b))
+        try:
+            results = interleaved(model_a.rows, model_b.rows, model_a.tree(code_a), model_b.tree(code_b), threads,
+                                  rounds, (model_a, model_b))
+        except UsageError as exc:
+            return [f"Confirm: not re-measured: {exc}"]
     lines = [f"Confirm ({how}): {len(chosen)} case(s) re-measured now, A and B interleaved on the same "
              f"{threads} CPU(s) ({rounds} blocks a side, paired {results[0].confidence:.0%} interval, "
-             f"minimum effect {results[0].min_effect:.0%}):", ""]
+             f"minimum effect {results[0].min_effect:.0%}):", *model_a.notes, *model_b.notes, ""]
     rows = [{"case": label, "stored B/A": f"{stored:.3f}", "interleaved B/A": f"{r.ratio:.3f}",
              "interval": f"[{r.ci_low:.3f}, {r.ci_high:.3f}]",
              "now": confirm_word(r.verdict.value, r.ci_low, r.ci_high)}
@@ -106,16 +131,17 @@ def confirm_word(gate_verdict: str, ci_low: float = 0.0, ci_high: float = math.i
             else f"changed by less than {noise.MIN_EFFECT:.0%}")
 
 
-def interleaved(rows_a: Sequence[dict], rows_b: Sequence[dict], tree_a: Path, tree_b: Path,
-                threads: int = 1, rounds: int = CONFIRM_ROUNDS) -> list:
-    """Each case's A row measured from ``tree_a`` and B row from ``tree_b``, interleaved; gate comparisons.
-    Both workers are pinned to the same ``threads`` CPUs, and a case that ran at torch's default thread count
-    (``threads`` 0) runs at that many there: what the stored runs measured, not one thread squeezed onto one
-    CPU. ``rounds``: blocks per case and side (the interval narrows as its square root)."""
+def interleaved(rows_a: Sequence[dict], rows_b: Sequence[dict], tree_a, tree_b,
+                threads: int = 1, rounds: int = CONFIRM_ROUNDS, models: Sequence["SideModels"] = ()) -> list:
+    """Each case's A row measured from ``tree_a`` and B row from ``tree_b`` (a ``bench.gate.ab.Tree`` or a folder),
+    interleaved; gate comparisons. Both workers are pinned to the same ``threads`` CPUs, and a case that ran at
+    torch's default thread count (``threads`` 0) runs at that many there: what the stored runs measured, not one
+    thread squeezed onto one CPU. ``rounds``: blocks per case and side (the interval narrows as its square root).
+    ``models``: each side's ``SideModels``, whose recorded source hashes the rebuilt models must have."""
     from .gate import ab
     from .gate.stats import compare_samples
 
-    plan = ab.TimingPlan(rounds, CONFIRM_BLOCK_S, CONFIRM_WARMUP_S)
+    plan = ab.TimingPlan(rounds, CONFIRM_BLOCK_S, CONFIRM_WARMUP_S, CONFIRM_CLOCK)
     cpus = ab.shared_cpu(threads)
     timed = list(range(len(rows_a)))
     with sigterm_as_interrupt(), contextlib.ExitStack() as stack:
@@ -126,11 +152,117 @@ def interleaved(rows_a: Sequence[dict], rows_b: Sequence[dict], tree_a: Path, tr
             cases = [{**r, "threads": r.get("threads") or threads} for r in rows]
             workers[name].send({"cmd": "setup", "cases": cases, "warmup_s": plan.warmup_s, "inject": "none"})
         replies = {name: w.receive() for name, w in workers.items()}
+        for side, reply in zip(models, (replies["A"], replies["B"])):
+            side.check(reply["info"])
         for name, reply in replies.items():
             reply.update(ab.request(workers[name], {"cmd": "warmup", "cases": timed}))
         iters = ab.block_iters(replies, timed, plan)
         samples = ab.interleaved_samples(workers, timed, iters, plan)
     return [compare_samples(samples["A"][i], samples["B"][i], paired=True) for i in timed]
+
+
+def code_trees(run_a, run_b, users_only: bool) -> tuple[contextlib.AbstractContextManager, str]:
+    """``sides``; where it cannot rebuild the runs' mlpbench and every case is a user's model (``users_only``),
+    this tree's mlpbench on both sides, said so: the models, rebuilt as each run recorded them, are what differs."""
+    from .env import git_commit
+    from .gate import ab
+
+    try:
+        return sides(run_a, run_b)
+    except UsageError as exc:
+        if not users_only:
+            raise
+        here = ab.tree_root()
+        commit = git_commit(here)
+        return _fixed(here, here), (f"each side's model as its run recorded it, both measured with this tree's "
+                                    f"mlpbench, {commit[:12]}{'-dirty' if commit.endswith('-dirty') else ''}, "
+                                    f"not the runs' own ({str(exc).split(':')[0]})")
+
+
+@dataclass
+class SideModels:
+    """One side's cases as its run recorded them: each user's model rebuilt from the run's copy of its source
+    (``bench.runs.recipe``), with the run's working folder as the worker's, and the source hash it must have."""
+
+    side: str
+    rows: list[dict]
+    expected: list[str]  # each row's recorded model_source_sha; "" for a built-in net
+    labels: list[str]
+    cwd: Path | None = None
+    copies: list[Path] = field(default_factory=list)  # module copies, first on the worker's PYTHONPATH
+    notes: list[str] = field(default_factory=list)
+
+    def tree(self, code: Path):
+        from .gate.ab import Tree
+
+        return Tree(Path(code), self.cwd, tuple(self.copies))
+
+    def check(self, info: dict) -> None:
+        """The rebuilt models are the recorded ones (their source hashes), or a one-line ``UsageError``."""
+        for label, want, got in zip(self.labels, self.expected, info.get("model_shas") or []):
+            self._same(label, want, got)
+
+    def check_file(self, label: str, path: Path, want: str) -> None:
+        """Before any worker starts: a model file rebuilt without a copy must still hash to what its run measured."""
+        if not want:
+            return
+        if not path.is_file():
+            raise UsageError(f"side {self.side}'s model {label}: its run kept no copy of the source, and there is no "
+                             f"file {path} any more")
+        self._same(label, want, hashlib.sha256(path.read_bytes()).hexdigest()[:len(want)])
+
+    def _same(self, label: str, want: str, got: str) -> None:
+        if want and got != want:
+            raise UsageError(f"side {self.side} rebuilt {label} from source {got[:8]}.., but its run measured "
+                             f"{want[:8]}..: the run folder keeps no copy of that source (a run made before "
+                             "mlpbench kept one), and the file has changed since")
+
+
+def side_models(side: str, run, case_ids: Sequence[str]) -> SideModels:
+    """``SideModels`` of ``run`` for these cases; ``UsageError`` naming a model no other process can rebuild."""
+    from .runs.recipe import Kind, RecipeBook
+
+    book = RecipeBook.of(run.meta)
+    out = SideModels(side, [], [], [])
+    for case_id in case_ids:
+        row = case_row(run.summary, case_id)
+        step = run.summary[(run.summary["case_id"] == case_id) & (run.summary["phase"] == "step")].iloc[0]
+        sha = step.get("model_source_sha")
+        out.expected.append(str(sha) if row.get("model") and isinstance(sha, str) else "")
+        out.labels.append(str(step["label"]))
+        name = str(row.get("model") or "")
+        recipe = book.get(name) if name else None
+        if recipe is not None and recipe.kind == Kind.NONE:
+            raise UsageError(f"side {side}'s model {name}: {recipe.why}")
+        if recipe is not None and recipe.cwd and Path(recipe.cwd).is_dir():
+            out.cwd = out.cwd or Path(recipe.cwd)
+        if recipe is not None and recipe.copied(run.path):
+            root = recipe.copy_root(run.path)
+            if recipe.kind == Kind.FILE:
+                row["model"] = f"{root / recipe.files[0]}:{recipe.attr}"
+            elif root not in out.copies:
+                out.copies.append(root)
+            how = f"from its run's copy of its source ({recipe.source_sha[:8]}..)"
+        elif name and _is_file(name):
+            base = Path(recipe.cwd) if recipe is not None and recipe.cwd else Path.cwd()
+            where, _, attr = name.rpartition(":")
+            path = base / where
+            row["model"] = f"{path}:{attr}"
+            out.check_file(out.labels[-1], path, out.expected[-1])
+            how = (f"from {path} as it is now (its run kept no copy of the source; "
+                   + ("found in its recorded working folder)" if recipe is not None else "nor its working folder)"))
+        else:
+            how = "imported as it is now (its run kept no copy of the source)" if name else ""
+        note = f"Side {side}: {name} {how}" + (f", working folder {out.cwd}" if out.cwd else "")
+        if name and note not in out.notes:
+            out.notes.append(note)
+        out.rows.append(row)
+    return out
+
+
+def _is_file(name: str) -> bool:
+    where = name.rpartition(":")[0]
+    return where.endswith(".py") or "/" in where
 
 
 def sides(run_a, run_b) -> tuple[contextlib.AbstractContextManager, str]:

@@ -111,6 +111,50 @@ def resolve(name: str) -> Factory:
     return _resolve(name)
 
 
+def recipe(name: str) -> dict:
+    """What another process needs to rebuild ``name`` (``bench.runs.recipe.ModelRecipe``'s fields, as a dict): the
+    defining file and the folder it is imported from, the working folder, the source hash. A module object or a
+    function of ``__main__`` (a script, a notebook) has no file to import: kind ``none``, with why."""
+    factory = resolve(name)
+    base = {"model": name, "source_sha": factory.source_sha, "cwd": os.getcwd()}
+    module = inspect.getmodule(factory.target)
+    module_name = getattr(module, "__name__", "") or ""
+    try:
+        source = Path(inspect.getsourcefile(module)).resolve() if module is not None else None
+    except TypeError:
+        source = None
+    if factory.is_module or REGISTERED_MARK in name or source is None or module_name == "__main__":
+        return {**base, "kind": "none", "why": "a module object or a function of a script or notebook: no file "
+                "another process can import (give a factory as MODULE:FACTORY or PATH.py:FACTORY)"}
+    where = name.rpartition(":")[0]
+    if _is_path(where):
+        return {**base, "kind": "file", "import_root": str(source.parent), "files": [source.name],
+                "source_dir": str(source.parent)}
+    depth = len(where.split(".")) - (source.name != "__init__.py")  # folders between the import root and the file
+    root = source.parents[depth]
+    packages = [source.parents[i] / "__init__.py" for i in range(depth)]
+    files = [source] + [p for p in packages if p.is_file() and p != source]
+    return {**base, "kind": "module", "import_root": str(root), "source_dir": str(source.parent),
+            "files": [f.relative_to(root).as_posix() for f in files]}
+
+
+def recipes(cases) -> list[dict]:
+    """``recipe`` of each user's model among ``cases``, with the model args its cases give it; a model that cannot
+    be resolved any more (it fails as its cases' error rows) is kind ``none``, with why."""
+    args: dict[str, set[str]] = {}
+    for case in cases:
+        if case.model:
+            args.setdefault(case.model, set()).add(case.model_args)
+    out = []
+    for name, given in args.items():
+        try:
+            found = recipe(name)
+        except ModelError as exc:
+            found = {"model": name, "kind": "none", "cwd": os.getcwd(), "why": str(exc)}
+        out.append({**found, "model_args": sorted(given)})
+    return out
+
+
 def factory_kwargs(factory: Factory, fields: Mapping[str, object], model_args: Mapping[str, object]) -> dict:
     """The keyword arguments of the factory: the case fields it declares, then the model args.
 

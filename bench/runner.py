@@ -28,7 +28,7 @@ import torch
 
 import mlp
 
-from . import speed_of_light, telemetry
+from . import plugin, speed_of_light, telemetry
 from .bandwidth import measure_bandwidth
 from .budget import RunBudget, prior_case_s
 from .case_accounting import case_figures
@@ -55,6 +55,7 @@ from .gate.counters import count_step
 from .headroom import memory_shortfall
 from .phases import TRAINING_PHASES, Phase
 from .runs import CRASHED_REASON, RunMeta, RunWriter, Status
+from .runs.recipe import ModelRecipe
 from .stats import summarize
 from .timing import Measurement, TimingConfig, measure
 
@@ -314,6 +315,7 @@ def run_sweep(
     writer = RunWriter(out_dir, meta, resume=resume)  # takes the folder's lock (FolderBusy: another writer)
     try:
         writer.flush()  # the folder and meta.json from the first second
+        writer.record_models([ModelRecipe.from_dict(r) for r in plugin.recipes(cases)])  # what --confirm rebuilds
         todo = [c for c in cases if c.case_id not in writer.done_ids]
         if limits:
             _measure_ceilings(todo, writer)

@@ -45,6 +45,7 @@ class TimingPlan:
     rounds: int = 20  # timed blocks per case and side
     block_s: float = 0.1  # a block is at least this long (dwarfs timer resolution and dispatch jitter)
     warmup_s: float = 0.3  # per case and side, before any block
+    clock: str = "wall"  # "cpu": a one-thread CPU case's blocks in thread CPU time (compare --confirm; clocks.py)
 
     def __post_init__(self) -> None:
         if self.rounds < 1 or not self.block_s > 0 or self.warmup_s < 0:
@@ -64,13 +65,14 @@ class Tree:
 
     code: Path
     user: Path | None = None
+    models: tuple[Path, ...] = ()  # compare --confirm: a run's copies of its models' modules, imported first
 
     @property
     def cwd(self) -> Path:
         return self.user or self.code
 
     def env(self, **extra: str) -> dict[str, str]:
-        paths = [str(self.code)] + ([str(self.user)] if self.user is not None else [])
+        paths = [str(p) for p in self.models] + [str(self.code)] + ([str(self.user)] if self.user is not None else [])
         return {**os.environ, "PYTHONPATH": os.pathsep.join(paths), "PYTHONUNBUFFERED": "1", **extra}
 
 
@@ -362,6 +364,7 @@ def interleaved_samples(workers: Mapping[str, Worker], timed: Sequence[int], ite
         for index in timed:
             for name in (names if r % 2 == 0 else names[::-1]):
                 reply = request(workers[name], {"cmd": "time", "case": index, "iters": iters[index],
-                                                "rebuild_seed": worker.BUILD_SEED + 1 + r})
+                                                "rebuild_seed": worker.BUILD_SEED + 1 + r,
+                                                **({"clock": plan.clock} if plan.clock != "wall" else {})})
                 samples[name][index] += reply["samples_s"]
     return samples

@@ -214,11 +214,15 @@ def _cuda_counts(fn: Callable[[], object]) -> dict[str, int]:
 
 
 def analytic_counts(model: torch.nn.Module, case) -> dict[str, int]:
-    """FLOPs and memory of the case by formula (``mlp.flops`` / ``mlp.memory``), independent of running it."""
+    """FLOPs and memory of the case by formula (``mlp.flops`` / ``mlp.memory``), independent of running it; none for
+    a model the formula does not know (a user's nested ``nn.Sequential``): its counted FLOPs are in every phase."""
     import mlp
 
-    flops = mlp.flops(model, case.batch, case.loss, case.optimizer)
-    memory = mlp.memory(model, case.batch, case.input_shape, case.loss, case.optimizer, case.dtype)
+    try:
+        flops = mlp.flops(model, case.batch, case.loss, case.optimizer)
+        memory = mlp.memory(model, case.batch, case.input_shape, case.loss, case.optimizer, case.dtype)
+    except ValueError:
+        return {}
     return {"step_matmul_flops": flops.step_matmul, "step_elementwise_flops": flops.step_elementwise,
             "memory_bytes": memory.total_bytes}
 

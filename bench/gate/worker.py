@@ -151,8 +151,9 @@ class Suite:
             spent, count = spent + per_step_s, count + 1
         return per_step_s
 
-    def time_block(self, index: int, iters: int, lead_steps: int = LEAD_STEPS) -> float:
-        """Mean seconds per whole training step over ``iters`` steps, nothing else inside the loop."""
+    def time_block(self, index: int, iters: int, lead_steps: int = LEAD_STEPS, cpu_time: bool = False) -> float:
+        """Mean seconds per whole training step over ``iters`` steps, nothing else inside the loop; ``cpu_time``: the
+        thread's CPU seconds where the case runs one torch thread on the CPU (``clocks.ThreadCpuClock``)."""
         clocks, step, pool = self.clocks, self.steps[index], self.pools[index]
         case = self.cases[index]
 
@@ -162,7 +163,7 @@ class Suite:
         with clocks.torch_threads(case.threads), case_precision(case):
             for i in range(lead_steps):
                 train_step(i)
-            return clocks.time_block(train_step, iters, clocks.clock_for(self.torch.device(case.device)))
+            return clocks.time_block(train_step, iters, clocks.clock_for(self.torch.device(case.device), cpu_time))
 
 
 def case_step(case, inject: str, seed: int) -> tuple[Any, list]:
@@ -225,9 +226,20 @@ def model_source(case) -> tuple[str, str]:
 
 
 def _step_flops(model, case) -> int:
+    """Matmul FLOPs of one step: a user's model counted (``FlopCounterMode``), as its run counted them; the formula
+    (``mlp.flops``) knows only the built-in layer sequences, and refuses a nested ``nn.Sequential``."""
     import mlp
 
-    return mlp.flops(model, case.batch, case.loss, case.optimizer).step_matmul
+    if not getattr(case, "model", ""):
+        return mlp.flops(model, case.batch, case.loss, case.optimizer).step_matmul
+
+    def built(device):
+        import torch
+
+        with torch.device(device):
+            return case.build_model()
+
+    return mlp.count_flops(built, case.batch, case.input_shape, case.io_features[1], case.loss).step_matmul
 
 
 def _load_instrument(name: str):
@@ -259,7 +271,8 @@ def handle(state: dict[str, Any], request: dict[str, Any]) -> dict[str, Any]:
     if cmd == "time":
         if "rebuild_seed" in request:
             suite.rebuild(request["case"], request["rebuild_seed"])
-        return {"ok": True, "samples_s": [suite.time_block(request["case"], request["iters"])]}
+        return {"ok": True, "samples_s": [suite.time_block(request["case"], request["iters"],
+                                                           cpu_time=request.get("clock") == "cpu")]}
     raise ValueError(f"unknown request {cmd!r}")
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -27,6 +26,7 @@ import pandas as pd
 
 from .. import noise
 from ..errors import UsageError
+from . import change
 from ..format import ms, table as format_table
 from ..phases import PHASE_NAMES, Phase
 from ..runs import RunKind, output_file, write_atomic
@@ -105,9 +105,31 @@ def match_cases(a: pd.DataFrame, b: pd.DataFrame, phases: Sequence[str]) -> tupl
     for ignored in ([], ["device"]):
         keys = identity_columns(ignored) + ["phase"]
         joined = a_ok.merge(b_ok, on=keys, suffixes=("_a", "_b"))
+        joined = _with_changed_args(joined.copy().assign(**{f"{ARGS}_a": joined[ARGS], f"{ARGS}_b": joined[ARGS]})
+                                    if ARGS in joined else joined, a_ok, b_ok, keys)
         if len(joined):
             return joined, ignored
     return joined, []
+
+
+ARGS = "model_args"
+
+
+def _with_changed_args(joined: pd.DataFrame, a_ok: pd.DataFrame, b_ok: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """``joined`` plus the user's-model rows that match on every key but the model args, one to one: the same model
+    run with other arguments is the change under test (``bench.report.change``), not another case."""
+    if ARGS not in keys or "model" not in a_ok or "model" not in b_ok:
+        return joined
+    done_a = set(joined["case_id_a"]) if len(joined) else set()
+    done_b = set(joined["case_id_b"]) if len(joined) else set()
+    rest_a = a_ok[~a_ok["case_id"].isin(done_a) & (a_ok["model"].astype(str) != "")]
+    rest_b = b_ok[~b_ok["case_id"].isin(done_b) & (b_ok["model"].astype(str) != "")]
+    if not (len(rest_a) and len(rest_b)):
+        return joined
+    loose = [k for k in keys if k != ARGS]
+    single = lambda rows: rows[~rows.duplicated(loose, keep=False)]  # noqa: E731 - one to one, or not paired
+    extra = single(rest_a).merge(single(rest_b), on=loose, suffixes=("_a", "_b"))
+    return pd.concat([joined, extra], ignore_index=True) if len(extra) else joined
 
 
 # --------------------------------------------------------------------------- run A vs run B
@@ -125,7 +147,6 @@ def compare_runs(run_a, run_b, phases: Sequence[str] = ("step",)) -> tuple[pd.Da
     ``run_a``/``run_b`` are ``bench.runs.Run`` objects. Returns the table and the ignored identity columns.
     """
     joined, ignored = match_cases(run_a.summary, run_b.summary, phases)
-    joined = joined[~_source_differs(joined)]
     samples_a, samples_b = _samples_by_case(run_a.samples), _samples_by_case(run_b.samples)
     order_a, order_b = measurement_order(run_a.summary), measurement_order(run_b.summary)
     rows = []
@@ -137,7 +158,10 @@ def compare_runs(run_a, run_b, phases: Sequence[str] = ("step",)) -> tuple[pd.Da
         both = a_s is not None and b_s is not None and len(a_s) and len(b_s) and np.min(a_s) > 0
         fastest = float(np.min(b_s) / np.min(a_s)) if both else math.nan  # the time-local checks (bench.noise)
         slowest = float(np.max(b_s) / np.max(a_s)) if both else math.nan
+        work = change.work(r)
         rows.append({"case": r["label_a"], "case_id": r["case_id_a"], "case_id_b": r["case_id_b"],
+                     "change": change.case_change(r), "work": work.short, "work_verdict": work.verdict,
+                     "work_detail": work.sentence,
                      "phase": r["phase"], "median_a_s": r["median_s_a"], "median_b_s": r["median_s_b"], "ratio": ratio.ratio,
                      "ci_low": ratio.low, "ci_high": ratio.high, "within_run": ratio.verdict,
                      "method": ratio.method, "fastest_ratio": fastest, "slowest_ratio": slowest,
@@ -151,24 +175,6 @@ def measurement_order(summary: pd.DataFrame) -> dict[str, int]:
     if summary is None or "case_id" not in summary:
         return {}
     return {case_id: i for i, case_id in enumerate(dict.fromkeys(summary["case_id"]))}
-
-
-SOURCE_SHA = "model_source_sha"  # a user's model: the hash of the code that defines it (bench.plugin)
-
-
-def _source_differs(joined: pd.DataFrame) -> pd.Series:
-    """Rows whose two sides measured a user's model from different source code (never paired)."""
-    a, b = f"{SOURCE_SHA}_a", f"{SOURCE_SHA}_b"
-    if a not in joined.columns or b not in joined.columns:
-        return pd.Series(False, index=joined.index)
-    return joined[a].notna() & joined[b].notna() & (joined[a].astype(str) != joined[b].astype(str))
-
-
-def source_mismatches(run_a, run_b, phases: Sequence[str] = ("step",)) -> list[str]:
-    """The labels of the cases ``compare_runs`` refuses to pair: the same case, its model's source changed."""
-    joined, _ = match_cases(run_a.summary, run_b.summary, phases)
-    differs = joined[_source_differs(joined)]
-    return list(dict.fromkeys(differs["label_a"])) if len(differs) else []
 
 
 # --------------------------------------------------------------------------- verdicts (bench.noise)
@@ -197,7 +203,8 @@ def judge(table: pd.DataFrame, differences: Sequence[noise.StateDifference]) -> 
     table = table.copy()
     factors, verdicts = {}, {}
     for phase, rows in table.groupby("phase", sort=False):
-        factor = noise.common_factor(np.log(rows["ratio"].where(rows["ratio"] > 0)).tolist())
+        controls = _controls(rows)["ratio"]
+        factor = noise.common_factor(np.log(controls.where(controls > 0)).tolist())
         factors[phase] = factor
         first = [noise.case_verdict(r["ratio"], r["ci_low"], r["ci_high"], factor, blocking)
                  for _, r in rows.iterrows()]
@@ -215,6 +222,20 @@ def judge(table: pd.DataFrame, differences: Sequence[noise.StateDifference]) -> 
     return table, factors, noise.overall_verdict(list(verdicts.values()), step, blocking)
 
 
+def changed(rows: pd.DataFrame) -> pd.Series:
+    """The rows under test: a change named (model source, model args) or work that moved (an exact counter)."""
+    if "change" not in rows:
+        return pd.Series(False, index=rows.index)
+    return (rows["change"] != "") | ~rows["work_verdict"].isin([change.Work.SAME, change.Work.UNCOUNTED])
+
+
+def _controls(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows whose code did not change: where any are, the run-level factor (the machine) is theirs alone, so
+    that the cases under test do not move it; else every row."""
+    same = ~changed(rows)
+    return rows[same] if same.any() else rows
+
+
 def compare(run_a, run_b, phases: Sequence[str] = ("step",)) -> Comparison:
     """``compare_runs`` with the verdicts of ``bench.noise``: what ``mlpbench compare`` and ``report A B`` print."""
     table, ignored = compare_runs(run_a, run_b, phases)
@@ -225,14 +246,21 @@ def compare(run_a, run_b, phases: Sequence[str] = ("step",)) -> Comparison:
     return Comparison(table, ignored, differences, factors, overall)
 
 
+# Findings shown beside the timing verdict, each its own column (header -> the table's column), when the table
+# has it: a new finding (numerics, say) is one entry here and one column in compare_runs.
+BESIDE_VERDICT = {"work (exact)": "work", "numerics vs fp32 eager": "numerics"}  # numerics: with_numerics
+
+
 def format_comparison(table: pd.DataFrame, tablefmt: str = "github") -> str:
+    beside = {header: column for header, column in BESIDE_VERDICT.items()
+              if column in table and table[column].astype(str).str.len().any()}
     rows = [{"case": r["case"], "phase": r["phase"], "A ms": ms(r["median_a_s"]),
              "B ms": ms(r["median_b_s"]), "B/A": f"{r['ratio']:.3f}",
              f"{CI_LEVEL:.0%} CI (within runs)": f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}]",
              "vs run factor": "" if not math.isfinite(r.get("relative", math.nan)) else f"{r['relative']:.3f}",
              "z": "" if not math.isfinite(r.get("z", math.nan)) else f"{r['z']:+.1f}",
              "verdict": r.get("verdict", r["within_run"]),
-             **({"numerics vs fp32 eager": r["numerics"]} if "numerics" in table else {})}
+             **{header: r[column] for header, column in beside.items()}}
             for _, r in table.iterrows()]
     return format_table(rows, tablefmt, empty="")
 
@@ -259,6 +287,13 @@ def comparison_lines(comparison: Comparison) -> list[str]:
                      "the factor; smaller ones: `compare --confirm --confirm-cases 0` re-measures every case "
                      "interleaved")
     return lines
+
+
+def undecided(comparison: Comparison) -> bool:
+    """An inconclusive timing verdict that another instrument could decide: overall, or a changed case's own."""
+    table = comparison.table
+    return (comparison.overall.verdict is noise.Verdict.INCONCLUSIVE
+            or (table.loc[changed(table), "verdict"] == noise.Verdict.INCONCLUSIVE.value).any())
 
 
 def verdict_reasons(table: pd.DataFrame) -> list[str]:
@@ -302,10 +337,6 @@ def command(args: argparse.Namespace, confirm=None) -> int:
     phases = PHASE_NAMES if args.all_phases else (Phase.STEP.value,)
     comparison = compare(run_a, run_b, phases)
     table, ignored = comparison.table, comparison.ignored
-    refused = source_mismatches(run_a, run_b, phases)
-    if refused:
-        print(f"mlpbench: not paired: {len(refused)} case(s) whose model source differs between A and B "
-              f"({SOURCE_SHA}): {'; '.join(refused)}", file=sys.stderr)
     if not len(table):
         raise UsageError(f"{run_a.path} and {run_b.path} have no measured case in common")
     table = with_numerics(table, run_a, run_b)
@@ -315,7 +346,15 @@ def command(args: argparse.Namespace, confirm=None) -> int:
               or ["Fingerprints agree on " + ", ".join(COMPARABILITY_KEYS + FLAG_KEYS) + "."])
     if ignored:
         lines.append(f"Cases matched ignoring {', '.join(ignored)} (no case matched on every field).")
-    lines += ["", *comparison_lines(comparison), "", format_comparison(table), "", comparison_summary(table)]
+    lines += change.change_lines(table, run_a.meta.env, run_b.meta.env)
+    if changed(table).all():
+        lines.append("Every case compared is the change under test: the run-level factor holds the change as well "
+                     "as the machine, so two stored runs cannot time it; the exact counters below (no noise) and "
+                     "`--confirm` (A and B interleaved in one run) can.")
+    lines += ["", *comparison_lines(comparison), *change.work_lines(table)]
+    if undecided(comparison) and not getattr(args, "confirm", False):
+        lines += change.decide_lines(args.run_a, args.run_b, run_b.meta.get("sweep_file"))
+    lines += ["", format_comparison(table), "", comparison_summary(table)]
     reasons = verdict_reasons(table)
     lines += ["", "Reasons:", *reasons] if reasons else []
     if getattr(args, "confirm", False):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 DEFAULT_CASES = 6  # --confirm-cases: re-measured per call, largest |log ratio| first (~10 s each, loaded 2-core box)
 DEFAULT_ROUNDS = 20  # --confirm-rounds: the gate's default blocks a side, whose power docs/perf-gate.md measured
+BLOCK_BUDGET = 3 * DEFAULT_ROUNDS  # blocks a side in all: fewer than 3 cases get more than --confirm-rounds each
 MIN_ROUNDS = 5  # fewer blocks a side than this give the paired bootstrap too few pairs to resample
 
 
@@ -18,16 +19,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="compare forward/backward/optimizer/inference too, not only the whole step")
     parser.add_argument("--out", type=Path, help="also write the comparison as Markdown to this file")
     parser.add_argument("--confirm", action="store_true",
-                        help="re-measure the cases that differ, A's and B's configuration interleaved in one run "
-                             "(both built from this tree; bench.gate.confirm)")
+                        help="re-measure the cases that differ (the change under test first), A's and B's "
+                             "configuration interleaved in one run; a user's model as each run recorded it (its copy "
+                             "in the run folder), from any working folder (bench.confirm)")
     parser.add_argument("--confirm-cases", type=_cases, default=DEFAULT_CASES, metavar="N",
                         help="how many cases --confirm re-measures, the largest moves first (default "
                              "%(default)s); 0: every case, moved or not (about 5 s each): between two noisy stored "
                              "runs a real change may "
                              "not be among the largest moves")
     parser.add_argument("--confirm-rounds", type=_rounds, default=DEFAULT_ROUNDS, metavar="N",
-                        help="interleaved blocks per case and side for --confirm (default %(default)s, at least 5): the "
-                             "interval narrows as the square root; 80 halves the default's")
+                        help="interleaved blocks per case and side for --confirm, at least (default %(default)s, "
+                             f"at least 5; fewer than 3 cases share {BLOCK_BUDGET} a side): the interval narrows as "
+                             "the square root; 80 halves the default's")
 
 
 def _cases(text: str) -> int:

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from ..format import table as format_table
-from .compare import Comparison, compare, comparison_lines
+from .change import change_lines, work_lines
+from .compare import BESIDE_VERDICT, Comparison, compare, comparison_lines
 from .figure import Figure, markdown_lines, pyplot, save
 from .tables import run_names
 
@@ -99,9 +100,13 @@ def section(runs: Sequence, out_dir: Path, plot_dir: Path) -> list[str]:
              "only the within-run interval shown.", ""]
     for name_a, name_b, result in found:
         figure = draw(result, name_a, name_b, plot_dir / f"compare-{name_b}.png")
+        beside = {h: c for h, c in BESIDE_VERDICT.items()
+                  if c in result.table and result.table[c].astype(str).str.len().any()}
         rows = [{"case": r["case"], "phase": r["phase"], "B/A": f"{r['ratio']:.3f}",
                  "95% CI (within runs)": f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}]",
-                 "verdict": r["verdict"], "reason": r["reason"]} for _, r in result.table.iterrows()]
-        parts += [f"### {name_b} against {name_a}", "", *comparison_lines(result), "",
+                 "verdict": r["verdict"], **{h: r[c] for h, c in beside.items()}, "reason": r["reason"]}
+                for _, r in result.table.iterrows()]
+        parts += [f"### {name_b} against {name_a}", "", *change_lines(result.table, {}, {}),
+                  *comparison_lines(result), *work_lines(result.table), "",
                   *markdown_lines(figure, out_dir), format_table(rows, "github", empty=""), ""]
     return parts

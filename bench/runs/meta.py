@@ -54,6 +54,7 @@ class RunMeta:
     in_flight: dict | None = None  # {"case_id", "label", "pid"} while a case is being measured (cleared after it)
     crashes: dict = field(default_factory=dict)  # case_id -> times the process died while measuring it
     ddp: dict | None = None  # mlpbench ddp: processes, backend, threads, the launch
+    models: dict = field(default_factory=dict)  # a user's model name -> what rebuilds it (bench.runs.recipe)
     extra: dict = field(default_factory=dict)  # keys this version does not know, written back as they were
 
     # ------------------------------------------------------------------ JSON

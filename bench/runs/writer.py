@@ -19,6 +19,7 @@ from .columns import samples_frame, summary_frame
 from .folder import META_JSON, SAMPLES_CSV, SUMMARY_CSV, FolderLock, write_atomic, write_table
 from .meta import CRASH_LIMIT, RunMeta
 from .reader import load_run
+from .recipe import ModelRecipe, copy_sources
 from .status import DONE_STATUSES
 
 LIMIT_TABLES = ("ceilings", "bandwidth", "dispatch")  # RunMeta fields keyed by device/dtype
@@ -56,6 +57,7 @@ class RunWriter:
             setattr(meta, limits, {**getattr(old, limits), **getattr(meta, limits)})
         meta.run_s, meta.crashes, meta.in_flight = old.run_s, crashes, None
         meta.resumed_from = old.resumed_from or old.env.get("date")
+        meta.models = {**old.models, **meta.models}
         meta.extra = {**old.extra, **meta.extra}
         self.meta = meta
 
@@ -87,6 +89,14 @@ class RunWriter:
     def set_tables(self, summary: pd.DataFrame, samples: pd.DataFrame) -> None:
         """Replace both tables (a data-parallel run rebuilds them from its ranks' records)."""
         self.summary, self.samples = summary.to_dict("records"), samples.to_dict("records")
+
+    def record_models(self, recipes: list[ModelRecipe]) -> None:
+        """Each user's model's rebuild recipe into meta.json, its source files copied into the folder (a resumed
+        run keeps the recipes of its first invocation: what its finished cases measured)."""
+        for recipe in recipes:
+            if recipe.model not in self.meta.models:
+                self.meta.models[recipe.model] = copy_sources(recipe, self.out_dir).as_dict()
+        self.write_meta()
 
     def write_text(self, name: str, text: str) -> Path:
         """Another file of the folder (profile.md, report.md), atomically."""

@@ -84,3 +84,93 @@ def test_confirm_rounds_defaults_to_the_gate_s_blocks_and_reaches_the_plan(monke
     with pytest.raises(Stop):
         confirm.interleaved([{}], [{}], ".", ".", 1, 80)
     assert plans[0][0] == 80
+
+
+# --------------------------------------------------------------------------- a user's model, as each run recorded it
+
+
+@pytest.fixture(scope="module")
+def edited_runs(tmp_path_factory):
+    """Runs A (hidden 16) and B (hidden 1024: 64x the matmul FLOPs, deliberately far beyond the noise) of a nested
+    ``nn.Sequential`` given as a relative ``models/edited.py:make``; then the file is edited once more (hidden 4), so
+    that only the runs' own copies hold what they measured."""
+    from edited_model import measure_run, write_model  # tests/bench/ is on sys.path
+
+    monkeypatch = pytest.MonkeyPatch()
+    root = tmp_path_factory.mktemp("confirm-edited")
+    project = root / "project"
+    try:
+        write_model(project, 16)
+        a = measure_run(project, root / "A", monkeypatch, batch=64, in_features=64, out_features=64)
+        write_model(project, 1024)
+        b = measure_run(project, root / "B", monkeypatch, batch=64, in_features=64, out_features=64)
+        write_model(project, 4)
+    finally:
+        monkeypatch.undo()
+    return root, a, b
+
+
+def _confirm(a, b, monkeypatch, where) -> str:
+    from bench import runs as run_record
+    from bench.report import compare
+
+    monkeypatch.chdir(where)  # any working folder: the relative path resolves in the run's, not here nor in mlpbench
+    monkeypatch.setattr(confirm, "CONFIRM_BLOCK_BUDGET", 0)  # 5 blocks a side: the 64x change needs no more
+    run_a, run_b = run_record.load_run(a), run_record.load_run(b)
+    table = compare.compare(run_a, run_b).table
+    return "\n".join(confirm.confirm_lines(run_a, run_b, table, rounds=5))
+
+
+@pytest.mark.slow  # two workers import torch and time 5 blocks a side: ~25 s on the loaded 2-core box
+def test_confirm_measures_each_runs_own_model_from_any_folder(edited_runs, monkeypatch):
+    """The issue's three failures at once: a model change (both sides were rebuilt from the current tree), a relative
+    ``--model`` path (resolved in the mlpbench tree) and a nested Sequential (the analytic ``mlp.flops``)."""
+    import hashlib
+
+    from bench.runs.recipe import SOURCE_DIR
+
+    root, a, b = edited_runs
+    elsewhere = root / "elsewhere"
+    elsewhere.mkdir(exist_ok=True)
+    text = _confirm(a, b, monkeypatch, elsewhere)
+    shas = [next((run / SOURCE_DIR).iterdir()).name for run in (a, b)]
+    for side, sha, run in zip("AB", shas, (a, b)):
+        copy = run / SOURCE_DIR / sha / "edited.py"
+        assert hashlib.sha256(copy.read_bytes()).hexdigest()[:len(sha)] == sha
+        assert f"Side {side}: models/edited.py:make from its run's copy of its source ({sha[:8]}..)" in text, text
+    row = next(line for line in text.splitlines() if line.startswith("| models/edited.py:make"))
+    assert row.rstrip().endswith("| slower |"), text
+
+
+def test_confirm_refuses_a_side_whose_measured_source_is_gone(edited_runs, tmp_path, monkeypatch):
+    import shutil
+
+    from bench.runs.recipe import SOURCE_DIR
+
+    root, a, b = edited_runs
+    lost = tmp_path / "A-without-copy"
+    shutil.copytree(a, lost)
+    sha = next((lost / SOURCE_DIR).iterdir()).name
+    shutil.rmtree(lost / SOURCE_DIR)  # as a run made before mlpbench kept a copy; the file has been edited since
+    text = _confirm(lost, b, monkeypatch, tmp_path)
+    assert text.startswith("Confirm: not re-measured: side A rebuilt models/edited.py:make") and \
+        f"but its run measured {sha[:8]}.." in text, text
+
+
+def test_the_cpu_clock_leaves_out_time_the_thread_does_not_run_and_only_on_one_thread():
+    """Reference: ``time.sleep`` (the thread runs nothing for a known time, as when another job holds the core)."""
+    import time
+
+    import torch
+
+    from bench import clocks
+
+    cpu = torch.device("cpu")
+    with clocks.torch_threads(1):
+        clock = clocks.clock_for(cpu, cpu_time=True)
+        assert isinstance(clock, clocks.ThreadCpuClock)
+        assert clocks.time_block(lambda i: time.sleep(0.02), 3, clock) < 0.005
+        assert clocks.time_block(lambda i: time.sleep(0.02), 3, clocks.clock_for(cpu)) >= 0.02
+    with clocks.torch_threads(2):  # more threads: their CPU times add up and spin; wall time stays
+        assert type(clocks.clock_for(cpu, cpu_time=True)) is clocks.Clock
+    assert type(clocks.clock_for(cpu)) is clocks.Clock

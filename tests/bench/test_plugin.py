@@ -227,10 +227,12 @@ def test_measure_records_counted_flops_and_the_model_it_measured(models, tmp_pat
     assert step["model"] == "blocks.py:make_ffn" and step["model_args"] == "hidden=4"
     assert len(step["model_source_sha"]) == plugin.SHA_CHARS and not step["accounting_note"] == ""
     assert math.isnan(step["mem_saved_activations_bytes"]) and math.isnan(step["mem_total_bytes"])
-    # compare refuses a pair whose model source differs
+    # compare pairs a run whose model source differs, and names the difference as the change under test
     other = load_run(tmp_path / "run")
     other.summary["model_source_sha"] = "0" * plugin.SHA_CHARS
-    assert len(compare_runs(folder, folder)[0]) == 1 and len(compare_runs(folder, other)[0]) == 0
+    paired = compare_runs(folder, other)[0]
+    assert len(compare_runs(folder, folder)[0]) == 1 and len(paired) == 1
+    assert paired["change"].iloc[0] == f"model source {step['model_source_sha'][:8]}.. -> 00000000.."
     # history keeps the source version in the series' case id: another source is another series
     point = read_run(tmp_path / "run", commit="0" * 40).points[0]
     assert point.case_id == f"{step['case_id']}@{step['model_source_sha'][:8]}"
