@@ -214,9 +214,16 @@ def _cuda_counts(fn: Callable[[], object]) -> dict[str, int]:
 
 
 def analytic_counts(model: torch.nn.Module, case) -> dict[str, int]:
-    """FLOPs and memory of the case by formula (``mlp.flops`` / ``mlp.memory``), independent of running it."""
+    """FLOPs and memory of the case by formula (``mlp.flops`` / ``mlp.memory``), independent of running it; {} for a
+    user's model the formulas do not know (a lone Linear, a Dropout, a tuple input: its FLOPs are counted instead)."""
     import mlp
 
+    try:
+        mlp.layers_of(model)
+    except ValueError:
+        return {}
+    if not case.loss_is_builtin:
+        return {}
     flops = mlp.flops(model, case.batch, case.loss, case.optimizer)
     memory = mlp.memory(model, case.batch, case.input_shape, case.loss, case.optimizer, case.dtype)
     return {"step_matmul_flops": flops.step_matmul, "step_elementwise_flops": flops.step_elementwise,
