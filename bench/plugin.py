@@ -48,7 +48,8 @@ TORCH_KEYWORDS = ("device", "dtype")  # PyTorch's factory keywords (nn.Linear(..
 # The parameters' dtype of every case of a user's model: fp32, tf32 and bf16/fp16 autocast all keep fp32 parameters
 # (param_dtype 'compute' is refused for a user's model), so a factory's dtype= is always torch.float32.
 PARAMETER_DTYPE = torch.float32
-SHOWN_IN_LABEL = ("device", "dtype", "batch")  # case fields the label shows anyway: not repeated in model(args)
+# case fields a model's label shows as its arguments where the case sets them (the rest are in the label anyway)
+LABEL_FIELDS = ("width", "depth", "in_features", "out_features", "activation")
 
 _REGISTERED: dict[str, object] = {}  # model name -> factory or module object, for measure()
 _FILE_MODULES: dict[tuple[Path, str], object] = {}  # (path, content hash) -> module
@@ -242,20 +243,12 @@ def _note_once(model: str, text: str) -> None:
 
 
 def call_args(case) -> str:
-    """The factory's arguments as the label shows them (``in_features=64,out_features=64``, the model args among
-    them; the device, dtype and batch are in the label already); the model args alone where it cannot be resolved."""
-    try:
-        call = case_call(case) if not resolve(case.model).is_module else Call({})
-    except Exception:  # noqa: BLE001 - a label never fails: the check reports the model's fault
-        return case.model_args
-    shown = {k: v for k, v in call.kwargs.items() if k not in SHOWN_IN_LABEL or k not in call.taken}
-    return keyvalues.canonical({k: _label_value(v) for k, v in shown.items()})
-
-
-def _label_value(value):
-    if isinstance(value, (list, tuple)):
-        return tuple(_label_value(v) for v in value)
-    return value if isinstance(value, (int, float, bool, str)) else _spell(value)
+    """The model's arguments as its label shows them (``in_features=64,out_features=64``): the model args and the
+    case fields a factory may take that the case sets (a net's size away from its default, the in/out features).
+    Read off the case alone, never by importing the model: a label is the same wherever it is computed (a suite
+    file read from another folder, a report), so what a factory does not take shows only where it was set."""
+    shown = {name: getattr(case, name) for name in LABEL_FIELDS if getattr(case, name) != FIELD_DEFAULTS[name]}
+    return keyvalues.canonical({**shown, **keyvalues.parse(case.model_args, "--model-args")})
 
 
 def taken_fields(case) -> tuple[str, ...]:
