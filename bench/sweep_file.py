@@ -39,6 +39,7 @@ else:  # Python 3.10: the same parser, as a package (pyproject: tomli for python
 
 
 SUFFIX = ".toml"
+PATH_FIELDS = ("model", "inputs", "loss")  # a PATH.py:NAME in these names a file beside the sweep file
 GRID_KEY = "grid"  # [[grid]]: one table per grid
 CUSTOM_MAX_CASE_S = 60.0  # a sweep of flags alone, or a file without max_case_s: the user chose each case
 NO_LIMIT_WORDS = ("inf", "none", "off")  # spellings of "no time budget" (TOML's own float inf works too)
@@ -120,8 +121,8 @@ def load_sweep_file(path: Path, base: Path | None = None) -> SweepFields:
         raise UsageError(f"{path}: cannot read it: {exc.strerror or exc}") from None
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", path.stem if path.suffix == SUFFIX else path.name)
     fields = parse_sweep(text, str(path), name)
-    grids = tuple({**grid, "model": tuple(_model_beside(v, path.parent, base) for v in grid["model"])}
-                  if "model" in grid else grid for grid in fields.grids)
+    grids = tuple({**grid, **{key: tuple(_model_beside(v, path.parent, base) for v in grid[key])
+                              for key in PATH_FIELDS if key in grid}} for grid in fields.grids)
     return replace(fields, grids=grids)
 
 

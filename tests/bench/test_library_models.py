@@ -382,7 +382,8 @@ def test_the_readme_snippet_runs_as_written(no_limits):
     assert step["status"] == "ok" and step["flops_source"] == "counted"
 
 
-@pytest.mark.parametrize("title", ["Models from libraries", "Inputs and outputs"])
+@pytest.mark.parametrize("title", [pytest.param("Models from libraries", marks=pytest.mark.slow),  # ~20 s
+                                   "Inputs and outputs"])
 def test_each_example_of_the_docs_runs(title, no_limits, tmp_path, monkeypatch, capsys):
     """Every Python block runs as written (in order, one namespace), and every ``mlpbench run`` line exits 0."""
     text = section(REPO / "docs/your-model.md", title)
