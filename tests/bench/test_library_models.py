@@ -306,8 +306,7 @@ def test_each_input_and_output_fault_is_one_line_naming_the_fix(shapes, capsys, 
 
 
 def test_inputs_and_a_loss_that_break_their_contract_are_one_line():
-    with pytest.raises(ModelError, match="return a tensor, a tuple or a dict of tensors"):
-        api.grid_cases  # noqa: B018 (the check below runs before anything is measured)
+    with pytest.raises(ModelError, match="return a tensor, a tuple or a dict of tensors"):  # before measuring
         api.measure(MaskedMLP, inputs=lambda batch, device, dtype: [1, 2], out_features=4, batch=2)
     with pytest.raises(ModelError, match="not a scalar tensor"):
         api.measure(MaskedMLP, inputs=masked_inputs, out_features=4, batch=2,
