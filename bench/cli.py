@@ -23,6 +23,7 @@ EXTERNAL_COMMANDS = {
     "report": ("bench.report.command", "write report.md and plots for one or more runs"),
     "compare": ("bench.confirm", "per-case ratios and verdicts between two runs (--confirm re-measures)"),
     "check": ("bench.gate.command", "performance regression gate (exact counters + noise-aware timing)"),
+    "bisect": ("bench.gate.bisect", "the first commit at which the gate fails, by halving GOOD..BAD"),
     "profile": ("bench.profile.command", "profile one case: trace, top operators, FLOPs by module, memory"),
     "crosscheck": ("bench.crosscheck", "engine vs torch.utils.benchmark on three classic cases"),
     "ddp": ("bench.ddp.command", "data-parallel scaling with torchrun + DistributedDataParallel"),

@@ -48,6 +48,7 @@ from .clocks import torch_threads
 from .dispatch import best_of_passes, measure_dispatch, phase_per_op_s
 from .env import FULL_RATE_DTYPES, dtype_fast_path, fingerprint, load_average
 from .noise import run_record
+from .numerics import STEPS, case_numerics, is_reference
 from .errors import first_line
 from .format import duration as _duration
 from .gate.counters import count_step
@@ -77,14 +78,19 @@ def safe_measure(case: Case, config: TimingConfig, on_predict: Callable[[float],
 
     A case whose analytic memory exceeds what the device has available is ``skipped`` before
     it is built: on Linux an oversized CPU allocation succeeds and the kernel kills the
-    process later, mid-case, with nothing to catch (``bench.headroom``).
+    process later, mid-case, with nothing to catch (``bench.headroom``). A measured case then gets its
+    numerics against fp32 eager (``measured_numerics``: one short step sequence a side, after the timing, so
+    it never lands in a sample; its seconds are the ``numerics_s`` column, outside ``measure_s``).
     """
     start = time.perf_counter()
     try:
         shortfall = memory_shortfall(case)
         if shortfall:
             return Measurement(case, status=Status.SKIPPED, reason=shortfall)
-        return measure(case, config, on_predict=on_predict)
+        m = measure(case, config, on_predict=on_predict)
+        if m.status == Status.OK:
+            m.numerics = measured_numerics(m, config)
+        return m
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # noqa: BLE001 - any failure of one case is data, not a crash
@@ -96,6 +102,22 @@ def safe_measure(case: Case, config: TimingConfig, on_predict: Callable[[float],
         torch.cuda.empty_cache()
     failed.measure_s = time.perf_counter() - start
     return failed
+
+
+def measured_numerics(m: Measurement, config: TimingConfig) -> dict:
+    """The case's numerics columns (``bench.numerics``) and their cost ``numerics_s``, where its budget has room.
+
+    The pass builds the step twice more (a compiled case compiles again) and runs ``numerics.STEPS`` steps a
+    side: about one first step plus ``2 * STEPS`` steady ones. Where the case's budget (``max_case_s``, or what a
+    run budget left it) cannot hold that beside what the timing took, the pass is not run and says why.
+    """
+    step = m.samples.get(Phase.STEP) or [math.nan]
+    cost_s = 0.0 if is_reference(m.case) else m.first_step_s + 2 * STEPS * summarize(step).median
+    if config.max_case_s is not None and not m.measure_s + cost_s <= config.max_case_s:
+        return {"numerics": f"not measured: the case budget ({config.max_case_s:.0f} s) has no room for it "
+                            f"(~{cost_s:.0f} s after {m.measure_s:.0f} s of timing)", "numerics_s": 0.0}
+    start = time.perf_counter()
+    return {**case_numerics(m.case), "numerics_s": time.perf_counter() - start}
 
 
 def _one_line(exc: BaseException) -> str:
@@ -153,6 +175,7 @@ def summary_rows(m: Measurement, ceiling: Ceiling | None) -> list[dict]:
             "optimizer_impl": m.optimizer_impl,
             "torch_threads": m.threads,
             **timings,
+            **m.numerics,
         }
         rows.append(row)
     return rows

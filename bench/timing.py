@@ -88,6 +88,7 @@ class Measurement:
     steady_window: tuple[float, float] | None = None  # perf_counter at the start and end of warm-up + rounds
     telemetry: dict = field(default_factory=dict)  # GPU telemetry columns (bench.telemetry), CUDA cases only
     untimed_phases: str = ""  # why only the step is timed (a whole-step case: Case.whole_step), else ''
+    numerics: dict = field(default_factory=dict)  # how far from fp32 eager (bench.numerics.COLUMNS), after timing
 
 
 # --------------------------------------------------------------------------- blocks

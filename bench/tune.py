@@ -15,11 +15,16 @@ as ``mlpbench run``, with ``--max-run-s``); meta.json's ``tune`` key holds the p
 measures the cases one after the other, and a shared machine drifts between them (the same FashionMNIST
 case read 4.22, 3.73 and 2.94 ms within five minutes on the 2-core EPYC): a ranking of separate medians
 picked eager once where a compiled step was 20% faster. So the **finalists** (the ``FINALISTS`` fastest
-knob cases of each base) are then re-measured against eager **interleaved** in one process, as
+knob cases of each base) are then re-measured against eager **interleaved** (two gate workers pinned to the
+same CPUs, each block's step rebuilt: other absolute times than the screening's, which the output says), as
 ``compare --confirm`` and the gate do (``bench.confirm.interleaved``: round-robin blocks, a paired
 interval), into ``tune_confirm.json``. Then ``bench.report.tune`` recommends the finalist that is faster
 than eager beyond noise (or eager, saying that no knob is), prints the table and the command that
 reproduces it, and draws ``plots/tune.png``.
+
+Every measured case also records its numerics against fp32 eager (``bench.numerics``, by the runner); the report
+puts them beside each speedup and on the recommendation's line. ``--exact`` keeps the finalists and the
+recommendation to knobs within their dtype's tolerance (the plan's ``exact``).
 """
 
 from __future__ import annotations
@@ -67,6 +72,7 @@ class TunePlan:
     chain: list = field(default_factory=list)  # [(label, Case)], eager first
     others: list = field(default_factory=list)  # [Case]
     skipped: list = field(default_factory=list)  # [(knob label, reason)]
+    exact: bool = False  # --exact: finalists and recommendation only among knobs within numerics tolerance
 
     @property
     def cases(self) -> list:
@@ -77,7 +83,7 @@ class TunePlan:
                 "chain": [[label, case.case_id] for label, case in self.chain],
                 "cases": [case.case_id for case in self.cases],
                 "flags": {case.case_id: case.cli_flags() for case in self.cases},
-                "skipped": [list(item) for item in self.skipped]}
+                "skipped": [list(item) for item in self.skipped], "exact": self.exact}
 
 
 def plan_tune(base, compile_mode: str = DEFAULT_COMPILE_MODE) -> TunePlan:
@@ -160,6 +166,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-confirm", action="store_true",
                         help=f"rank by the screening pass alone: skip re-measuring the {FINALISTS} fastest knob "
                              "cases against eager interleaved (faster, but a drifting machine can misrank them)")
+    parser.add_argument("--exact", action="store_true",
+                        help="recommend only knobs whose loss, gradients and weights stay within their dtype's "
+                             "tolerance of fp32 eager (docs/design.md, 'Numerics beside speed'); without it a "
+                             "knob beyond tolerance is recommended only with its numerics on the same line")
 
 
 def base_cases(overrides: dict[str, tuple], sweep=None) -> list:
@@ -203,6 +213,8 @@ def command(args) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     plans = [plan_tune(base, modes[0]) for base in base_cases(overrides, sweep)]
+    for plan in plans:
+        plan.exact = bool(getattr(args, "exact", False))
     if not plans:
         raise UsageError("the case flags give no case to tune")
     cases = measuring_order(plans)
@@ -238,16 +250,20 @@ def command(args) -> int:
 
 
 def finalists(summary, plan: TunePlan, limit: int = FINALISTS) -> list[str]:
-    """The case ids of the ``limit`` fastest knob cases of ``plan`` that the screening pass measured."""
+    """The case ids of the ``limit`` fastest knob cases of ``plan`` that the screening pass measured (with
+    ``plan.exact``, of those within their numerics tolerance)."""
+    from .report.tables import numerics_flag
+
     steps = summary[(summary["phase"] == "step") & (summary["status"] == "ok")]
     medians = dict(zip(steps["case_id"], steps["median_s"]))
+    flagged = {r["case_id"] for _, r in steps.iterrows() if numerics_flag(r)} if plan.exact else set()
     eager = plan.base.case_id
-    ids = [c.case_id for c in plan.cases if c.case_id != eager and c.case_id in medians]
+    ids = [c.case_id for c in plan.cases if c.case_id != eager and c.case_id in medians and c.case_id not in flagged]
     return sorted(ids, key=lambda cid: medians[cid])[:limit] if eager in medians else []
 
 
 def confirm_finalists(run, plans: list[TunePlan]) -> list[dict]:
-    """Each plan's finalists against its eager case, interleaved in one process (``bench.confirm.interleaved``):
+    """Each plan's finalists against its eager case, interleaved in two pinned workers (``bench.confirm.interleaved``):
     the time ratio finalist/eager with its paired interval and the gate's verdict."""
     from .confirm import case_row, interleaved
     from .gate.ab import tree_root

@@ -21,13 +21,13 @@ MEASUREMENT = ("bench.cases", "bench.case_fields", "bench.sweep_file", "bench.ti
                "bench.gate.worker", "bench.gate.counters", "bench.gate.ab", "bench.gate.stats",
                "bench.loader.measure", "bench.loader.tables", "bench.bandwidth", "bench.dispatch",
                "bench.peak", "bench.core_clock", "bench.speed_of_light", "bench.plugin", "bench.keyvalues",
-               "bench.case_accounting", "bench.api", "bench.noise", "bench.pytest_plugin")
+               "bench.case_accounting", "bench.api", "bench.noise", "bench.numerics", "bench.pytest_plugin")
 # Reporting reads run folders (bench.runs) and formats (bench.format); it never imports a measuring wing,
 # so that a report renders on a machine without the measuring code's dependencies and cannot change a number.
 REPORTING = ("bench.report",)
 MEASURING_WINGS = ("bench.cases", "bench.timing", "bench.clocks", "bench.runner", "bench.ceiling", "bench.headroom",
                    "bench.crosscheck", "bench.ddp", "bench.gate", "bench.profile", "bench.loader", "bench.bandwidth",
-                   "bench.dispatch", "bench.peak", "bench.core_clock", "bench.speed_of_light", "mlp")
+                   "bench.dispatch", "bench.peak", "bench.core_clock", "bench.speed_of_light", "bench.numerics", "mlp")
 # Shared by both sides, so they stay light: no torch, and nothing of the measuring wings.
 LIGHT = ("bench.runs", "bench.case_fields", "bench.sweep_file", "bench.format", "bench.errors", "bench.phases",
          "bench.webpage", "bench.keyvalues")

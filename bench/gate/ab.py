@@ -211,7 +211,8 @@ def tree_root() -> Path:
     return Path(__file__).resolve().parents[2]
 
 
-def _git(repo: Path, *args: str) -> str:
+def git(repo: Path, *args: str) -> str:
+    """``git -C repo ARGS``'s stdout; a failure is one line (``EnvironmentProblem``)."""
     try:
         done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=120)
     except (OSError, subprocess.TimeoutExpired) as exc:
@@ -224,7 +225,7 @@ def _git(repo: Path, *args: str) -> str:
 
 def resolve_ref(repo: Path, ref: str) -> str:
     try:
-        return _git(repo, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+        return git(repo, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
     except EnvironmentProblem:
         raise UsageError(f"--against {ref!r}: not a commit in {repo}") from None
 
@@ -236,14 +237,14 @@ def worktree(repo: Path, ref: str) -> Iterator[Path]:
     parent = Path(tempfile.mkdtemp(prefix="mlpbench-gate-"))
     path = parent / "tree"
     try:
-        _git(repo, "worktree", "add", "--detach", "--quiet", str(path), sha)
+        git(repo, "worktree", "add", "--detach", "--quiet", str(path), sha)
         yield path
     finally:
         with contextlib.suppress(EnvironmentProblem):
-            _git(repo, "worktree", "remove", "--force", str(path))
+            git(repo, "worktree", "remove", "--force", str(path))
         shutil.rmtree(parent, ignore_errors=True)
         with contextlib.suppress(EnvironmentProblem):
-            _git(repo, "worktree", "prune")
+            git(repo, "worktree", "prune")
 
 
 def repo_root(path: Path) -> Path | None:
@@ -251,7 +252,7 @@ def repo_root(path: Path) -> Path | None:
     folder = Path(path).resolve()
     folder = folder if folder.is_dir() else folder.parent
     try:
-        return Path(_git(folder, "rev-parse", "--show-toplevel")).resolve()
+        return Path(git(folder, "rev-parse", "--show-toplevel")).resolve()
     except EnvironmentProblem:
         return None
 
@@ -261,22 +262,25 @@ def file_at(repo: Path, ref: str, path: Path) -> bool:
     sha = resolve_ref(repo, ref)
     relative = Path(path).resolve().relative_to(repo).as_posix()
     try:
-        _git(repo, "cat-file", "-e", f"{sha}:{relative}")
+        git(repo, "cat-file", "-e", f"{sha}:{relative}")
     except EnvironmentProblem:
         return False
     return True
 
 
 @contextlib.contextmanager
-def sides(against: str, user_repo: Path | None = None) -> Iterator[dict[str, Tree]]:
+def sides(against: str, user_repo: Path | None = None, head: Path | None = None) -> Iterator[dict[str, Tree]]:
     """``{"A": REF's tree, "B": the working tree}``: REF of mlpbench's own tree, or, given ``user_repo``
-    (``--suite``), REF of the user's repository with this mlpbench on both sides. The worktree is removed
-    however the block ends."""
+    (``--suite``), REF of the user's repository with this mlpbench on both sides. ``head``: B is this checkout
+    of the same repository instead of the working tree (``mlpbench bisect``'s commit under test). The worktree
+    is removed however the block ends."""
     with worktree(user_repo or tree_root(), against) as ref_tree:
-        if user_repo is None:
-            yield {"A": Tree(ref_tree), "B": Tree(tree_root())}
-        else:
-            yield {"A": Tree(tree_root(), ref_tree), "B": Tree(tree_root(), Path(user_repo))}
+        yield {"A": side_tree(ref_tree, user_repo), "B": side_tree(head or user_repo or tree_root(), user_repo)}
+
+
+def side_tree(checkout: Path, user_repo: Path | None) -> Tree:
+    """A checkout as one side's ``Tree``: mlpbench's own (its code), or the user's (run with this mlpbench)."""
+    return Tree(Path(checkout)) if user_repo is None else Tree(tree_root(), Path(checkout))
 
 
 def check_imports(name: str, tree: Tree, info: Mapping[str, Any], trees: Mapping[str, Tree]) -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -86,6 +87,7 @@ class GateOptions:
     on_env_mismatch: str
     markdown_out: Path | None
     json_out: Path | None
+    github_comment: Path | None = None  # --github-summary: the pull-request comment body (bench.gate.github)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -101,31 +103,54 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     how.add_argument("--layers", default="counters,timing",
                      help="comma list of counters, timing, instructions (default: counters,timing)")
     how.add_argument("--device", help="device of the gate suite (default: cpu; with --suite, the file's)")
-    how.add_argument("--rounds", type=int, default=20, help="timed blocks per case and side (default 20)")
-    how.add_argument("--block-s", type=float, default=0.1, help="seconds per timed block (default 0.1)")
-    how.add_argument("--warmup-s", type=float, default=0.3, help="warm-up per case and side (default 0.3)")
-    how.add_argument("--min-effect", type=float, help="smallest slowdown that counts, as a fraction (default 0.05)")
-    how.add_argument("--alpha", type=float, help="1 - confidence of the interval that must exclude 1 (default 0.01)")
+    add_measure_arguments(how)
     how.add_argument("--timing-advisory", action="store_true", help="print timing verdicts, never fail on them")
-    how.add_argument("--no-pin", action="store_true", help="do not pin both sides' workers to one shared CPU")
     how.add_argument("--on-env-mismatch", default="error", choices=ENV_MISMATCH,
                      help="baseline from another torch build/device/host: error (exit 2, default) or skip that layer")
     how.add_argument("--inject-regression", default="none", metavar="KIND",
                      help="measure the working tree with a known synthetic regression (extra-op, flops+10, flops+25, "
                           "python-2us, foreach-optim) to check that the gate catches it; the instruction layer alone "
                           "takes a comma list (B then counts the clean tree and each)")
-    how.add_argument("--instr-steps", type=int, default=3, help="instruction layer: steps per counted region")
-    how.add_argument("--instr-warmup", type=int, default=5, help="instruction layer: warm-up steps per case")
-    how.add_argument("--instr-repeats", type=int, default=1, help="instruction layer: regions per case and phase")
     out = parser.add_argument_group("output")
     out.add_argument("--markdown", type=Path, metavar="FILE", help="also write the Markdown report here")
     out.add_argument("--json", type=Path, metavar="FILE", help="also write the full result as JSON")
+    from .github import DEFAULT_COMMENT
+
+    out.add_argument("--github-summary", type=Path, nargs="?", const=Path(DEFAULT_COMMENT), metavar="FILE",
+                     help="for GitHub Actions: append the report to $GITHUB_STEP_SUMMARY when set, and write a "
+                          f"pull-request comment body (at most 65,536 characters) to FILE (default {DEFAULT_COMMENT}); "
+                          "docs/ci/github-actions.yml posts it")
 
 
-def parse_options(args: argparse.Namespace) -> GateOptions:
+def add_measure_arguments(group) -> None:
+    """How each layer measures: the timing plan and verdict, pinning, the instruction plan (check and bisect)."""
+    group.add_argument("--rounds", type=int, default=20, help="timed blocks per case and side (default 20)")
+    group.add_argument("--block-s", type=float, default=0.1, help="seconds per timed block (default 0.1)")
+    group.add_argument("--warmup-s", type=float, default=0.3, help="warm-up per case and side (default 0.3)")
+    group.add_argument("--min-effect", type=float, help="smallest slowdown that counts, as a fraction (default 0.05)")
+    group.add_argument("--alpha", type=float, help="1 - confidence of the interval that must exclude 1 (default 0.01)")
+    group.add_argument("--no-pin", action="store_true", help="do not pin both sides' workers to one shared CPU")
+    group.add_argument("--instr-steps", type=int, default=3, help="instruction layer: steps per counted region")
+    group.add_argument("--instr-warmup", type=int, default=5, help="instruction layer: warm-up steps per case")
+    group.add_argument("--instr-repeats", type=int, default=1, help="instruction layer: regions per case and phase")
+
+
+def measure_options(args: argparse.Namespace) -> tuple[Any, float, float, Any]:
+    """``add_measure_arguments``' flags, checked: (``ab.TimingPlan``, min effect, alpha,
+    ``instructions.InstructionPlan``)."""
     from .ab import TimingPlan
     from .instructions import InstructionPlan
     from .stats import ALPHA, MIN_EFFECT
+
+    min_effect = MIN_EFFECT if args.min_effect is None else args.min_effect
+    alpha = ALPHA if args.alpha is None else args.alpha
+    if not (0 <= min_effect < 1 and 0 < alpha < 1):
+        raise UsageError("--min-effect must be in [0, 1) and --alpha in (0, 1)")
+    return (TimingPlan(args.rounds, args.block_s, args.warmup_s), min_effect, alpha,
+            InstructionPlan(args.instr_steps, args.instr_warmup, args.instr_repeats))
+
+
+def parse_options(args: argparse.Namespace) -> GateOptions:
     from .worker import INJECTIONS
 
     modes = [m for m in (args.baseline, args.against, args.write_baseline) if m is not None]
@@ -148,20 +173,17 @@ def parse_options(args: argparse.Namespace) -> GateOptions:
         raise UsageError("a baseline is never written with an injected regression")
     if args.device not in (None, "cpu", "cuda"):
         raise UsageError(f"--device {args.device!r}: valid: cpu, cuda")
-    min_effect = MIN_EFFECT if args.min_effect is None else args.min_effect
-    alpha = ALPHA if args.alpha is None else args.alpha
-    if not (0 <= min_effect < 1 and 0 < alpha < 1):
-        raise UsageError("--min-effect must be in [0, 1) and --alpha in (0, 1)")
+    plan, min_effect, alpha, instr_plan = measure_options(args)
     from ..runs import output_file
 
-    for flag, path in (("--markdown", args.markdown), ("--json", args.json), ("--write-baseline", args.write_baseline)):
+    for flag, path in (("--markdown", args.markdown), ("--json", args.json), ("--write-baseline", args.write_baseline),
+                       ("--github-summary", args.github_summary)):
         if path is not None:
             output_file(path, flag, protected=[args.baseline] if args.baseline else [])
     return GateOptions(args.suite, args.baseline, args.write_baseline, args.against, layers, args.device,
-                       TimingPlan(args.rounds, args.block_s, args.warmup_s), min_effect, alpha,
-                       args.timing_advisory, args.inject_regression, not args.no_pin,
-                       InstructionPlan(args.instr_steps, args.instr_warmup, args.instr_repeats), args.on_env_mismatch,
-                       args.markdown, args.json)
+                       plan, min_effect, alpha, args.timing_advisory, args.inject_regression, not args.no_pin,
+                       instr_plan, args.on_env_mismatch,
+                       args.markdown, args.json, args.github_summary)
 
 
 # --------------------------------------------------------------------------- entry point
@@ -214,7 +236,7 @@ def check(opts: GateOptions) -> int:
     report = GateReport(title=_title(opts, suite[0].row["device"], user), timing_advisory=opts.advisory)
     counters_on, timing_on = _layers_to_run(opts, baseline, report)
     rows, timed = [s.row for s in suite], (_timed_indices(suite, opts) if timing_on else [])
-    labels, replies = _labels(suite, baseline), None
+    labels, replies = case_labels(suite, baseline), None
     if counters_on or timing_on:
         with ab.workers_for(opts.against, pin=opts.pin, user_repo=user_repo) as workers:
             replies = ab.setup(workers, rows, timed, opts.plan, opts.inject)
@@ -224,7 +246,7 @@ def check(opts: GateOptions) -> int:
             if timing_on:
                 timing_baseline = None if opts.against else baseline  # --against wins: same-run A/B
                 report.timing_against = opts.against or f"baseline {opts.baseline}"
-                report.timing = _timing_layer(workers, replies, timing_baseline, labels, timed, opts)
+                report.timing = timing_layer(workers, replies, timing_baseline, labels, timed, opts)
                 if timing_baseline is not None:
                     report.notes += between_run_check(report.timing, timing_baseline)
         report.notes += _injection_notes(opts, suite, replies)
@@ -244,6 +266,11 @@ def check(opts: GateOptions) -> int:
         opts.markdown_out.write_text(text)
     if opts.json_out:
         opts.json_out.write_text(json.dumps({**report.to_dict(), "injected": opts.inject}, indent=2) + "\n")
+    if opts.github_comment:
+        from .github import write_outputs
+
+        for line in write_outputs(text, opts.github_comment):
+            print(f"mlpbench check: {line}", file=sys.stderr)
     return report.exit_code
 
 
@@ -342,8 +369,6 @@ def _timed_indices(suite: list[SuiteCase], opts: GateOptions) -> list[int]:
 
 def _counter_layer(workers, baseline: dict | None, labels: list[tuple[str, str]]) -> list:
     from . import ab
-    from .counters import CaseCounters, compare, op_changes
-    from .report import CounterResult
 
     after = ab.request(workers["B"], {"cmd": "counters"})["counters"]
     if baseline is not None:
@@ -352,6 +377,14 @@ def _counter_layer(workers, baseline: dict | None, labels: list[tuple[str, str]]
             raise UsageError("the baseline holds no counters; rewrite it with `make baseline`")
     else:
         before = ab.request(workers["A"], {"cmd": "counters"})["counters"]
+    return counter_results(before, after, labels)
+
+
+def counter_results(before: list[dict], after: list[dict], labels: list[tuple[str, str]]) -> list:
+    """Each case's counters, A's (``before``, as the workers send them) against B's: ``report.CounterResult``s."""
+    from .counters import CaseCounters, compare, op_changes
+    from .report import CounterResult
+
     results = []
     for (label, case_id), old, new in zip(labels, before, after):
         old_c, new_c = CaseCounters.from_dict(old), CaseCounters.from_dict(new)
@@ -360,13 +393,13 @@ def _counter_layer(workers, baseline: dict | None, labels: list[tuple[str, str]]
     return results
 
 
-def _timing_layer(workers, replies, baseline: dict | None, labels: list[tuple[str, str]], timed: list[int],
+def timing_layer(workers, replies, baseline: dict | None, labels: list[tuple[str, str]], timed: list[int],
                   opts: GateOptions) -> list:
     from . import ab
     from .report import TimingResult
     from .stats import compare_samples
 
-    if baseline is None:
+    if baseline is None:  # A and B interleaved in this run (``--against``, or ``mlpbench bisect``'s steps)
         iters = ab.block_iters(replies, timed, opts.plan)
         samples = ab.interleaved_samples(workers, timed, iters, opts.plan)
         before, after = samples["A"], samples["B"]
@@ -409,7 +442,7 @@ def between_run_check(timing: list, baseline: dict) -> list[str]:
     return notes
 
 
-def _labels(suite: list[SuiteCase], baseline: dict | None) -> list[tuple[str, str]]:
+def case_labels(suite: list[SuiteCase], baseline: dict | None) -> list[tuple[str, str]]:
     """(label, case_id) of each suite case as A measures it (an injected flops+N case on B has another shape)."""
     if baseline is not None:
         return [(c["label"], c["case_id"]) for c in baseline["cases"]]

@@ -322,12 +322,13 @@ class InstructionLayer:
 
 
 def run_layer(against: str, rows: list[dict], labels: list[tuple[str, str]], injections: Sequence[str],
-              plan: InstructionPlan, user_repo: Path | None = None) -> InstructionLayer:
+              plan: InstructionPlan, user_repo: Path | None = None, head: Path | None = None) -> InstructionLayer:
     """REF (side A, clean) and this tree (side B) counted at once.
 
     B counts ``injections[0]`` when one is given ("none": the clean tree); given several (a
     campaign), B counts the clean tree and each of them in its one process. ``user_repo`` (``--suite``):
-    REF and the working tree are the user's repository's, counted with this mlpbench on both sides.
+    REF and the working tree are the user's repository's, counted with this mlpbench on both sides. ``head``:
+    B counts this checkout instead of the working tree (``mlpbench bisect``).
     """
     import torch
 
@@ -337,7 +338,7 @@ def run_layer(against: str, rows: list[dict], labels: list[tuple[str, str]], inj
     require_valgrind()
     started = time.perf_counter()
     b_variants = ["none"] + [v for v in injections if v != "none"] if len(injections) > 1 else list(injections)
-    with ab.sigterm_as_interrupt(), ab.sides(against, user_repo) as trees, _workdir() as workdir:
+    with ab.sigterm_as_interrupt(), ab.sides(against, user_repo, head) as trees, _workdir() as workdir:
         counted = count_trees({"A": (trees["A"], ["none"]), "B": (trees["B"], b_variants)}, rows, plan, workdir)
         results = compare(counted["A"], counted["B"], labels, b_variants)
     return InstructionLayer(results, against, plan, cpu_model(), torch.__version__, time.perf_counter() - started,

@@ -27,7 +27,13 @@ The method, and why:
   ``2 * MIN_POINTS_EACH_SIDE`` says "not enough history", and a younger change is *pending*, never a failure.
 - **Exact series** (FLOPs, bytes, compile counts; by metric, never because a short timing series
   happened to repeat a value): every change of value is a change point, its step exact; no model and
-  no minimum history are needed.
+  no minimum history are needed. Only these are ever called "exact".
+- **Verdicts** (issue 47: two identical runs as two commits were published as "+43.1% significant", step
+  interval and noise "exact"): a change point is *significant* only when its test passes **and** it has enough
+  history; one without enough history is neither significant nor "not significant": it is "not enough
+  history". A measured series that repeats its values (two commits, or instruction counts that happen to be
+  equal) is tested like any other: a Mann-Whitney test and a bootstrap interval of its segments (none with one
+  point a side: a test of one point against one has p = 1).
 """
 
 from __future__ import annotations
@@ -52,6 +58,8 @@ EXACT_NOISE_REL = 1e-12  # noise below this fraction of the level: an exact coun
 MIN_POINTS_EACH_SIDE = 5  # a measured metric's change fails only with this many points before and after (above)
 STEP_ALPHA = 0.01  # two-sided Mann-Whitney U of the two segments
 MEASURED_METRICS = ("median_s", "instructions_per_step")  # noisy: never "exact", and need a minimum history
+VERDICT_SIGNIFICANT, VERDICT_NOT_SIGNIFICANT = "significant", "not significant"
+VERDICT_TOO_SHORT = "not enough history"  # what every surface says where a verdict would need more commits
 
 
 @dataclass(frozen=True)
@@ -77,7 +85,8 @@ class ChangePoint:
         return self.step / self.before if self.before else math.nan
 
     @property
-    def significant(self) -> bool:
+    def passes_test(self) -> bool:
+        """The step's interval excludes 0, it exceeds ``min_step_noise`` x the noise, the rank test is below 1%."""
         return ((self.ci_low > 0 or self.ci_high < 0) and abs(self.step) > self.min_step_noise * self.noise
                 and self.p_value < STEP_ALPHA)
 
@@ -85,6 +94,18 @@ class ChangePoint:
     def enough_history(self) -> bool:
         """Exact changes always; a measured one with ``MIN_POINTS_EACH_SIDE`` points in each segment."""
         return self.exact or min(self.n_before, self.n_after) >= MIN_POINTS_EACH_SIDE
+
+    @property
+    def significant(self) -> bool:
+        """A verdict: the test passes on enough history (a change without it is never called significant)."""
+        return self.passes_test and self.enough_history
+
+    @property
+    def verdict(self) -> str:
+        """``VERDICT_SIGNIFICANT``, ``VERDICT_NOT_SIGNIFICANT`` or ``VERDICT_TOO_SHORT`` (no verdict yet)."""
+        if not self.enough_history:
+            return VERDICT_TOO_SHORT
+        return VERDICT_SIGNIFICANT if self.passes_test else VERDICT_NOT_SIGNIFICANT
 
     @property
     def step_over_noise(self) -> float:
@@ -114,7 +135,9 @@ def change_points(values: Sequence[float], *, penalty_per_log_n: float = PENALTY
     if len(x) >= 2 and (exact or (exact is None and silent)):
         return _exact_changes(x, 0.0)
     if silent:  # a measured series that repeats its values (too few points, or nearly exact instruction counts):
-        return _exact_changes(x, 0.0, measured=True)  # its changes, each counting the points either side
+        changes = [i for i in range(1, len(x)) if x[i] != x[i - 1]]  # each change, tested on the segments around it
+        bounds = [0, *changes, len(x)]
+        return [_step(x, bounds[k], i, bounds[k + 2], 0.0, min_step_noise) for k, i in enumerate(changes)]
     if len(x) < 2 * min_segment:
         return []
     z = (x - np.median(x)) / noise
@@ -124,17 +147,18 @@ def change_points(values: Sequence[float], *, penalty_per_log_n: float = PENALTY
     return [_step(x, bounds[i - 1], bounds[i], bounds[i + 1], noise, min_step_noise) for i in range(1, len(bounds) - 1)]
 
 
-def _exact_changes(x: np.ndarray, noise: float, measured: bool = False) -> list[ChangePoint]:
+def _exact_changes(x: np.ndarray, noise: float) -> list[ChangePoint]:
     changes = [i for i in range(1, len(x)) if x[i] != x[i - 1]]
     bounds = [0, *changes, len(x)]
     return [ChangePoint(i, float(x[i - 1]), float(x[i]), float(x[i] - x[i - 1]), float(x[i] - x[i - 1]), noise,
-                        n_before=i - bounds[k], n_after=bounds[k + 2] - i, exact=not measured)
+                        n_before=i - bounds[k], n_after=bounds[k + 2] - i, exact=True)
             for k, i in enumerate(changes)]
 
 
 def _step(x: np.ndarray, start: int, index: int, end: int, noise: float, min_step_noise: float) -> ChangePoint:
     before, after = x[start:index], x[index:end]
-    low, high = step_ci(before, after)
+    # a bootstrap needs two points a side: with one, there is no interval (NaN: never significant)
+    low, high = step_ci(before, after) if min(len(before), len(after)) >= 2 else (math.nan, math.nan)
     p = float(sps.mannwhitneyu(after, before, alternative="two-sided").pvalue)
     return ChangePoint(index, float(np.median(before)), float(np.median(after)), low, high, noise, min_step_noise,
                        len(before), len(after), p)
@@ -166,8 +190,8 @@ class SeriesCheck:
     series: Any
     noise: float
     change_points: tuple[ChangePoint, ...]
-    flagged: tuple[ChangePoint, ...]  # significant, within the last ``last`` commits, with enough history
-    pending: tuple[ChangePoint, ...] = ()  # significant and recent, but too few points on a side to fail
+    flagged: tuple[ChangePoint, ...]  # significant (so with enough history), within the last ``last`` commits
+    pending: tuple[ChangePoint, ...] = ()  # recent, its test passes, but too few points on a side for a verdict
     enough_history: bool = True  # False: a measured series shorter than 2 x MIN_POINTS_EACH_SIDE
 
     @property
@@ -184,8 +208,8 @@ def is_exact(series: Any) -> bool | None:
 def check_series(series: Any, last: int, penalty_per_log_n: float = PENALTY_PER_LOG_N) -> SeriesCheck:
     exact = is_exact(series)
     found = change_points(series.values, penalty_per_log_n=penalty_per_log_n, exact=exact)
-    candidates = recent(found, len(series.values), last)
-    enough = bool(exact) or len(series.values) >= 2 * MIN_POINTS_EACH_SIDE
-    return SeriesCheck(series, series_noise(series.values), tuple(found),
-                       tuple(c for c in candidates if c.enough_history and enough),
-                       tuple(c for c in candidates if not (c.enough_history and enough)), enough)
+    n = len(series.values)
+    enough = bool(exact) or n >= 2 * MIN_POINTS_EACH_SIDE  # a shorter measured series has no change with 5 a side
+    return SeriesCheck(series, series_noise(series.values), tuple(found), tuple(recent(found, n, last)),
+                       tuple(c for c in found if c.index >= n - last and c.passes_test and not c.enough_history),
+                       enough)

@@ -1,8 +1,10 @@
 """``mlpbench history publish``: the history database as a static web site (plotly; opens from ``file://``).
 
-    DIR/index.html           every series: machine, case, phase, metric, commits, its latest value, a
-                             sparkline of its trend, and a mark where a change point was found in the
-                             last N commits (filterable and sortable)
+    DIR/index.html           every series: machine (by name), case, phase, metric, commits, its latest
+                             value, a sparkline of its trend, its mark ("change": a significant change
+                             point in the last N commits; "pending"; "not enough history") and its count
+                             of significant change points, under a header that counts those same columns
+                             (filterable and sortable)
     DIR/series/<key>.html    one page per series: the median over commits with its 95% CI band, the
                              change points of ``detect`` marked on the figure and listed with their
                              commit, and a link from each point (click it) and each commit row to its run
@@ -29,8 +31,8 @@ from pathlib import Path
 
 from ..errors import UsageError
 from ..webpage import PLOTLY_JS, cell, escape, figure_html, page, plotly_js, table_html
-from .detect import ChangePoint, SeriesCheck, check_series
-from .render import SHA_CHARS, format_value
+from .detect import MIN_POINTS_EACH_SIDE, STEP_ALPHA, VERDICT_TOO_SHORT, ChangePoint, SeriesCheck, check_series
+from .render import SHA_CHARS, format_value, interval_text, noise_text, verdict_text
 
 INDEX_HTML = "index.html"
 SERIES_DIR = "series"
@@ -161,13 +163,23 @@ def _rel(cp: ChangePoint) -> str:
     return f"{cp.step_rel:+.1%}" if math.isfinite(cp.step_rel) else f"{cp.step:+.3g}"
 
 
+def too_short_text(n_commits: int) -> str:
+    """What a measured series' page says above its figure before a verdict is possible."""
+    return (f"{VERDICT_TOO_SHORT}: {n_commits} commit(s); a verdict on a measured series needs "
+            f"{2 * MIN_POINTS_EACH_SIDE} ({MIN_POINTS_EACH_SIDE} on each side of a change). Nothing here is "
+            "called significant yet.")
+
+
 def series_page(series, points: Clean, check: SeriesCheck | None, links: Sequence[str | None], last: int,
                 validate: bool = True) -> str:
     k = series.key
     head = (f'<p><a href="../{INDEX_HTML}">all series</a></p><h1>{escape(series.label)} · {escape(k.phase)} · '
-            f"{escape(k.metric)}</h1><p>Machine class <code>{escape(k.machine_id)}</code>: {escape(series.machine)}. "
+            f'{escape(k.metric)}</h1><p>Machine: <span id="machine">{escape(series.machine)}</span> (class '
+            f"<code>{escape(k.machine_id)}</code>). "
             f"{len(series.commits)} commit(s)" + (f", {points.dropped} with a NaN median left out" if points.dropped
                                                   else "") + ".</p>")
+    if check is not None and not check.enough_history:
+        head += f'<p class="empty" id="not-enough-history">{escape(too_short_text(len(points.values)))}</p>'
     if not points.values:
         return page(series.label, head + f'<p class="empty" id="no-data">Every median of this series is NaN '
                                           f"({points.dropped} commit(s)): nothing to draw.</p>",
@@ -195,17 +207,19 @@ def _change_table(series, points: Clean, check: SeriesCheck, links: Sequence[str
         return '<h2>Change points</h2><p id="no-change">None found.</p>'
     rows = []
     for cp in check.change_points:
-        where = "recent" if cp in check.flagged else ("significant" if cp.significant else "not significant")
         rows.append([cell(points.commits[cp.index][:SHA_CHARS], href=links[cp.index]),
                      cell(f"{format_value(metric, cp.before)} → {format_value(metric, cp.after)}"),
                      cell(_rel(cp), cp.step_rel if math.isfinite(cp.step_rel) else None),
-                     cell("exact" if cp.ci_low == cp.ci_high else
-                          f"[{format_value(metric, cp.ci_low)}, {format_value(metric, cp.ci_high)}]"),
-                     cell("exact" if cp.noise == 0 else f"{cp.step_over_noise:.1f}x"),
-                     cell(where, css="flag" if cp in check.flagged else "")])
-    return (f"<h2>Change points</h2><p>Found by <code>mlpbench history check</code>'s detector (PELT on the series in "
-            f"units of its noise; significant: the 95% bootstrap interval of the step excludes 0 and the step exceeds "
-            f"one point's noise); recent: significant and within the last {last} commits.</p>"
+                     cell(interval_text(metric, cp)), cell(noise_text(cp)),
+                     cell(verdict_text(check, cp), css="flag" if cp in check.flagged else "")])
+    how = ("An exact counter: every change of its value is a change point, significant as it is, its step exact."
+           if any(cp.exact for cp in check.change_points) else
+           "Found by <code>mlpbench history check</code>'s detector (PELT on the series in units of its noise). "
+           "Significant: the 95% bootstrap interval of the step excludes 0, a Mann-Whitney test of the two segments "
+           f"gives p &lt; {STEP_ALPHA:g}, the step exceeds twice one point's noise, and each segment holds at least "
+           f"{MIN_POINTS_EACH_SIDE} commits (else: {VERDICT_TOO_SHORT}).")
+    return (f"<h2>Change points</h2><p>{how} Recent: significant and within the last {last} commits "
+            "(<code>history check</code> fails on it).</p>"
             + table_html("changes", ["commit", "median before → after", "step", "step 95% CI", "step / noise",
                                      "verdict"], rows, interactive=False))
 
@@ -213,12 +227,45 @@ def _change_table(series, points: Clean, check: SeriesCheck, links: Sequence[str
 # --------------------------------------------------------------------------- the index
 
 
+CHANGE_MARK, PENDING_MARK = "change", "pending"  # the "change in last N" column; else VERDICT_TOO_SHORT or ""
+
+
+def change_mark(check: SeriesCheck | None) -> str:
+    """A series' mark in the index: a recent significant change, a pending one, no verdict yet, or nothing."""
+    if check is None:
+        return ""
+    if check.flagged:
+        return CHANGE_MARK
+    if not check.enough_history:
+        return VERDICT_TOO_SHORT
+    return PENDING_MARK if check.pending else ""
+
+
+def index_header(marks: Sequence[str], significant: Sequence[int], last: int) -> str:
+    """The sentence above the index table, counted from the same marks and counts as its columns."""
+    text = (f'<span id="n-changed">{sum(m == CHANGE_MARK for m in marks)}</span> series with a significant change '
+            f"point in the last {last} commits (marked \"{CHANGE_MARK}\"; red line in the sparkline) · "
+            f'<span id="n-significant">{sum(n > 0 for n in significant)}</span> series with a significant change '
+            f"point at any commit")
+    pending = sum(m == PENDING_MARK for m in marks)
+    if pending:
+        text += (f' · <span id="n-pending">{pending}</span> series with a recent change awaiting '
+                 f"{MIN_POINTS_EACH_SIDE} commits a side (\"{PENDING_MARK}\")")
+    short = sum(m == VERDICT_TOO_SHORT for m in marks)
+    if short:
+        text += (f' · <span id="n-too-short">{short}</span> measured series with {VERDICT_TOO_SHORT} '
+                 f"(fewer than {2 * MIN_POINTS_EACH_SIDE} commits: no verdict yet, nothing called significant)")
+    return text
+
+
 def index_page(entries: Sequence[tuple], last: int, source: str, n_commits: int) -> str:
     """``entries``: (series, Clean, SeriesCheck | None, page file name)."""
-    rows, sparks = [], {}
+    rows, sparks, marks, counts = [], {}, [], []
     for n, (series, points, check, name) in enumerate(entries):
         k = series.key
-        recent = check is not None and bool(check.flagged)
+        mark, significant = change_mark(check), _significant(check)
+        marks.append(mark)
+        counts.append(significant)
         latest = points.values[-1] if points.values else None
         spark_id = f"spark-{n}"
         if len(points.values) >= 2:
@@ -228,14 +275,13 @@ def index_page(entries: Sequence[tuple], last: int, source: str, n_commits: int)
         else:
             trend = "one commit" if points.values else "no finite median"
         rows.append([cell(series.label, href=f"{SERIES_DIR}/{name}"), cell(k.phase), cell(k.metric),
-                     cell(k.machine_id), cell(len(series.commits), len(series.commits)),
+                     cell(series.machine), cell(len(series.commits), len(series.commits)),
                      cell(format_value(k.metric, latest), latest),
                      cell(trend, css="spark", element_id=spark_id if spark_id in sparks else ""),
-                     cell("change" if recent else "", css="flag" if recent else ""),
-                     cell(_significant(check), _significant(check))])
-    flagged = sum(1 for _, _, c, _ in entries if c is not None and c.flagged)
-    body = [f"<h1>mlpbench history</h1><p>{escape(source)} · {len(entries)} series · {n_commits} commits · "
-            f"{flagged} series with a change point in the last {last} commits (marked; red line in the sparkline).</p>",
+                     cell(mark, css="flag" if mark == CHANGE_MARK else ""),
+                     cell(significant, significant)])
+    body = [f"<h1>mlpbench history</h1><p>{escape(source)} · {len(entries)} series · {n_commits} commits</p>"
+            f'<p id="index-summary">{index_header(marks, counts, last)}.</p>',
             "<p>Filter and sort by any column; open a series for its median over commits with the CI band and "
             "its change points.</p>"]
     if not entries:
@@ -273,14 +319,14 @@ def _sparkline_script(sparks: Mapping[str, dict]) -> str:
 
 def render_site(series_list: Sequence, run_paths: Mapping[str, str], last: int, source: str,
                 run_url: str | None = None) -> dict[str, str]:
-    """Every page of the site as {relative path: text}; the detector runs on every series with 2+ points."""
+    """Every page of the site as {relative path: text}; the detector runs on every series with a finite point."""
     entries, pages = [], {}
     commits = {c for s in series_list for c in s.commits}
     link_of = {c: run_link(c, run_paths.get(c), run_url) for c in commits}
     validated = False  # every series figure has one shape: plotly validates the first (it is most of the cost)
     for series in series_list:
         points = clean(series)
-        check = check_series(_Finite(series, points), last) if len(points.values) >= 2 else None
+        check = check_series(_Finite(series, points), last) if points.values else None
         links = [link_of[c] for c in points.commits]
         name = page_name(series)
         pages[f"{SERIES_DIR}/{name}"] = series_page(series, points, check, links, last, validate=not validated)

@@ -10,7 +10,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
-from .detect import MIN_POINTS_EACH_SIDE, STEP_ALPHA, ChangePoint, SeriesCheck
+from .detect import MIN_POINTS_EACH_SIDE, STEP_ALPHA, VERDICT_TOO_SHORT, ChangePoint, SeriesCheck
 
 SHA_CHARS = 8
 MAX_OLDER_ROWS = 20  # older change points listed in the summary; the rest are counted
@@ -28,22 +28,40 @@ def format_value(metric: str, value: float | None) -> str:
     return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.4g}"
 
 
+EXACT = "exact"  # beside an exact counter's change only: never beside a measured metric's interval or noise
+
+
+def interval_text(metric: str, cp: ChangePoint) -> str:
+    """The step's 95% interval: "exact" for an exact counter; none where a segment has one point."""
+    if cp.exact:
+        return EXACT
+    if not (math.isfinite(cp.ci_low) and math.isfinite(cp.ci_high)):
+        return "no interval (one commit on a side)"
+    return f"[{format_value(metric, cp.ci_low)}, {format_value(metric, cp.ci_high)}]"
+
+
+def noise_text(cp: ChangePoint) -> str:
+    """The step in units of the series' noise: "exact" for an exact counter; a measured zero noise says so."""
+    if cp.exact:
+        return EXACT
+    return "no noise seen" if cp.noise == 0 else f"{cp.step_over_noise:.1f}x"
+
+
+def verdict_text(check: SeriesCheck, cp: ChangePoint) -> str:
+    """``significant`` (``recent`` in the last N commits), ``not significant`` or ``not enough history``."""
+    return "recent" if cp in check.flagged else cp.verdict
+
+
 def _step_text(metric: str, cp: ChangePoint) -> str:
     rel = f"{cp.step_rel:+.2%}" if math.isfinite(cp.step_rel) else "n/a"
-    ci = (f"[{format_value(metric, cp.ci_low)}, {format_value(metric, cp.ci_high)}]" if cp.ci_low != cp.ci_high
-          else "exact")
-    return f"{rel} ({format_value(metric, cp.step)} {ci})"
-
-
-def _noise_text(cp: ChangePoint) -> str:
-    return "exact" if cp.noise == 0 else f"{cp.step_over_noise:.1f}x"
+    return f"{rel} ({format_value(metric, cp.step)} {interval_text(metric, cp)})"
 
 
 def _row(check: SeriesCheck, cp: ChangePoint) -> str:
     s, metric = check.series, check.series.key.metric
     return (f"| `{s.commits[cp.index][:SHA_CHARS]}` | {s.label} | {s.key.phase} | {metric} | "
             f"{format_value(metric, cp.before)} → {format_value(metric, cp.after)} | {_step_text(metric, cp)} | "
-            f"{_noise_text(cp)} |")
+            f"{noise_text(cp)} |")
 
 
 HEADER = ["| commit | case | phase | metric | median before → after | step (95% CI) | step / noise |",
@@ -52,7 +70,7 @@ HEADER = ["| commit | case | phase | metric | median before → after | step (95
 
 def not_enough_history(short: Sequence[SeriesCheck], checks: Sequence[SeriesCheck]) -> str:
     fewest = min(len(c.series.values) for c in short)
-    return (f"not enough history: {len(short)} of {len(checks)} series (the measured ones) have too few commits "
+    return (f"{VERDICT_TOO_SHORT}: {len(short)} of {len(checks)} series (the measured ones) have too few commits "
             f"to judge (fewest {fewest}; a change needs {MIN_POINTS_EACH_SIDE} on each side, "
             f"{2 * MIN_POINTS_EACH_SIDE} in all); exact counters checked: PASS")
 
@@ -74,8 +92,9 @@ def markdown_summary(checks: Sequence[SeriesCheck], last: int, source: str) -> s
              f"p < {STEP_ALPHA:g}, the step exceeds twice one point's between-run noise, and each segment holds "
              f"at least {MIN_POINTS_EACH_SIDE} commits (docs/history.md)_", ""]
     if pending:
-        lines += [f"### Pending ({len(pending)}: too few commits on a side to fail; they fail once "
-                  f"{MIN_POINTS_EACH_SIDE} a side confirm them)", "", *HEADER, *(_row(c, cp) for c, cp in pending), ""]
+        lines += [f"### Pending ({len(pending)}, {VERDICT_TOO_SHORT}: too few commits on a side for a verdict; "
+                  f"they fail once {MIN_POINTS_EACH_SIDE} a side confirm them)", "", *HEADER,
+                  *(_row(c, cp) for c, cp in pending), ""]
     if flagged:
         lines += ["### Changes", "", *HEADER, *(_row(c, cp) for c, cp in flagged), ""]
         by_commit: dict[str, set[str]] = defaultdict(set)
@@ -83,7 +102,9 @@ def markdown_summary(checks: Sequence[SeriesCheck], last: int, source: str) -> s
             by_commit[c.series.commits[cp.index]].add(c.series.label)
         lines += [f"- `{sha[:SHA_CHARS]}`: {len(labels)} case(s): {', '.join(sorted(labels))}"
                   for sha, labels in by_commit.items()] + [""]
-    older = [(c, cp) for c in checks for cp in c.change_points if cp.significant and cp not in c.flagged]
+    # significant and older than the last N commits (flagged: the recent significant ones; pending: no verdict)
+    older = [(c, cp) for c in checks for cp in c.change_points
+             if cp.significant and cp.index < len(c.series.values) - last]
     if older:
         lines += [f"### Earlier change points ({len(older)}, before the last {last} commits)", "", *HEADER,
                   *(_row(c, cp) for c, cp in older[:MAX_OLDER_ROWS])]
@@ -91,7 +112,7 @@ def markdown_summary(checks: Sequence[SeriesCheck], last: int, source: str) -> s
             lines.append(f"\n_... and {len(older) - MAX_OLDER_ROWS} more_")
         lines.append("")
     lines += ["### Machine classes (a series never mixes two)", ""]
-    lines += [f"- `{mid}`: {text}" for mid, text in sorted(machines.items())]
+    lines += [f"- {text} (class `{mid}`)" for mid, text in sorted(machines.items())]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -113,7 +134,7 @@ def plot_cases(checks: Sequence[SeriesCheck], out_dir: Path) -> list[Path]:
         fig, axes = plt.subplots(len(group), 1, figsize=(9, 1.9 * len(group) + 0.9), sharex=False, squeeze=False)
         for ax, check in zip(axes[:, 0], group):
             _plot_series(ax, check)
-        fig.suptitle(f"{group[0].series.label}  ·  machine {machine_id}", fontsize=10)
+        fig.suptitle(f"{group[0].series.label}  ·  {group[0].series.machine}", fontsize=9)
         fig.tight_layout()
         path = out_dir / f"{case_id}-{machine_id}.png"
         fig.savefig(path, dpi=90)

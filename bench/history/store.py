@@ -9,6 +9,7 @@ a CI job that adds each commit after it lands keeps them in history order.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import statistics
 from collections import defaultdict
@@ -21,7 +22,7 @@ from ..errors import UsageError, first_line
 from ..runs.outputs import database_file, is_sqlite  # the output guard, not the run record
 from .ingest import IngestedRun
 from .schema import TABLES, migrate
-from .series import SeriesKey
+from .series import SeriesKey, machine_name
 
 DEFAULT_DB = Path("results/history.sqlite")
 DB_ENV = "MLPBENCH_HISTORY_DB"
@@ -34,7 +35,7 @@ class Series:
 
     key: SeriesKey
     label: str
-    machine: str  # the machine class, in words
+    machine: str  # the machine class, in words: CPU model, cores, GPU, then the rest of the class (series.py)
     commits: tuple[str, ...]
     values: tuple[float, ...]
     ci_low: tuple[float | None, ...]
@@ -131,7 +132,7 @@ class HistoryDB:
         query = (sa.select(t["runs"].c.run_id, t["runs"].c.commit_sha, t["points"].c.machine_id,
                            t["points"].c.case_id, t["points"].c.phase, t["points"].c.metric, t["points"].c.label,
                            t["points"].c.value, t["points"].c.ci_low, t["points"].c.ci_high,
-                           t["machines"].c.description)
+                           t["machines"].c.description, t["machines"].c.fields_json)
                  .join(t["runs"], t["runs"].c.run_id == t["points"].c.run_id)
                  .join(t["machines"], t["machines"].c.machine_id == t["points"].c.machine_id)
                  .order_by(t["runs"].c.run_id, t["points"].c.point_id))
@@ -139,19 +140,30 @@ class HistoryDB:
             rows = conn.execute(query).all()
         order: dict[str, int] = {}
         grouped: dict[SeriesKey, dict[str, list]] = defaultdict(lambda: defaultdict(list))
-        labels, machines = {}, {}
+        labels, names = {}, {}
         for r in rows:
             order.setdefault(r.commit_sha, len(order))
             key = SeriesKey(r.machine_id, r.case_id, r.phase, r.metric)
             grouped[key][r.commit_sha].append(r)
-            labels[key], machines[key] = r.label, r.description
-        return [_series(key, labels[key], machines[key], sorted(by_commit.items(), key=lambda kv: order[kv[0]]))
+            labels[key] = r.label
+            if r.machine_id not in names:
+                names[r.machine_id] = _machine(r.fields_json, r.description)
+        return [_series(key, labels[key], names[key.machine_id], sorted(by_commit.items(), key=lambda kv: order[kv[0]]))
                 for key, by_commit in sorted(grouped.items())]
 
     def counts(self) -> dict[str, int]:
         with self.engine.connect() as conn:
             return {name: int(conn.execute(sa.select(sa.func.count()).select_from(TABLES[name])).scalar())
                     for name in ("runs", "points", "machines")}
+
+
+def _machine(fields_json: str, description: str) -> str:
+    """The machine class's name from its stored fields (a database written before names: its description)."""
+    try:
+        info = json.loads(fields_json)
+    except ValueError:
+        info = None
+    return (machine_name(info) if isinstance(info, dict) else "") or description
 
 
 def _series(key: SeriesKey, label: str, machine: str, by_commit: list[tuple[str, list]]) -> Series:

@@ -38,6 +38,7 @@ from .tables import (
     fingerprint_differences,
     identity_columns,
     load_runs,
+    numerics_flag,
     ok_rows,
 )
 
@@ -230,7 +231,8 @@ def format_comparison(table: pd.DataFrame, tablefmt: str = "github") -> str:
              f"{CI_LEVEL:.0%} CI (within runs)": f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}]",
              "vs run factor": "" if not math.isfinite(r.get("relative", math.nan)) else f"{r['relative']:.3f}",
              "z": "" if not math.isfinite(r.get("z", math.nan)) else f"{r['z']:+.1f}",
-             "verdict": r.get("verdict", r["within_run"])}
+             "verdict": r.get("verdict", r["within_run"]),
+             **({"numerics vs fp32 eager": r["numerics"]} if "numerics" in table else {})}
             for _, r in table.iterrows()]
     return format_table(rows, tablefmt, empty="")
 
@@ -264,6 +266,24 @@ def verdict_reasons(table: pd.DataFrame) -> list[str]:
             if r["verdict"] != noise.Verdict.INCONCLUSIVE.value or "machine" not in r["reason"]]
 
 
+def with_numerics(table: pd.DataFrame, run_a, run_b) -> pd.DataFrame:
+    """``table`` with a ``numerics`` column beside the ratio where either run flags a case's numerics against fp32
+    eager (``bench.numerics``: beyond tolerance, or not measured): which side, and B's errors (else A's). A speed
+    change is only the same computation made faster where this is blank. Unchanged without any flag."""
+    flags = {}
+    for side, run in (("A", run_a), ("B", run_b)):
+        rows = run.summary[run.summary["phase"] == Phase.STEP.value] if "numerics" in run.summary else []
+        flags[side] = {r["case_id"]: numerics_flag(r) for _, r in (rows.iterrows() if len(rows) else [])}
+
+    def flag(r) -> str:
+        a, b = flags["A"].get(r["case_id"], ""), flags["B"].get(r["case_id_b"], "")
+        sides = "A and B" if a and b else "A" if a else "B" if b else ""
+        return f"{sides}: {b or a}" if sides else ""
+
+    column = table.apply(flag, axis=1) if len(table) else pd.Series(dtype=str)
+    return table.assign(numerics=column) if len(table) and column.astype(bool).any() else table
+
+
 # --------------------------------------------------------------------------- CPU -> GPU
 
 
@@ -288,6 +308,7 @@ def command(args: argparse.Namespace, confirm=None) -> int:
               f"({SOURCE_SHA}): {'; '.join(refused)}", file=sys.stderr)
     if not len(table):
         raise UsageError(f"{run_a.path} and {run_b.path} have no measured case in common")
+    table = with_numerics(table, run_a, run_b)
     lines = [f"A = {run_a.path}", f"B = {run_b.path}"]
     diffs = describe_differences(fingerprint_differences({"A": run_a.meta.env, "B": run_b.meta.env}))
     lines += ([f"WARNING: the fingerprints differ, so differences may come from the machine: {d}" for d in diffs]

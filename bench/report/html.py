@@ -46,6 +46,8 @@ from .tables import (
     merged_ceilings,
     merged_limits,
     merged_summary,
+    numerics_cell,
+    numerics_flag,
     ok_rows,
     run_names,
 )
@@ -262,7 +264,9 @@ def compile_payback(summary: pd.DataFrame) -> HtmlFigure:
     labels = [f"{r['label']}" for _, r in pairs.iterrows()]
     texts = [hover(r, f"eager: {median_text(r, '_eager')}", f"speedup {q.ratio:.3g}× [{q.low:.3g}, {q.high:.3g}]",
                    f"compile {time_text(r['compile_s'])}; pays back after "
-                   + (f"{r['break_even_steps']:,.0f} steps" if not missing(r["break_even_steps"]) else "never (not faster)"))
+                   + (f"{r['break_even_steps']:,.0f} steps" if not missing(r["break_even_steps"])
+                      else "never (not faster)"),
+                   *([f"numerics: {numerics_cell(r)}"] if numerics_cell(r) else []))
              for (_, r), q in zip(pairs.iterrows(), ratios)]
     speed = {"type": "scatter", "mode": "markers", "name": "eager / compiled step time", "y": labels,
              "x": [q.ratio for q in ratios], "xaxis": "x", "yaxis": "y", "hoverinfo": "text", "hovertext": texts,
@@ -340,7 +344,7 @@ def case_rows(summary: pd.DataFrame, regimes: pd.DataFrame) -> tuple[list[str], 
     regime_of = {(p, c): r for p, c, r in zip(regimes.get("platform", []), regimes.get("case_id", []),
                                              regimes.get("regime", []))}
     columns = ["case", "platform", *fields, "median ms", "95% CI ms", "samples/s", "TFLOP/s", "MFU", "% of SoL",
-               "regime", "status"]
+               "numerics vs fp32 eager", "regime", "status"]
     rows = []
     for _, r in steps.iterrows():
         ok = r["status"] == Status.OK
@@ -357,6 +361,7 @@ def case_rows(summary: pd.DataFrame, regimes: pd.DataFrame) -> tuple[list[str], 
                      cell(sig(number("tflops")), number("tflops")),
                      cell(pct(number("mfu")), number("mfu"), css="flag" if ok and _flag(r) else ""),
                      cell(pct(number("sol_fraction"), 0), number("sol_fraction")),
+                     cell(numerics_cell(r) if ok else "", css="flag" if ok and numerics_flag(r) else ""),
                      cell(regime_of.get((r["platform"], r["case_id"]), "")),
                      cell(r["status"] + ("" if ok else f": {r['reason']}") + (f"; {r['ceiling_flag']}" if _flag(r)
                                                                              else ""))])

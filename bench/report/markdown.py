@@ -30,6 +30,8 @@ from .tables import (
     merged_ceilings,
     merged_limits,
     merged_summary,
+    numerics_cell,
+    numerics_flag,
     ok_rows,
     run_names,
 )
@@ -100,6 +102,7 @@ def case_table(summary: pd.DataFrame, regimes: pd.DataFrame) -> str:
             "% of SoL": _pct(r.get("sol_fraction"), 0) if ok else "",
             "memory MiB": _memory_text(r) if ok else "",
             "compile s": _sig(r.get("compile_s")) if ok else "",
+            "numerics vs fp32 eager": numerics_cell(r) if ok else "",
             "regime": regime_of.get(key, ""),
             "status": _status_text(r),
         })
@@ -282,7 +285,7 @@ def compile_table(pairs: pd.DataFrame) -> str:
     rows = [{"case": r["label_eager"].replace(" eager", ""),
              "mode": r["compile"] + (" (whole step)" if r.get("compile_scope") == "step" else ""),
              "eager ms": _ms(r["median_s_eager"]), "compiled ms": _ms(r["median_s"]),
-             "speedup": f"{r['speedup']:.2f}×", "compile s": _sig(r["compile_s"]),
+             "speedup": f"{r['speedup']:.2f}×", "numerics": numerics_cell(r), "compile s": _sig(r["compile_s"]),
              "break-even steps": f"{r['break_even_steps']:,.0f}" if not _missing(r["break_even_steps"])
              else "never (not faster)",
              "graphs / breaks / recompiles": f"{r['compile_graphs']:.0f} / {r['graph_breaks']:.0f} / "
@@ -496,6 +499,11 @@ def _glance(summary: pd.DataFrame, regimes: pd.DataFrame) -> list[str]:
         lines.append(f"- **Ceiling under-measured**: {flagged['case_id'].nunique()} case(s) ran faster than their "
                      "matmul ceiling (flagged in the tables; their MFU above 100% is a measurement error of the "
                      "ceiling, not a real rate).")
+    beyond = steps[steps.apply(lambda r: bool(numerics_flag(r)), axis=1)] if len(steps) else steps
+    if len(beyond):
+        lines.append(f"- **Numerics**: {len(beyond)} case(s) compute beyond their tolerance from fp32 eager (the "
+                     "'numerics' column; a speedup there buys a different result): "
+                     + "; ".join(f"{r['label']}: {numerics_flag(r)}" for _, r in beyond.iterrows()) + ".")
     pairs = compile_pairs(summary)
     if len(pairs):
         faster = pairs[pairs["speedup"] > 1]

@@ -227,3 +227,25 @@ def _crossover(batches: np.ndarray, ratios: np.ndarray) -> tuple[float, float]:
     b0, b1 = np.log(batches[last_loss]), np.log(batches[last_loss + 1])
     r0, r1 = np.log(ratios[last_loss]), np.log(ratios[last_loss + 1])
     return batches[last_loss + 1], float(np.exp(b0 + (0.0 - r0) * (b1 - b0) / (r1 - r0)))
+
+
+def numerics_flag(row: Mapping) -> str:
+    """The case's numerics flag against fp32 eager (``bench.numerics``): its ``numerics`` text when beyond tolerance
+    or not measured; '' within tolerance, for the fp32 eager reference itself, and in a run older than the column."""
+    text = row.get("numerics")
+    return text if isinstance(text, str) and text not in ("", "reference") else ""
+
+
+def numerics_cell(row: Mapping) -> str:
+    """A table cell beside a speedup: 'ok' within tolerance (with the gradients' error), 'reference' for fp32 eager,
+    the flag (marked) otherwise; '' where the run has no numerics columns."""
+    text = row.get("numerics")
+    tol = row.get("numerics_tol")
+    if not isinstance(text, str):  # a CSV reads the blank of a case within tolerance back as NaN
+        text = "" if isinstance(tol, (int, float)) and math.isfinite(tol) else None
+    if text is None:
+        return ""
+    if text == "reference" or not text:
+        grads = row.get("grad_rel_err")
+        return text or (f"ok (grads {grads:.1g})" if isinstance(grads, float) and math.isfinite(grads) else "ok")
+    return f"NUMERICS {text}"

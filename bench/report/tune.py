@@ -8,6 +8,12 @@ medians alone would rank cases measured minutes apart on a drifting machine. Eac
 one that bounds the eager case: the same-run matmul ceiling (MFU) for a compute-bound case, else the
 speed-of-light floor (``sol_fraction``: floor / step). A whole-step CUDA graph is charged no host
 dispatch in its floor; a compiled step is charged its eager op count (docs/design.md).
+
+Each case's numerics against fp32 eager (``bench.numerics``: the summary's ``numerics`` column) stand beside its
+speedup in every table and on the recommendation's own line: a knob beyond its dtype's tolerance is never
+recommended without saying so there, and ``tune --exact`` (the plan's ``exact``) recommends only knobs within.
+The waterfall's colours are the interleaved verdicts: green only for a gain the interleaved check confirmed,
+red for a case it found slower, grey for the rest (indistinguishable, or not re-measured).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from ..format import pct, table, time_text
 from ..runs import Run, Status
 from .figure import pyplot, save
 from .markdown import PLOTS_DIR
+from .tables import numerics_cell, numerics_flag
 
 FIGURE = "tune.png"
 TEXT = "tune.md"
@@ -38,6 +45,8 @@ class Bar:
     reason: str
     median_s: float
     share: float  # of the limit that bounds the case (see ``Result.share_name``)
+    numerics: str = ""  # the flag against fp32 eager ('' within tolerance; ``tables.numerics_flag``)
+    numerics_cell: str = ""  # the table cell (``tables.numerics_cell``)
 
 
 @dataclass(frozen=True)
@@ -50,6 +59,7 @@ class Result:
     flags: dict  # case_id -> mlpbench run flags
     confirmed: list | None = None  # the finalists against eager, interleaved (None: not re-measured)
     bars_by_id: dict = field(default_factory=dict)
+    exact: bool = False  # tune --exact: recommend only knobs within their numerics tolerance
 
     @property
     def eager(self) -> Bar:
@@ -59,13 +69,20 @@ class Result:
     def best(self) -> Bar | None:
         """The recommendation: the confirmed finalist faster than eager beyond noise (the lowest ratio), else
         eager; without a confirmation, the least screening median."""
-        ok = [b for b in self.measured if b.status == Status.OK.value and b.median_s > 0]
+        ok = [b for b in self.measured if b.status == Status.OK.value and b.median_s > 0
+              and not (self.exact and b.numerics and b.case_id != self.eager.case_id)]
         if self.confirmed is None or not ok:
             return min(ok, key=lambda b: b.median_s) if ok else None
-        faster = [f for f in self.confirmed if f["verdict"] == "improvement"]
+        faster = [f for f in self.confirmed if f["verdict"] == "improvement"
+                  and not (self.exact and self.bars_by_id[f["case_id"]].numerics)]
         if faster:
             return self.bars_by_id[min(faster, key=lambda f: f["ratio"])["case_id"]]
         return self.eager if self.eager.status == Status.OK.value else min(ok, key=lambda b: b.median_s)
+
+    def verdict(self, case_id: str) -> str | None:
+        """The interleaved verdict of a case against eager ('improvement', 'regression', 'pass'); None where the
+        case was not re-measured (not a finalist, or no confirmation)."""
+        return next((f["verdict"] for f in self.confirmed or [] if f["case_id"] == case_id), None)
 
     def command(self, bar: Bar) -> str:
         return f"mlpbench run {self.flags[bar.case_id]}"
@@ -100,14 +117,14 @@ def results(run: Run) -> list[Result]:
             row = steps.get(case_id, {})
             return Bar(label, case_id, str(row.get("label", case_id)), str(row.get("status", "not measured")),
                        str(row.get("reason", "") if not pd.isna(row.get("reason", "")) else ""),
-                       _value(row, "median_s"), _value(row, column))
+                       _value(row, "median_s"), _value(row, column), numerics_flag(row), numerics_cell(row))
 
         chain = [bar(label, case_id) for label, case_id in plan["chain"]]
         measured = [bar(steps.get(cid, {}).get("label", cid), cid) for cid in plan["cases"]]
         confirmed = confirmations.get(plan["base"]) if confirmations is not None else None
         out.append(Result(plan["base_label"], share_name, chain, measured, [tuple(s) for s in plan["skipped"]],
                           plan["flags"], confirmed if confirmations is None else (confirmed or []),
-                          {b.case_id: b for b in measured}))
+                          {b.case_id: b for b in measured}, bool(plan.get("exact", False))))
     return out
 
 
@@ -134,8 +151,10 @@ def result_lines(result: Result) -> list[str]:
         rows.append({"case": bar.case_label, "status": f"{bar.status}: {why}" if why else bar.status,
                      "step": time_text(bar.median_s) if math.isfinite(bar.median_s) else "",
                      "vs eager": f"{speedup:.2f}x" if math.isfinite(speedup) else "",
-                     result.share_name: pct(bar.share) if math.isfinite(bar.share) else ""})
-    lines = [f"### {result.base_label}", "", "Screening pass (each case measured in turn):", "", table(rows), ""]
+                     result.share_name: pct(bar.share) if math.isfinite(bar.share) else "",
+                     "numerics vs fp32 eager": bar.numerics_cell})
+    lines = [f"### {result.base_label}", "", "Screening pass (each case measured in turn, to rank them):", "",
+             table(rows), ""]
     lines += [f"- skipped, {knob}: {reason}" for knob, reason in result.skipped]
     lines += confirmation_lines(result)
     best = result.best
@@ -143,21 +162,35 @@ def result_lines(result: Result) -> list[str]:
         lines.append("- no case was measured: nothing to recommend")
         return lines + [""]
     chosen = next((f for f in result.confirmed or [] if f["case_id"] == best.case_id), None)
+    within = " within its numerics tolerance" if result.exact else ""
     if chosen is not None:
-        lines.append(f"- fastest: {best.case_label}, {1 / chosen['ratio']:.2f}x eager "
+        lines.append(f"- fastest{within}: {best.case_label}, {1 / chosen['ratio']:.2f}x eager "
                      f"[{1 / chosen['ci_high']:.2f}, {1 / chosen['ci_low']:.2f}] interleaved "
                      f"({time_text(chosen['median_s'])} against {time_text(chosen['eager_s'])} per step), "
-                     f"{_share_text(best, result.share_name)} in the screening pass")
+                     f"{_share_text(best, result.share_name)} in the screening pass" + _numerics_words(best))
     elif result.confirmed is not None and best.case_id == result.eager.case_id:
-        lines.append(f"- fastest: eager ({best.case_label}): no knob was faster than eager beyond noise when "
-                     "re-measured interleaved")
+        lines.append(f"- fastest{within}: eager ({best.case_label}): no knob{within} was faster than eager beyond "
+                     "noise when re-measured interleaved" + _numerics_words(best))
     else:
         speedup = eager_s / best.median_s if math.isfinite(eager_s) else math.nan
-        lines.append(f"- fastest: {best.case_label}, {time_text(best.median_s)} per step"
+        lines.append(f"- fastest{within}: {best.case_label}, {time_text(best.median_s)} per step"
                      + (f", {speedup:.2f}x eager" if math.isfinite(speedup) else "")
-                     + f", {_share_text(best, result.share_name)} (screening pass only: not re-measured)")
+                     + f", {_share_text(best, result.share_name)} (screening pass only: not re-measured)"
+                     + _numerics_words(best))
     lines.append(f"- reproduce it: `{result.command(best)}`")
+    if not result.exact and any(b.numerics for b in result.measured):
+        lines.append("- `mlpbench tune --exact` recommends only knobs within their numerics tolerance")
     return lines + [""]
+
+
+def _numerics_words(bar: Bar) -> str:
+    """The recommendation's numerics, on its own line: within the dtype's tolerance of fp32 eager, or how far not."""
+    if bar.numerics:
+        return (f"; NUMERICS {bar.numerics} against fp32 eager (docs/design.md \"Numerics beside speed\"): it "
+                "trains differently")
+    if bar.numerics_cell.startswith("ok"):
+        return f"; numerics within tolerance of fp32 eager ({bar.numerics_cell.removeprefix('ok ').strip('()')})"
+    return ""
 
 
 def confirmation_lines(result: Result) -> list[str]:
@@ -173,10 +206,29 @@ def confirmation_lines(result: Result) -> list[str]:
         rows.append({"case": result.bars_by_id[f["case_id"]].case_label,
                      "eager": time_text(f["eager_s"]), "this": time_text(f["median_s"]),
                      "speedup": f"{1 / f['ratio']:.3f}x", "interval": f"[{1 / f['ci_high']:.3f}, {1 / f['ci_low']:.3f}]",
-                     "verdict": word})
+                     "verdict": word, "numerics vs fp32 eager": result.bars_by_id[f["case_id"]].numerics_cell})
     level = result.confirmed[0].get("confidence", 0.99)
-    return ["", f"Finalists against eager, interleaved in one process ({result.confirmed[0].get('rounds', '')} "
-            f"blocks a side, paired {level:.0%} interval of the speedup):", "", table(rows), ""]
+    return ["", f"Finalists against eager, interleaved ({result.confirmed[0].get('rounds', '')} "
+            f"blocks a side, paired {level:.0%} interval of the speedup):", "", table(rows), "",
+            *two_passes_lines(result), ""]
+
+
+def two_passes_lines(result: Result) -> list[str]:
+    """Why the screening pass and the interleaved check read different times, and which figure to trust."""
+    screening = result.eager.median_s
+    interleaved = [f["eager_s"] for f in result.confirmed or [] if f.get("eager_s", 0) > 0]
+    if not interleaved or not math.isfinite(screening) or screening <= 0:
+        return []
+    low, high = min(interleaved), max(interleaved)
+    read = time_text(low) if high <= low * 1.0001 else f"{time_text(low)} to {time_text(high)}"
+    return [f"- The two passes measure differently: eager read {time_text(screening)} in the screening pass and "
+            f"{read} in the interleaved check ({low / screening:.2f}x). The screening pass measures each case once, "
+            "in turn, in this process, on the CPUs the scheduler picks, its step built once; the interleaved check "
+            "runs eager and a finalist in two worker processes pinned to the same CPU(s), rebuilds each block's "
+            "step in fresh memory, and alternates them, so the machine's load and memory placement land on both "
+            "alike, but on other absolute times. Trust the interleaved speedups and their intervals (each "
+            "finalist against its own eager, measured together); read the screening times only as a ranking, and "
+            "no absolute time as what a re-run will read."]
 
 
 def waterfall(result: Result, path: Path) -> Path:
@@ -196,18 +248,30 @@ def waterfall(result: Result, path: Path) -> Path:
             ax.bar(i, top * 0.05, color="none", edgecolor="grey", hatch="//")
             ax.text(i, top * 0.07, b.status, ha="center", va="bottom", fontsize=7, color="grey")
             continue
-        previous = next((p for p in reversed(times[:i]) if math.isfinite(p)), None)
-        colour = "#4C72B0" if i == 0 else "#2E8B57" if b.label.startswith("best") or "(best)" in b.label else (
-            "#55A868" if previous is None or t <= previous else "#C44E52")
-        ax.bar(i, t, color=colour)
-        ax.text(i, t, f"{time_text(b.median_s)}\n{_share_text(b, result.share_name)}", ha="center", va="bottom",
-                fontsize=7)
+        ax.bar(i, t, color=bar_colour(result, b, i == 0))
+        ax.text(i, t, f"{time_text(b.median_s)}\n{_share_text(b, result.share_name)}"
+                + ("\nbeyond tol." if b.numerics else ""), ha="center", va="bottom", fontsize=7,
+                color="#C44E52" if b.numerics else "black")
     ax.set_xticks(range(len(bars)))
     ax.set_xticklabels([b.label for b in bars], rotation=20, ha="right")
     ax.set_ylabel("step time (ms)")
     ax.set_ylim(0, top * 1.3)
-    ax.set_title(f"{result.base_label}, each knob added, and the fastest", fontsize=9)
+    ax.set_title(f"{result.base_label}, each knob added, and the fastest\n(green: faster than eager interleaved; "
+                 "red: slower; grey: indistinguishable or not re-measured)", fontsize=8)
     return save(fig, path)
+
+
+EAGER_COLOUR, FASTER_COLOUR, SLOWER_COLOUR, UNCONFIRMED_COLOUR = "#4C72B0", "#2E8B57", "#C44E52", "#A0A0A0"
+
+
+def bar_colour(result: Result, bar: Bar, first: bool) -> str:
+    """Eager blue; a knob case green only where the interleaved check found it faster than eager beyond noise,
+    red where it found it slower, grey otherwise (indistinguishable, or never re-measured interleaved: a
+    screening median alone confirms nothing)."""
+    if first or bar.case_id == result.eager.case_id:  # the "best" bar too, where eager is the best
+        return EAGER_COLOUR
+    return {"improvement": FASTER_COLOUR, "regression": SLOWER_COLOUR}.get(result.verdict(bar.case_id) or "",
+                                                                       UNCONFIRMED_COLOUR)
 
 
 def tune_report(run: Run, out_dir: Path) -> str:

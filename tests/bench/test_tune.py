@@ -191,7 +191,7 @@ def test_the_confirmed_best_reproduces_within_noise_when_re_measured_interleaved
                      "--no-progress", "--out", str(out)]) == 0
     text = capsys.readouterr().out
     (entry,) = json.loads((out / CONFIRM_FILE).read_text())
-    assert len(entry["finalists"]) == tune.FINALISTS and "interleaved in one process" in text
+    assert len(entry["finalists"]) == tune.FINALISTS and "Finalists against eager, interleaved (" in text
     for f in entry["finalists"]:
         assert f["ci_low"] <= f["ratio"] <= f["ci_high"] and f["eager_s"] > 0 and f["median_s"] > 0
     command = next(line for line in text.splitlines() if "reproduce it:" in line).split("`")[1]
@@ -269,3 +269,93 @@ def test_a_bad_sweep_file_is_one_line_naming_the_file_and_nothing_runs(tmp_path,
     err = capsys.readouterr().err.strip()
     assert "bad.toml" in err and "widht" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def _numerics_run(tmp_path, exact: bool = False):
+    """A made-up bf16 plan: bf16 parameters fastest in the screening and confirmed faster interleaved, beyond
+    their numerics tolerance (weights); the fused epilogue confirmed faster too, within it; compile model
+    indistinguishable; compile step slower."""
+    import json
+
+    import pandas as pd
+
+    from bench.runs import Run, RunMeta
+
+    plan = tune.plan_tune(Case(width=32, depth=1, batch=16, dtype="bf16"))
+    plan.exact = exact
+    labels = dict((case.case_id, label) for label, case in plan.chain)
+    by_label = {label: case.case_id for label, case in plan.chain}
+    medians = {by_label["eager"]: 4e-3, by_label["+ bf16 params"]: 2e-3, by_label["+ fused epilogue"]: 2.5e-3,
+               by_label["+ compile model"]: 3.9e-3, by_label["+ compile step"]: 3.0e-3}
+    within = next(c for c in plan.others  # a combination without bf16 parameters: the fused epilogue alone
+                  if c.param_dtype == "fp32" and c.epilogue == "fused" and not c.compiled)
+    medians[within.case_id] = 2.2e-3
+    beyond = "beyond tolerance: weights after 5 steps 0.96 > 0.11"
+    rows = []
+    for case in plan.cases:
+        flagged = case.param_dtype == "compute"
+        rows.append({"case_id": case.case_id, "label": case.label, "phase": "step", "status": "ok", "reason": "",
+                     "median_s": medians.get(case.case_id, 5e-3), "mfu": 0.1, "sol_fraction": 0.1,
+                     "sol_bound": "memory", "grad_rel_err": 0.056, "numerics_tol": 0.11,
+                     "numerics": beyond if flagged else ""})
+    rows.append({**rows[0], "case_id": "x"})  # a stray row of another plan is never read
+    finalists = [(by_label["+ bf16 params"], 0.5, "improvement"), (within.case_id, 0.8, "improvement"),
+                 (by_label["+ compile model"], 0.97, "pass"), (by_label["+ compile step"], 1.3, "regression")]
+    (tmp_path / CONFIRM_FILE).write_text(json.dumps([{"base": plan.base.case_id, "finalists": [
+        {"case_id": cid, "ratio": r, "ci_low": r * 0.95, "ci_high": r * 1.05, "verdict": v, "eager_s": 6e-3,
+         "median_s": 6e-3 * r, "confidence": 0.99, "rounds": 20} for cid, r, v in finalists]}]))
+    return Run(tmp_path, pd.DataFrame(rows), pd.DataFrame(), RunMeta(extra={"tune": [plan.as_dict()]})), plan, \
+        labels, within
+
+
+def test_a_recommendation_beyond_numerics_tolerance_says_so_on_its_line_and_exact_keeps_within(tmp_path):
+    from bench.report.tune import results, tune_report
+
+    run, plan, labels, within = _numerics_run(tmp_path)
+    (result,) = results(run)
+    assert result.best.case_id == plan.chain[1][1].case_id  # bf16 params: the fastest confirmed
+    line = next(l for l in tune_report(run, tmp_path).splitlines() if l.startswith("- fastest"))
+    assert "2.00x eager" in line and "NUMERICS beyond tolerance: weights after 5 steps 0.96 > 0.11" in line
+    assert "--exact" in tune_report(run, tmp_path)
+    run, plan, labels, within = _numerics_run(tmp_path, exact=True)
+    (result,) = results(run)
+    assert result.best.case_id == within.case_id  # the fastest confirmed knob within tolerance
+    line = next(l for l in tune_report(run, tmp_path).splitlines() if l.startswith("- fastest"))
+    assert line.startswith("- fastest within its numerics tolerance:") and "1.25x eager" in line
+    assert "NUMERICS" not in line and "numerics within tolerance of fp32 eager" in line
+
+
+def test_exact_finalists_are_chosen_among_the_knobs_within_tolerance(tmp_path):
+    run, plan, _, within = _numerics_run(tmp_path)
+    assert plan.chain[1][1].case_id in tune.finalists(run.summary, plan)
+    plan.exact = True
+    chosen = tune.finalists(run.summary, plan)
+    flagged = set(run.summary.loc[run.summary["numerics"] != "", "case_id"])
+    assert not flagged & set(chosen) and within.case_id in chosen
+
+
+def test_the_waterfall_colours_only_the_gains_the_interleaved_check_confirmed(tmp_path):
+    """Each chain bar's colour is its interleaved verdict: confirmed faster green, confirmed slower red,
+    indistinguishable grey, never re-measured grey (a screening median that reads faster confirms nothing)."""
+    from bench.report import tune as report
+
+    run, plan, labels, _ = _numerics_run(tmp_path)
+    (result,) = report.results(run)
+    colours = {b.label: report.bar_colour(result, b, i == 0) for i, b in enumerate(result.bars)}
+    assert colours == {"eager": report.EAGER_COLOUR, "+ bf16 params": report.FASTER_COLOUR,
+                       "+ fused epilogue": report.UNCONFIRMED_COLOUR,  # 1.6x in the screening, not re-measured
+                       "+ compile model": report.UNCONFIRMED_COLOUR,  # indistinguishable interleaved
+                       "+ compile step": report.SLOWER_COLOUR}
+    (tmp_path / CONFIRM_FILE).unlink()  # --no-confirm: nothing is confirmed, every knob bar grey
+    (result,) = report.results(run)
+    assert {report.bar_colour(result, b, False) for b in result.bars[1:]} == {report.UNCONFIRMED_COLOUR}
+
+
+def test_the_output_says_why_the_two_passes_read_different_times_and_which_to_trust(tmp_path):
+    from bench.report.tune import tune_report
+
+    run, *_ = _numerics_run(tmp_path)
+    text = tune_report(run, tmp_path)
+    line = next(l for l in text.splitlines() if l.startswith("- The two passes measure differently"))
+    assert "eager read 4 ms in the screening pass and 6 ms in the interleaved check (1.50x)" in line
+    assert "Trust the interleaved speedups" in line

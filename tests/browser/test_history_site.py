@@ -2,11 +2,14 @@
 of known series: the index lists every series of the database (counted with SQL here) with a sparkline of
 every commit and a mark on the series where a step was put; a series page draws every commit, lists the
 change point at the commit of the step, and a click on a point opens that commit's run; one commit and
-NaN medians give pages that say so."""
+NaN medians give pages that say so. Issue 47: the index's header counts what its columns show, the machine is
+named, and an A/A pair of real runs as two commits reads "not enough history" with nothing significant."""
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -127,3 +130,65 @@ def test_one_commit_and_nan_medians_say_so(driver, tmp_path):
     driver.find_element(By.LINK_TEXT, "w64 nan").click()
     assert "Every median of this series is NaN" in driver.find_element(By.ID, "no-data").text
     assert chromium.console_errors(driver) == []
+
+
+CHANGE, SIGNIFICANT, MACHINE = 7, 8, 3  # the index's columns: change in last N, significant change points, machine
+
+
+def _header(driver) -> dict[str, int]:
+    return driver.execute_script(
+        "const out = {}; for (const id of ['n-changed', 'n-significant', 'n-pending', 'n-too-short']) {"
+        " const e = document.getElementById(id); if (e) out[id] = parseInt(e.textContent); } return out;")
+
+
+def test_the_index_header_counts_what_its_columns_show_and_names_the_machine(driver, site):
+    out, _, _, n_series, _ = site
+    chromium.open_page(driver, out / "index.html")
+    rows, header = _rows(driver), _header(driver)
+    assert header["n-changed"] == sum(r[CHANGE] == "change" for r in rows) == 1  # the stepped series alone
+    assert header["n-significant"] == sum(int(r[SIGNIFICANT]) > 0 for r in rows)
+    assert "n-too-short" not in header and "n-pending" not in header
+    heads = driver.execute_script("return Array.from(document.querySelectorAll('#series-table th.key'))"
+                                  ".map(th => th.textContent);")
+    assert heads[CHANGE] == "change in last 10" and heads[SIGNIFICANT] == "significant change points"
+    assert heads[MACHINE] == "machine"
+    with sa.create_engine(f"sqlite:///{out.parent / 'history.sqlite'}").connect() as conn:
+        (machine_id,) = conn.execute(sa.text("SELECT machine_id FROM machines")).one()
+    assert {r[MACHINE].split(" (")[0] for r in rows} == {"Test CPU, 2 cores"}  # as the fingerprint recorded it
+    assert all(machine_id not in r[MACHINE] for r in rows)
+
+
+AA_RUNS = [Path(__file__).resolve().parents[2] / "results/reference/cpu-2core" / name
+           for name in ("quick", "quick-repeat")]  # two real runs of the same code
+
+
+def test_an_a_a_pair_as_two_commits_says_not_enough_history_and_marks_nothing(driver, tmp_path):
+    from bench.history.ingest import read_run
+    from bench.history.publish import publish
+    from bench.history.store import HistoryDB
+
+    db = tmp_path / "history.sqlite"
+    with HistoryDB(db, create=True) as h:
+        for i, run in enumerate(AA_RUNS):
+            h.add(read_run(run, commit=f"{i:02d}" + "aa" * 19))
+    publish(str(db), tmp_path / "site", last=10)
+    chromium.open_page(driver, tmp_path / "site" / "index.html")
+    assert chromium.console_errors(driver) == []
+    rows, header = _rows(driver), _header(driver)
+    timing = [r for r in rows if r[2] == "median_s"]
+    assert len(timing) == 155 and {r[CHANGE] for r in timing} == {"not enough history"}
+    assert {r[SIGNIFICANT] for r in rows} == {"0"} and not any(r[CHANGE] == "change" for r in rows)
+    assert header == {"n-changed": 0, "n-significant": 0, "n-too-short": len(timing)}
+    env = json.loads((AA_RUNS[0] / "meta.json").read_text())["env"]
+    assert {r[MACHINE].split(" (")[0] for r in rows} == {f"{env['cpu_model']}, {env['cpu_count']} cores, no GPU"}
+    # a timing series' page: it says so, and its one change point has no verdict and nothing "exact"
+    link = driver.execute_script("return Array.from(document.querySelectorAll('#series-table tbody tr'))"
+                                 ".find(r => r.cells[2].textContent === 'median_s').cells[0].querySelector('a');")
+    link.click()
+    chromium.open_page(driver, driver.current_url.removeprefix("file://"))
+    assert "median_s" in driver.find_element(By.TAG_NAME, "h1").text
+    assert driver.find_element(By.ID, "not-enough-history").text.startswith("not enough history: 2 commit(s)")
+    cells = driver.execute_script("return Array.from(document.querySelectorAll('#changes tbody tr'))"
+                                  ".map(r => Array.from(r.cells).map(c => c.textContent));")
+    assert cells and {r[-1] for r in cells} == {"not enough history"}
+    assert not any("exact" in c for r in cells for c in r)

@@ -26,29 +26,9 @@ from bench.gate import ab
 from bench.gate import instructions as gi
 from bench.gate import worker as gate_worker
 from git_cmd import git  # tests/bench/gate/git_cmd.py
+from user_model import BATCH, DEPTH, MODEL, SLOWER, SUITE, WIDTH, user_repository  # tests/bench/gate/
 
 REPO = Path(__file__).resolve().parents[3]
-WIDTH, DEPTH, BATCH = 32, 2, 8
-MODEL = '''from torch import nn
-
-
-def make(width, depth):
-    layers = []
-    for _ in range(depth):
-        layers += [nn.Linear(width, width), nn.ReLU()]
-    return nn.Sequential(*layers)
-'''
-SLOWER = MODEL.replace("    return nn.Sequential(*layers)",
-                       "    layers += [nn.Linear(width, width)]  # one more layer: more work per step\n"
-                       "    return nn.Sequential(*layers)")
-SUITE = f'''description = "my model's CI gate"
-
-[[grid]]
-model = "../model.py:make"
-width = {WIDTH}
-depth = {DEPTH}
-batch = {BATCH}
-'''
 FAST_TIMING = ["--rounds", "5", "--block-s", "0.002", "--warmup-s", "0"]
 HAVE_VALGRIND = all(shutil.which(t) for t in gi.VALGRIND_TOOLS)
 
@@ -56,14 +36,7 @@ HAVE_VALGRIND = all(shutil.which(t) for t in gi.VALGRIND_TOOLS)
 @pytest.fixture
 def user_repo(tmp_path) -> Path:
     """The user's repository: model.py and sweeps/ci.toml, one commit; nothing of mlpbench in it."""
-    repo = tmp_path / "user"
-    (repo / "sweeps").mkdir(parents=True)
-    (repo / "model.py").write_text(MODEL)
-    (repo / "sweeps" / "ci.toml").write_text(SUITE)
-    git(repo, "init", "-q")
-    git(repo, "add", ".")
-    git(repo, "commit", "-q", "-m", "the model")
-    return repo
+    return user_repository(tmp_path)
 
 
 def _check(*args: str) -> int:

@@ -12,6 +12,7 @@ import csv
 import json
 import os
 import uuid
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -31,8 +32,13 @@ def reference_rows(n_cases: int = 2) -> list[dict[str, str]]:
     return [r for r in rows if r["case_id"] in keep]
 
 
-def write_run(folder: Path, rows: list[dict[str, str]], env: dict | None = None, scale: float = 1.0) -> Path:
-    """A run folder: ``rows`` with every time column multiplied by ``scale``, and meta.json's env."""
+WORK_COLUMNS = ("matmul_flops", "elementwise_flops")  # the exact counters of a phase's work
+
+
+def write_run(folder: Path, rows: list[dict[str, str]], env: dict | None = None, scale: float = 1.0,
+              work: float = 1.0) -> Path:
+    """A run folder: ``rows`` with every time column multiplied by ``scale`` and every work counter by ``work``
+    (rounded to a whole count, as counted), and meta.json's env."""
     folder.mkdir(parents=True, exist_ok=True)
     out = []
     for row in rows:
@@ -40,6 +46,9 @@ def write_run(folder: Path, rows: list[dict[str, str]], env: dict | None = None,
         for col in ("median_s", "ci_low_s", "ci_high_s"):
             if row.get(col):
                 row[col] = repr(float(row[col]) * scale)
+        for col in WORK_COLUMNS:
+            if row.get(col) and work != 1.0:
+                row[col] = str(round(float(row[col]) * work))
         out.append(row)
     with open(folder / "summary.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(out[0]))
@@ -87,3 +96,55 @@ def db_url(request, tmp_path):
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'history.sqlite'}"
     return request.getfixturevalue("pg_url")
+
+
+VOID_TAGS = ("input", "img", "br", "meta", "link", "hr")
+
+
+class _Tables(HTMLParser):
+    """Every ``<table id=...>`` of a page as (header texts, body rows of cell texts), and every element's text by id."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: dict[str, tuple[list[str], list[list[str]]]] = {}
+        self.ids: dict[str, str] = {}
+        self._table, self._part, self._cell, self._open = None, None, None, []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "table" and attrs.get("id"):
+            self._table = attrs["id"]
+            self.tables[self._table] = ([], [])
+        elif self._table and tag in ("thead", "tbody"):
+            self._part = tag
+        elif self._table and tag == "tr" and self._part == "tbody":
+            self.tables[self._table][1].append([])
+        elif self._table and (tag == "td" or (tag == "th" and attrs.get("class") == "key")):
+            self._cell = []
+        if attrs.get("id") and tag not in VOID_TAGS:
+            self._open.append((tag, attrs["id"], []))
+
+    def handle_endtag(self, tag):
+        if tag == "table":
+            self._table = self._part = None
+        elif self._cell is not None and tag in ("td", "th"):
+            heads, rows = self.tables[self._table]
+            (heads if tag == "th" else rows[-1]).append("".join(self._cell).strip())
+            self._cell = None
+        if self._open and self._open[-1][0] == tag:
+            _, element_id, text = self._open.pop()
+            self.ids[element_id] = "".join(text).strip()
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+        for _, _, text in self._open:
+            text.append(data)
+
+
+def read_page(text: str) -> _Tables:
+    """A rendered page's tables (``.tables[id]``: headers, rows) and elements' texts (``.ids[id]``), as a browser
+    would show them (the standard library's HTML parser: independent of the code that wrote the page)."""
+    parser = _Tables()
+    parser.feed(text)
+    return parser

@@ -69,8 +69,9 @@ def test_instruction_counts_from_a_gate_json_are_a_series_of_their_own(tmp_path,
                                     "instructions": {"cpu_model": "AMD EPYC", "torch": "2.14.1", "rows": rows}}))
         assert main(["history", "add", str(gate), "--commit", f"c{i:02d}", "--db", db]) == 0
     assert main(["history", "check", "--db", db, "--metric", "instructions_per_step"]) == 1
-    assert "| `c08` | teaching b64 | step | instructions_per_step | 1,000,000 → 1,010,000 | +1.00%" \
-        in capsys.readouterr().out
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| `c08`"))
+    assert row.startswith("| `c08` | teaching b64 | step | instructions_per_step | 1,000,000 → 1,010,000 | +1.00%")
+    assert "exact" not in row  # a measured count that repeats is still measured (issue 47): its interval is shown
 
 
 @pytest.mark.parametrize("argv, message", [

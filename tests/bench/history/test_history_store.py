@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
 
 import pytest
 import sqlalchemy as sa
-from conftest import REFERENCE_RUN, reference_rows, write_run
+from conftest import ENV, REFERENCE_RUN, reference_rows, write_run
 
 from bench.errors import UsageError
 from bench.history.ingest import read_run
 from bench.history.schema import LATEST_VERSION, migrate, schema_version
+from bench.history.series import CUDA_CLASS_FIELDS, machine_class
 from bench.history.store import HistoryDB
 
 
@@ -117,3 +120,22 @@ def test_a_database_newer_than_the_code_is_refused(db_url):
     engine.dispose()
     with pytest.raises(UsageError, match="schema v99, newer than this mlpbench"):
         HistoryDB(db_url, create=False)
+
+
+def test_the_machine_is_named_by_cpu_cores_and_gpu_and_keyed_as_before(db_url, tmp_path):
+    """Issue 47: the site showed the machine as a hash. The name comes from the fingerprint; the key is the
+    hash it always was (written out here by hand), so an existing history keeps its series."""
+    env = {**ENV, "device_name": None}
+    with HistoryDB(db_url, create=True) as db:
+        db.add(read_run(write_run(tmp_path / "a", reference_rows(1), env), commit="c1"))
+        (series, *_) = db.series()
+    fields = [[k, str(ENV[k])] for k in ("cpu_model", "cpu_count", "cpu_capability", "torch", "torch_threads")]
+    assert series.key.machine_id == hashlib.sha1(json.dumps(["cpu", fields]).encode()).hexdigest()[:12]
+    assert series.machine == "AMD EPYC 7B13, 2 cores, no GPU (cpu cases: AVX2, 2 threads, torch 2.14.1+cu130)"
+    gpu = {**ENV, "device_name": "NVIDIA H100 80GB HBM3", "cuda_capability": "9.0", "cuda": "13.0", "cudnn": "91002",
+           "tf32_matmul_default": False, "cpu_count": 16}
+    cuda = machine_class(gpu, "cuda")
+    assert cuda.machine_id == hashlib.sha1(json.dumps(
+        ["cuda", [[k, str(gpu[k])] for k in CUDA_CLASS_FIELDS]]).encode()).hexdigest()[:12]  # the host: not in it
+    assert cuda.description.startswith("AMD EPYC 7B13, 16 cores, GPU NVIDIA H100 80GB HBM3 (cuda cases: sm 9.0")
+    assert machine_class({**gpu, "cpu_model": "Intel Xeon"}, "cuda") == cuda  # another host, the same class

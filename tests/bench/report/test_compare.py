@@ -268,3 +268,33 @@ def test_report_of_two_runs_draws_b_against_a_with_the_verdicts(tmp_path: Path, 
     assert "## Runs compared" in text and "### slow against cpu-run" in text
     assert "Run-level factor (step): 1.500" in text and "| inconclusive |" in text
     assert (out / "plots" / "compare-slow.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _numerics_flagged_copy(tmp_path: Path, source: Path, flag: str) -> tuple[Path, str, str]:
+    """A copy of the shared run in which one case's numerics read ``flag`` (as a change that spoils it would)."""
+    folder = tmp_path / "numerics"
+    shutil.copytree(source, folder)
+    summary = run_record.load_run(folder).summary.copy()
+    case_id, label = summary.loc[0, "case_id"], summary.loc[0, "label"]
+    summary["numerics"] = summary["numerics"].astype(object)
+    summary.loc[summary["case_id"] == case_id, "numerics"] = flag
+    run_record.write_table(folder / run_record.SUMMARY_CSV, summary)
+    return folder, case_id, label
+
+
+def test_compare_marks_a_case_whose_numerics_are_flagged_beside_its_ratio(tmp_path: Path, capsys, cpu_run_dir) -> None:
+    """The shared run's cases are fp32 eager (each its own reference: no flag, no column); a copy whose first case
+    reads beyond tolerance gets the column, on that case's line only, saying which side."""
+    assert set(run_record.load_run(cpu_run_dir).summary["numerics"]) == {"reference"}
+    assert main(["compare", str(cpu_run_dir), str(cpu_run_dir)]) == 0
+    assert "numerics vs fp32 eager" not in capsys.readouterr().out
+    flag = "beyond tolerance: grads 1 > 2.3e-05"
+    folder, case_id, label = _numerics_flagged_copy(tmp_path, cpu_run_dir, flag)
+    assert main(["compare", str(cpu_run_dir), str(folder)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    header = next(line for line in lines if line.startswith("| case"))
+    assert header.rstrip(" |").endswith("numerics vs fp32 eager")
+    flagged = [line for line in lines if f"B: {flag}" in line]
+    assert len(flagged) == 1 and flagged[0].startswith(f"| {label} ")
+    assert main(["compare", str(folder), str(cpu_run_dir)]) == 0
+    assert sum(f"A: {flag}" in line for line in capsys.readouterr().out.splitlines()) == 1

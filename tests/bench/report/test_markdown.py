@@ -250,3 +250,37 @@ def test_the_reports_regime_rule_is_written_down_in_the_docs() -> None:
 
 def test_meta_of_the_shared_run_is_json(cpu_run_dir) -> None:
     assert json.loads((cpu_run_dir / run_record.META_JSON).read_text())["preset"] == "test"
+
+
+def test_the_report_flags_numerics_beyond_tolerance_beside_the_case(tmp_path: Path, cpu_run_dir) -> None:
+    """fp32 eager cases read 'reference'; a case beyond its tolerance is flagged in its row and in the glance."""
+    text = write_report([run_record.load_run(cpu_run_dir)], tmp_path / "plain").path.read_text()
+    assert "numerics vs fp32 eager" in text and "**Numerics**" not in text
+    folder = tmp_path / "flagged"
+    shutil.copytree(cpu_run_dir, folder)
+    summary = run_record.load_run(folder).summary.copy()
+    label = summary.loc[0, "label"]
+    summary["numerics"] = summary["numerics"].astype(object)
+    summary.loc[summary["case_id"] == summary.loc[0, "case_id"], "numerics"] = "beyond tolerance: loss 0.5 > 1e-05"
+    run_record.write_table(folder / run_record.SUMMARY_CSV, summary)
+    text = write_report([run_record.load_run(folder)], folder).path.read_text()
+    assert f"- **Numerics**: 1 case(s) compute beyond their tolerance" in text
+    row = next(line for line in text.splitlines() if line.startswith(f"| {label} ") and "±" in line)
+    assert "NUMERICS beyond tolerance: loss 0.5 > 1e-05" in row
+
+
+def test_a_case_within_tolerance_reads_ok_after_the_csv_round_trip(tmp_path: Path) -> None:
+    """A case within tolerance writes a blank flag, which a CSV reads back as NaN: still 'ok', never blank."""
+    import pandas as pd
+
+    from bench.report.tables import numerics_cell, numerics_flag
+
+    frame = pd.DataFrame([{"numerics": "", "numerics_tol": 0.11, "grad_rel_err": 0.056},
+                          {"numerics": "reference", "numerics_tol": math.nan, "grad_rel_err": math.nan},
+                          {"numerics": "beyond tolerance: loss 1 > 0.1", "numerics_tol": 0.1, "grad_rel_err": 0.0}])
+    run_record.write_table(tmp_path / "s.csv", frame)
+    back = pd.read_csv(tmp_path / "s.csv").to_dict("records")
+    assert [numerics_cell(r) for r in back] == ["ok (grads 0.06)", "reference",
+                                                "NUMERICS beyond tolerance: loss 1 > 0.1"]
+    assert [numerics_flag(r) for r in back] == ["", "", "beyond tolerance: loss 1 > 0.1"]
+    assert numerics_cell({"median_s": 1.0}) == ""  # a run older than the columns
