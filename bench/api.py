@@ -12,6 +12,9 @@ accounting as ``mlpbench run``) and write an ordinary run folder (``out=``, or a
 The model is a factory (called with the case fields its signature declares and ``model_args``), an
 ``nn.Module`` (copied for each build; in/out features read off its first and last ``nn.Linear`` unless
 given), a ``"MODULE:FACTORY"`` / ``"PATH.py:FACTORY"`` string, or None for a built-in ``network``.
+``input_shape=(1, 28, 28)`` sets one example's shape, ``inputs=fn`` (``fn(batch, device, dtype)`` -> a tensor,
+tuple or dict) makes the input, ``output=0`` / ``output="logits"`` picks what the loss takes from a tuple or dict
+output, and ``loss=fn`` (``fn(output, target)`` -> a scalar) is a loss of your own (docs/your-model.md).
 It is checked first (built, one forward, loss and backward on a tiny batch): a model that cannot be
 measured raises ``bench.errors.ModelError`` before anything is measured.
 """
@@ -27,7 +30,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import keyvalues, plugin
-from .case_fields import CaseFields
+from .case_fields import FIELD_ALIASES, SHAPE_FIELD, CaseFields
 from .cases import Case, Sweep
 from .errors import ModelError
 from .runs import LOCK_FILE, RunMeta, claim_run_dir, load_run
@@ -36,6 +39,7 @@ from .timing import TimingConfig
 API_PRESET = "api"
 DIMENSIONS = tuple(f.name for f in fields(CaseFields))
 OPTION_FIELDS = ("model_args", "optimizer_args")
+FUNCTION_FIELDS = ("inputs", "loss")  # fields that also take a Python function (registered like a model)
 
 
 @dataclass(frozen=True)
@@ -103,10 +107,14 @@ def sweep(model_or_factory=None, *, out: str | Path | None = None, progress: boo
 
 def grid_cases(model_or_factory=None, **dimensions) -> list[Case]:
     """The cases ``sweep`` measures (nothing is built): the product of ``dimensions``' lists, in order."""
+    dimensions = {FIELD_ALIASES.get(name, name): value for name, value in dimensions.items()}
     unknown = set(dimensions) - set(DIMENSIONS)
     if unknown:
         raise ValueError(f"unknown case field(s) {sorted(unknown)}; valid: {', '.join(DIMENSIONS)}")
     grid = {name: _values(name, value) for name, value in dimensions.items()}
+    for name in FUNCTION_FIELDS:  # inputs=fn, loss=fn: registered in this process under the name the case records
+        if name in grid:
+            grid[name] = tuple(v if isinstance(v, str) else plugin.register(v) for v in grid[name])
     if model_or_factory is not None:
         grid["model"] = (_model_name(model_or_factory),)
         if isinstance(model_or_factory, _nn_module()):
@@ -117,6 +125,8 @@ def grid_cases(model_or_factory=None, **dimensions) -> list[Case]:
 def _values(name: str, value) -> tuple:
     if name in OPTION_FIELDS:
         return keyvalues.expand_mapping(value, f"{name}")
+    if name == SHAPE_FIELD and isinstance(value, tuple):  # input_shape=(1, 28, 28) is one shape; a list sweeps
+        return (value,)
     if isinstance(value, (list, tuple, range)) and not isinstance(value, str):
         return tuple(value)
     return (value,)
@@ -140,8 +150,9 @@ def _io_of(module, grid: Mapping[str, Iterable]) -> dict[str, tuple]:
 
     linears = [m for m in module.modules() if isinstance(m, nn.Linear)]
     out = {}
+    shaped = SHAPE_FIELD in grid or "inputs" in grid  # its input is described already: a conv stem's first Linear
     for name, index in (("in_features", 0), ("out_features", -1)):
-        if name not in grid:
+        if name not in grid and not (shaped and name == "in_features"):
             if not linears:
                 raise ModelError(f"measure(): {type(module).__name__} has no nn.Linear to read {name} from; "
                                  f"give {name}=...")

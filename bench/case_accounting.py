@@ -19,7 +19,7 @@ from __future__ import annotations
 import enum
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -42,6 +42,7 @@ COUNTED_NOTE = ("FLOPs counted with FlopCounterMode (a module without analytic a
                 "traffic_bytes counts parameters, gradients, optimizer state and data only (a lower bound)")
 WEIGHT_DECAY_FLOPS_PER_PARAM = 2  # g += wd * p (AdamW's decoupled decay is already in its own count)
 UNKNOWN = math.nan
+DESCRIBED = ("model_linears", "model_in_features", "model_out_features", "model_input_shape")  # user models' columns
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ class CaseFigures:
     gemms: tuple[Gemm, ...] = ()  # the products the matmul ceiling is measured on (analytic cases only)
     model_source_sha: str = ""  # a user's model: the hash of the source that defines it
     note: str = ""
+    described: dict[str, object] = field(default_factory=dict)  # a user's model: what was read off it (``described``)
 
     @property
     def needed_bytes(self) -> float:
@@ -112,15 +114,20 @@ def _analytic(case: Case, model: nn.Module) -> CaseFigures:
 
 def _counted(case: Case, model: nn.Module, source_sha: str) -> CaseFigures:
     n_out = case.io_features[1]
-    counted = mlp.count_flops(lambda device: _built_on(case, device), case.batch, case.input_shape, n_out, case.loss)
+    plugin.register_loss(case)
+    example = _meta_input(case)
+    counted = mlp.count_flops(lambda device: _built_on(case, device), case.batch, case.input_shape, n_out, case.loss,
+                              make_batch=(lambda device: _user_batch(case, device)) if case.inputs else None)
     params = list(model.parameters())
     param_bytes = sum(p.numel() * p.element_size() for p in params)
-    target_bytes = case.batch * (n_out * mlp.accounting.FP32_BYTES if case.loss == Loss.MSE.value else 8)
+    classes = case.loss == Loss.CROSS_ENTROPY.value
+    target_bytes = case.batch * (8 if classes else n_out * mlp.accounting.FP32_BYTES)  # int64 labels, else fp32
+    input_elements = sum(t.numel() for t in _tensors(example))
     memory = {key: UNKNOWN for key in mlp.Memory.__dataclass_fields__} | {
         "parameters_bytes": param_bytes,
         "gradients_bytes": sum(p.numel() * p.element_size() for p in params if p.requires_grad),
         "optimizer_state_bytes": mlp.optimizer_state_bytes(model, case.optimizer),
-        "data_bytes": case.batch * math.prod(case.input_shape) * mlp.accounting.FP32_BYTES + target_bytes,
+        "data_bytes": sum(t.numel() * t.element_size() for t in _tensors(example)) + target_bytes,
         "total_bytes": UNKNOWN,
     }
     peaks = {p.value: UNKNOWN for p in Phase}
@@ -133,10 +140,41 @@ def _counted(case: Case, model: nn.Module, source_sha: str) -> CaseFigures:
     # the loss's and the optimiser's elementwise shares are known, the module's is not: the sums stay unknown
     elementwise = {Phase.STEP: UNKNOWN, Phase.FORWARD: UNKNOWN, Phase.BACKWARD: UNKNOWN, Phase.OPTIMIZER: optimizer,
                    Phase.INFERENCE: UNKNOWN}
-    known = mlp.known_traffic(model, case.batch, case.input_shape, n_out, case.loss, case.optimizer)
+    # the target's kind: a user's loss takes mse's (batch, out_features) target
+    known = mlp.known_traffic(model, case.batch, (input_elements // case.batch,), n_out,
+                              Loss.CROSS_ENTROPY.value if classes else Loss.MSE.value, case.optimizer)
     return CaseFigures(FlopsSource.COUNTED, mlp.count_parameters(model), _by_name(matmul), _by_name(elementwise),
                        {p.value: known.phase(p.value).total_bytes for p in Phase}, memory, peaks,
-                       model_source_sha=source_sha, note=COUNTED_NOTE)
+                       model_source_sha=source_sha, note=COUNTED_NOTE,
+                       described=described(case, model, example) if case.user_model else {})
+
+
+def described(case: Case, model: nn.Module, example) -> dict[str, object]:
+    """What mlpbench read off a user's model for its row: its Linear layers, the in/out features it was measured
+    with (in: the flat size of one example), and one example's input shape (``1x28x28``; ``x=16;mask=16``)."""
+    n_in, n_out = case.io_features
+    return {"model_linears": plugin.linear_layers(model), "model_in_features": math.nan if case.inputs else n_in,
+            "model_out_features": n_out, "model_input_shape": plugin.describe_input(example, batch=False)}
+
+
+def _meta_input(case: Case):
+    """The case's input on the meta device (shapes only): the inputs function's, or a (batch, *shape) tensor."""
+    if case.inputs:
+        return plugin.make_inputs(case, "meta")
+    return torch.empty(case.batch, *case.input_shape, device="meta")
+
+
+def _user_batch(case: Case, device: str) -> tuple:
+    n_out = case.io_features[1]
+    if case.loss == Loss.CROSS_ENTROPY.value:
+        return plugin.make_inputs(case, device), torch.randint(0, n_out, (case.batch,), device=device)
+    return plugin.make_inputs(case, device), torch.randn(case.batch, n_out, device=device)
+
+
+def _tensors(x) -> list[torch.Tensor]:
+    if isinstance(x, dict):
+        return list(x.values())
+    return list(x) if isinstance(x, (tuple, list)) else [x]
 
 
 def _built_on(case: Case, device: str) -> nn.Module:
@@ -167,5 +205,6 @@ def columns(figures: CaseFigures, phase: str) -> dict[str, object]:
         "mem_phase_peak_bytes": figures.phase_peak_bytes[phase],
         "model_source_sha": figures.model_source_sha,
         "accounting_note": figures.note,
+        **{key: figures.described.get(key, "" if key == "model_input_shape" else math.nan) for key in DESCRIBED},
     }
 

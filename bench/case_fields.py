@@ -140,6 +140,11 @@ class CaseFields:
     cuda_graph: str = added_later(CudaGraph.NONE.value)
     param_dtype: str = added_later("fp32")  # mlp.ParamDtype: fp32 masters under autocast, or "compute"
     epilogue: str = added_later("none")  # mlp.Epilogue: "fused" puts bias + ReLU in the matmul
+    # A user's model's inputs and outputs (bench.plugin, docs/your-model.md "Inputs and outputs"); "" is one
+    # (batch, in_features) tensor in and the output itself to the loss, as before these existed.
+    sample_shape: str = added_later("")  # --input-shape: one example's shape, "1x28x28" ("" is (in_features,))
+    inputs: str = added_later("")  # "MODULE:FN": fn(batch, device, dtype) makes the input (tensor, tuple or dict)
+    output: str = added_later("")  # which part of a tuple or dict output the loss takes: "0", "logits"
 
 
 CASE_FIELD_NAMES = tuple(f.name for f in fields(CaseFields))
@@ -148,10 +153,16 @@ FIELD_TYPES = {f.name: {"int": int, "float": float, "str": str}[f.type] for f in
 # Fields older runs lack, with the value they mean; the data-parallel ones are also left out of case_id
 # at their defaults, so every case recorded before they existed keeps its identifier.
 LATER_DEFAULTS = {f.name: f.default for f in fields(CaseFields) if f.metadata.get(ADDED_LATER)}
-USER_MODEL_FIELDS = ("model", "model_args", "optimizer_args")
+USER_MODEL_FIELDS = ("model", "model_args", "optimizer_args", "sample_shape", "inputs", "output")
+# Other spellings of a field, accepted by measure(), sweep() and a sweep file (the flag is --input-shape too).
+FIELD_ALIASES = {"input_shape": "sample_shape"}
+SHAPE_FIELD = "sample_shape"  # one example's shape: input_shape=(1, 28, 28) in Python and [1, 28, 28] in a sweep file
 # The built-in blocks' own options: a user's factory takes options of these names as --model-args instead
 # (the issue's own example is --model-args 'hidden=4096,expansion=4').
 BLOCK_FIELDS = ("expansion", "hidden", "norm", "dropout", "bias")
+# The built-in nets' fields: a user's model's row leaves them empty at their defaults unless its factory takes them
+# (bench.cases.Case.to_row); the run's reader accepts them empty on such a row.
+BUILT_IN_FIELDS = ("network", "width", "depth", "activation", *BLOCK_FIELDS)
 PARALLEL_DEFAULTS = {name: LATER_DEFAULTS[name] for name in ("world_size", "backend", "scaling", "bucket_cap_mb")}
 KNOB_FIELDS = ("compile", "compile_scope", "cuda_graph", "param_dtype", "epilogue")  # what `mlpbench tune` varies
 FLAG_FIELDS = tuple(f.name for f in fields(CaseFields) if f.metadata.get("flag", True))

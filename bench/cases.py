@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import math
 import shlex
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, fields, replace
@@ -23,6 +24,7 @@ from mlp import Loss, Optimizer, Precision, parse_enum
 from . import keyvalues, plugin
 from .case_fields import (
     BLOCK_NETWORKS,
+    BUILT_IN_FIELDS,
     FIELD_DEFAULTS,
     FIELD_TYPES,
     LATER_DEFAULTS,
@@ -42,7 +44,9 @@ from .sweep_file import SweepFields, load_preset, load_sweep_file, preset_names
 from .sweep_file import CUSTOM_MAX_CASE_S  # noqa: F401 (re-exported: the budget of a sweep of flags alone)
 
 
-TEACHING_IO = (3, 1)  # the classic notebook's regression: 3 inputs, 1 output (50,561 parameters)
+TEACHING_IO = (3, 1)
+SHAPE_SEPARATOR = "x"  # --input-shape 1,28,28 is stored 1x28x28 (a comma would read as a list of cases)
+  # the classic notebook's regression: 3 inputs, 1 output (50,561 parameters)
 
 
 @dataclass(frozen=True, order=True)
@@ -61,8 +65,11 @@ class Case(CaseFields):
                 set_(name, (_as_int if kind is int else _as_float)(name, getattr(self, name)))
         for name in USER_MODEL_FIELDS:  # a CSV reads an empty cell back as NaN
             value = getattr(self, name)
+            if isinstance(value, (tuple, list)):  # input_shape=(1, 28, 28) from Python
+                value = SHAPE_SEPARATOR.join(map(str, value))
             set_(name, "" if value is None or (isinstance(value, float) and value != value) else str(value))
         set_("model", plugin.normalise_name(self.model))
+        self._check_io(set_)
         set_("model_args", keyvalues.normalise(self.model_args, "--model-args"))
         set_("optimizer_args", keyvalues.normalise(self.optimizer_args, "--optimizer-args"))
         network = parse_enum(Network, self.network, "network")
@@ -72,7 +79,7 @@ class Case(CaseFields):
         set_("dtype", parse_enum(Precision, self.dtype, "dtype").value)
         set_("compile", _parse_compile(self.compile).value)
         set_("optimizer", parse_enum(Optimizer, self.optimizer, "optimizer").value)
-        set_("loss", parse_enum(Loss, self.loss, "loss").value)
+        set_("loss", _parse_loss(self.loss))
         set_("backend", parse_enum(Backend, self.backend, "backend").value)
         set_("scaling", parse_enum(Scaling, self.scaling, "scaling").value)
         _require(self.world_size >= 1, f"world_size must be >= 1, got {self.world_size}")
@@ -105,6 +112,27 @@ class Case(CaseFields):
         if self.dtype == Precision.FP16.value and self.device != Device.CUDA.value:
             raise ValueError("dtype 'fp16' needs device 'cuda' (fp16 autocast training is a CUDA recipe)")
         self._check_knobs(set_)
+
+    def _check_io(self, set_) -> None:
+        """A user's model's inputs, outputs and loss (``--input-shape``, ``inputs``, ``--output``, ``--loss FN``):
+        parsed, and refused in one line where there is no ``--model`` or two of them disagree."""
+        set_("sample_shape", _parse_shape(self.sample_shape))
+        set_("inputs", plugin.normalise_name(self.inputs, "--inputs"))
+        set_("output", self.output.strip())
+        given = [flag for flag, value in (("--input-shape", self.sample_shape), ("--inputs", self.inputs),
+                                          ("--output", self.output)) if value]
+        if ":" in str(self.loss):
+            given.append("--loss MODULE:FN")
+        if not self.model:
+            _require(not given, f"{given[0] if given else ''} applies to a user's model: add --model MODULE:FACTORY "
+                                "(a built-in net fixes its input, output and loss)")
+        _require(not (self.sample_shape and self.inputs),
+                 f"--input-shape {self.sample_shape} and --inputs {self.inputs}: give one (the inputs function "
+                 "makes its own shapes)")
+        flat = math.prod(self.shape_dims)
+        _require(not (self.sample_shape and self.in_features and self.in_features != flat),
+                 f"--input-shape {self.sample_shape} is {flat} features per example, --in-features "
+                 f"{self.in_features}: leave --in-features out (it is the flat size of the shape) or make them agree")
 
     def _check_knobs(self, set_) -> None:
         """The fastest-step knobs: parsed, normalised, and refused where they cannot build a correct step."""
@@ -164,6 +192,16 @@ class Case(CaseFields):
         return bool(self.model)
 
     @property
+    def loss_is_builtin(self) -> bool:
+        """mse or cross_entropy, not a user's ``--loss MODULE:FN`` (which takes mse's (batch, out_features) target)."""
+        return ":" not in self.loss
+
+    @property
+    def shape_dims(self) -> tuple[int, ...]:
+        """``--input-shape`` as integers (() when not given)."""
+        return tuple(int(d) for d in self.sample_shape.split(SHAPE_SEPARATOR)) if self.sample_shape else ()
+
+    @property
     def compiled(self) -> bool:
         return self.compile_mode is not CompileMode.NONE
 
@@ -218,9 +256,12 @@ class Case(CaseFields):
             net += f" {self.norm}" if self.norm != Norm.NONE.value else ""
             net += f" drop{self.dropout:g}" if self.dropout else ""
         net += " nobias" if self.bias == Switch.OFF.value else ""
-        if self.model:  # a module object has no use for the width and depth: only a factory may declare them
-            model = f"{self.model}" + (f"({self.model_args})" if self.model_args else "")
-            net = model if plugin.REGISTERED_MARK in self.model else f"{model} {net}"
+        if self.model:  # the model and its call: the width, depth and activation only where the factory takes them
+            args = plugin.call_args(self)
+            net = f"{self.model}" + (f"({args})" if args else "")
+            net += f" in:{self.sample_shape}" if self.sample_shape else ""
+            net += f" inputs:{self.inputs}" if self.inputs else ""
+            net += f" output:{self.output}" if self.output else ""
         comp = f"compile:{self.compile}" if self.compiled else "eager"
         comp += ":step" if self.compile_scope == CompileScope.STEP.value else ""
         comp += " graph:step" if self.whole_graph else ""
@@ -229,17 +270,27 @@ class Case(CaseFields):
         extra = "" if self.optimizer == Optimizer.SGD.value else f" {self.optimizer}"
         extra += f" [{self.optimizer_args}]" if self.optimizer_args else ""
         extra += f" t{self.threads}" if self.threads else ""
+        extra += f" loss:{self.loss}" if not self.loss_is_builtin else ""
         if self.backend != Backend.NONE.value:
             extra += f" ddp:{self.backend} x{self.world_size} {self.scaling} bucket{self.bucket_cap_mb:g}MB"
         return f"{net} b{self.batch} {self.device} {self.dtype} {comp}{extra}"
 
     def to_row(self) -> dict[str, object]:
-        return asdict(self)
+        """The case's fields as a row. A user's model's row leaves empty the built-in nets' fields at their defaults
+        that its factory does not take (network, width, depth, activation, the block fields): they describe no
+        part of the model. ``from_row`` reads an empty cell back as the default, so the case is the same."""
+        row = asdict(self)
+        if self.model:
+            taken = plugin.taken_fields(self)
+            for name in BUILT_IN_FIELDS:
+                if name not in taken and row[name] == FIELD_DEFAULTS[name]:
+                    row[name] = ""
+        return row
 
     @classmethod
     def from_row(cls, row: Mapping[str, object]) -> "Case":
-        """Rows written before the data-parallel fields existed take their defaults."""
-        return cls(**{f.name: row[f.name] for f in fields(cls) if f.name in row})
+        """Rows written before the data-parallel fields existed take their defaults; so does an empty cell."""
+        return cls(**{f.name: row[f.name] for f in fields(cls) if f.name in row and not _empty(row[f.name])})
 
     def cli_flags(self) -> str:
         """The ``mlpbench run`` flags that measure exactly this case (fields that differ from the defaults)."""
@@ -254,17 +305,18 @@ class Case(CaseFields):
     @property
     def io_features(self) -> tuple[int, int]:
         if self.network == Network.UNIFORM.value or Network(self.network) in BLOCK_NETWORKS:
-            return (self.in_features or self.width, self.out_features or self.width)
+            flat = math.prod(self.shape_dims) if self.sample_shape else 0  # --input-shape: in_features is its size
+            return (self.in_features or flat or self.width, self.out_features or self.width)
         if self.network == Network.TEACHING.value:
             return TEACHING_IO
         return (784, mlp.FASHION_MNIST_CLASSES)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
-        """Shape of one example (without the batch dimension)."""
+        """Shape of one example (without the batch dimension): ``--input-shape`` where given."""
         if self.network in (Network.FASHION_MNIST.value, Network.FASHION_MNIST_ORIGINAL.value):
             return mlp.FASHION_MNIST_IMAGE
-        return (self.io_features[0],)
+        return self.shape_dims or (self.io_features[0],)
 
     def build_model(self) -> nn.Module:
         """The case's network; a user's model (``--model``) comes from its factory (``bench.plugin``)."""
@@ -292,16 +344,46 @@ class Case(CaseFields):
         if device.type == "cuda":  # drawn on the GPU: the host takes seconds for a 134M-element batch
             seed = int(torch.randint(0, 2**62, (1,), generator=generator))
             generator, where = torch.Generator(device=device).manual_seed(seed), device
-        x = torch.randn(self.batch, *self.input_shape, generator=generator, device=where).to(device)
-        n_out = self.io_features[1]
-        if self.loss == Loss.MSE.value:
-            y = torch.randn(self.batch, n_out, generator=generator, device=where).to(device)
+        if self.inputs:  # the user's function makes the input on the device (a tensor, a tuple or a dict)
+            x = plugin.make_inputs(self, device)
         else:
+            x = torch.randn(self.batch, *self.input_shape, generator=generator, device=where).to(device)
+        n_out = self.io_features[1]
+        if self.loss == Loss.CROSS_ENTROPY.value:
             y = torch.randint(0, n_out, (self.batch,), generator=generator, device=where).to(device)
+        else:  # mse, and a user's loss: a (batch, out_features) target
+            y = torch.randn(self.batch, n_out, generator=generator, device=where).to(device)
         return x, y
 
     def with_(self, **changes) -> "Case":
         return replace(self, **changes)
+
+
+def _parse_loss(value) -> str:
+    """mse, cross_entropy, or a user's loss function ``MODULE:FN`` / ``PATH.py:FN`` (``fn(output, target)``)."""
+    text = str(value.value if isinstance(value, Loss) else value).strip()
+    if ":" in text:
+        return plugin.normalise_name(text, "--loss")
+    try:
+        return parse_enum(Loss, text, "loss").value
+    except ValueError as exc:
+        raise ValueError(f"{exc} (or a function of yours, --loss MODULE:FN)") from None
+
+
+def _parse_shape(text: str) -> str:
+    """``--input-shape``: ``1,28,28`` or ``1x28x28`` (positive integers) -> ``1x28x28``; "" stays ""."""
+    text = text.strip().strip("()[]").replace(" ", "")
+    if not text:
+        return ""
+    parts = [p for p in text.replace(",", SHAPE_SEPARATOR).split(SHAPE_SEPARATOR) if p]
+    if not parts or not all(p.isdigit() and int(p) >= 1 for p in parts):
+        raise ValueError(f"--input-shape {text!r}: expected one example's shape as positive integers, e.g. 1,28,28")
+    return SHAPE_SEPARATOR.join(str(int(p)) for p in parts)
+
+
+def _empty(value) -> bool:
+    """A cell that holds nothing: None, "" or NaN (how a CSV reads an empty cell back)."""
+    return value is None or (isinstance(value, str) and not value) or (isinstance(value, float) and value != value)
 
 
 def _parse_compile(value) -> CompileMode:

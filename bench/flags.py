@@ -21,12 +21,23 @@ NO_LIMIT_WORDS = ("inf", "none", "off")  # spellings of "no time budget"
 # Flags that take key=value options (bench.keyvalues): a comma continues the key before it, so
 # `--model-args hidden=1024,2048,expansion=4` is two cases; each case stores one canonical set.
 OPTION_FLAGS = ("model-args", "optimizer-args")
+# Flags whose value is one item, commas and all: --input-shape 1,28,28 is one shape (the case stores 1x28x28)
+WHOLE_FLAGS = ("sample-shape",)
+FLAG_ALIASES = {"sample-shape": ("--input-shape",)}  # the flag's other spellings (the first is shown in --help)
 # What each case flag means, for --help (a field without an entry still gets its valid values and default).
 FIELD_HELP = {
     "network": "the net", "width": "hidden width (uniform)", "depth": "hidden layers (uniform)",
     "in_features": "inputs (uniform; default: the width)", "out_features": "outputs (uniform; default: the width)",
     "batch": "batch size", "activation": "hidden activation", "device": "device (default: every available one)",
-    "dtype": "precision", "compile": "torch.compile mode", "optimizer": "optimiser", "loss": "loss",
+    "dtype": "precision: the compute dtype (a user's model keeps fp32 parameters; bf16 and fp16 are autocast)",
+    "compile": "torch.compile mode", "optimizer": "optimiser",
+    "loss": "loss, or a function of yours fn(output, target), MODULE:FN (default mse)",
+    "sample_shape": "a user's model: one example's input shape, e.g. 1,28,28 (in_features is its flat size; "
+                    "default: (in_features,))",
+    "inputs": "a user's model: MODULE:FN, fn(batch, device, dtype) makes its input, a tensor, tuple or dict "
+              "(default: none)",
+    "output": "a user's model: what the loss takes from a tuple or dict output, an index (0) or a key (logits) "
+              "(default: the output)",
     "threads": "torch threads (0: torch's default)",
     "model": "a user's model factory, MODULE:FACTORY or PATH.py:FACTORY (docs/your-model.md; default: none)",
     "model_args": "the factory's options, key=value[,value...][,key=value]; a value list sweeps it (default: none)",
@@ -67,7 +78,8 @@ def add_case_arguments(parser: argparse.ArgumentParser) -> None:
     """The per-dimension flags shared by `run` and `profile` (comma lists), each with its valid values."""
     group = parser.add_argument_group("case dimensions (comma-separated lists override the preset)")
     for flag, (field, _) in CASE_FLAGS.items():
-        group.add_argument(f"--{flag}", metavar="OPTIONS" if flag in OPTION_FLAGS else "LIST",
+        group.add_argument(*FLAG_ALIASES.get(flag, ()), f"--{flag}", dest=field,
+                           metavar="OPTIONS" if flag in OPTION_FLAGS else "SHAPE" if flag in WHOLE_FLAGS else "LIST",
                            help=case_flag_help(field))
 
 
@@ -105,6 +117,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, tuple]:
                 out[field] = keyvalues.expand(value, f"--{flag}")
             except ValueError as exc:
                 raise UsageError(str(exc)) from None
+        elif value is not None and flag in WHOLE_FLAGS:
+            out[field] = (value,)
         elif value is not None:
             out[field] = comma_list(value, item_type, flag)
             if flag in POSITIVE_FLAGS and min(out[field]) < 1:

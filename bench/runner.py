@@ -206,9 +206,22 @@ def phase_ops(case: Case) -> dict[str, int]:
         with torch_threads(1):  # the count does not depend on threads; one thread never waits at a barrier
             counts = count_step(step, small, small.make_batch())
     except Exception as exc:  # noqa: BLE001 - no op count leaves the overhead term empty, not the row
-        print(f"mlpbench: warning: no op count for {case.label} ({_one_line(exc)})", file=sys.stderr)
+        what = f"--model {case.model}" + (f" ({case.model_args})" if case.model_args else "") if case.model else (
+            f"network {case.network}")
+        warn_once(what, f"no ATen op count for {what} ({_one_line(exc)}): its aten_ops and the speed of light's "
+                        "dispatch term (sol_*) are left empty")
         return {}
     return {phase: c.aten_ops for phase, c in counts.phases.items()}
+
+
+_WARNED: set[str] = set()
+
+
+def warn_once(key: str, text: str) -> None:
+    """A warning about a model, printed once per model and run process (not once per case or dispatch pass)."""
+    if key not in _WARNED:
+        _WARNED.add(key)
+        print(f"mlpbench: warning: {text}", file=sys.stderr)
 
 
 def ops_case(case: Case) -> Case:

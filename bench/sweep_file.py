@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 
-from .case_fields import FIELD_TYPES, SWEEP_FIELDS
+from .case_fields import FIELD_ALIASES, FIELD_TYPES, SHAPE_FIELD, SWEEP_FIELDS
 from .errors import UsageError
 
 if sys.version_info >= (3, 11):
@@ -37,7 +37,9 @@ if sys.version_info >= (3, 11):
 else:  # Python 3.10: the same parser, as a package (pyproject: tomli for python_version < '3.11')
     import tomli as tomllib
 
+
 SUFFIX = ".toml"
+PATH_FIELDS = ("model", "inputs", "loss")  # a PATH.py:NAME in these names a file beside the sweep file
 GRID_KEY = "grid"  # [[grid]]: one table per grid
 CUSTOM_MAX_CASE_S = 60.0  # a sweep of flags alone, or a file without max_case_s: the user chose each case
 NO_LIMIT_WORDS = ("inf", "none", "off")  # spellings of "no time budget" (TOML's own float inf works too)
@@ -119,8 +121,8 @@ def load_sweep_file(path: Path, base: Path | None = None) -> SweepFields:
         raise UsageError(f"{path}: cannot read it: {exc.strerror or exc}") from None
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", path.stem if path.suffix == SUFFIX else path.name)
     fields = parse_sweep(text, str(path), name)
-    grids = tuple({**grid, "model": tuple(_model_beside(v, path.parent, base) for v in grid["model"])}
-                  if "model" in grid else grid for grid in fields.grids)
+    grids = tuple({**grid, **{key: tuple(_model_beside(v, path.parent, base) for v in grid[key])
+                              for key in PATH_FIELDS if key in grid}} for grid in fields.grids)
     return replace(fields, grids=grids)
 
 
@@ -153,14 +155,15 @@ def parse_sweep(text: str, source: str, name: str) -> SweepFields:
         raise UsageError(f"{source}:{line}: TOML syntax error: {exc}") from None
     lines = _KeyLines(text)
     where = lambda table, key="": f"{source}:{lines.line(table, key)}"  # noqa: E731
-    settings, defaults = {}, {}
+    settings, defaults, defaults_spelled = {}, {}, []
     for key, value in data.items():
         if key == GRID_KEY:
             continue
         if key in RUN_KEYS:
             settings[key] = _run_value(key, value, where(("", 0), key))
-        elif key in SWEEP_FIELDS:
-            defaults[key] = _field_values(key, value, where(("", 0), key))
+        elif FIELD_ALIASES.get(key, key) in SWEEP_FIELDS:
+            defaults[FIELD_ALIASES.get(key, key)] = _field_values(key, value, where(("", 0), key))
+            defaults_spelled.append(key)
         else:
             raise UsageError(f"{where(('', 0), key)}: unknown key {key!r}{_suggest(key)}; valid at the top: "
                              f"{', '.join(RUN_KEYS)}, {GRID_KEY} (tables) and the case fields")
@@ -176,13 +179,15 @@ def parse_sweep(text: str, source: str, name: str) -> SweepFields:
         at = (GRID_KEY, index) if tables else ("", 0)
         grid = dict(defaults)
         for key, value in table.items():
-            if key not in SWEEP_FIELDS:
+            if FIELD_ALIASES.get(key, key) not in SWEEP_FIELDS:
                 hint = " (a run-level key: put it at the top, before the first [[grid]])" if key in RUN_KEYS else ""
                 raise UsageError(f"{where(at, key)}: unknown key {key!r} in [[{GRID_KEY}]] {index + 1}"
                                  f"{hint or _suggest(key)}; valid: {', '.join(SWEEP_FIELDS)}")
-            grid[key] = _field_values(key, value, where(at, key))
+            grid[FIELD_ALIASES.get(key, key)] = _field_values(key, value, where(at, key))
         grids.append(grid)
-        locations.append({key: where(at if key in table else ("", 0), key) for key in grid} | {"": where(at)})
+        spelled = {FIELD_ALIASES.get(k, k): k for k in [*defaults_spelled, *table]}  # the key as the file writes it
+        locations.append({key: where(at if spelled.get(key, key) in table else ("", 0), spelled.get(key, key))
+                          for key in grid} | {"": where(at)})
     return SweepFields(name=name, grids=tuple(grids), locations=tuple(locations), **settings)
 
 
@@ -192,6 +197,9 @@ def parse_sweep(text: str, source: str, name: str) -> SweepFields:
 def _field_values(key: str, value, where: str) -> tuple:
     """A case field's value or list of values, each of the field's type (a table for a string field becomes
     its ``k=v,k=v`` spelling, as the flag takes it)."""
+    if FIELD_ALIASES.get(key, key) == SHAPE_FIELD:  # input_shape = [1, 28, 28] is one shape; a list of them sweeps
+        shapes = value if isinstance(value, list) and value and isinstance(value[0], list) else [value]
+        value = ["x".join(map(str, v)) if isinstance(v, list) else v for v in shapes]
     items = value if isinstance(value, list) else [value]
     if not items:
         raise UsageError(f"{where}: {key}: an empty list measures nothing; give one value or more")
@@ -199,7 +207,7 @@ def _field_values(key: str, value, where: str) -> tuple:
 
 
 def _field_value(key: str, item, where: str):
-    kind = FIELD_TYPES[key]
+    kind = FIELD_TYPES[FIELD_ALIASES.get(key, key)]
     if kind is str and isinstance(item, dict):
         return ",".join(f"{k}={_spelled(v)}" for k, v in item.items())
     ok = (isinstance(item, kind) or (kind is float and isinstance(item, int))) and not isinstance(item, bool)

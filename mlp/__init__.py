@@ -36,6 +36,7 @@ from .train import (
     optimizer_impl,
     optimizer_settings,
     optimizer_state_tensors,
+    register_loss,
     train,
 )
 
@@ -48,6 +49,6 @@ __all__ = [
     "fashion_mnist_data", "fashion_mnist_dataset", "fashion_mnist_loader", "fashion_mnist_mlp", "flops", "gemms",
     "inference_flops", "known_traffic", "layers_of", "make_activation", "make_loss", "make_optimizer",
     "matmul_precision", "memory", "optimizer_impl", "optimizer_settings", "optimizer_state_bytes",
-    "optimizer_state_tensors", "parse_enum", "regression_data", "teaching_mlp", "torchvision_status", "traffic",
+    "optimizer_state_tensors", "parse_enum", "regression_data", "register_loss", "teaching_mlp", "torchvision_status", "traffic",
     "train", "uniform",
 ]

@@ -10,13 +10,14 @@ elementwise work is not counted (it is left unknown, not guessed).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from .options import Loss, parse_enum
+from .options import Loss
 from .train import make_loss
 
 
@@ -34,27 +35,34 @@ class CountedFlops:
 
 
 def count_flops(build, batch: int, input_shape: tuple[int, ...], out_features: int,
-                loss: Loss | str = Loss.MSE) -> CountedFlops:
+                loss: Loss | str | Callable = Loss.MSE,
+                make_batch: Callable[[str], tuple[object, torch.Tensor]] | None = None) -> CountedFlops:
     """Count one step of ``build(device)`` (a fresh module on ``device``) on a random batch of ``batch``.
 
-    The input does not require grad (data never does), as in the measured step.
+    The input does not require grad (data never does), as in the measured step. ``make_batch(device)``, where
+    given, makes the (input, target) pair instead (an input that is a tuple or dict of tensors: the module is
+    then a ``bench.plugin`` call that unpacks it); ``loss`` is a ``Loss``, a registered user loss's name or a
+    callable (``make_loss``).
     """
-    loss = parse_enum(Loss, loss, "loss")
+    loss_fn = make_loss(loss)
+    make_batch = make_batch or (lambda device: _random_batch(device, batch, input_shape, out_features, loss))
     try:
-        return _count(build("meta"), "meta", batch, input_shape, out_features, loss)
+        return _count(build("meta"), "meta", make_batch("meta"), loss_fn)
     except Exception:  # noqa: BLE001 - a data-dependent op cannot run on meta: count it for real
-        return _count(build("cpu"), "cpu", batch, input_shape, out_features, loss)
+        return _count(build("cpu"), "cpu", make_batch("cpu"), loss_fn)
 
 
-def _count(model: nn.Module, device: str, batch: int, input_shape: tuple[int, ...], out_features: int,
-           loss: Loss) -> CountedFlops:
+def _random_batch(device: str, batch: int, input_shape: tuple[int, ...], out_features: int, loss) -> tuple:
     x = torch.randn(batch, *input_shape, device=device)  # (batch, *input_shape)
-    if loss is Loss.MSE:
-        y = torch.randn(batch, out_features, device=device)
-    else:
-        y = torch.randint(0, out_features, (batch,), device=device)
+    if isinstance(loss, str) and loss == Loss.CROSS_ENTROPY.value:  # class labels; else a (batch, out) target
+        return x, torch.randint(0, out_features, (batch,), device=device)
+    return x, torch.randn(batch, out_features, device=device)
+
+
+def _count(model: nn.Module, device: str, data: tuple, loss_fn: Callable) -> CountedFlops:
+    x, y = data
     with FlopCounterMode(display=False) as forward:
         out = model(x)
     with FlopCounterMode(display=False) as backward:
-        make_loss(loss)(out, y).backward()
+        loss_fn(out, y).backward()
     return CountedFlops(forward.get_total_flops(), backward.get_total_flops(), device)

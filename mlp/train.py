@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -125,7 +125,22 @@ def optimizer_state_tensors(optimizer: torch.optim.Optimizer) -> list[torch.Tens
     return [v for state in optimizer.state.values() for v in state.values() if isinstance(v, torch.Tensor)]
 
 
-def make_loss(loss: Loss | str) -> nn.Module:
+# A user's loss by the name a case records it under ("my_pkg.losses:fn"): bench.plugin registers it when it builds
+# the case's model, so that a step built from the case's fields (TrainStep(loss=case.loss)) finds it.
+USER_LOSSES: dict[str, Callable] = {}
+
+
+def register_loss(name: str, fn: Callable) -> None:
+    """Make ``make_loss(name)`` return ``fn`` (``fn(output, target)`` -> a scalar tensor)."""
+    USER_LOSSES[name] = fn
+
+
+def make_loss(loss: Loss | str | Callable) -> Callable:
+    """The loss function: MSE or cross-entropy, a registered user loss by name, or a callable as it is."""
+    if isinstance(loss, str) and loss in USER_LOSSES:
+        return USER_LOSSES[loss]
+    if callable(loss) and not isinstance(loss, (str, Loss)):
+        return loss
     loss = parse_enum(Loss, loss, "loss")
     return nn.MSELoss() if loss is Loss.MSE else nn.CrossEntropyLoss()
 
@@ -200,7 +215,6 @@ class TrainStep:
         check_knobs(knobs, self.precision, self.device.type)
         # parameters in the compute dtype: only where there is one below fp32 (fp32/tf32 have nothing to cast)
         self.param_dtype = self.precision.autocast_dtype if knobs.param_dtype is ParamDtype.COMPUTE else None
-        self.loss_kind = parse_enum(Loss, loss, "loss")
         self.optimizer_kind = parse_enum(Optimizer, optimizer, "optimizer")
         self.model = model.to(self.device, dtype=self.param_dtype)
         self._mode_dependent = any(isinstance(m, MODE_DEPENDENT) for m in self.model.modules())
@@ -209,7 +223,7 @@ class TrainStep:
             # dynamic=False: each batch size is its own static graph, as in a real training job
             compiled_model = torch.compile(module, mode=knobs.compile_mode, dynamic=False)
         self.forward_model = compiled_model if compiled_model is not None else module
-        self.loss_fn = make_loss(self.loss_kind)
+        self.loss_fn = make_loss(loss)
         self.optimizer_impl = "foreach" if knobs.compile_step else optimizer_impl(self.optimizer_kind, self.device)
         self.optimizer = make_optimizer(self.optimizer_kind, self.model.parameters(), self.device, lr,
                                         self.optimizer_impl, optimizer_options, capturable=knobs.cuda_graph)

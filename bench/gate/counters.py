@@ -214,11 +214,15 @@ def _cuda_counts(fn: Callable[[], object]) -> dict[str, int]:
 
 
 def analytic_counts(model: torch.nn.Module, case) -> dict[str, int]:
-    """FLOPs and memory of the case by formula (``mlp.flops`` / ``mlp.memory``), independent of running it; none for
-    a model the formula does not know (a user's nested ``nn.Sequential``): its counted FLOPs are in every phase."""
+    """FLOPs and memory of the case by formula (``mlp.flops`` / ``mlp.memory``), independent of running it; {} for a
+    user's model the formulas do not know (a lone Linear, a Dropout, a nested ``nn.Sequential``, a tuple input, a
+    user's loss): its FLOPs are counted instead, in every phase."""
     import mlp
 
+    if not case.loss_is_builtin:
+        return {}
     try:
+        mlp.layers_of(model)
         flops = mlp.flops(model, case.batch, case.loss, case.optimizer)
         memory = mlp.memory(model, case.batch, case.input_shape, case.loss, case.optimizer, case.dtype)
     except ValueError:

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..case_fields import BUILT_IN_FIELDS, FIELD_TYPES
 from ..env import COMPARABILITY_KEYS, FLAG_KEYS
 from ..errors import UsageError
 from ..phases import Phase
@@ -89,6 +90,21 @@ def size_label(network: str, width: int, depth: int) -> str:
     return f"w{int(width)} d{int(depth)}" if network == "uniform" else str(network)
 
 
+def user_models_as_networks(frame: pd.DataFrame) -> pd.DataFrame:
+    """A user's model's rows as the report groups them: its model is its network (its size), and the built-in nets'
+    numeric fields it leaves empty read 0, as a named network stores them (grouping drops an empty key)."""
+    if "model" not in frame.columns:
+        return frame
+    user = frame["model"].fillna("").astype(str) != ""
+    if not user.any():
+        return frame
+    frame = frame.copy()
+    frame.loc[user, "network"] = frame.loc[user, "model"]
+    numeric = [c for c in BUILT_IN_FIELDS if c in frame.columns and FIELD_TYPES[c] is not str]
+    frame[numeric] = frame[numeric].fillna(0)
+    return frame
+
+
 def merged_summary(runs: Sequence) -> tuple[pd.DataFrame, int]:
     """All runs' summary rows with ``run``, ``platform`` and ``size`` columns, one row per platform x case x phase.
 
@@ -105,6 +121,7 @@ def merged_summary(runs: Sequence) -> tuple[pd.DataFrame, int]:
     merged = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     if not len(merged):
         return merged, 0
+    merged = user_models_as_networks(merged)
     merged["size"] = [size_label(n, w, d) for n, w, d in zip(merged["network"], merged["width"], merged["depth"])]
     duplicate = merged.duplicated(["platform", "case_id", "phase"], keep="last")
     dropped = int((duplicate & (merged["phase"] == Phase.STEP.value)).sum())

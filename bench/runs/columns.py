@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 
 import pandas as pd
 
-from ..case_fields import CASE_FIELD_NAMES, LATER_DEFAULTS
+from ..case_fields import BUILT_IN_FIELDS, CASE_FIELD_NAMES, FIELD_TYPES, LATER_DEFAULTS
 
 CASE_COLUMNS = CASE_FIELD_NAMES
 ID_COLUMNS = ("case_id", "label", "phase")
@@ -60,8 +60,10 @@ def missing_columns(frame: pd.DataFrame, required: Sequence[str]) -> list[str]:
 
 def fill_later_columns(frame: pd.DataFrame) -> pd.DataFrame:
     """Add the case fields an older run lacks, at their defaults (in their place among the leading columns);
-    the text fields whose default is "" (a user's model) read back as "", not NaN."""
-    empty = [c for c, v in LATER_DEFAULTS.items() if v == "" and c in frame.columns and frame[c].isna().any()]
+    the text fields whose default is "" (a user's model), and the built-in nets' text fields a user's model's row
+    leaves empty, read back as "", not NaN."""
+    text = [c for c, v in LATER_DEFAULTS.items() if v == ""] + [c for c in BUILT_IN_FIELDS if FIELD_TYPES[c] is str]
+    empty = [c for c in text if c in frame.columns and frame[c].isna().any()]  # a user's model's empty net fields
     if empty:  # a CSV reads an empty text cell back as NaN; grouping and joining on a case field want ""
         frame = frame.assign(**{c: frame[c].astype(object).where(frame[c].notna(), "").astype(str) for c in empty})
     absent = {c: v for c, v in LATER_DEFAULTS.items() if c not in frame.columns}

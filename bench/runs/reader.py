@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..case_fields import FIELD_TYPES
+from ..case_fields import BUILT_IN_FIELDS, FIELD_TYPES
 from ..errors import UsageError, first_line
 from .columns import (KEY_COLUMNS, REQUIRED_SAMPLE_COLUMNS, REQUIRED_SUMMARY_COLUMNS, STAT_COLUMNS,
                       fill_later_columns, missing_columns)
@@ -78,9 +78,12 @@ def check_summary(path: Path, frame: pd.DataFrame, positive: bool = True) -> pd.
     repeated = frame.duplicated(keys, keep="first")
     if repeated.any():
         _fault(path, frame, repeated, "case_id", f"a second row of the same {' x '.join(keys)}")
+    # a user's model's row leaves the built-in nets' fields empty where its factory does not take them
+    user = frame["model"].fillna("").astype(str).ne("") if "model" in frame.columns else False
     for column, kind in FIELD_TYPES.items():
         if column in frame.columns and kind is not str:
-            frame = _numbers(path, frame, (column,), blank=False, whole=kind is int)
+            frame = _numbers(path, frame, (column,), blank=user if column in BUILT_IN_FIELDS else False,
+                             whole=kind is int)
     frame = _numbers(path, frame, [c for c in STAT_COLUMNS if c in frame.columns])
     if "median_s" in frame.columns:
         ok = frame["status"] == Status.OK.value
@@ -90,13 +93,14 @@ def check_summary(path: Path, frame: pd.DataFrame, positive: bool = True) -> pd.
     return frame
 
 
-def _numbers(path: Path, frame: pd.DataFrame, columns, *, blank: bool = True, positive: bool = False,
+def _numbers(path: Path, frame: pd.DataFrame, columns, *, blank: bool | pd.Series = True, positive: bool = False,
              whole: bool = False) -> pd.DataFrame:
-    """``columns`` as numbers (ints where ``whole``): finite, >= 0 (> 0 where ``positive``), blank where ``blank``."""
+    """``columns`` as numbers (ints where ``whole``): finite, >= 0 (> 0 where ``positive``), blank where ``blank``
+    (a bool, or per row)."""
     for column in columns:
         values = pd.to_numeric(frame[column], errors="coerce")
         given = frame[column].notna()
-        bad = (given & values.isna()) | (~given & (not blank))
+        bad = (given & values.isna()) | (~given & ~blank if isinstance(blank, pd.Series) else ~given & (not blank))
         bad |= values.notna() & ~(np.isfinite(values) & ((values > 0) if positive else (values >= 0)))
         if whole:
             bad |= values.notna() & (values != values.round())

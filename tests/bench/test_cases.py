@@ -106,6 +106,7 @@ def test_every_choice_is_one_a_case_takes_and_every_string_flag_lists_its_choice
             assert getattr(Case(**{field: value, **extra}), field) == value
     # a new string case field lists its valid values in FIELD_CHOICES, so that its flag's --help shows them;
     # a field without a closed set (a model's import path, say) is named here instead, and its help says "text"
-    free_text = {"model", "model_args", "optimizer_args"}  # a factory path and key=value options
+    # a factory path, key=value options, a shape, an inputs function and an output's index or key
+    free_text = {"model", "model_args", "optimizer_args", "sample_shape", "inputs", "output"}
     missing = {f for f in FLAG_FIELDS if FIELD_TYPES[f] is str} - set(FIELD_CHOICES) - free_text
     assert not missing, f"add the valid values of {sorted(missing)} to bench.case_fields.FIELD_CHOICES"

@@ -106,13 +106,14 @@ def test_help_imports_no_torch_nor_the_data_stack(argv, allowed):
 def test_every_case_flag_and_the_preset_flag_list_their_valid_values(capsys):
     import mlp
     from bench.cases import Device
-    from bench.flags import CASE_FLAGS, OPTION_FLAGS
+    from bench.flags import CASE_FLAGS, OPTION_FLAGS, WHOLE_FLAGS
 
     with pytest.raises(SystemExit):
         cli_main(["run", "--help"])
     text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
     for flag in CASE_FLAGS:
-        metavar = "OPTIONS" if flag in OPTION_FLAGS else "LIST"  # key=value options, or a comma list
+        # key=value options, a shape (--input-shape 1,28,28 is one value), or a comma list
+        metavar = "OPTIONS" if flag in OPTION_FLAGS else "SHAPE" if flag in WHOLE_FLAGS else "LIST"
         assert f"--{flag} {metavar} " in text and f"--{flag} {metavar} --" not in text, flag  # each has help
     for values in (tuple(mlp.ACTIVATIONS), [m.value for m in mlp.Precision], [m.value for m in mlp.Optimizer],
                    [m.value for m in mlp.Loss], [m.value for m in Device]):

@@ -64,7 +64,7 @@ def test_counters_pass_against_their_own_baseline_and_fail_on_an_extra_layer(use
     # the user's model is its own case, not the plain net of the same shape
     plain = Case(width=WIDTH, depth=DEPTH, batch=BATCH, threads=1)
     assert case["case_id"] != plain.case_id and case["label"] != plain.label
-    assert case["label"].startswith("model.py:make ")
+    assert case["label"].startswith("model.py:make(")  # the factory's call: model(args)
     # parameters by hand: depth x (w*w + w)
     assert case["counters"]["parameters"] == DEPTH * (WIDTH * WIDTH + WIDTH)
 
@@ -189,7 +189,7 @@ def test_the_instruction_layer_fails_an_extra_layer_and_an_a_a_pair_passes(user_
     assert slower.returncode == 1, slower.stdout + slower.stderr
     rows = json.loads((tmp_path / "ab.json").read_text())["instructions"]["rows"]
     label = rows[0]["label"]
-    assert label.startswith("model.py:make w32 d2") and f"| {label} |" in slower.stdout
+    assert label.startswith("model.py:make(width=32)") and f"| {label} |" in slower.stdout
     step = next(r for r in rows if r["phase"] == "step")
     assert step["regressed"] and step["ratio"] > 1
     print("e2e failing case:", [(r["phase"], round(r["ratio"] - 1, 4)) for r in rows])
