@@ -79,7 +79,7 @@ def check_summary(path: Path, frame: pd.DataFrame, positive: bool = True) -> pd.
     if repeated.any():
         _fault(path, frame, repeated, "case_id", f"a second row of the same {' x '.join(keys)}")
     # a user's model's row leaves the built-in nets' fields empty where its factory does not take them
-    user = frame["model"].fillna("").astype(str).ne("") if "model" in frame.columns else False
+    user = frame["model"].astype(object).fillna("").astype(str).ne("") if "model" in frame.columns else False
     for column, kind in FIELD_TYPES.items():
         if column in frame.columns and kind is not str:
             frame = _numbers(path, frame, (column,), blank=user if column in BUILT_IN_FIELDS else False,

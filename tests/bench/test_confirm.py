@@ -121,7 +121,7 @@ def _confirm(a, b, monkeypatch, where) -> str:
     return "\n".join(confirm.confirm_lines(run_a, run_b, table, rounds=5))
 
 
-@pytest.mark.slow  # two workers import torch and time 5 blocks a side: ~25 s on the loaded 2-core box
+@pytest.mark.e2e  # two workers import torch and time 5 blocks a side: ~25 s on the loaded 2-core box
 def test_confirm_measures_each_runs_own_model_from_any_folder(edited_runs, monkeypatch):
     """The issue's three failures at once: a model change (both sides were rebuilt from the current tree), a relative
     ``--model`` path (resolved in the mlpbench tree) and a nested Sequential (the analytic ``mlp.flops``)."""

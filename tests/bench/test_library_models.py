@@ -345,7 +345,7 @@ def interleaved_ratios(module: nn.Module, pairs: int, out: Path, repeats: int = 
     return ratios
 
 
-@pytest.mark.slow
+@pytest.mark.e2e  # a timing band against torch.utils.benchmark: ~20 s, and load-sensitive (it retries)
 def test_timm_mlp_steps_as_torch_utils_benchmark_times_the_same_module(tmp_path):
     """Batch 32, one thread: the engine's step median within 0.85-1.15 of torch.utils.benchmark's (the median of 5
     interleaved pairs; another set where a neighbour's load moved the first: on the shared 2-core machine the same

@@ -120,7 +120,7 @@ def _run_steps(workflow: dict, repo: Path, env: dict[str, str]) -> list[tuple[st
     return ran
 
 
-@pytest.mark.slow  # one gate run against the merge base: two workers importing torch (~30 s on 2 loaded cores)
+@pytest.mark.e2e  # one gate run against the merge base: two workers importing torch (~30 s on 2 loaded cores)
 def test_the_workflow_fails_a_pull_request_that_adds_a_layer_and_writes_the_summary(tmp_path):
     workflow = yaml.safe_load(WORKFLOW.read_text())
     repo = _pull_request_repo(tmp_path)
