@@ -355,14 +355,9 @@ def command(args: argparse.Namespace) -> int:
         else:
             search(plan.repo, good, bad, measure, result)
     result.wall_s = time.perf_counter() - started
-    text = render(result)
-    print(text)
-    if args.markdown:
-        args.markdown.write_text(text)
-    if args.json:
-        import json
+    from .report import emit  # with the gate's results, which import torch: not at --help
 
-        args.json.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    emit(render(result), args.markdown, args.json, result.to_dict())
     return result.exit_code
 
 

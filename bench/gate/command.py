@@ -226,7 +226,7 @@ def write_baseline(opts: GateOptions) -> int:
 
 def check(opts: GateOptions) -> int:
     from . import ab
-    from .report import GateReport, render_markdown
+    from .report import GateReport, emit, render_markdown
 
     started = time.perf_counter()
     baseline = load_baseline(opts.baseline) if opts.baseline else None
@@ -261,11 +261,7 @@ def check(opts: GateOptions) -> int:
                                         user_repo)
     report.wall_s = time.perf_counter() - started
     text = render_markdown(report)
-    print(text)
-    if opts.markdown_out:
-        opts.markdown_out.write_text(text)
-    if opts.json_out:
-        opts.json_out.write_text(json.dumps({**report.to_dict(), "injected": opts.inject}, indent=2) + "\n")
+    emit(text, opts.markdown_out, opts.json_out, {**report.to_dict(), "injected": opts.inject})
     if opts.github_comment:
         from .github import write_outputs
 

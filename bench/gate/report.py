@@ -5,7 +5,9 @@ Takes results only; measures nothing.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ..format import ms
@@ -187,3 +189,12 @@ def _change_verdict(change: Change) -> str:
 def _timing_verdict(verdict: Verdict) -> str:
     return {Verdict.REGRESSION: "**regression**", Verdict.IMPROVEMENT: "faster"}.get(verdict, "pass")
 
+
+
+def emit(text: str, markdown_out: Path | None, json_out: Path | None, payload: dict[str, Any]) -> None:
+    """Print a gate's (or bisect's) Markdown, and write the ``--markdown`` and ``--json`` files asked for."""
+    print(text)
+    if markdown_out:
+        markdown_out.write_text(text)
+    if json_out:
+        json_out.write_text(json.dumps(payload, indent=2) + "\n")
