@@ -7,7 +7,7 @@ A run of ``--model models/x.py:make`` records, per model name (meta.json ``model
   ``import_root``), or ``none`` (nothing another process can rebuild: ``why`` says what);
 * ``source_sha``: the hash of the defining file, as the cases' ``model_source_sha``;
 * ``files``: the source files copied into the run folder, relative to ``import_root`` (a module's file and the
-  ``__init__.py`` of each package above it), under ``model_source/<source_sha>/``;
+  ``__init__.py`` of each package above it), under ``.model_source/<source_sha>/``;
 * ``cwd``: the working folder the run ran in (a relative path resolves there, never in the mlpbench tree);
 * ``source_dir``: the folder the defining file lay in (its neighbours, which it may import, are not copied);
 * ``model_args``: the factory options the run's cases gave it (each case also records its own).
@@ -23,7 +23,9 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-SOURCE_DIR = "model_source"  # <run>/model_source/<source_sha>/<files>
+# <run>/.model_source/<source_sha>/<files>: a hidden folder, so that pytest (whose norecursedirs skips ".*") never
+# collects a copied test_*.py beside the user's own, nor imports it in its place ("import file mismatch")
+SOURCE_DIR = ".model_source"
 
 
 class Kind:
@@ -85,7 +87,7 @@ class RecipeBook:
 
 
 def copy_sources(recipe: ModelRecipe, run_dir: Path) -> ModelRecipe:
-    """The recipe's files copied under ``<run_dir>/model_source/<sha>/``; a file that cannot be read is left out of
+    """The recipe's files copied under ``<run_dir>/.model_source/<sha>/``; a file that cannot be read is left out of
     the recipe's ``files`` (the recipe then says the copy is incomplete through ``copied``)."""
     if recipe.kind == Kind.NONE or not recipe.files:
         return recipe

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
 
 from edited_model import MODEL, measure_run, write_model  # tests/bench/ is on sys.path
 
 from bench import plugin
-from bench.runs.recipe import SOURCE_DIR, Kind, ModelRecipe, RecipeBook
+from bench.runs.recipe import SOURCE_DIR, Kind, ModelRecipe, RecipeBook, copy_sources
 from bench.runs import load_run
 
 
@@ -48,3 +50,19 @@ def test_a_module_object_has_no_recipe_another_process_can_follow():
     found = plugin.recipe(plugin.register(nn.Sequential(nn.Linear(4, 4))))
     assert found["kind"] == Kind.NONE and "module object" in found["why"]
     assert ModelRecipe.from_dict(found).copied(".") is False
+
+
+def test_pytest_collects_the_users_tests_and_never_a_runs_copy_of_them(tmp_path):
+    """A model defined in a test file (``--mlpbench-out runs`` of the pytest fixture) is copied into the run folder
+    under the project; pytest's own collection, run on the project, must find the user's test once, not the copy
+    too (a second ``test_user`` module is an "import file mismatch" error that stops the user's suite)."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "test_user.py").write_text("def make():\n    return None\n\n\ndef test_it():\n    assert True\n")
+    recipe = ModelRecipe(model="test_user.py:make", kind=Kind.FILE, source_sha="0123abcd",
+                         import_root=str(project), files=("test_user.py",))
+    assert copy_sources(recipe, project / "runs" / "r1").copied(project / "runs" / "r1")
+    found = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"],
+                           cwd=project, capture_output=True, text=True, timeout=120)
+    assert found.returncode == 0, found.stdout + found.stderr
+    assert "test_user.py::test_it" in found.stdout and "1 test collected" in found.stdout, found.stdout
