@@ -144,3 +144,16 @@ def test_the_dispatch_floor_is_the_fastest_block_and_the_lower_per_op_of_backpro
     assert (floor.tiny_inference_s, floor.tiny_inference_ops) == (30e-6, 20)
     assert (floor.tiny_step_s, floor.tiny_step_ops, floor.tiny_autograd_ops) == (500e-6, 70, 25)
     assert math.isclose(dispatch.phase_per_op_s(floor.as_dict(), "backward"), 30e-6 / 20)
+
+
+def test_a_phases_bytes_are_charged_the_cache_rate_while_a_quarter_of_them_fits_the_llc():
+    """mlp.traffic touches a tensor at most 4 times in a phase, so bytes / 4 <= LLC may all stay in the cache: the
+    cache copy's rate (the faster of it and DRAM's); one byte beyond 4 x LLC is charged DRAM's rate."""
+    from bench.speed_of_light import memory_bytes_per_s
+
+    llc = 8 * 2**20
+    limits = {"bytes_per_s": 20e9, "cache_bytes_per_s": 80e9, "cache_bytes": llc}
+    assert memory_bytes_per_s(limits, 2 * llc) == 80e9
+    assert memory_bytes_per_s(limits, 4 * llc) == 80e9
+    assert memory_bytes_per_s(limits, 4 * llc + 4) == 20e9
+    assert memory_bytes_per_s({**limits, "cache_bytes_per_s": 10e9}, llc) == 20e9  # a slower cache read: DRAM's
