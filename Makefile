@@ -9,7 +9,7 @@ PRESET ?= quick
 ARGS   ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test test-e2e test-browser mutants bench loader report profile gpu-reference check-perf check-counters check-instructions baseline noise-eval perf-save perf-compare clean
+.PHONY: help venv test test-e2e test-browser mutants mutation bench loader report profile gpu-reference check-perf check-counters check-instructions baseline noise-eval perf-save perf-compare clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -20,6 +20,12 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $@
 
 venv: $(STAMP)  ## create or refresh .venv with the pinned, tested versions
+
+# the dev extra (test + mutmut) on top of the test venv, only for the targets that need it: `make test` never waits on it
+DEV_STAMP := $(VENV)/.installed-dev
+$(DEV_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
+	@touch $@
 
 test: $(STAMP)  ## run the test suite (fast; perf benchmarks and the long e2e checks are not included)
 	$(BIN)/python -m pytest -q -m "not e2e and not browser"
@@ -33,6 +39,11 @@ test-browser: $(STAMP)  ## report.html and the history site in headless Chromium
 
 mutants: $(STAMP)  ## the mutant campaign: each deliberate bug of tests/mutants.py must fail its tests (ARGS=--cuda on a GPU)
 	$(BIN)/python -m tests.mutants $(ARGS)
+
+MODULES ?=
+MUTATION_JOBS ?= 2
+mutation: $(DEV_STAMP)  ## mutmut over MODULES="bench/stats.py ..." against each one's own tests ([tool.mlpbench.mutation]; docs/testing.md)
+	$(BIN)/python -m tests.mutation --jobs $(MUTATION_JOBS) $(MODULES)
 
 bench: $(STAMP)  ## the `quick` sweep on every available device (PRESET=..., ARGS=...), then `make loader`
 	$(BIN)/mlpbench run --preset $(PRESET) $(ARGS) && $(BIN)/mlpbench report latest --html
@@ -82,5 +93,5 @@ perf-compare: $(STAMP)  ## pytest-benchmark cases compared with the last saved r
 	$(BIN)/python -m pytest tests/perf --benchmark-only --benchmark-compare --benchmark-compare-fail=median:$(PERF_FAIL)% -q
 
 clean:  ## remove the venv, caches and un-committed runs
-	rm -rf $(VENV) results/runs results/profiles .pytest_cache .benchmarks *.egg-info
+	rm -rf $(VENV) results/runs results/profiles .pytest_cache .benchmarks *.egg-info mutants
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
