@@ -65,7 +65,7 @@ def median_ci(samples: Sequence[float], level: float = CI_LEVEL) -> tuple[float,
         lo, hi = k, n - 1 - k
         if lo > hi:
             continue
-        coverage = sps.binom.cdf(hi, n, 0.5) - sps.binom.cdf(lo - 1, n, 0.5)
+        coverage = sps.binom.cdf(hi, n, 0.5) - sps.binom.cdf(lo, n, 0.5)  # P(lo < B <= hi): X_(lo) <= m <= X_(hi)
         if coverage >= level:
             return (float(x[lo]), float(x[hi]))
     return (float(x[0]), float(x[-1]))
