@@ -15,23 +15,11 @@ import pytest
 import torch
 
 from bench import bandwidth, ceiling, dispatch
-from bench.clocks import Clock
 from bench.timing import TimingConfig
 
+from virtual_clock import VirtualClock  # tests/bench/ is on sys.path
+
 MS = 1e-3
-
-
-class VirtualClock(Clock):
-    def __init__(self):
-        super().__init__(torch.device("cpu"))
-        self.now = 0.0
-
-    def mark(self):
-        return self.now
-
-    @staticmethod
-    def elapsed_s(start, end) -> float:
-        return end - start
 
 
 def _iqr_rel(x) -> float:

@@ -13,26 +13,13 @@ import pytest
 
 from bench import timing
 from bench.cases import Case
-from bench.clocks import Clock, time_block
+from bench.clocks import time_block
 from bench.timing import Phase, TimingConfig, measure
+
+from virtual_clock import VirtualClock  # tests/bench/ is on sys.path
 
 MS = 1e-3
 CASE = Case(width=8, depth=1, batch=2, threads=1)
-
-
-class VirtualClock(Clock):
-    """A clock that only moves when the fake step says so (seconds)."""
-
-    def __init__(self):
-        super().__init__(None)
-        self.now = 0.0
-
-    def mark(self):
-        return self.now
-
-    @staticmethod
-    def elapsed_s(start, end) -> float:
-        return end - start
 
 
 class CountingStep:
