@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -209,7 +208,9 @@ class SideModels:
         if not path.is_file():
             raise UsageError(f"side {self.side}'s model {label}: its run kept no copy of the source, and there is no "
                              f"file {path} any more")
-        self._same(label, want, hashlib.sha256(path.read_bytes()).hexdigest()[:len(want)])
+        from .plugin import file_sha
+
+        self._same(label, want, file_sha(str(path)))
 
     def _same(self, label: str, want: str, got: str) -> None:
         if want and got != want:
@@ -220,6 +221,7 @@ class SideModels:
 
 def side_models(side: str, run, case_ids: Sequence[str]) -> SideModels:
     """``SideModels`` of ``run`` for these cases; ``UsageError`` naming a model no other process can rebuild."""
+    from .plugin import is_path
     from .runs.recipe import Kind, RecipeBook
 
     book = RecipeBook.of(run.meta)
@@ -243,7 +245,7 @@ def side_models(side: str, run, case_ids: Sequence[str]) -> SideModels:
             elif root not in out.copies:
                 out.copies.append(root)
             how = f"from its run's copy of its source ({recipe.source_sha[:8]}..)"
-        elif name and _is_file(name):
+        elif name and is_path(name.rpartition(":")[0]):
             base = Path(recipe.cwd) if recipe is not None and recipe.cwd else Path.cwd()
             where, _, attr = name.rpartition(":")
             path = base / where
@@ -258,11 +260,6 @@ def side_models(side: str, run, case_ids: Sequence[str]) -> SideModels:
             out.notes.append(note)
         out.rows.append(row)
     return out
-
-
-def _is_file(name: str) -> bool:
-    where = name.rpartition(":")[0]
-    return where.endswith(".py") or "/" in where
 
 
 def sides(run_a, run_b) -> tuple[contextlib.AbstractContextManager, str]:

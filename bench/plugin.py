@@ -81,7 +81,7 @@ def normalise_name(text: str, flag: str = "--model") -> str:
         what = "FACTORY" if flag == "--model" else "FUNCTION"
         raise ValueError(f"{flag} {text!r}: expected MODULE:{what} or PATH.py:{what} "
                          f"(e.g. my_pkg.blocks:{'make_ffn' if flag == '--model' else 'fn'} or ./blocks.py:...)")
-    if _is_path(where):
+    if is_path(where):
         where = os.path.normpath(where)
     return f"{where}:{attr}"
 
@@ -109,7 +109,7 @@ def _resolve(name: str, flag: str = "--model") -> Factory:
         raise ModelError(f"{flag} {name}: a module object given to measure() in another process; "
                          "give a factory (MODULE:FACTORY) to measure it again")
     where, _, attr = name.rpartition(":")
-    module = _load_file(where, name, flag) if _is_path(where) else _import(where, name, flag)
+    module = _load_file(where, name, flag) if is_path(where) else _import(where, name, flag)
     target = module
     for part in attr.split("."):
         target = getattr(target, part, None)
@@ -117,7 +117,7 @@ def _resolve(name: str, flag: str = "--model") -> Factory:
             raise ModelError(f"{flag} {name}: {where} has no {attr!r}")
     if not callable(target):
         raise ModelError(f"{flag} {name}: {attr} is a {type(target).__name__}, not a callable")
-    return Factory(name, target, _file_sha(inspect.getsourcefile(module)) or _callable_sha(target))
+    return Factory(name, target, file_sha(inspect.getsourcefile(module)) or _callable_sha(target))
 
 
 def resolve(name: str, flag: str = "--model") -> Factory:
@@ -143,7 +143,7 @@ def recipe(name: str) -> dict:
         return {**base, "kind": "none", "why": "a module object or a function of a script or notebook: no file "
                 "another process can import (give a factory as MODULE:FACTORY or PATH.py:FACTORY)"}
     where = name.rpartition(":")[0]
-    if _is_path(where):
+    if is_path(where):
         return {**base, "kind": "file", "import_root": str(source.parent), "files": [source.name],
                 "source_dir": str(source.parent)}
     depth = len(where.split(".")) - (source.name != "__init__.py")  # folders between the import root and the file
@@ -538,7 +538,8 @@ def linear_layers(model: nn.Module) -> int:
 # --------------------------------------------------------------------------- importing and hashing
 
 
-def _is_path(where: str) -> bool:
+def is_path(where: str) -> bool:
+    """``where`` (the part of ``--model`` before the colon) names a file, ``PATH.py``, not a dotted module."""
     return where.endswith(".py") or "/" in where or os.sep in where
 
 
@@ -557,7 +558,7 @@ def _load_file(where: str, name: str, flag: str = "--model"):
     path = Path(where).expanduser().resolve()
     if not path.is_file():
         raise ModelError(f"{flag} {name}: no such file {where}")
-    sha = _file_sha(str(path))
+    sha = file_sha(str(path))
     if (path, sha) in _FILE_MODULES:
         return _FILE_MODULES[path, sha]
     module_name = f"mlpbench_user_{path.stem}_{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"
@@ -575,7 +576,8 @@ def _load_file(where: str, name: str, flag: str = "--model"):
     return module
 
 
-def _file_sha(path: str | None) -> str:
+def file_sha(path: str | None) -> str:
+    """The source hash a run records for a model file (``model_source_sha``); "" for a file that cannot be read."""
     try:
         return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:SHA_CHARS] if path else ""
     except OSError:
@@ -585,7 +587,7 @@ def _file_sha(path: str | None) -> str:
 def _callable_sha(fn: Callable) -> str:
     """The defining file's hash; else the function's own source (a notebook cell); else its bytecode."""
     try:
-        sha = _file_sha(inspect.getsourcefile(fn))
+        sha = file_sha(inspect.getsourcefile(fn))
     except TypeError:
         sha = ""
     if sha:
