@@ -18,7 +18,7 @@ from ..case_fields import BUILT_IN_FIELDS, FIELD_TYPES
 from ..env import COMPARABILITY_KEYS, FLAG_KEYS
 from ..errors import UsageError
 from ..phases import Phase
-from ..runs import CASE_COLUMNS, PARALLEL_DEFAULTS, Status, latest_run, load_run
+from ..runs import CASE_COLUMNS, PARALLEL_DEFAULTS, Status, latest_run, load_run, user_model_rows
 
 
 def resolve_run_path(text: str) -> Path:
@@ -93,10 +93,8 @@ def size_label(network: str, width: int, depth: int) -> str:
 def user_models_as_networks(frame: pd.DataFrame) -> pd.DataFrame:
     """A user's model's rows as the report groups them: its model is its network (its size), and the built-in nets'
     numeric fields it leaves empty read 0, as a named network stores them (grouping drops an empty key)."""
-    if "model" not in frame.columns:
-        return frame
-    user = frame["model"].fillna("").astype(str) != ""
-    if not user.any():
+    user = user_model_rows(frame)
+    if not np.any(user):
         return frame
     frame = frame.copy()
     frame.loc[user, "network"] = frame.loc[user, "model"]

@@ -19,6 +19,7 @@ from .columns import (
     leading_first,
     samples_frame,
     summary_frame,
+    user_model_rows,
 )
 from .folder import (
     LOCK_FILE,

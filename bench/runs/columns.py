@@ -71,3 +71,11 @@ def fill_later_columns(frame: pd.DataFrame) -> pd.DataFrame:
         return frame
     frame = frame.assign(**absent)
     return frame[leading_first(frame.columns)]
+
+
+def user_model_rows(frame: pd.DataFrame) -> pd.Series | bool:
+    """Which rows measure a user's model (``--model``): a non-empty ``model`` cell; False without the column. A run
+    with no user model reads the column back as all-NaN floats, so it is cast to object before its blanks fill."""
+    if "model" not in frame.columns:
+        return False
+    return frame["model"].astype(object).fillna("").astype(str).ne("")

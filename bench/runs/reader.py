@@ -20,7 +20,7 @@ import pandas as pd
 from ..case_fields import BUILT_IN_FIELDS, FIELD_TYPES
 from ..errors import UsageError, first_line
 from .columns import (KEY_COLUMNS, REQUIRED_SAMPLE_COLUMNS, REQUIRED_SUMMARY_COLUMNS, STAT_COLUMNS,
-                      fill_later_columns, missing_columns)
+                      fill_later_columns, missing_columns, user_model_rows)
 from .folder import META_JSON, SAMPLES_CSV, SUMMARY_CSV, is_run_dir
 from .meta import MetaError, RunMeta
 from .status import RunKind, Status
@@ -79,7 +79,7 @@ def check_summary(path: Path, frame: pd.DataFrame, positive: bool = True) -> pd.
     if repeated.any():
         _fault(path, frame, repeated, "case_id", f"a second row of the same {' x '.join(keys)}")
     # a user's model's row leaves the built-in nets' fields empty where its factory does not take them
-    user = frame["model"].astype(object).fillna("").astype(str).ne("") if "model" in frame.columns else False
+    user = user_model_rows(frame)
     for column, kind in FIELD_TYPES.items():
         if column in frame.columns and kind is not str:
             frame = _numbers(path, frame, (column,), blank=user if column in BUILT_IN_FIELDS else False,
