@@ -13,7 +13,7 @@ requests (``torch._C._valgrind_toggle`` / ``_valgrind_toggle_and_dump_stats``, a
 a dump, so Callgrind writes one numbered file per (variant, case, phase, repeat); the
 worker writes the list of what each dump holds to the manifest named in SPEC.
 
-Like ``worker.py``, the measured code (``mlp``, ``bench.cases``, ``build_step``) comes
+Like ``worker.py``, the measured code (``mlp``, ``bench.case.cases``, ``build_step``) comes
 from the tree under test and the measuring code (this file, ``worker.py`` beside
 it, loaded by path) from the tree running the gate. So this file imports no ``bench``
 module at the top.
@@ -122,7 +122,7 @@ def count_all(spec: dict[str, Any], dumped: Callable[[dict[str, Any]], None],
     ``timed`` of each case's wall time under Valgrind (build, warm-up and counting). ``instrument`` is
     called before each case's first counted region (``main``: the first call switches instrumentation on)."""
     import torch
-    from bench.cases import Case  # the tree under test's
+    Case = _gate_worker().tree_module("case.cases", "cases").Case  # the tree under test's, either layout
 
     worker = _gate_worker()
     torch.set_num_threads(1)
@@ -164,7 +164,7 @@ def main(spec_path: str) -> int:
     dumps: list[dict[str, Any]] = []
     case_times: list[dict[str, Any]] = []
     count_all(spec, dumps.append, case_times.append, instrument)
-    from bench.cases import Case
+    Case = _gate_worker().tree_module("case.cases", "cases").Case  # the tree under test's, either layout
 
     cases = [Case.from_row(row) for row in spec["cases"]]
     info = {"torch": torch.__version__, "mlp_file": str(Path(sys.modules["mlp"].__file__).resolve()),

@@ -28,9 +28,9 @@ import numpy as np
 import pandas as pd
 
 from ..format import missing, ms, pct, sig, time_text
-from ..phases import TRAINING_PHASE_NAMES
+from ..model.phases import TRAINING_PHASE_NAMES
 from ..runs import Status, write_atomic
-from ..webpage import Cell, cell, escape, figure_html, page, table_html
+from .webpage import Cell, cell, escape, figure_html, page, table_html
 from .compare import interval_ratio
 from .comparison_html import section as comparison_section
 from .markdown import ceiling_table, limits_table, phase_shares

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..format import missing as _missing, ms as _ms, pct as _pct, sig as _sig, table as _table
-from ..phases import PHASE_NAMES, TRAINING_PHASE_NAMES, Phase
+from ..model.phases import PHASE_NAMES, TRAINING_PHASE_NAMES, Phase
 from ..runs import Status, write_atomic
 from .figure import markdown_lines
 from .tables import (

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ..format import time_text as _ms_text
-from ..phases import TRAINING_PHASE_NAMES
+from ..model.phases import TRAINING_PHASE_NAMES
 from .compare import interval_ratio
 from .figure import Figure, pyplot as _pyplot, save as _save
 from .tables import compile_pairs, crossover_batches, device_speedup, identity_columns, ok_rows
