@@ -23,7 +23,7 @@ from bench.instruments.timing import Phase, TimingConfig, measure
 
 FAST = TimingConfig(repeats=5, warmup_s=0.05, min_block_s=0.005)
 
-# Columns documented in the README ("Results") that every summary.csv carries.
+# Columns documented in docs/results.md that every summary.csv carries.
 DOCUMENTED_COLUMNS = [
     "network", "width", "depth", "batch", "activation", "device", "dtype", "compile", "optimizer", "loss",
     "threads", "case_id", "label", "phase", "status", "reason", "n", "median_s", "iqr_s", "min_s",
