@@ -25,10 +25,6 @@ README = REPO / "README.md"
 PAGES = (README, *sorted((REPO / "docs").glob("*.md")))
 COMMAND_PAGES = (README, REPO / "docs" / "commands.md")  # the pages that name commands for a user to type
 MAX_README_LINES = 150
-# Linked before they exist: the integrator writes docs/layout.md with the module move (issue 48), and its own
-# test checks it against the tree. Once it is there, test_the_owed_pages_exist passes, which fails it (strict):
-# then empty this set and delete that test.
-OWED = {REPO / "docs" / "layout.md"}
 # The two commands, and the subcommands that start the five questions of issue 48 (a section of the README each).
 FRONT_DOOR_TARGETS = {"bench", "test"}
 FRONT_DOOR_SUBCOMMANDS = {"run", "report", "profile", "compare", "check", "history"}
@@ -167,18 +163,11 @@ def test_every_relative_link_resolves(page):
     """Each link names a file or folder of the checkout, and a #fragment of a Markdown page one of its headings."""
     broken = []
     for target, path, fragment in relative_links(page):
-        if path in OWED:
-            continue
         if not path.exists():
             broken.append(f"{target}: no such file")
         elif fragment and path.suffix == ".md" and fragment not in anchors(path):
             broken.append(f"{target}: no heading #{fragment} in {path.relative_to(REPO)}")
     assert not broken, f"{page.relative_to(REPO)}: " + "; ".join(broken)
-
-
-@pytest.mark.xfail(strict=True, reason="docs/layout.md comes with the integrator's module move (issue 48)")
-def test_the_owed_pages_exist():
-    assert all(path.exists() for path in OWED)
 
 
 def test_the_link_reader_finds_what_github_renders(tmp_path):
