@@ -43,6 +43,7 @@ td.spark { width: 180px; height: 36px; padding: 0 4px; color: #777; }
 .wide { overflow-x: auto; max-width: 100%; }
 .wide table td:first-child { position: sticky; left: 0; background: #fff; z-index: 1; white-space: nowrap; }
 .wide table th:first-child { position: sticky; left: 0; z-index: 2; }
+td.status { min-width: 24em; }
 """
 
 # Sorting (click a header; numbers by their data-value) and filtering (one box per column: text is a

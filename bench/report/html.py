@@ -99,7 +99,7 @@ def case_rows(summary: pd.DataFrame, regimes: pd.DataFrame) -> tuple[list[str], 
                      cell(ms(number("median_s")), _scaled(number("median_s"), 1e3)),
                      cell(sig(number("samples_per_s"), 4), number("samples_per_s")),
                      cell(pct(number("mfu")), number("mfu"), css="flag" if ok and _flag(r) else ""),
-                     cell(status_text(r), css="flag" if wide else ""),
+                     cell(status_text(r), css="status flag" if wide else "status"),
                      cell(r["platform"]),
                      *(cell(r[f], float(r[f]) if isinstance(r[f], (int, float, np.integer, np.floating)) else None)
                        for f in fields),
