@@ -1,6 +1,6 @@
 """report.html's colours in a real browser (headless Chromium, from file://), read from the rendered SVG: the
 throughput figure has as many distinct colours as series (counted from the runs' summary.csv with pandas alone;
-the CPU run's cases copied at 1-3 threads give 19 series, more than a 10-colour palette),
+the CPU run's cases copied at 1-3 threads give 21 series, more than a 10-colour palette),
 each series one colour for its line and markers; the roofline's roofs are drawn in their points' colour; the case
 table leads with label, step time, samples/s, MFU and status and scrolls inside the page."""
 
