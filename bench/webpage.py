@@ -41,8 +41,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .verdict-slower { color: #d62728; font-weight: bold; } .verdict-faster { color: #2ca02c; font-weight: bold; }
 td.spark { width: 180px; height: 36px; padding: 0 4px; color: #777; }
 .wide { overflow-x: auto; max-width: 100%; }
-.wide table td:first-child { position: sticky; left: 0; background: #fff; z-index: 1; white-space: nowrap; }
-.wide table th:first-child { position: sticky; left: 0; z-index: 2; }
+.wide table td:first-child { white-space: nowrap; }
 td.status { min-width: 24em; }
 """
 
