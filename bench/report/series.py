@@ -31,6 +31,8 @@ def series_name(values: dict, varying: Sequence[str]) -> str:
             parts.append(compile_label(value))
         elif field == "threads":
             parts.append(f"t{value}" if value else "default threads")
+        elif field == "device" and "platform" in varying:
+            continue  # the platform names it
         elif field == "network" and value == "uniform":
             continue  # its width and depth name it
         elif field in ("width", "depth", "in_features", "out_features"):
