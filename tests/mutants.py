@@ -201,12 +201,14 @@ def _optimizer_state_forgotten(mp) -> None:
 
 
 def _nan_figure(mp) -> None:
-    def make(throughput):
-        def nan_throughput(summary, out_dir, *args, **kw):
-            return throughput(summary.assign(median_s=math.nan), out_dir, *args, **kw)
-        return nan_throughput
+    import dataclasses
 
-    _wrap(mp, "bench.report.plots", "throughput", make)
+    def make(prepare):
+        def nan_prepare(inputs):
+            return prepare(dataclasses.replace(inputs, summary=inputs.summary.assign(median_s=math.nan)))
+        return nan_prepare
+
+    _wrap(mp, "bench.report.figures.throughput", "prepare", make)
 
 
 def _optimizer_swapped(asked: str, built: str) -> Callable:

@@ -40,6 +40,9 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .count { color: #555; font-size: 0.85em; }
 .verdict-slower { color: #d62728; font-weight: bold; } .verdict-faster { color: #2ca02c; font-weight: bold; }
 td.spark { width: 180px; height: 36px; padding: 0 4px; color: #777; }
+.wide { overflow-x: auto; max-width: 100%; }
+.wide table td:first-child { white-space: nowrap; }
+td.status { min-width: 24em; }
 """
 
 # Sorting (click a header; numbers by their data-value) and filtering (one box per column: text is a

@@ -197,3 +197,21 @@ def synthetic_compile() -> tuple[float, float]:
 @pytest.fixture(scope="session", name="slowed_pair")
 def _slowed_pair_fixture():
     return slowed_pair
+
+
+def many_series_run(run_dir: Path, root: Path, copies: int = 3) -> Path:
+    """A copy of ``run_dir`` whose cases come ``copies`` more times each, pinned to 1..``copies`` threads (a series
+    field): the CPU run's 4 throughput series become 4 x (``copies`` + 1), more than tab10 or plotly's 10 colours.
+    Each copy's case_id and label are its own; its times are the original's (the colours are under test)."""
+    run = root / "many-series"
+    shutil.copytree(run_dir, run)
+    summary = pd.read_csv(run / "summary.csv")
+    copied = [summary.assign(threads=t, case_id=summary["case_id"] + f"-t{t}", label=summary["label"] + f" t{t}")
+              for t in range(1, copies + 1)]
+    pd.concat([summary, *copied], ignore_index=True).to_csv(run / "summary.csv", index=False)
+    return run
+
+
+@pytest.fixture(scope="session", name="many_series_run")
+def _many_series_run_fixture():
+    return many_series_run
