@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from sleeping_step import SLEEPS, Sleeps, add_sleeps  # tests/bench/ is on sys.path (rootdir conftest mode)
+from sleeping_step import SLEEPS, Sleeps, sleeping_build  # tests/bench/ is on sys.path (rootdir conftest mode)
 
 from bench.engine import runner
 from bench.instruments import timing
@@ -42,12 +42,5 @@ def _stand_in_limits(request, monkeypatch):
 @pytest.fixture
 def sleeping_steps(monkeypatch) -> Sleeps:
     """Every step ``bench.instruments.timing`` builds in this test sleeps ``SLEEPS`` in its phases (sleeping_step.py)."""
-    real_build = timing.build_step
-
-    def build(case):
-        step = real_build(case)
-        step.loss_fn = add_sleeps(step.model, step.loss_fn, step.optimizer)
-        return step
-
-    monkeypatch.setattr(timing, "build_step", build)
+    monkeypatch.setattr(timing, "build_step", sleeping_build(timing.build_step))
     return SLEEPS
