@@ -152,6 +152,8 @@ class TreeCounts:
     case_times: list[dict[str, Any]]
     wall_s: float
     prefix: Path  # the side's Callgrind files: callgrind.out.PID (PID of its process), numbered .1, .2, ...
+    cpu_s: dict[str, float] = field(default_factory=dict)  # "side": its own CPU seconds, "before_fork": the
+    # shared process's until the fork (import torch and PREIMPORT, once for both sides), "before_fork_wall"
 
     def per_step(self, variant: str, case: int, phase: str) -> list[float]:
         """Instructions per step, one value per repeat."""
@@ -258,7 +260,9 @@ def _read_side(side: str, workdir: Path, trees: dict, code: int, wall_s: float) 
     check_imports(side, trees[side], info, trees)
     prefix = workdir / f"{CALLGRIND_OUT}.{info['pid']}"
     totals = [read_total(Path(f"{prefix}.{i + 1}")) for i in range(len(info["dumps"]))]
-    return TreeCounts(side, folder, info["dumps"], totals, info["case_times"], wall_s, prefix)
+    before = info.get("before_fork") or {}
+    cpu_s = {"side": info["cpu_s"], "before_fork": before.get("cpu_s", 0.0), "before_fork_wall": before.get("wall_s", 0.0)}
+    return TreeCounts(side, folder, info["dumps"], totals, info["case_times"], wall_s, prefix, cpu_s)
 
 
 # --------------------------------------------------------------------------- verdict
@@ -335,6 +339,7 @@ class InstructionLayer:
     wall_s: float
     side_wall_s: dict[str, float]
     case_times: dict[str, list[dict[str, Any]]]
+    side_cpu_s: dict[str, dict[str, float]] = field(default_factory=dict)  # TreeCounts.cpu_s per side
 
     @property
     def regressions(self) -> int:
@@ -343,7 +348,7 @@ class InstructionLayer:
     def to_dict(self) -> dict[str, Any]:
         return {"against": self.against, "plan": self.plan.__dict__, "cpu_model": self.cpu_model,
                 "torch": self.torch, "wall_s": self.wall_s, "side_wall_s": self.side_wall_s,
-                "case_times": self.case_times, "threshold": THRESHOLD,
+                "case_times": self.case_times, "side_cpu_s": self.side_cpu_s, "threshold": THRESHOLD,
                 "min_increase": MIN_INCREASE,
                 "rows": [r.to_dict() for r in self.results]}
 
@@ -369,7 +374,8 @@ def run_layer(against: str, rows: list[dict], labels: list[tuple[str, str]], inj
         counted = count_trees({"A": (trees["A"], ["none"]), "B": (trees["B"], b_variants)}, rows, plan, workdir)
         results = compare(counted["A"], counted["B"], labels, b_variants)
     return InstructionLayer(results, against, plan, cpu_model(), torch.__version__, time.perf_counter() - started,
-                            {s: c.wall_s for s, c in counted.items()}, {s: c.case_times for s, c in counted.items()})
+                            {s: c.wall_s for s, c in counted.items()}, {s: c.case_times for s, c in counted.items()},
+                            {s: c.cpu_s for s, c in counted.items()})
 
 
 @contextlib.contextmanager

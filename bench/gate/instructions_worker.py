@@ -66,6 +66,8 @@ CALLGRIND_START_INSTRUMENTATION = 0x43540004  # VG_USERREQ_TOOL_BASE('C', 'T') +
 NOT_HANDLED = 0x5EB0
 # x86-64: rax = &args[0], rdx = default, Valgrind's special-instruction preamble (rdi rotated by 128 bits
 # in all: a no-op natively), then "xchg rbx, rbx", the request; the reply comes back in rdx.
+STARTED = time.perf_counter()  # this file's import, just after the interpreter's start under Valgrind
+BEFORE_FORK: dict[str, float] = {}  # the parent's CPU and wall seconds until the fork (children inherit it)
 REQUEST_CODE = bytes.fromhex("4889f8" "4889f2" "48c1c703" "48c1c70d" "48c1c73d" "48c1c733" "4887db" "4889d0" "c3")
 
 
@@ -222,7 +224,8 @@ def count_side(side: dict[str, str]) -> None:
     cases = [Case.from_row(row) for row in spec["cases"]]
     info = {"torch": torch.__version__, "mlp_file": str(Path(sys.modules["mlp"].__file__).resolve()),
             "labels": [c.label for c in cases], "model_files": [_gate_worker().model_source(c)[0] for c in cases],
-            "dumps": dumps, "case_times": case_times, "pid": os.getpid(), "side_s": time.perf_counter() - started}
+            "dumps": dumps, "case_times": case_times, "pid": os.getpid(), "side_s": time.perf_counter() - started,
+            "cpu_s": time.process_time(), "before_fork": BEFORE_FORK}  # cpu_s: since the fork (or the start)
     tmp = Path(spec["manifest"] + ".tmp")
     tmp.write_text(json.dumps(info))
     tmp.replace(spec["manifest"])
@@ -259,6 +262,7 @@ def main(launch_path: str) -> int:
             importlib.import_module(name)
     if client_request(RUNNING_ON_VALGRIND, 0) == 0:
         raise RuntimeError("not running under Valgrind")
+    BEFORE_FORK.update(cpu_s=time.process_time(), wall_s=time.perf_counter() - STARTED)
     if not launch.get("fork", True):
         if len(sides) != 1:
             raise RuntimeError("without fork a worker counts one side")
