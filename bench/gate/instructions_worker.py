@@ -46,8 +46,8 @@ import json
 import mmap
 import os
 import sys
-import traceback
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -64,10 +64,10 @@ PREIMPORT = ("torch._dynamo", "torch.utils.flop_counter", "torch.optim", "pandas
 RUNNING_ON_VALGRIND = 0x1001
 CALLGRIND_START_INSTRUMENTATION = 0x43540004  # VG_USERREQ_TOOL_BASE('C', 'T') + 4
 NOT_HANDLED = 0x5EB0
-# x86-64: rax = &args[0], rdx = default, Valgrind's special-instruction preamble (rdi rotated by 128 bits
-# in all: a no-op natively), then "xchg rbx, rbx", the request; the reply comes back in rdx.
 STARTED = time.perf_counter()  # this file's import, just after the interpreter's start under Valgrind
 BEFORE_FORK: dict[str, float] = {}  # the parent's CPU and wall seconds until the fork (children inherit it)
+# x86-64: rax = &args[0], rdx = default, Valgrind's special-instruction preamble (rdi rotated by 128 bits
+# in all: a no-op natively), then "xchg rbx, rbx", the request; the reply comes back in rdx.
 REQUEST_CODE = bytes.fromhex("4889f8" "4889f2" "48c1c703" "48c1c70d" "48c1c73d" "48c1c733" "4887db" "4889d0" "c3")
 
 
