@@ -42,7 +42,7 @@ mutants: $(STAMP)  ## the mutant campaign: each deliberate bug of tests/mutants.
 
 MODULES ?=
 MUTATION_JOBS ?= 2
-mutation: $(DEV_STAMP)  ## mutmut over MODULES="bench/stats.py ..." against each one's own tests ([tool.mlpbench.mutation]; docs/testing.md)
+mutation: $(DEV_STAMP)  ## mutmut over MODULES="bench/analysis/stats.py ..." against each one's own tests ([tool.mlpbench.mutation]; docs/testing.md)
 	$(BIN)/python -m tests.mutation --jobs $(MUTATION_JOBS) $(MODULES)
 
 bench: $(STAMP)  ## the `quick` sweep on every available device (PRESET=..., ARGS=...), then `make loader`
@@ -63,7 +63,7 @@ profile: $(STAMP)  ## profile a representative case (FashionMNIST net, batch 64)
 PY ?= python3
 OUT ?= results/gpu-reference
 gpu-reference:  ## the GPU kit, every CUDA check and measurement in one bounded command (OUT=DIR, ARGS="--device cpu --tiny")
-	PYTHONPATH=. $(PY) -m bench gpu-reference --out $(OUT) $(ARGS)
+	PYTHONPATH=. $(PY) -m tools.gpuref --out $(OUT) $(ARGS)
 
 GATE_BASELINE ?= results/baselines/cpu-gate.json
 PERF_BASE ?= HEAD
@@ -81,7 +81,7 @@ baseline: $(STAMP)  ## deliberately rewrite the committed gate baseline (counter
 
 CHAIN ?= 22,10
 noise-eval: $(STAMP)  ## issue 41: A/A and A/B (+10%) pairs of separate quick runs, quiet and loaded, and --confirm's campaign (results/noise-eval)
-	PYTHON=$(BIN)/python bash results/noise-eval/run.sh $(CHAIN)
+	PYTHON=$(BIN)/python bash tools/experiments/noise_eval/run.sh $(CHAIN)
 
 perf-save: $(STAMP)  ## pytest-benchmark cases, saved for later comparison
 	$(BIN)/python -m pytest tests/perf --benchmark-only --benchmark-autosave -q

@@ -4,7 +4,7 @@
     result = measure(make_ffn, batch=256, model_args={"hidden": 1024})
     result.summary[["label", "phase", "median_s", "matmul_flops", "flops_source"]]
 
-They run the engine itself (``bench.runner.run_sweep``: the same warm-up, blocks, rounds, phases and
+They run the engine itself (``bench.engine.runner.run_sweep``: the same warm-up, blocks, rounds, phases and
 accounting as ``mlpbench run``) and write an ordinary run folder (``out=``, or a temporary one), which
 ``Result`` reads back: ``.summary`` and ``.samples`` have exactly the run folder's columns, and every
 ``mlpbench`` command (show, report, compare, history) takes ``result.run_dir``.
@@ -29,12 +29,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import keyvalues, plugin
-from .case_fields import FIELD_ALIASES, SHAPE_FIELD, CaseFields
-from .cases import Case, Sweep
+from .model import keyvalues
+from .case import plugin
+from .model.case_fields import FIELD_ALIASES, SHAPE_FIELD, CaseFields
+from .case.cases import Case, Sweep
 from .errors import ModelError
 from .runs import LOCK_FILE, RunMeta, claim_run_dir, load_run
-from .timing import TimingConfig
+from .instruments.timing import TimingConfig
 
 API_PRESET = "api"
 DIMENSIONS = tuple(f.name for f in fields(CaseFields))
@@ -98,7 +99,7 @@ def sweep(model_or_factory=None, *, out: str | Path | None = None, progress: boo
                                                ("warmup_s", warmup_s), ("max_case_s", max_case_s)) if v is not None})
     run_dir = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="mlpbench-"))
     claim_run_dir(run_dir, otherwise="choose another out")
-    from .runner import run_sweep  # torch-heavy; imported when something is measured
+    from .engine.runner import run_sweep
 
     run_sweep(cases, run_dir, config, preset=API_PRESET, progress=progress, limits=limits)
     run = load_run(run_dir)

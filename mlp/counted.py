@@ -41,7 +41,7 @@ def count_flops(build, batch: int, input_shape: tuple[int, ...], out_features: i
 
     The input does not require grad (data never does), as in the measured step. ``make_batch(device)``, where
     given, makes the (input, target) pair instead (an input that is a tuple or dict of tensors: the module is
-    then a ``bench.plugin`` call that unpacks it); ``loss`` is a ``Loss``, a registered user loss's name or a
+    then a ``bench.case.plugin`` call that unpacks it); ``loss`` is a ``Loss``, a registered user loss's name or a
     callable (``make_loss``).
     """
     loss_fn = make_loss(loss)

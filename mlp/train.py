@@ -125,7 +125,7 @@ def optimizer_state_tensors(optimizer: torch.optim.Optimizer) -> list[torch.Tens
     return [v for state in optimizer.state.values() for v in state.values() if isinstance(v, torch.Tensor)]
 
 
-# A user's loss by the name a case records it under ("my_pkg.losses:fn"): bench.plugin registers it when it builds
+# A user's loss by the name a case records it under ("my_pkg.losses:fn"): bench.case.plugin registers it when it builds
 # the case's model, so that a step built from the case's fields (TrainStep(loss=case.loss)) finds it.
 USER_LOSSES: dict[str, Callable] = {}
 

@@ -115,13 +115,13 @@ def _wrap(mp, module_name: str, attr: str, make: Callable[[Callable], Callable])
 
 
 def _cuda_host_clock(mp) -> None:
-    from bench import clocks
+    from bench.instruments import clocks
 
     replace_everywhere(mp, clocks.clock_for, lambda device: clocks.Clock(device))  # perf_counter, no sync
 
 
 def _cuda_no_sync(mp) -> None:
-    from bench import clocks
+    from bench.instruments import clocks
 
     mp.setattr(clocks.CudaClock, "sync", lambda self: None)  # events read before the work finished
 
@@ -133,7 +133,7 @@ def _optimizer_left_out(mp) -> None:
 
 
 def _first_step_sampled(mp) -> None:
-    from bench.phases import Phase
+    from bench.model.phases import Phase
 
     def make(measure):
         def measure_with_first_step(case, config=None, **kw):
@@ -143,7 +143,7 @@ def _first_step_sampled(mp) -> None:
             return m
         return measure_with_first_step
 
-    _wrap(mp, "bench.timing", "measure", make)
+    _wrap(mp, "bench.instruments.timing", "measure", make)
 
 
 def _ci_90(mp) -> None:
@@ -159,7 +159,7 @@ def _bootstrap_paired(mp) -> None:
             return interval(a_s, b_s, paired=True, **kw) if len(a_s) == len(b_s) else interval(a_s, b_s, **kw)
         return always_paired
 
-    _wrap(mp, "bench.stats", "ratio_of_medians_ci", make)
+    _wrap(mp, "bench.analysis.stats", "ratio_of_medians_ci", make)
 
 
 def _summary_rows_mutant(edit: Callable[[dict, object], None]) -> Callable:
@@ -173,12 +173,12 @@ def _summary_rows_mutant(edit: Callable[[dict, object], None]) -> Callable:
                 return rows
             return rows_with_bug
 
-        _wrap(mp, "bench.runner", "summary_rows", make)
+        _wrap(mp, "bench.engine.runner", "summary_rows", make)
     return apply
 
 
 def _mfu_against_datasheet(mp) -> None:
-    """MFU is derived in ``bench.runner.ceiling_columns`` (at the row and again when the end pass re-derives)."""
+    """MFU is derived in ``bench.engine.runner.ceiling_columns`` (at the row and again when the end pass re-derives)."""
     def make(ceiling_columns):
         def columns_with_bug(tflops, ceiling, *args, **kw):
             out = ceiling_columns(tflops, ceiling, *args, **kw)
@@ -187,7 +187,7 @@ def _mfu_against_datasheet(mp) -> None:
             return out
         return columns_with_bug
 
-    _wrap(mp, "bench.runner", "ceiling_columns", make)
+    _wrap(mp, "bench.engine.runner", "ceiling_columns", make)
 
 
 def _samples_per_s_per_step(row: dict, ceiling) -> None:
@@ -201,12 +201,14 @@ def _optimizer_state_forgotten(mp) -> None:
 
 
 def _nan_figure(mp) -> None:
-    def make(throughput):
-        def nan_throughput(summary, out_dir, *args, **kw):
-            return throughput(summary.assign(median_s=math.nan), out_dir, *args, **kw)
-        return nan_throughput
+    import dataclasses
 
-    _wrap(mp, "bench.report.plots", "throughput", make)
+    def make(prepare):
+        def nan_prepare(inputs):
+            return prepare(dataclasses.replace(inputs, summary=inputs.summary.assign(median_s=math.nan)))
+        return nan_prepare
+
+    _wrap(mp, "bench.report.figures.throughput", "prepare", make)
 
 
 def _optimizer_swapped(asked: str, built: str) -> Callable:
@@ -241,7 +243,7 @@ def _tf32_left_on(mp) -> None:
 
 
 def _fast_path_inverted(mp) -> None:
-    from bench import env
+    from bench.instruments import env
 
     def make(dtype_fast_path):
         def inverted(device, dtype):
@@ -249,11 +251,11 @@ def _fast_path_inverted(mp) -> None:
             return env.FastPath(not path.native, path.reason)
         return inverted
 
-    _wrap(mp, "bench.env", "dtype_fast_path", make)
+    _wrap(mp, "bench.instruments.env", "dtype_fast_path", make)
 
 
 def _prediction_forgets_the_phase_block(mp) -> None:
-    from bench import timing
+    from bench.instruments import timing
 
     def make(predict):
         def forgetful(step_s, config):
@@ -263,14 +265,14 @@ def _prediction_forgets_the_phase_block(mp) -> None:
             return predict(step_s, config) - rounds * one_block
         return forgetful
 
-    _wrap(mp, "bench.timing", "predict_measure_s", make)
+    _wrap(mp, "bench.instruments.timing", "predict_measure_s", make)
 
 
 def _case_id_hashes_defaults(mp) -> None:
     import hashlib
     from dataclasses import fields
 
-    from bench.cases import Case
+    from bench.case.cases import Case
 
     def every_field(self) -> str:
         text = "|".join(f"{f.name}={getattr(self, f.name)}" for f in fields(self))
@@ -289,11 +291,11 @@ def _bandwidth_halved(mp) -> None:
                            bytes_per_s=b.bytes_per_s / 2)
         return halved
 
-    _wrap(mp, "bench.bandwidth", "measure_bandwidth", make)
+    _wrap(mp, "bench.limits.bandwidth", "measure_bandwidth", make)
 def _verdict_ignores_run_factor(mp) -> None:
     import dataclasses
 
-    from bench import noise
+    from bench.analysis import noise
 
     original = noise.common_factor
     mp.setattr(noise, "common_factor", lambda r: dataclasses.replace(original(r), log_factor=0.0))

@@ -10,7 +10,7 @@ process: mutmut's settings narrowed to that module (``only_mutate``) and its tes
 (``pytest_add_cli_args_test_selection``). A mutant killed only by some other module's tests still
 counts as a survivor here: the module's own tests missed it.
 
-    python -m tests.mutation bench/stats.py bench/gate/stats.py    # what `make mutation` runs
+    python -m tests.mutation bench/analysis/stats.py bench/analysis/interleaved.py    # what `make mutation` runs
     python -m tests.mutation --list                                 # the table
 
 Each module's surviving mutants, with their diffs, go to ``mutants/<module>.not-killed.diff`` (``mutants/`` is\nignored by git); ``mutmut show`` / ``mutmut browse`` see the last module's mutants only.
@@ -83,7 +83,7 @@ def _parse_results(listing: str, module: str) -> list[tuple[str, str]]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tests.mutation", description=__doc__.splitlines()[0])
-    p.add_argument("modules", nargs="*", help="module paths, as in the table (bench/stats.py ...)")
+    p.add_argument("modules", nargs="*", help="module paths, as in the table (bench/analysis/stats.py ...)")
     p.add_argument("--jobs", type=int, default=2, help="mutants tested at once (default 2: a 2-core machine)")
     p.add_argument("--list", action="store_true", help="print the module -> tests table and exit")
     p.add_argument("--one", help=argparse.SUPPRESS)  # the child: one module

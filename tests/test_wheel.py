@@ -71,7 +71,7 @@ def installed(tmp_path_factory) -> Path:
                 if p.parts[len(REPO.parts)] in ("bench", "mlp")}
     in_wheel = {n.rsplit("/", 1)[0].replace("/", ".") for n in names if n.endswith("/__init__.py")}
     assert packages <= in_wheel, sorted(packages - in_wheel)
-    presets = {f"bench/presets/{p.name}" for p in (REPO / "bench" / "presets").glob("*.toml")}
+    presets = {f"bench/model/presets/{p.name}" for p in (REPO / "bench" / "model" / "presets").glob("*.toml")}
     assert presets and presets <= set(names), sorted(presets - set(names))  # package data, not a package
     target = root / "site"
     _run([*pip, "install", "--no-deps", "--no-index", "-q", "--target", str(target), str(wheel)], cwd=root)
@@ -87,7 +87,7 @@ def test_the_installed_wheel_runs_every_command_from_outside_the_checkout(instal
                 cwd=tmp_path, env=env)
     assert "1 cases, 0 skipped, 0 failed" in done.stdout, done.stdout
     shown = _run([sys.executable, "-s", "-c", DRIVER, str(installed), str(run_dir)], cwd=tmp_path, env=env)
-    assert "helped: run show report compare check bisect profile crosscheck ddp loader gpu-reference history tune\n" \
+    assert "helped: run show report compare check bisect profile crosscheck ddp loader history tune\n" \
         in shown.stdout
     assert "w8 d1 relu b4 cpu fp32 eager" in shown.stdout and "| ok" in shown.stdout
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..cases import Case
+from ..case.cases import Case
 from ..runs import RANK_COLUMN, Status, samples_frame, summary_frame
-from ..stats import summarize
+from ..analysis.stats import summarize
 
 ALL_RANKS = "all"
 

@@ -3,7 +3,7 @@
 Launched as ``python -m torch.distributed.run ... -m bench.ddp.worker --plan PLAN``. The plan (JSON,
 written by ``mlpbench ddp``) lists the cases; a rank measures those whose ``world_size`` is the
 launch's world size. ``measure_reference`` times the one-process cases with the same code in the
-calling process (``mlpbench ddp`` itself), with no process group. The protocol is ``bench.timing``'s (first step apart, warm-up until steady,
+calling process (``mlpbench ddp`` itself), with no process group. The protocol is ``bench.instruments.timing``'s (first step apart, warm-up until steady,
 blocks, rounds, raw samples), with one difference that collectives force: every rank must run the
 same number of iterations, so block times are agreed (all-reduce MAX) before they set a count.
 
@@ -34,11 +34,11 @@ from torch.nn.parallel import DistributedDataParallel
 
 import mlp
 
-from ..cases import Case
-from ..clocks import BATCH_POOL, clock_for, time_block
+from ..case.cases import Case
+from ..instruments.clocks import BATCH_POOL, clock_for, time_block
 from ..errors import first_line
-from ..phases import Phase
-from ..timing import TimingConfig, build_step, calibrate_iters, case_context, time_phases, warm_up
+from ..model.phases import Phase
+from ..instruments.timing import TimingConfig, build_step, calibrate_iters, case_context, time_phases, warm_up
 
 NOSYNC_PHASE = "step_nosync"  # the DDP step under no_sync(): no gradient all-reduce
 FAULT_ENV = "MLPBENCH_DDP_FAULT"  # test hook "RANK:CASE_INDEX[:kill]": that rank raises (or is killed) before that case
@@ -63,7 +63,7 @@ def build_ddp_step(case: Case, device: torch.device) -> mlp.TrainStep:
     """The case's TrainStep; with a process group, its forward goes through DistributedDataParallel.
 
     The optimiser holds the module's own parameters (DDP wraps the module in place), so the step is
-    the same object ``bench.timing`` times, with DDP's all-reduce hooked into backward.
+    the same object ``bench.instruments.timing`` times, with DDP's all-reduce hooked into backward.
     """
     if case.world_size == 1:
         return build_step(case)

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..format import ms
 from .report import GateReport, render_markdown
-from .stats import Verdict
+from ..analysis.interleaved import Verdict
 
 GOOD, BAD, SKIP = "good", "bad", "skip"
 MAX_FIGURES = 4  # changed counters shown per case and step; the whole gate report of each step is in --json

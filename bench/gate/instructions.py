@@ -364,7 +364,7 @@ def run_layer(against: str, rows: list[dict], labels: list[tuple[str, str]], inj
     """
     import torch
 
-    from ..env import cpu_model
+    from ..instruments.env import cpu_model
     from . import ab
 
     require_valgrind()

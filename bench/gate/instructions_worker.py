@@ -9,7 +9,7 @@
    2-core AMD EPYC, and 13 s more for the rest), paid once instead of once per side;
 2. forks one child per side (REF and this tree: they run at once, one per core). A child takes its
    tree's folder and ``PYTHONPATH`` (REF's temporary worktree or the working tree), so ``mlp``,
-   ``bench.cases`` and ``build_step`` come from the tree under test, builds each case, warms it up
+   ``bench.case.cases`` and ``build_step`` come from the tree under test, builds each case, warms it up
    (still uninstrumented), and just before the first counted region switches Callgrind's
    instrumentation on for itself with the client request ``CALLGRIND_START_INSTRUMENTATION``
    (``client_request``; its reply also proves it runs under Callgrind); then it counts each phase with
@@ -56,8 +56,8 @@ HERE = Path(__file__).resolve().parent
 PHASES = ("forward", "backward", "optimizer", "step")  # backward = loss + backward, as in mlp.TrainStep
 SEED = 1234  # weights and batches: the same on both sides
 # Imported before the fork (each if installed): what a gate step's code pulls in besides torch, measured
-# under Valgrind as 13 s of CPU per side for a one-case suite (bench.timing -> pandas; the optimiser and
-# mlp -> torch._dynamo with sympy, flop_counter, triton). Third-party only: no module of a tree under test.
+# under Valgrind as 13 s of CPU per side for a one-case suite (the tree's timing module -> pandas; the
+# optimiser and mlp -> torch._dynamo with sympy, flop_counter, triton). Third-party only: no tree's module.
 PREIMPORT = ("torch._dynamo", "torch.utils.flop_counter", "torch.optim", "pandas", "triton")
 # Valgrind's client requests (valgrind.h, callgrind.h): the request code, and a default that only a
 # process not under Callgrind returns.
@@ -172,7 +172,7 @@ def count_all(spec: dict[str, Any], dumped: Callable[[dict[str, Any]], None],
     ``timed`` of each case's wall time under Valgrind (build, warm-up and counting). ``instrument`` is
     called before each case's first counted region (``main``: the first call switches instrumentation on)."""
     import torch
-    from bench.cases import Case  # the tree under test's
+    Case = _gate_worker().tree_module("case.cases", "cases").Case  # the tree under test's, either layout
 
     worker = _gate_worker()
     torch.set_num_threads(1)
@@ -219,7 +219,7 @@ def count_side(side: dict[str, str]) -> None:
     dumps: list[dict[str, Any]] = []
     case_times: list[dict[str, Any]] = []
     count_all(spec, dumps.append, case_times.append, instrument)
-    from bench.cases import Case
+    Case = _gate_worker().tree_module("case.cases", "cases").Case  # the tree under test's, either layout
 
     cases = [Case.from_row(row) for row in spec["cases"]]
     info = {"torch": torch.__version__, "mlp_file": str(Path(sys.modules["mlp"].__file__).resolve()),

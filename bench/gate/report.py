@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from ..format import ms
-from .counters import Change
-from .stats import TimingComparison, Verdict
+from ..instruments.counters import Change
+from ..analysis.interleaved import TimingComparison, Verdict
 
 EXIT_PASS, EXIT_REGRESSION, EXIT_ENVIRONMENT = 0, 1, 2
 MAX_OP_LINES = 12  # per case; the full operator lists are in --json

@@ -1,6 +1,6 @@
 """``mlpbench check --suite FILE``: the gate's cases from a user's sweep file, and the repository that holds it.
 
-The file has the format of ``mlpbench run FILE.toml`` (``bench.sweep_file``); every case of it is gated:
+The file has the format of ``mlpbench run FILE.toml`` (``bench.model.sweep_file``); every case of it is gated:
 counted, and timed by the timing layer (keep the file small: each case costs ``--rounds`` timed blocks per
 side). Its run-level keys (budgets, ``all_devices``, ...) are for ``mlpbench run`` and are not read here.
 A case that leaves ``threads`` at 0 (torch's default) is gated on one thread, as the built-in suite is.
@@ -26,7 +26,7 @@ class UserSuite:
     path: Path  # the sweep file, as given
     root: Path  # model paths are spelled from here and the workers run here: the repository's top level, else the cwd
     repo: Path | None  # the git repository that holds the file (None outside any)
-    cases: list  # bench.cases.Case, in the file's order
+    cases: list  # bench.case.cases.Case, in the file's order
 
     @property
     def relative_path(self) -> str:
@@ -41,7 +41,7 @@ def load(path: Path, *, against: str | None, device: str | None, threads: int) -
     """The suite in ``path``; one-line UsageErrors for a missing file, ``--against`` outside a git repository,
     a file that REF does not hold, and a case the file's values cannot make."""
     from . import ab
-    from ..cases import sweep_from_file
+    from ..case.cases import sweep_from_file
 
     path = Path(path)
     if not path.is_file():

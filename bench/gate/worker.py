@@ -3,9 +3,9 @@
 ``mlpbench check --against REF`` runs one of these per tree (REF's temporary
 worktree and the working tree), each in its own process with ``PYTHONPATH``
 pointing at that tree, and drives them over JSON lines on stdin/stdout. The
-measured code (``mlp``, ``bench.cases``, ``bench.timing.build_step``) comes from
+measured code (``mlp``, ``bench.case.cases``, ``bench.instruments.timing.build_step``) comes from
 the tree under test; the measuring code (this file, ``counters.py`` beside it and the
-timing primitives of ``bench/clocks.py``, the engine's own) comes from the tree that
+timing primitives of ``bench/instruments/clocks.py``, the engine's own) comes from the tree that
 runs the gate, so both sides are measured the same way. That is why this file imports
 no ``bench`` module: it loads its instruments by path, under a private package name
 (``INSTRUMENTS``), whatever tree ``bench`` itself is. The same ``Suite`` runs
@@ -104,12 +104,12 @@ class Suite:
 
     def __init__(self, case_rows: list[dict[str, Any]], inject: str = "none", warmup_s: float = 0.3):
         import torch
-        from bench.cases import Case  # the tree under test's
 
+        Case = tree_module("case.cases", "cases").Case
         if inject not in INJECTIONS:
             raise ValueError(f"unknown injected regression {inject!r}; valid: {', '.join(INJECTIONS)}")
         self.torch = torch
-        self.clocks = _load_instrument("clocks")
+        self.clocks = _load_instrument("instruments.clocks")
         self.inject = inject
         self.warmup_s = warmup_s
         self.cases = [inject_case(Case.from_row(row), inject) for row in case_rows]
@@ -118,7 +118,7 @@ class Suite:
         self._retired: list = []  # earlier builds, kept alive so that each build gets fresh memory
         for index in range(len(self.cases)):
             self.rebuild(index, BUILD_SEED)
-        self._counters = _load_instrument("gate.counters")
+        self._counters = _load_instrument("instruments.counters")
 
     def rebuild(self, index: int, seed: int) -> None:
         """A new step (weights from ``seed``) and batch pool for case ``index``, in fresh memory."""
@@ -180,15 +180,15 @@ def case_step(case, inject: str, seed: int) -> tuple[Any, list]:
     inject_step(step, inject)
     gen = torch.Generator().manual_seed(seed)
     prepare = getattr(step, "prepare", lambda x, y: (x, y))  # older trees' steps read the batch as drawn
-    pool = [prepare(*case.make_batch(gen)) for _ in range(_load_instrument("clocks").BATCH_POOL)]
+    pool = [prepare(*case.make_batch(gen)) for _ in range(_load_instrument("instruments.clocks").BATCH_POOL)]
     return step, pool
 
 
 def build_step(case):
-    """The tree's own ``bench.timing.build_step`` when it has one, else the plain ``mlp.TrainStep``."""
+    """The tree's own ``bench.instruments.timing.build_step`` when it has one, else the plain ``mlp.TrainStep``."""
     try:
-        from bench.timing import build_step as tree_build_step
-    except ImportError:
+        tree_build_step = tree_module("instruments.timing", "timing").build_step
+    except (ImportError, AttributeError):
         import mlp
 
         return mlp.TrainStep(case.build_model(), loss=case.loss, optimizer=case.optimizer, precision=case.dtype,
@@ -215,8 +215,7 @@ def model_source(case) -> tuple[str, str]:
         return "", ""
     import inspect
 
-    from bench import plugin
-
+    plugin = tree_module("case.plugin", "plugin")
     factory = plugin.resolve(case.model)
     try:
         source = inspect.getsourcefile(factory.target) or ""
@@ -240,6 +239,17 @@ def _step_flops(model, case) -> int:
             return case.build_model()
 
     return mlp.count_flops(built, case.batch, case.input_shape, case.io_features[1], case.loss).step_matmul
+
+
+def tree_module(name: str, before_the_move: str):
+    """``bench.<name>`` of the tree under test, or ``bench.<before_the_move>`` in a tree from before issue 48's move
+    (``check --against`` a ref of either layout): the new path first, then the old one."""
+    try:
+        return importlib.import_module(f"bench.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name not in (f"bench.{name}", f"bench.{name.rsplit('.', 1)[0]}"):
+            raise
+        return importlib.import_module(f"bench.{before_the_move}")
 
 
 def _load_instrument(name: str):

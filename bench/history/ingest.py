@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UsageError
-from ..noise import finite_or_none as _number
+from ..analysis.noise import finite_or_none as _number
 from .series import MachineClass, machine_class
 
 TIME_METRIC = "median_s"
@@ -91,7 +91,7 @@ def _read_run(path: Path):
     return run.summary, run.meta, hashlib.sha1((Path(path) / SUMMARY_CSV).read_bytes()).hexdigest()
 
 
-SOURCE_SHA = "model_source_sha"  # bench.plugin: the hash of the code that defines a user's model
+SOURCE_SHA = "model_source_sha"  # bench.case.plugin: the hash of the code that defines a user's model
 SOURCE_CHARS = 8
 
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UsageError
-from ..webpage import PLOTLY_JS, cell, escape, figure_html, page, plotly_js, table_html
+from ..report.webpage import PLOTLY_JS, cell, escape, figure_html, page, plotly_js, table_html
 from .detect import MIN_POINTS_EACH_SIDE, STEP_ALPHA, VERDICT_TOO_SHORT, ChangePoint, SeriesCheck, check_series
 from .render import SHA_CHARS, format_value, interval_text, noise_text, verdict_text
 

@@ -23,7 +23,7 @@ Per loop step three parts are timed, each one a sample (``iters_per_block`` 1):
 All events are read after one synchronize at the end; nothing synchronises inside the loop.
 The end-to-end throughput is the measured steps' examples over the loop's wall time (from the first
 measured ``next`` to a synchronize after the last step). The *step-only* throughput is the same
-``TrainStep`` timed the usual way (``bench.timing``'s warm-up until steady, then blocks of calls of at
+``TrainStep`` timed the usual way (``bench.instruments.timing``'s warm-up until steady, then blocks of calls of at
 least ``min_block_s``, no instrumentation inside) on ``BATCH_POOL`` batches of the dataset's own images,
 resident on the device. Step-only blocks are measured before the loop starts its workers, so the two
 never compete for the cores.
@@ -39,9 +39,9 @@ import torch
 
 import mlp
 
-from ..cases import Case
-from ..clocks import BATCH_POOL, clock_for, time_block
-from ..timing import TimingConfig, build_step, calibrate_iters, case_context, warm_up
+from ..case.cases import Case
+from ..instruments.clocks import BATCH_POOL, clock_for, time_block
+from ..instruments.timing import TimingConfig, build_step, calibrate_iters, case_context, warm_up
 
 STEP_ONLY = "step"  # the step-only phase keeps the engine's name, so summaries read alike
 LOOP_PHASES = ("wait", "copy", "compute", "iteration")

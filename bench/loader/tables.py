@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ..runs import samples_frame, summary_frame
-from ..stats import summarize
+from ..analysis.stats import summarize
 from .measure import STEP_ONLY
 
 

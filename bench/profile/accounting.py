@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     import torch
 
     import mlp
-    from bench.cases import Case
+    from bench.case.cases import Case
 
 
 def eager_accounting(case: Case) -> tuple[list[ModuleFlops], tuple[int, int], MeasuredMemory]:
@@ -27,7 +27,7 @@ def eager_accounting(case: Case) -> tuple[list[ModuleFlops], tuple[int, int], Me
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from ..timing import build_step
+    from ..instruments.timing import build_step
 
     step = build_step(case.with_(compile="none"))
     x, y = case.make_batch(torch.Generator().manual_seed(0))

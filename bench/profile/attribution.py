@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..phases import TRAINING_PHASE_NAMES
+from ..model.phases import TRAINING_PHASE_NAMES
 from .results import OpStat, PhaseMemory, PhaseTime
 
 if TYPE_CHECKING:

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     import torch
 
     import mlp
-    from bench.cases import Case
+    from bench.case.cases import Case
 
 
 REFERENCE_STEPS = 10  # steps timed again without the profiler, to show how much it inflates the phases
@@ -42,8 +42,8 @@ def profile_case(case: Case, config: ProfileConfig, out_dir: Path) -> ProfileRes
     """
     import torch
 
-    from ..clocks import BATCH_POOL
-    from ..timing import build_step, case_context, cudagraph_step_marker
+    from ..instruments.clocks import BATCH_POOL
+    from ..instruments.timing import build_step, case_context, cudagraph_step_marker
 
     out_dir.mkdir(parents=True, exist_ok=True)
     files = [TRACE_FILE]
@@ -149,16 +149,16 @@ def _labelled_step(step: mlp.TrainStep, batch, mark_step) -> None:
 
 
 def _unprofiled_phase_wall_us(step: mlp.TrainStep, pool, mark_step) -> dict[str, float]:
-    from ..clocks import clock_for
-    from ..timing import time_phases
+    from ..instruments.clocks import clock_for
+    from ..instruments.timing import time_phases
 
     seconds = time_phases(step, pool, REFERENCE_STEPS, clock_for(step.device), mark_step)
     return {phase.value: s * 1e6 for phase, s in seconds.items()}
 
 
 def _cuda_peaks(step: mlp.TrainStep, pool, mark_step) -> dict[str, int]:
-    from ..phases import TRAINING_PHASES
-    from ..timing import peak_memory_per_phase
+    from ..model.phases import TRAINING_PHASES
+    from ..instruments.timing import peak_memory_per_phase
 
     peaks = peak_memory_per_phase(step, pool, mark_step)
     return {phase.value: peaks[phase] for phase in TRAINING_PHASES}

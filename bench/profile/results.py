@@ -9,7 +9,7 @@ from ..errors import UsageError
 
 if TYPE_CHECKING:
     import mlp
-    from bench.cases import Case
+    from bench.case.cases import Case
 
     from .timeline import Timeline
 

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..phases import TRAINING_PHASE_NAMES
+from ..model.phases import TRAINING_PHASE_NAMES
 
 DEVICE_CATEGORIES = ("kernel", "gpu_memset", "gpu_memcpy")  # what occupies the device
 LAUNCH_CATEGORIES = ("cuda_runtime", "cuda_driver")

@@ -5,7 +5,7 @@
   9c1b4d5e..``, ``model args hidden=250 -> hidden=300``, ``mlpbench commit 78cd158a.. -> 1a2b3c4d..``. It is what
   ``compare`` judges, not a reason to refuse the pair.
 * **Work per step, exact.** The exact counters a run records per case (matmul FLOPs, elementwise FLOPs, bytes,
-  ATen ops, parameters: ``bench.case_accounting`` and ``bench.gate.counters``) repeat exactly on the same code and
+  ATen ops, parameters: ``bench.case.accounting`` and ``bench.instruments.counters``) repeat exactly on the same code and
   torch build: a change in one is a definite finding, with no noise model, beside the timing verdict (``work per
   step +20.0%, exact``). A counter a run left empty (a user's model has no elementwise count) is not compared.
 

@@ -9,7 +9,7 @@ own confidence intervals (wider, conservative). That interval holds the noise
 excludes 1). The verdict (``verdict``: faster, slower or inconclusive, with a
 one-line ``reason``) also knows the noise *between* runs: the machine states of the
 two runs, the run-level factor every case shares, and the cases' spread around it
-(``bench.noise``, docs/design.md "Between-run noise").
+(``bench.analysis.noise``, docs/design.md "Between-run noise").
 
 This module reads result tables only; it never imports the measurement code.
 """
@@ -24,13 +24,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .. import noise
+from ..analysis import noise
 from ..errors import UsageError
 from . import change
 from ..format import ms, table as format_table
-from ..phases import PHASE_NAMES, Phase
+from ..model.phases import PHASE_NAMES, Phase
 from ..runs import RunKind, output_file, write_atomic
-from ..stats import COMPARE_CI_LEVEL, COMPARE_RESAMPLES, ratio_of_medians_ci
+from ..analysis.stats import COMPARE_CI_LEVEL, COMPARE_RESAMPLES, ratio_of_medians_ci
 from .tables import (
     COMPARABILITY_KEYS,
     FLAG_KEYS,
@@ -43,7 +43,7 @@ from .tables import (
 )
 
 
-CI_LEVEL = COMPARE_CI_LEVEL  # bench.stats documents the level of each reader of a ratio of medians
+CI_LEVEL = COMPARE_CI_LEVEL  # bench.analysis.stats documents the level of each reader of a ratio of medians
 MIN_SAMPLES = 2  # fewer raw samples than this: no bootstrap, fall back to the summary intervals
 
 
@@ -156,7 +156,7 @@ def compare_runs(run_a, run_b, phases: Sequence[str] = ("step",)) -> tuple[pd.Da
         a_s, b_s = samples_a.get((r["case_id_a"], r["phase"])), samples_b.get((r["case_id_b"], r["phase"]))
         ratio = ratio_of_medians(a_row, b_row, a_s, b_s)
         both = a_s is not None and b_s is not None and len(a_s) and len(b_s) and np.min(a_s) > 0
-        fastest = float(np.min(b_s) / np.min(a_s)) if both else math.nan  # the time-local checks (bench.noise)
+        fastest = float(np.min(b_s) / np.min(a_s)) if both else math.nan  # the time-local checks (bench.analysis.noise)
         slowest = float(np.max(b_s) / np.max(a_s)) if both else math.nan
         work = change.work(r)
         rows.append({"case": r["label_a"], "case_id": r["case_id_a"], "case_id_b": r["case_id_b"],
@@ -177,7 +177,7 @@ def measurement_order(summary: pd.DataFrame) -> dict[str, int]:
     return {case_id: i for i, case_id in enumerate(dict.fromkeys(summary["case_id"]))}
 
 
-# --------------------------------------------------------------------------- verdicts (bench.noise)
+# --------------------------------------------------------------------------- verdicts (bench.analysis.noise)
 
 
 @dataclass(frozen=True)
@@ -237,7 +237,7 @@ def _controls(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def compare(run_a, run_b, phases: Sequence[str] = ("step",)) -> Comparison:
-    """``compare_runs`` with the verdicts of ``bench.noise``: what ``mlpbench compare`` and ``report A B`` print."""
+    """``compare_runs`` with the verdicts of ``bench.analysis.noise``: what ``mlpbench compare`` and ``report A B`` print."""
     table, ignored = compare_runs(run_a, run_b, phases)
     differences = noise.state_differences(noise.machine_state(run_a.meta), noise.machine_state(run_b.meta))
     if not len(table):
@@ -303,7 +303,7 @@ def verdict_reasons(table: pd.DataFrame) -> list[str]:
 
 def with_numerics(table: pd.DataFrame, run_a, run_b) -> pd.DataFrame:
     """``table`` with a ``numerics`` column beside the ratio where either run flags a case's numerics against fp32
-    eager (``bench.numerics``: beyond tolerance, or not measured): which side, and B's errors (else A's). A speed
+    eager (``bench.instruments.numerics``: beyond tolerance, or not measured): which side, and B's errors (else A's). A speed
     change is only the same computation made faster where this is blank. Unchanged without any flag."""
     flags = {}
     for side, run in (("A", run_a), ("B", run_b)):
@@ -327,7 +327,7 @@ def with_numerics(table: pd.DataFrame, run_a, run_b) -> pd.DataFrame:
 
 def command(args: argparse.Namespace, confirm=None) -> int:
     """``mlpbench compare``; ``confirm(run_a, run_b, table) -> lines`` is ``--confirm``'s measuring step, handed in
-    by ``bench.confirm`` (the command's entry point), because reporting never imports measuring code."""
+    by ``bench.commands.compare`` (the command's entry point), because reporting never imports measuring code."""
     if args.out:
         output_file(args.out, "--out")
     run_a, run_b = load_runs([args.run_a, args.run_b])
@@ -359,7 +359,7 @@ def command(args: argparse.Namespace, confirm=None) -> int:
     lines += ["", "Reasons:", *reasons] if reasons else []
     if getattr(args, "confirm", False):
         if confirm is None:
-            raise UsageError("--confirm measures: run it through `mlpbench compare` (bench.confirm)")
+            raise UsageError("--confirm measures: run it through `mlpbench compare` (bench.commands.compare)")
         lines += ["", *confirm(run_a, run_b, table)]
     text = "\n".join(lines)
     print(text)

@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--confirm", action="store_true",
                         help="re-measure the cases that differ (the change under test first), A's and B's "
                              "configuration interleaved in one run; a user's model as each run recorded it (its copy "
-                             "in the run folder), from any working folder (bench.confirm)")
+                             "in the run folder), from any working folder (bench.commands.compare)")
     parser.add_argument("--confirm-cases", type=_cases, default=DEFAULT_CASES, metavar="N",
                         help="how many cases --confirm re-measures, the largest moves first (default "
                              "%(default)s); 0: every case, moved or not (about 5 s each): between two noisy stored "

@@ -2,7 +2,7 @@
 
 When several runs measured the same cases on the same platform, the report's tables keep the last
 run's rows; this section says how the others compare with the first: per-case ratios with their
-within-run intervals, the run-level factor, the verdicts of ``compare`` (``bench.noise``), and one
+within-run intervals, the run-level factor, the verdicts of ``compare`` (``bench.analysis.noise``), and one
 figure per pair (``compare-<B>.png``): the ratios as dots with their intervals, coloured by verdict,
 beside B's medians against A's on log axes.
 """

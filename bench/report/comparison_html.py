@@ -15,9 +15,9 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from .. import noise
+from ..analysis import noise
 from ..format import ms
-from ..webpage import cell, escape, figure_html, table_html
+from .webpage import cell, escape, figure_html, table_html
 from .compare import Comparison, comparison_lines
 from .comparison import VERDICT_COLOURS, case_labels, comparisons, medians_range_ms
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..stats import COMPARE_CI_LEVEL, COMPARE_RESAMPLES, ratio_of_medians_ci
+from ..analysis.stats import COMPARE_CI_LEVEL, COMPARE_RESAMPLES, ratio_of_medians_ci
 from ..runs import CASE_COLUMNS, PARALLEL_DEFAULTS, Status
 
 ALL_RANKS = "all"  # bench.ddp.merge writes it; reporting reads the table, not the measuring wing
@@ -48,7 +48,7 @@ def communication_share(sync_s: Sequence[float], nosync_s: Sequence[float]) -> I
 
 
 def _ratio_of_medians(a_s: Sequence[float], b_s: Sequence[float]) -> Interval:
-    """median(B) / median(A) with the unpaired bootstrap interval that ``mlpbench compare`` uses (bench.stats)."""
+    """median(B) / median(A) with the unpaired bootstrap interval that ``mlpbench compare`` uses (bench.analysis.stats)."""
     low, high = ratio_of_medians_ci(a_s, b_s, level=COMPARE_CI_LEVEL, resamples=COMPARE_RESAMPLES)
     return Interval(float(np.median(b_s) / np.median(a_s)), low, high)
 

@@ -15,9 +15,10 @@ from pathlib import Path
 import pandas as pd
 
 from ..format import missing as _missing, ms as _ms, pct as _pct, sig as _sig, table as _table
-from ..phases import PHASE_NAMES, TRAINING_PHASE_NAMES, Phase
+from ..model.phases import PHASE_NAMES, TRAINING_PHASE_NAMES, Phase
 from ..runs import Status, write_atomic
 from .figure import markdown_lines
+from .spread import WIDE_FACTOR, row_is_wide, wide_factor
 from .tables import (
     COMPARABILITY_KEYS,
     FLAG_KEYS,
@@ -91,20 +92,20 @@ def case_table(summary: pd.DataFrame, regimes: pd.DataFrame) -> str:
         share = shares.loc[key] if ok and key in shares.index else None
         split = "/".join(f"{share[f'{p}_share'] * 100:.0f}" for p in TRAINING_PHASES) \
             if share is not None and not _missing(share["optimizer_share"]) else ""
-        rows.append({
+        rows.append({  # what a reader looks for first, then the rest
             "case": r["label"],
-            **({"platform": r["platform"]} if many else {}),
             "step ms (median ± IQR)": f"{_ms(r['median_s'])} ± {_ms(r['iqr_s'])}" if ok else "",
-            "fwd/bwd/opt %": split,
             "samples/s": _sig(r.get("samples_per_s"), 4) if ok else "",
-            "TFLOP/s": _sig(r.get("tflops")) if ok else "",
             "MFU": _mfu_text(r) if ok else "",
+            "status": _status_text(r),
+            **({"platform": r["platform"]} if many else {}),
+            "fwd/bwd/opt %": split,
+            "TFLOP/s": _sig(r.get("tflops")) if ok else "",
             "% of SoL": _pct(r.get("sol_fraction"), 0) if ok else "",
             "memory MiB": _memory_text(r) if ok else "",
             "compile s": _sig(r.get("compile_s")) if ok else "",
             "numerics vs fp32 eager": numerics_cell(r) if ok else "",
             "regime": regime_of.get(key, ""),
-            "status": _status_text(r),
         })
     return _table(rows)
 
@@ -136,7 +137,10 @@ def _status_text(r: pd.Series) -> str:
     if r["status"] != Status.OK:
         return f"{r['status']}: {r['reason']}"
     text = "ok (noisy)" if str(r.get("noisy")) == "True" else "ok"
-    return text + (f"; {r['ceiling_flag']}" if _flagged(r) else "")
+    text += f"; {r['ceiling_flag']}" if _flagged(r) else ""
+    if row_is_wide(r):
+        text += f"; wide CI (to {wide_factor(r['median_s'], r['ci_low_s'], r['ci_high_s']):.1f}x the median)"
+    return text
 
 
 def ceiling_table(ceilings: pd.DataFrame, tablefmt: str = "github") -> str:
@@ -360,7 +364,9 @@ def render_markdown(runs: Sequence, summary: pd.DataFrame, regimes: pd.DataFrame
               "Step time is the uninstrumented whole training step; the phase split is from separately timed "
               "blocks (forward / loss+backward / optimiser step + zero_grad), as % of their sum. MFU is against "
               "the same-run matmul ceiling below. Memory is the analytic total (parameters, gradients, optimiser "
-              "state, saved activations, data), with the measured CUDA peak where available.", ""]
+              "state, saved activations, data), with the measured CUDA peak where available. \"wide CI\" in the "
+              f"status: the case's 95% CI of the median reaches beyond {WIDE_FACTOR:g}x (or below 1/{WIDE_FACTOR:g}) "
+              "of its median, a few slow samples among few: rerun it with more --repeats before comparing.", ""]
     parts += [case_table(summary, regimes) if len(summary) else "(no rows)", ""]
     parts += ["## Matmul ceilings", "", "MFU is measured against the device's own matmul rate in the same run: "
               "square products (the size doubles from the smallest while the next size's predicted cost fits a "

@@ -1,7 +1,7 @@
 """Regime per case: overhead-bound, memory-bound or compute-bound, decided from the measured data.
 
 The label is the dominant term of the case's speed of light (``sol_bound`` in the summary,
-``bench.speed_of_light``: matmul FLOPs / the matmul ceiling, bytes / the bandwidth ceiling,
+``bench.limits.speed_of_light``: matmul FLOPs / the matmul ceiling, bytes / the bandwidth ceiling,
 ATen ops x the dispatch floor, all measured in the same run); ``SOL_RULE`` says so in the
 report. Runs without those limits (older runs) fall back to the alpha rule below, which
 every run also keeps as a cross-check (``regime_alpha``); the report lists the cases where
@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from ..format import number as _fmt
-from ..phases import TRAINING_PHASE_NAMES
+from ..model.phases import TRAINING_PHASE_NAMES
 from ..runs import Status
 from .tables import identity_columns
 

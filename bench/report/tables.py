@@ -2,7 +2,7 @@
 
 Used by the Markdown report, the figures, the regime rule and ``mlpbench compare``.
 Reads result tables only (run folders, through ``bench.runs``) and imports no torch: the case
-columns come from ``bench.runs.CASE_COLUMNS``, the comparability keys from ``bench.env``.
+columns come from ``bench.runs.CASE_COLUMNS``, the comparability keys from ``bench.runs.meta``.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..case_fields import BUILT_IN_FIELDS, FIELD_TYPES
-from ..env import COMPARABILITY_KEYS, FLAG_KEYS
+from ..model.case_fields import BUILT_IN_FIELDS, FIELD_TYPES
+from ..runs.meta import COMPARABILITY_KEYS, FLAG_KEYS
 from ..errors import UsageError
-from ..phases import Phase
+from ..model.phases import Phase
 from ..runs import CASE_COLUMNS, PARALLEL_DEFAULTS, Status, latest_run, load_run, user_model_rows
 
 
@@ -228,7 +228,7 @@ def _crossover(batches: np.ndarray, ratios: np.ndarray) -> tuple[float, float]:
 
 
 def numerics_flag(row: Mapping) -> str:
-    """The case's numerics flag against fp32 eager (``bench.numerics``): its ``numerics`` text when beyond tolerance
+    """The case's numerics flag against fp32 eager (``bench.instruments.numerics``): its ``numerics`` text when beyond tolerance
     or not measured; '' within tolerance, for the fp32 eager reference itself, and in a run older than the column."""
     text = row.get("numerics")
     return text if isinstance(text, str) and text not in ("", "reference") else ""

@@ -1,6 +1,6 @@
 """What ``mlpbench tune`` found, read from its run folder: the table, the fastest case, the waterfall.
 
-The plan (meta.json's ``tune`` key, written by ``bench.tune``) names each base case's chain (eager,
+The plan (meta.json's ``tune`` key, written by ``bench.commands.tune``) names each base case's chain (eager,
 then one knob added at a time) and every case measured for it. ``tune_confirm.json`` holds the finalists
 re-measured against eager interleaved: where it exists, the recommendation is the finalist faster than
 eager beyond noise there (the gate's verdict on a paired interval), or eager when none is; the screening
@@ -9,7 +9,7 @@ one that bounds the eager case: the same-run matmul ceiling (MFU) for a compute-
 speed-of-light floor (``sol_fraction``: floor / step). A whole-step CUDA graph is charged no host
 dispatch in its floor; a compiled step is charged its eager op count (docs/design.md).
 
-Each case's numerics against fp32 eager (``bench.numerics``: the summary's ``numerics`` column) stand beside its
+Each case's numerics against fp32 eager (``bench.instruments.numerics``: the summary's ``numerics`` column) stand beside its
 speedup in every table and on the recommendation's own line: a knob beyond its dtype's tolerance is never
 recommended without saying so there, and ``tune --exact`` (the plan's ``exact``) recommends only knobs within.
 The waterfall's colours are the interleaved verdicts: green only for a gain the interleaved check confirmed,
@@ -33,7 +33,7 @@ from .tables import numerics_cell, numerics_flag
 
 FIGURE = "tune.png"
 TEXT = "tune.md"
-CONFIRM_FILE = "tune_confirm.json"  # written by bench.tune, which takes this name from here
+CONFIRM_FILE = "tune_confirm.json"  # written by bench.commands.tune, which takes this name from here
 
 
 @dataclass(frozen=True)

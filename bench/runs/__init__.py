@@ -42,7 +42,7 @@ from .meta import CRASH_LIMIT, MetaError, RunMeta
 from .reader import DamagedRun, Run, load_run, read_meta, read_table
 from .status import DONE_STATUSES, RunKind, Status
 from .writer import CRASHED_REASON, RunWriter, write_meta
-from ..case_fields import LATER_DEFAULTS, PARALLEL_DEFAULTS
+from ..model.case_fields import LATER_DEFAULTS, PARALLEL_DEFAULTS
 
 __all__ = [
     "CASE_COLUMNS", "CRASHED_REASON", "CRASH_LIMIT", "DONE_STATUSES", "DamagedRun", "FolderBusy", "FolderLock",

@@ -1,12 +1,12 @@
-"""The columns of a run folder's tables, derived from the case's fields (``bench.case_fields``).
+"""The columns of a run folder's tables, derived from the case's fields (``bench.model.case_fields``).
 
 summary.csv: one row per case x phase (x rank for a data-parallel run). Its leading columns
 are fixed: the case's fields in order (so any row re-runs exactly), then its identity, then
 its status. Everything after them is whatever the measuring code put in the row, in the
 order it put it there: a new measured column is one new key in the row its producer
-builds (``bench.runner.summary_rows``, ``bench.ddp.merge.summary_rows``); readers of older
+builds (``bench.engine.runner.summary_rows``, ``bench.ddp.merge.summary_rows``); readers of older
 runs find it absent and print a blank (``bench.format``). A new case field is one field in
-``bench.case_fields.CaseFields``; a run written before it existed reads back its default.
+``bench.model.case_fields.CaseFields``; a run written before it existed reads back its default.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 
 import pandas as pd
 
-from ..case_fields import BUILT_IN_FIELDS, CASE_FIELD_NAMES, FIELD_TYPES, LATER_DEFAULTS
+from ..model.case_fields import BUILT_IN_FIELDS, CASE_FIELD_NAMES, FIELD_TYPES, LATER_DEFAULTS
 
 CASE_COLUMNS = CASE_FIELD_NAMES
 ID_COLUMNS = ("case_id", "label", "phase")
@@ -25,7 +25,7 @@ LEADING_COLUMNS = (*CASE_COLUMNS, *ID_COLUMNS, RANK_COLUMN, *STATUS_COLUMNS)
 # Older runs lack the case fields added later: they read back as those fields' defaults.
 REQUIRED_SUMMARY_COLUMNS = (*(c for c in CASE_COLUMNS if c not in LATER_DEFAULTS), *ID_COLUMNS, *STATUS_COLUMNS)
 
-# The statistics of a measured row (``bench.stats.Summary.as_dict(unit="_s")``): numbers, or blank where not measured.
+# The statistics of a measured row (``bench.analysis.stats.Summary.as_dict(unit="_s")``): numbers, or blank where not measured.
 STAT_COLUMNS = ("n", "median_s", "iqr_s", "min_s", "max_s", "mean_s", "ci_low_s", "ci_high_s")
 KEY_COLUMNS = ("case_id", "phase", RANK_COLUMN)  # one row per key: a case x phase (x rank)
 

@@ -14,6 +14,10 @@ from typing import Any
 
 from .status import RunKind
 
+# The fingerprint keys two runs must share to be compared (instruments.env records them with the run).
+COMPARABILITY_KEYS = ("torch", "cuda", "device_name", "cpu_model", "torch_threads", "hostname")
+FLAG_KEYS = ("tf32_matmul_default", "float32_matmul_precision_default", "cpu_capability")  # ... and precision flags
+
 CRASH_LIMIT = 2  # deaths in the same case after which --resume records it as crashed and goes on
 
 
@@ -35,13 +39,13 @@ class RunMeta:
 
     kind: RunKind = RunKind.SWEEP
     preset: str = "custom"
-    env: dict = field(default_factory=dict)  # bench.env.fingerprint()
+    env: dict = field(default_factory=dict)  # bench.instruments.env.fingerprint()
     timing_config: dict = field(default_factory=dict)
     n_cases: int = 0
     cases: list = field(default_factory=list)  # every planned case as a row (Case.to_row), for --resume
-    ceilings: dict = field(default_factory=dict)  # "cpu/fp32" -> bench.ceiling.Ceiling.as_dict()
-    bandwidth: dict = field(default_factory=dict)  # "cpu/fp32" -> bench.bandwidth.Bandwidth.as_dict()
-    dispatch: dict = field(default_factory=dict)  # "cpu" (or "cpu/t1") -> bench.dispatch.DispatchFloor.as_dict()
+    ceilings: dict = field(default_factory=dict)  # "cpu/fp32" -> bench.limits.ceiling.Ceiling.as_dict()
+    bandwidth: dict = field(default_factory=dict)  # "cpu/fp32" -> bench.limits.bandwidth.Bandwidth.as_dict()
+    dispatch: dict = field(default_factory=dict)  # "cpu" (or "cpu/t1") -> bench.limits.dispatch.DispatchFloor.as_dict()
     limits_spent_s: dict = field(default_factory=dict)  # what the limits beyond the square ceilings cost
     interrupted: bool = False  # Ctrl-C or SIGTERM ended it
     skip_slow_dtypes: bool = False
@@ -49,7 +53,7 @@ class RunMeta:
     run_s: float = 0.0  # wall time over every invocation (a resumed run adds up)
     load_average_1m_start: float | None = None
     load_average_1m_end: float | None = None
-    noise: dict = field(default_factory=dict)  # bench.noise.run_record: the machine state the noise model reads
+    noise: dict = field(default_factory=dict)  # bench.analysis.noise.run_record: the machine state the noise model reads
     resumed_from: str | None = None  # the date of the first invocation's environment
     in_flight: dict | None = None  # {"case_id", "label", "pid"} while a case is being measured (cleared after it)
     crashes: dict = field(default_factory=dict)  # case_id -> times the process died while measuring it

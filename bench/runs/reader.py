@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..case_fields import BUILT_IN_FIELDS, FIELD_TYPES
+from ..model.case_fields import BUILT_IN_FIELDS, FIELD_TYPES
 from ..errors import UsageError, first_line
 from .columns import (KEY_COLUMNS, REQUIRED_SAMPLE_COLUMNS, REQUIRED_SUMMARY_COLUMNS, STAT_COLUMNS,
                       fill_later_columns, missing_columns, user_model_rows)

@@ -12,8 +12,8 @@ A run of ``--model models/x.py:make`` records, per model name (meta.json ``model
 * ``source_dir``: the folder the defining file lay in (its neighbours, which it may import, are not copied);
 * ``model_args``: the factory options the run's cases gave it (each case also records its own).
 
-``compare --confirm`` rebuilds each side's model from its own run's copy (``bench.confirm``). No torch here:
-the recipe itself comes from ``bench.plugin.recipe``.
+``compare --confirm`` rebuilds each side's model from its own run's copy (``bench.commands.compare``). No torch here:
+the recipe itself comes from ``bench.case.plugin.recipe``.
 """
 
 from __future__ import annotations

@@ -13,9 +13,10 @@ import pytest
 import torch
 from sleeping_step import SLEEPS, Sleeps, add_sleeps  # tests/bench/ is on sys.path (rootdir conftest mode)
 
-from bench import runner, timing
-from bench.bandwidth import Bandwidth
-from bench.dispatch import DispatchFloor
+from bench.engine import runner
+from bench.instruments import timing
+from bench.limits.bandwidth import Bandwidth
+from bench.limits.dispatch import DispatchFloor
 
 STAND_IN_BYTES_PER_S = 10e9
 STAND_IN_PER_OP_S = 10e-6
@@ -40,7 +41,7 @@ def _stand_in_limits(request, monkeypatch):
 
 @pytest.fixture
 def sleeping_steps(monkeypatch) -> Sleeps:
-    """Every step ``bench.timing`` builds in this test sleeps ``SLEEPS`` in its phases (sleeping_step.py)."""
+    """Every step ``bench.instruments.timing`` builds in this test sleeps ``SLEEPS`` in its phases (sleeping_step.py)."""
     real_build = timing.build_step
 
     def build(case):

@@ -5,7 +5,7 @@ fixed time, on top of the real work: ``time.sleep`` is the reference, and a miss
 phase moves the numbers by whole sleeps. The sleeps sit where the real work is: a forward
 pre-hook on the model (so forward and inference pay it), the loss function (loss + backward),
 and the torch optimiser's own ``step`` (the optimiser phase). ``conftest.sleeping_steps`` applies
-it to every step ``bench.timing`` builds.
+it to every step ``bench.instruments.timing`` builds.
 
 Why not real compute: on the shared, loaded 2-core AMD EPYC (load average 3.6-6.4) the phase-sum
 gap of tiny real cases ranged from -50% to +9% between runs, so a band that lets the unmodified

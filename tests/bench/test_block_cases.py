@@ -8,8 +8,8 @@ import pytest
 import torch
 
 import mlp
-from bench.case_fields import Norm
-from bench.cases import PRESETS, Case
+from bench.model.case_fields import Norm
+from bench.case.cases import PRESETS, Case
 from bench.cli import main as cli_main
 
 OLD_FIELDS = ("network", "width", "depth", "in_features", "out_features", "batch", "activation", "device", "dtype",
@@ -91,7 +91,7 @@ def test_every_case_of_the_blocks_preset_is_accounted(device):
 def test_the_fastest_step_knobs_that_the_blocks_accounting_lacks_are_refused_in_one_line():
     import pytest as _pytest
 
-    from bench.cases import Case as _Case
+    from bench.case.cases import Case as _Case
 
     for knob in ({"param_dtype": "compute", "dtype": "bf16"}, {"epilogue": "fused"}):
         with _pytest.raises(ValueError, match="apply to the uniform, teaching and FashionMNIST nets"):

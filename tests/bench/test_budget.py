@@ -16,12 +16,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench import ceiling, env, runner, timing
+from bench.limits import ceiling
+from bench.instruments import env, timing
+from bench.engine import runner
 from bench import runs as run_record
-from bench.cases import Case
-from bench.ceiling import Ceiling, measure_ceiling
+from bench.case.cases import Case
+from bench.limits.ceiling import Ceiling, measure_ceiling
 from bench.cli import main as cli_main
-from bench.timing import TimingConfig
+from bench.instruments.timing import TimingConfig
 
 FAST = TimingConfig(repeats=5, warmup_s=0.05, min_block_s=0.005)
 SLEEP_STEP_S = 0.2  # the fake slow case: every training step sleeps this long (time.sleep is the reference)
@@ -103,7 +105,7 @@ def test_the_prediction_covers_the_rounds_it_replays():
 
 @pytest.mark.parametrize("text, expected", [("30", 30.0), ("0.5", 0.5), ("inf", None), ("none", None)])
 def test_max_case_s_parses_seconds_and_inf(text, expected):
-    from bench.flags import seconds_budget
+    from bench.commands.case_flags import seconds_budget
 
     assert seconds_budget(text, "max-case-s") == expected
 

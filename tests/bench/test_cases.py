@@ -1,10 +1,10 @@
-"""bench.cases: validation of a Case and what the presets cover."""
+"""bench.case.cases: validation of a Case and what the presets cover."""
 
 from __future__ import annotations
 
 import pytest
 
-from bench.cases import PRESETS, Case
+from bench.case.cases import PRESETS, Case
 
 
 # --------------------------------------------------------------------------- cases and sweeps
@@ -37,7 +37,7 @@ def test_quick_preset_covers_every_dimension_twice():
 
 
 def test_typed_views_give_the_enums_of_the_string_fields():
-    from bench.cases import CompileMode
+    from bench.case.cases import CompileMode
 
     eager, compiled = Case(), Case(compile="reduce_overhead")
     assert eager.compile_mode is CompileMode.NONE and not eager.compiled and eager.to_row()["compile"] == "none"
@@ -82,7 +82,7 @@ def test_recorded_case_ids_are_pinned(fields, case_id):
 def test_the_torch_free_choices_mirror_mlps_enums_and_registry():
     """case_fields mirrors mlp's closed choices so that --help and sweep files need no torch: they must agree."""
     import mlp
-    from bench import case_fields
+    from bench.model import case_fields
 
     assert case_fields.ACTIVATION_NAMES == tuple(mlp.ACTIVATIONS)
     assert case_fields.PRECISION_NAMES == tuple(m.value for m in mlp.Precision)
@@ -93,7 +93,7 @@ def test_the_torch_free_choices_mirror_mlps_enums_and_registry():
 
 
 def test_every_choice_is_one_a_case_takes_and_every_string_flag_lists_its_choices():
-    from bench.case_fields import FIELD_CHOICES, FIELD_TYPES, FLAG_FIELDS
+    from bench.model.case_fields import FIELD_CHOICES, FIELD_TYPES, FLAG_FIELDS
 
     cuda_only = {("dtype", "fp16")}  # the one value that needs another field (device cuda)
     needs = {"norm": {"network": "residual"},  # a field of one built-in net only
@@ -109,4 +109,4 @@ def test_every_choice_is_one_a_case_takes_and_every_string_flag_lists_its_choice
     # a factory path, key=value options, a shape, an inputs function and an output's index or key
     free_text = {"model", "model_args", "optimizer_args", "sample_shape", "inputs", "output"}
     missing = {f for f in FLAG_FIELDS if FIELD_TYPES[f] is str} - set(FIELD_CHOICES) - free_text
-    assert not missing, f"add the valid values of {sorted(missing)} to bench.case_fields.FIELD_CHOICES"
+    assert not missing, f"add the valid values of {sorted(missing)} to bench.model.case_fields.FIELD_CHOICES"

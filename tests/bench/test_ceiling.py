@@ -13,12 +13,14 @@ import torch
 import torch.utils.benchmark as tub
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from bench import ceiling, runner, runs
-from bench.cases import Case
-from bench.clocks import torch_threads
-from bench.ceiling import Ceiling, measure_case_shapes, measure_ceiling
+from bench.limits import ceiling
+from bench.engine import runner
+from bench import runs
+from bench.case.cases import Case
+from bench.instruments.clocks import torch_threads
+from bench.limits.ceiling import Ceiling, measure_case_shapes, measure_ceiling
 from bench.report.markdown import format_summary, write_report
-from bench.timing import TimingConfig
+from bench.instruments.timing import TimingConfig
 from mlp.traffic import Gemm
 
 FAST = TimingConfig(repeats=5, warmup_s=0.05, min_block_s=0.005)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.cases import PRESETS
+from bench.case.cases import PRESETS
 from bench.cli import main as cli_main
 
 REPO = Path(__file__).resolve().parents[2]
@@ -61,7 +61,7 @@ def test_an_unwritable_out_folder_is_a_usage_error_before_measuring(tmp_path, ca
     else:
         (tmp_path / "a-file").write_text("")
         out = tmp_path / "a-file" / "run"  # a folder cannot live under a regular file, even for root
-    from bench import runner
+    from bench.engine import runner
 
     def must_not_measure(*args, **kwargs):
         raise AssertionError("measuring started before the output folder was checked")
@@ -91,10 +91,10 @@ print(out.getvalue() + "IMPORTED:" + ",".join(heavy))
 
 
 @pytest.mark.parametrize("argv, allowed", [(["--help"], ""), (["run", "--help"], ""), (["tune", "--help"], ""),
-                                           (["compare", "--help"], "numpy"), (["gpu-reference", "--help"], "")])
+                                           (["compare", "--help"], "numpy")])
 def test_help_imports_no_torch_nor_the_data_stack(argv, allowed):
     """`mlpbench --help` took 4-5 s: every command module (torch, pandas, scipy) was imported to build the parser;
-    `compare --help` took 4.6 s (pandas, scipy) and `gpu-reference --help` 2.0 s (pandas): now 0.2 s each."""
+    `compare --help` took 4.6 s (pandas, scipy): now 0.2 s."""
     proc = subprocess.run([sys.executable, "-c", HELP_PROBE, *argv], cwd=REPO, capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
@@ -105,8 +105,8 @@ def test_help_imports_no_torch_nor_the_data_stack(argv, allowed):
 
 def test_every_case_flag_and_the_preset_flag_list_their_valid_values(capsys):
     import mlp
-    from bench.cases import Device
-    from bench.flags import CASE_FLAGS, OPTION_FLAGS, WHOLE_FLAGS
+    from bench.case.cases import Device
+    from bench.commands.case_flags import CASE_FLAGS, OPTION_FLAGS, WHOLE_FLAGS
 
     with pytest.raises(SystemExit):
         cli_main(["run", "--help"])

@@ -9,7 +9,7 @@ import os
 import pandas as pd
 import pytest
 
-from bench import confirm
+from bench.commands import compare as confirm
 from bench.cli import main
 from bench.gate import ab
 
@@ -163,7 +163,7 @@ def test_the_cpu_clock_leaves_out_time_the_thread_does_not_run_and_only_on_one_t
 
     import torch
 
-    from bench import clocks
+    from bench.instruments import clocks
 
     cpu = torch.device("cpu")
     with clocks.torch_threads(1):

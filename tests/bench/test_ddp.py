@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from bench.cases import Case
+from bench.case.cases import Case
 from bench.cli import main
 from bench.ddp.merge import ALL_RANKS
 from bench.ddp.worker import FAULT_ENV, build_ddp_step

@@ -1,4 +1,4 @@
-"""Case fields onto a user factory's arguments (bench.plugin.factory_call), against real torch and timm signatures.
+"""Case fields onto a user factory's arguments (bench.case.plugin.factory_call), against real torch and timm signatures.
 
 The reference is the factory itself: ``inspect.signature(...).bind`` must accept the call, and the module it builds
 must have the shapes, device and parameter dtype the case asks for (nn.Linear's weight is out x in; timm's Mlp
@@ -13,9 +13,9 @@ import pytest
 import torch
 from torch import nn
 
-from bench.cases import Case
+from bench.case.cases import Case
 from bench.errors import ModelError
-from bench.plugin import Factory, case_values, factory_call
+from bench.case.plugin import Factory, case_values, factory_call
 
 FIELDS = case_values(Case(width=64, depth=3, in_features=12, out_features=7, batch=8, dtype="bf16"))
 

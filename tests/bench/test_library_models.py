@@ -22,10 +22,11 @@ import torch
 import torchvision.ops
 from torch import nn
 
-from bench import api, cli, runner
+from bench import api, cli
+from bench.engine import runner
 from bench.errors import ModelError
 from bench.runs import load_run
-from bench.timing import TimingConfig
+from bench.instruments.timing import TimingConfig
 
 REPO = Path(__file__).resolve().parents[2]
 BATCH = 4
@@ -133,7 +134,7 @@ def test_the_five_library_modules_measure_from_one_sweep_file(no_limits, tmp_pat
 
 
 def test_a_user_models_row_reads_back_as_the_same_case_and_a_sweep_file_takes_a_shape(tmp_path):
-    from bench.cases import Case, sweep_from_file
+    from bench.case.cases import Case, sweep_from_file
 
     case = Case(model="torch.nn:Linear", in_features=64, out_features=64, batch=32)
     row = case.to_row()
@@ -150,8 +151,8 @@ def test_a_user_models_row_reads_back_as_the_same_case_and_a_sweep_file_takes_a_
 
 
 def test_pytorchs_device_and_dtype_keywords_get_torchs_objects_and_the_parameters_stay_fp32():
-    from bench import plugin
-    from bench.cases import Case
+    from bench.case import plugin
+    from bench.case.cases import Case
 
     for dtype in ("fp32", "tf32", "bf16"):  # every CPU dtype keeps fp32 parameters; bf16 is autocast
         model = plugin.build(Case(model="torch.nn:Linear", in_features=8, out_features=4, dtype=dtype))
@@ -175,8 +176,8 @@ def test_a_case_field_declared_with_another_meaning_keeps_the_factorys_default_o
                                                                                               monkeypatch):
     (tmp_path / "meanings.py").write_text(textwrap.dedent(MEANINGS))
     monkeypatch.chdir(tmp_path)
-    from bench import plugin
-    from bench.cases import Case
+    from bench.case import plugin
+    from bench.case.cases import Case
 
     model = plugin.build(Case(model="meanings.py:make", in_features=8, out_features=4))
     assert isinstance(model[1], nn.GELU)  # its own default, not the case's 'relu'

@@ -1,4 +1,4 @@
-"""A limit's statistic over its timed blocks (bench.ceiling, bench.bandwidth, bench.dispatch), on constructed times.
+"""A limit's statistic over its timed blocks (bench.limits.ceiling, bench.limits.bandwidth, bench.limits.dispatch), on constructed times.
 
 Each limit is a best-of: the matmul ceiling is its best product's fastest block (flops / min seconds, in TFLOP/s),
 the bandwidth its fastest single call (bytes / min seconds), the dispatch floor the fastest block per op. The
@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from bench import bandwidth, ceiling, dispatch
-from bench.timing import TimingConfig
+from bench.limits import bandwidth, ceiling, dispatch
+from bench.instruments.timing import TimingConfig
 
 from virtual_clock import VirtualClock  # tests/bench/ is on sys.path
 
@@ -137,7 +137,7 @@ def test_the_dispatch_floor_is_the_fastest_block_and_the_lower_per_op_of_backpro
 def test_a_phases_bytes_are_charged_the_cache_rate_while_a_quarter_of_them_fits_the_llc():
     """mlp.traffic touches a tensor at most 4 times in a phase, so bytes / 4 <= LLC may all stay in the cache: the
     cache copy's rate (the faster of it and DRAM's); one byte beyond 4 x LLC is charged DRAM's rate."""
-    from bench.speed_of_light import memory_bytes_per_s
+    from bench.limits.speed_of_light import memory_bytes_per_s
 
     llc = 8 * 2**20
     limits = {"bytes_per_s": 20e9, "cache_bytes_per_s": 80e9, "cache_bytes": llc}

@@ -19,10 +19,11 @@ import pytest
 import torch
 import torch.utils.benchmark as tub
 
-from bench import bandwidth, ceiling, core_clock, runner, speed_of_light
-from bench.dispatch import count_ops, measure_dispatch, tiny_step
-from bench.ceiling import Ceiling
-from bench.peak import cpu_peak, cpu_peak_or_reason
+from bench.limits import bandwidth, ceiling, core_clock, speed_of_light
+from bench.engine import runner
+from bench.limits.dispatch import count_ops, measure_dispatch, tiny_step
+from bench.limits.ceiling import Ceiling
+from bench.limits.peak import cpu_peak, cpu_peak_or_reason
 
 # the independent best may beat the limit by this much: both are bests of the same interleaved rounds, so only
 # luck between neighbouring samples separates them (seen: 0.72-0.89 at load 12 on 2 cores, 0.76-1.25 at 16 on
@@ -202,7 +203,7 @@ def test_the_dispatch_floor_s_add_matches_torch_utils_benchmark():
 
 
 def test_a_backward_is_charged_the_engine_s_per_op_floor_and_a_forward_the_python_one():
-    from bench.dispatch import phase_per_op_s
+    from bench.limits.dispatch import phase_per_op_s
 
     dispatch = {"per_op_s": 5e-6, "autograd_per_op_s": 2.5e-6}
     assert [phase_per_op_s(dispatch, p) for p in ("forward", "inference", "backward", "optimizer", "step")] == \
@@ -221,7 +222,7 @@ def test_a_backward_is_charged_the_engine_s_per_op_floor_and_a_forward_the_pytho
 def test_the_run_keeps_the_lower_of_its_start_and_end_dispatch_passes_whole():
     from dataclasses import replace
 
-    from bench.dispatch import best_of_passes
+    from bench.limits.dispatch import best_of_passes
 
     start = _floor(3e-6, add_s=1e-6).as_dict()
     lower = best_of_passes(start, _floor(2e-6, add_s=9e-7))
@@ -237,7 +238,7 @@ def test_the_run_keeps_the_lower_of_its_start_and_end_dispatch_passes_whole():
 
 
 def _floor(per_op_s: float, add_s: float = 1e-6):
-    from bench.dispatch import DispatchFloor
+    from bench.limits.dispatch import DispatchFloor
 
     return DispatchFloor("cpu", 1, add_s, per_op_s, 45 * per_op_s, 45, 46 * per_op_s, 46, 0.0, 0.5)
 
@@ -289,7 +290,7 @@ def test_the_runner_feeds_the_model_the_run_s_own_limits():
 
 def test_the_op_count_does_not_depend_on_the_batch_it_is_counted_at():
     """The runner counts ops at a small batch (cheap); a real batch dispatches the same ops."""
-    from bench.cases import Case
+    from bench.case.cases import Case
 
     case = Case(width=48, depth=2, batch=64, activation="gelu", optimizer="adam")
     small = runner.phase_ops(runner.ops_case(case))

@@ -15,13 +15,13 @@ import pytest
 import torch
 
 import mlp
-from bench.cases import Case
+from bench.case.cases import Case
 from bench.cli import main
 from bench.loader.measure import LoaderCase, LoopConfig, measure_loader_case, skip_reason
 from bench.loader.tables import tables
 from bench.report.loader import INPUT_BOUND_SHARE, cases_frame
 from bench.runs import load_run
-from bench.timing import TimingConfig
+from bench.instruments.timing import TimingConfig
 from mlp.fashion_mnist_files import write_random_fashion_mnist
 
 SMALL_TRAIN = 256  # examples in the small training split the tests write

@@ -1,4 +1,4 @@
-"""What a run records to rebuild a user's model (``bench.plugin.recipe``, ``bench.runs.recipe``): the import path, the
+"""What a run records to rebuild a user's model (``bench.case.plugin.recipe``, ``bench.runs.recipe``): the import path, the
 working folder, and the defining file copied into the run folder, byte for byte as it was measured (a later edit
 does not reach the copy). References: the bytes written, and hashlib."""
 
@@ -11,7 +11,7 @@ import sys
 
 from edited_model import MODEL, measure_run, write_model  # tests/bench/ is on sys.path
 
-from bench import plugin
+from bench.case import plugin
 from bench.runs.recipe import SOURCE_DIR, Kind, ModelRecipe, RecipeBook, copy_sources
 from bench.runs import load_run
 

@@ -1,4 +1,4 @@
-"""The between-run noise model (bench.noise) against scipy, and on states whose truth is known by construction."""
+"""The between-run noise model (bench.analysis.noise) against scipy, and on states whose truth is known by construction."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from bench import noise
+from bench.analysis import noise
 
 
 def test_the_run_level_factor_and_the_case_noise_are_scipys_median_and_normal_mad() -> None:

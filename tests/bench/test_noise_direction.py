@@ -1,4 +1,4 @@
-"""The direction of a case verdict after the run-level factor (bench.noise), on ratios whose truth is constructed.
+"""The direction of a case verdict after the run-level factor (bench.analysis.noise), on ratios whose truth is constructed.
 
 A machine 1.5x slower in every case is the run-level factor; a case 20% faster than that (B/A 1.2, still above 1)
 is FASTER, not slower, and the overall verdict follows it; the mirror on a machine that got faster. The z and the
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from bench import noise
+from bench.analysis import noise
 
 N_CASES = 12
 CI = 0.01  # each ratio's 95% interval: +-1%

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bench import runs as run_record
-from bench.cases import Case
+from bench.case.cases import Case
 from bench.report import compare
 
 pytestmark = pytest.mark.e2e
@@ -19,8 +19,8 @@ BUSY = "while True:\n    pass\n"
 
 
 def _tiny_run(out: Path) -> Path:
-    from bench.runner import run_sweep
-    from bench.timing import TimingConfig
+    from bench.engine.runner import run_sweep
+    from bench.instruments.timing import TimingConfig
 
     cases = [Case(width=w, depth=1, batch=b, threads=1) for w in (32, 64, 128) for b in (8, 64)]
     run_sweep(cases, out, TimingConfig(repeats=6, warmup_s=0.02, min_block_s=0.005), preset="test", progress=False)
@@ -58,7 +58,7 @@ def test_confirm_catches_a_real_slowdown_interleaved() -> None:
 
     A smaller change (w96, 2.25x the hidden FLOPs) costs only ~1.2x in time at this size, where dispatch dominates, and
     its interval's low end fell to 1.045 in a CI run on a busy machine: the slowdown must be plainly beyond the noise."""
-    from bench import confirm
+    from bench.commands import compare as confirm
     from bench.gate.ab import tree_root
 
     a = Case(width=64, depth=2, batch=64, threads=1).to_row()

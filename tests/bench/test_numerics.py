@@ -1,4 +1,4 @@
-"""Numerics beside speed (``bench.numerics``): each case's distance from fp32 eager, and its flag.
+"""Numerics beside speed (``bench.instruments.numerics``): each case's distance from fp32 eager, and its flag.
 
 The reference here is independent of the code under test: plain ``nn.Linear``/``nn.ReLU`` layers (a copy of
 the step's initial weights), ``F.mse_loss``, ``torch.autograd.grad`` and the SGD update written out, for the
@@ -17,9 +17,9 @@ from torch import nn
 from torch.nn import functional as F
 
 import mlp
-from bench import numerics
-from bench.cases import Case
-from bench.clocks import torch_threads
+from bench.instruments import numerics
+from bench.case.cases import Case
+from bench.instruments.clocks import torch_threads
 
 WIDTH, DEPTH, BATCH = 32, 2, 16
 LR = mlp.CLASSIC_LR
@@ -178,9 +178,9 @@ def test_a_non_finite_variant_and_an_unseen_gradient_are_said():
 def test_the_pass_runs_only_where_the_case_budget_has_room_for_it():
     """About a first step plus 2 x STEPS steady steps beside what the timing took, within ``max_case_s``; the
     fp32 eager reference costs nothing and always reads 'reference'."""
-    from bench.phases import Phase
-    from bench.runner import measured_numerics
-    from bench.timing import Measurement, TimingConfig
+    from bench.model.phases import Phase
+    from bench.engine.runner import measured_numerics
+    from bench.instruments.timing import Measurement, TimingConfig
 
     def measured(case):
         return Measurement(case, samples={Phase.STEP: [0.1] * 3}, first_step_s=2.0, measure_s=5.0)

@@ -18,15 +18,17 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from bench import api, cli, keyvalues, plugin
-from bench.case_accounting import case_figures
-from bench.cases import Case
-from bench.clocks import clock_for, time_block
+from bench import api, cli
+from bench.model import keyvalues
+from bench.case import plugin
+from bench.case.accounting import case_figures
+from bench.case.cases import Case
+from bench.instruments.clocks import clock_for, time_block
 from bench.history.ingest import read_run
 from bench.report.compare import compare_runs
-from bench.runner import run_sweep
+from bench.engine.runner import run_sweep
 from bench.runs import load_run
-from bench.timing import TimingConfig, build_step
+from bench.instruments.timing import TimingConfig, build_step
 
 REPO = Path(__file__).resolve().parents[2]
 FAST = TimingConfig(repeats=2, warmup_s=0.0, min_warmup_iters=1)
@@ -249,7 +251,7 @@ def test_a_failing_model_in_a_sweep_is_an_error_row_and_the_sweep_goes_on(models
 def test_the_built_in_blocks_fields_are_a_user_models_own_options(tmp_path):
     """The issue's example, --model-args 'hidden=4096,expansion=4': names that are also built-in block fields reach
     the factory as its options, and the block fields themselves are refused beside --model in one line."""
-    from bench import plugin
+    from bench.case import plugin
 
     path = tmp_path / "ffn.py"
     path.write_text("from torch import nn\n"

@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[2]
 def test_loading_the_plugin_imports_nothing_heavy():
     """pytest imports every installed pytest11 plugin at start: this one must not pull in torch or pandas."""
     code = ("import sys, bench.pytest_plugin\n"
-            "heavy = sorted(m for m in ('torch', 'pandas', 'numpy', 'bench.api', 'bench.runner') if m in sys.modules)\n"
+            "heavy = sorted(m for m in ('torch', 'pandas', 'numpy', 'bench.api', 'bench.engine.runner') if m in sys.modules)\n"
             "print(','.join(heavy))")
     env = os.environ | {"PYTHONPATH": str(REPO)}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)

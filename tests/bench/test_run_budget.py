@@ -11,11 +11,13 @@ import time
 import pytest
 import torch
 
-from bench import budget, runner, runs, timing
-from bench.cases import Case
-from bench.ceiling import Ceiling
+from bench.engine import budget, runner
+from bench import runs
+from bench.instruments import timing
+from bench.case.cases import Case
+from bench.limits.ceiling import Ceiling
 from bench.cli import main as cli_main
-from bench.timing import Measurement, TimingConfig
+from bench.instruments.timing import Measurement, TimingConfig
 
 FAST = TimingConfig(repeats=5, warmup_s=0.05, min_block_s=0.005)
 SLEEP_S = 0.5

@@ -1,4 +1,4 @@
-"""bench.runner and the run record (bench.runs): a real smoke sweep through the CLI, failures as rows, resume, atomic writes.
+"""bench.engine.runner and the run record (bench.runs): a real smoke sweep through the CLI, failures as rows, resume, atomic writes.
 
 One real smoke sweep (the `smoke` preset, one compiled case) runs once per session
 through the CLI; the other tests use tiny eager cases with a short timing config.
@@ -15,15 +15,15 @@ import pandas as pd
 import pytest
 import torch
 
-from bench import runner
+from bench.engine import runner
 from bench import runs as run_record
-from bench.cases import PRESETS, Case
+from bench.case.cases import PRESETS, Case
 from bench.cli import main as cli_main
-from bench.timing import Phase, TimingConfig, measure
+from bench.instruments.timing import Phase, TimingConfig, measure
 
 FAST = TimingConfig(repeats=5, warmup_s=0.05, min_block_s=0.005)
 
-# Columns documented in the README ("Results") that every summary.csv carries.
+# Columns documented in docs/results.md that every summary.csv carries.
 DOCUMENTED_COLUMNS = [
     "network", "width", "depth", "batch", "activation", "device", "dtype", "compile", "optimizer", "loss",
     "threads", "case_id", "label", "phase", "status", "reason", "n", "median_s", "iqr_s", "min_s",
@@ -170,7 +170,7 @@ def _reference_accounting(case: Case) -> dict[str, float]:
 
 def test_derived_columns_follow_their_definitions(tmp_path, monkeypatch):
     """Every derived column recomputed from samples.csv, FlopCounterMode, real tensors and the ceiling."""
-    from bench.ceiling import Ceiling
+    from bench.limits.ceiling import Ceiling
 
     def fake_ceiling(device, dtype, sizes=None, budget_s=None):
         return Ceiling(device, dtype, "fake cpu", FAKE_CEILING_TFLOPS, 256, FAKE_DATASHEET_TFLOPS, "test",

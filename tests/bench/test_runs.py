@@ -16,10 +16,10 @@ import pytest
 
 import mlp
 from bench import runs
-from bench.case_fields import CaseFields
-from bench.cases import Case
+from bench.model.case_fields import CaseFields
+from bench.case.cases import Case
 from bench.cli import main as cli_main
-from bench.flags import CASE_FLAGS
+from bench.commands.case_flags import CASE_FLAGS
 
 REPO = Path(__file__).resolve().parents[2]
 REFERENCE = REPO / "results" / "reference"

@@ -1,4 +1,4 @@
-"""bench.stats: the median's confidence interval against published order statistics."""
+"""bench.analysis.stats: the median's confidence interval against published order statistics."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from bench.stats import median_ci, summarize
+from bench.analysis.stats import median_ci, summarize
 
 
 def test_median_ci_matches_the_published_order_statistics():

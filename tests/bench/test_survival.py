@@ -16,12 +16,13 @@ import pytest
 import torch
 
 import mlp
-from bench import runner, runs
-from bench.cases import Case
+from bench.engine import runner
+from bench import runs
+from bench.case.cases import Case
 from bench.cli import main as cli_main
 from bench.errors import EXIT_INTERRUPTED, EXIT_USAGE
-from bench.headroom import GIB, needed_bytes
-from bench.timing import TimingConfig
+from bench.case.headroom import GIB, needed_bytes
+from bench.instruments.timing import TimingConfig
 
 REPO = Path(__file__).resolve().parents[2]
 FAST = TimingConfig(repeats=3, warmup_s=0.0, min_block_s=0.002)

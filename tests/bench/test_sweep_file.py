@@ -1,4 +1,4 @@
-"""Sweep files (bench.sweep_file): the presets as shipped files give the cases they gave as Python, a user's file
+"""Sweep files (bench.model.sweep_file): the presets as shipped files give the cases they gave as Python, a user's file
 gives the cases of the same flags, and every kind of fault is one line naming the file, the line and the key.
 
 Parse-only, except one tiny real run (the budgets a file sets, and the flag that wins over them).
@@ -12,15 +12,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench import runner, sweep_file
-from bench.case_fields import SWEEP_FIELDS
-from bench.ceiling import Ceiling
-from bench.cases import PRESETS, Sweep
+from bench.engine import runner
+from bench.model import sweep_file
+from bench.model.case_fields import SWEEP_FIELDS
+from bench.limits.ceiling import Ceiling
+from bench.case.cases import PRESETS, Sweep
 from bench.cli import main as cli_main
 from bench.errors import UsageError
 
 REPO = Path(__file__).resolve().parents[2]
-# Case lists of the presets as bench/cases.py declared them in Python, before they became files (commit 561afd2)
+# Case lists of the presets as bench/case/cases.py declared them in Python, before they became files (commit 561afd2)
 FROZEN = json.loads((Path(__file__).parent / "data" / "presets_561afd2.json").read_text())["presets"]
 # ... and the built-in blocks' preset as its Python definition gave it (before it became blocks.toml)
 FROZEN |= json.loads((Path(__file__).parent / "data" / "presets_blocks.json").read_text())["presets"]
@@ -32,7 +33,7 @@ FROZEN |= json.loads((Path(__file__).parent / "data" / "presets_blocks.json").re
 def test_the_shipped_presets_are_the_nine_of_before():
     assert set(sweep_file.preset_names()) == set(FROZEN) == set(PRESETS)
     assert len(FROZEN) == 9
-    assert sorted(p.stem for p in (REPO / "bench" / "presets").glob("*.toml")) == sorted(FROZEN)
+    assert sorted(p.stem for p in (REPO / "bench" / "model" / "presets").glob("*.toml")) == sorted(FROZEN)
 
 
 @pytest.mark.parametrize("name", sorted(FROZEN))
@@ -82,7 +83,7 @@ def test_every_case_field_is_a_key_of_a_grid():
 
 
 def _a_value(key: str) -> str:
-    from bench.case_fields import FIELD_DEFAULTS
+    from bench.model.case_fields import FIELD_DEFAULTS
 
     default = FIELD_DEFAULTS[key]
     return f'"{default}"' if isinstance(default, str) else repr(default)
@@ -202,7 +203,7 @@ def test_the_documented_example_sweeps_are_valid(path):
 def test_a_relative_model_path_is_read_beside_the_sweep_file(tmp_path, monkeypatch):
     """``model = "./blocks.py:make"`` names the file beside the sweep file, whatever the cwd; a module name is
     left as written (imported from the cwd, as the flag's is)."""
-    from bench import plugin
+    from bench.case import plugin
 
     folder = tmp_path / "repo" / "sweeps"
     folder.mkdir(parents=True)

@@ -1,4 +1,4 @@
-"""GPU telemetry per case (bench.telemetry) on the CPU, with a fake NVML whose readings the test scripts.
+"""GPU telemetry per case (bench.instruments.telemetry) on the CPU, with a fake NVML whose readings the test scripts.
 
 The references are hand computations from the scripted readings (energy over time, the 75% rule),
 and a real background thread sampling a fake device.
@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from bench import telemetry
-from bench.telemetry import Gpu, Sample
+from bench.instruments import telemetry
+from bench.instruments.telemetry import Gpu, Sample
 
 
 class FakeNvml:
@@ -195,7 +195,7 @@ def test_a_ceilings_pass_clocks_survive_meta_json_and_older_meta_reads_without_t
     import dataclasses
     import json
 
-    from bench.ceiling import Ceiling
+    from bench.limits.ceiling import Ceiling
 
     old = Ceiling("cuda", "bf16", "NVIDIA H100", 789.1, 8192, 989.4, "datasheet")
     assert old.with_pass_clock("start", None) == old

@@ -1,4 +1,4 @@
-"""bench.timing: the measurement protocol against time.sleep, torch.utils.benchmark and the datasheet.
+"""bench.instruments.timing: the measurement protocol against time.sleep, torch.utils.benchmark and the datasheet.
 
 The CPU timing checks use a step whose phases sleep known times (``sleeping_steps``,
 tests/bench/sleeping_step.py). On this shared, loaded 2-core AMD EPYC the phase sum of a tiny
@@ -19,9 +19,9 @@ import torch
 import torch.utils.benchmark as tbench
 from torch.utils.flop_counter import FlopCounterMode
 
-from bench.cases import Case
-from bench.stats import summarize
-from bench.timing import Phase, TimingConfig, build_step, measure
+from bench.case.cases import Case
+from bench.analysis.stats import summarize
+from bench.instruments.timing import Phase, TimingConfig, build_step, measure
 
 FAST = TimingConfig(repeats=5, warmup_s=0.05, min_block_s=0.005)
 SLEEPY = TimingConfig(repeats=9, warmup_s=0.05, min_block_s=0.005)  # a 40 ms sleeping step: 1 iteration per block
@@ -104,7 +104,7 @@ def test_engine_agrees_with_torch_utils_benchmark_on_real_work():
 
 def test_first_step_is_not_in_the_samples(monkeypatch):
     """The case's first forward sleeps 0.3 s: the cold step reads it, and no timed block contains it."""
-    from bench import timing
+    from bench.instruments import timing
 
     real_build = timing.build_step
 
@@ -138,7 +138,7 @@ def test_threads_are_set_per_case_and_restored():
 
 def test_a_case_leaves_the_precision_flags_as_it_found_them(monkeypatch):
     """TF32 on during a tf32 case, off during an fp32 one, and the caller's flags back afterwards."""
-    from bench import timing
+    from bench.instruments import timing
 
     seen = {}
     real_build = timing.build_step
@@ -183,11 +183,11 @@ MIN_DATASHEET_FRACTION = 0.25  # a GPU-bound bf16 step or a large product reache
 
 
 def _datasheet_tflops(dtype: str) -> float:
-    from bench.ceiling import datasheet_peak
+    from bench.limits.ceiling import datasheet_peak
 
     peak, _ = datasheet_peak(torch.cuda.get_device_name(), dtype)
     if peak is None:
-        pytest.skip(f"no datasheet peak for {torch.cuda.get_device_name()} in bench.ceiling")
+        pytest.skip(f"no datasheet peak for {torch.cuda.get_device_name()} in bench.limits.ceiling")
     return peak
 
 
@@ -224,7 +224,7 @@ def test_cuda_clock_times_gpu_work_like_torch_utils_benchmark():
     the work is done raise. In a long steady loop a full launch queue can hide both, so this block
     is short (5 products of ~1 ms, far below the queue's depth).
     """
-    from bench.clocks import clock_for, time_block
+    from bench.instruments.clocks import clock_for, time_block
 
     a, b = (torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16) for _ in range(2))
     product = lambda i: torch.mm(a, b)  # noqa: E731
@@ -296,7 +296,7 @@ def test_cuda_analytic_memory_is_below_the_measured_peak():
 @cuda
 def test_cuda_ceiling_is_below_the_datasheet():
     """The measured matmul ceiling is a real rate: at or below the datasheet's dense peak, and not far below."""
-    from bench.ceiling import measure_ceiling
+    from bench.limits.ceiling import measure_ceiling
 
     c = measure_ceiling("cuda", "bf16", sizes=(4096, 8192))
     peak = _datasheet_tflops("bf16")

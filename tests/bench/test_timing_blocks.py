@@ -1,4 +1,4 @@
-"""Which call becomes which sample: bench.timing and bench.clocks on a virtual clock, against a hand count.
+"""Which call becomes which sample: bench.instruments.timing and bench.instruments.clocks on a virtual clock, against a hand count.
 
 The step, its phases and the inference advance a virtual clock by a known amount per call, and each call's
 duration tells which call it was (the n-th step call takes n+1 ms). So the protocol's bookkeeping is read off
@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import pytest
 
-from bench import timing
-from bench.cases import Case
-from bench.clocks import time_block
-from bench.timing import Phase, TimingConfig, measure
+from bench.instruments import timing
+from bench.case.cases import Case
+from bench.instruments.clocks import time_block
+from bench.instruments.timing import Phase, TimingConfig, measure
 
 from virtual_clock import VirtualClock  # tests/bench/ is on sys.path
 

@@ -11,13 +11,13 @@ import pytest
 import torch
 
 import mlp
-from bench import tune
+from bench.commands import tune
 from bench.report.tune import CONFIRM_FILE
-from bench.cases import Case, Sweep
+from bench.case.cases import Case, Sweep
 from bench.cli import main as cli_main
-from bench.phases import Phase
+from bench.model.phases import Phase
 from bench.runs import load_run
-from bench.timing import TimingConfig, measure
+from bench.instruments.timing import TimingConfig, measure
 
 
 def _labels(plan):
@@ -127,9 +127,9 @@ def test_a_whole_step_compiled_case_times_the_step_alone_and_trains_like_eager_f
 
 def test_the_run_folder_records_the_knobs(tmp_path, monkeypatch):
     """A bf16-parameter, fused-epilogue case: its fields are columns of summary.csv and its label says so."""
-    from bench import runner
-    from bench.ceiling import Ceiling
-    from bench.runner import run_sweep
+    from bench.engine import runner
+    from bench.limits.ceiling import Ceiling
+    from bench.engine.runner import run_sweep
 
     def fake_ceiling(device, dtype, sizes=None, budget_s=None):  # the limits are not what this test is about
         return Ceiling(device, dtype, "fake cpu", 1.0, 256, None, "test", torch.get_num_threads(), (256,), 1.0, 0.0)
@@ -178,11 +178,11 @@ def test_the_report_picks_the_fastest_measured_case_and_the_bound_that_names_its
 @pytest.mark.e2e
 def test_the_confirmed_best_reproduces_within_noise_when_re_measured_interleaved(tmp_path, capsys):
     """tune's finalists are re-measured against eager interleaved; its printed command, measured again against
-    eager in a second interleaved measurement (bench.confirm, the gate's workers), gives a speedup whose interval
+    eager in a second interleaved measurement (bench.commands.compare, the gate's workers), gives a speedup whose interval
     overlaps the one tune reported: the claim is a ratio that survives the machine's drift, not a time."""
     import json
 
-    from bench import confirm
+    from bench.commands import compare as confirm
     from bench.gate.ab import tree_root
 
     out = tmp_path / "tune"
@@ -252,7 +252,7 @@ def test_the_recommendation_follows_the_interleaved_verdict_not_the_screening_me
 def test_a_sweep_file_s_cases_are_the_bases_reset_to_eager_and_listed_once(tmp_path):
     """Every case of the file is a base; a knob it sets is reset (tune varies the knobs itself), so a compiled and
     an eager grid of the same case are one base, and the file's budgets become tune's."""
-    from bench.cases import sweep_from_file
+    from bench.case.cases import sweep_from_file
 
     path = tmp_path / "ffn.toml"
     path.write_text('all_devices = false\nmax_run_s = 90\n\n[[grid]]\nnetwork = "ffn"\nwidth = [32, 64]\n'

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.clocks import Clock
+from bench.instruments.clocks import Clock
 
 
 class VirtualClock(Clock):

@@ -26,3 +26,8 @@ def report_runs() -> tuple[Path, Path]:
 def slowed_pair(run_dir: Path, root: Path, factor: float, middle: bool = False) -> tuple[Path, Path, str]:
     """The reporting tests' A/B pair: ``run_dir`` and a copy with one case ``factor`` x slower (conftest.py)."""
     return _report_conftest().slowed_pair(run_dir, root, factor, middle)
+
+
+def many_series_run(run_dir: Path, root: Path, copies: int = 3) -> Path:
+    """The reporting tests' run with more throughput series than a 10-colour palette (conftest.py)."""
+    return _report_conftest().many_series_run(run_dir, root, copies)

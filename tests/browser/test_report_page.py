@@ -66,10 +66,11 @@ def test_no_console_errors(loaded):
     driver, _ = loaded
     assert chromium.console_errors(driver) == []
     drawn = [e.get_attribute("id") for e in driver.find_elements(By.CSS_SELECTOR, ".js-plotly-plot")]
-    five = ["fig-throughput", "fig-phases", "fig-roofline", "fig-compile", "fig-crossover"]
-    # the five figures, all drawn, then the runs compared: the GPU run against the CPU run, case by case
-    # (compare matches cases across devices; the machine states differ, so every verdict is inconclusive)
-    assert drawn == five + ["fig-compare-1"], drawn
+    six = ["fig-throughput", "fig-phases", "fig-gpu_speedup", "fig-compile", "fig-roofline", "fig-activations"]
+    # report.md's six figures (bench/report/figures/), all drawn, then the runs compared: the GPU run against the CPU
+    # run, case by case (compare matches cases across devices; the machine states differ, so every verdict is
+    # inconclusive)
+    assert drawn == six + ["fig-compare-1"], drawn
 
 
 def test_throughput_has_a_marker_per_ok_case(loaded):
@@ -110,7 +111,7 @@ def test_crossover_has_a_marker_per_case_on_both_devices(loaded):
     steps = ok_steps(summary)
     keys = [f for f in CASE_FIELDS if f not in ("device", "threads")]
     both = steps[steps["device"] == "cpu"].merge(steps[steps["device"] == "cuda"], on=keys)
-    points = trace_points(driver, "fig-crossover")
+    points = trace_points(driver, "fig-gpu_speedup")
     assert len(both) > 0
     assert sum(n for name, n in points.items() if not name.startswith("crossover")) == len(both)
 

@@ -19,8 +19,8 @@ import pytest
 import torch
 
 import mlp
-from bench.cases import Case
-from bench.clocks import BATCH_POOL
+from bench.case.cases import Case
+from bench.instruments.clocks import BATCH_POOL
 
 RUN = Path(__file__).resolve().parents[2] / "results" / "reference" / "h100" / "runs" / "gpu" / "summary.csv"
 TOLERANCE = 0.10  # issue 17's goal

@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterator
 import pytest
 import torch
 
-from bench.cases import Case
-from bench.timing import build_step
+from bench.case.cases import Case
+from bench.instruments.timing import build_step
 
 ROUNDS = 30  # timed calls per benchmark: enough for a stable median, ~0.5 s for the slowest phase here
 WARMUP_ROUNDS = 5  # allocator and oneDNN/cuBLAS heuristics settle within a few steps

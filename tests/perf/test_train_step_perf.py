@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.cases import Case
+from bench.case.cases import Case
 
 CLASSIC_BATCH = 64  # the classic notebooks' batch size
 NETWORKS = ("teaching", "fashion_mnist")

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main
-from bench.gate import bisect as gb
+from bench.commands import bisect as gb
 from bench.gate.bisect_report import BAD, GOOD, SKIP, BisectResult, Step
 from git_cmd import git  # tests/bench/gate/git_cmd.py
 from user_model import BATCH, DEPTH, MODEL, SLOWER, SUITE, WIDTH, parameters, user_repository  # tests/bench/gate/

@@ -1,4 +1,4 @@
-"""bench.gate.counters: exact per-phase counters, checked against independent references.
+"""bench.instruments.counters: exact per-phase counters, checked against independent references.
 
 FLOPs against mlp's analytic accounting (FlopCounterMode does the counting, the
 formula knows nothing of it); operator calls against torch.profiler's events;
@@ -15,10 +15,10 @@ import pytest
 import torch
 
 import mlp
-from bench.gate import counters
-from bench.cases import Case
+from bench.instruments import counters
+from bench.case.cases import Case
 from bench.gate.worker import inject_step
-from bench.timing import build_step
+from bench.instruments.timing import build_step
 
 CASES = [
     Case(network="teaching", batch=16),  # MSE + SGD

@@ -19,12 +19,12 @@ import numpy as np
 import pytest
 
 from bench.gate import ab as gate_ab
-from bench.gate import command as gate
-from bench.cases import Case
+from bench.commands import check as gate
+from bench.case.cases import Case
 from bench.cli import main
-from bench.gate.counters import Change
+from bench.instruments.counters import Change
 from bench.gate.report import CounterResult, GateReport, TimingResult, render_markdown
-from bench.gate.stats import Verdict, compare_samples
+from bench.analysis.interleaved import Verdict, compare_samples
 from git_cmd import git  # tests/bench/gate/git_cmd.py
 
 REPO = Path(__file__).resolve().parents[3]
@@ -255,10 +255,10 @@ def test_against_a_ref_measures_both_trees_and_catches_the_extra_op(source_repo,
 
 
 def test_a_baseline_comparison_keeps_only_verdicts_that_survive_the_between_run_noise():
-    """--baseline compares two runs made at different times (bench.noise): every case 1.3x slower together is
+    """--baseline compares two runs made at different times (bench.analysis.noise): every case 1.3x slower together is
     the machine; one case 3x slower while the others hold is kept; a load far from the baseline's blocks all."""
-    from bench.env import fingerprint
-    from bench.gate.command import between_run_check
+    from bench.instruments.env import fingerprint
+    from bench.commands.check import between_run_check
     from bench.gate.report import TimingResult
 
     rng = np.random.default_rng(0)

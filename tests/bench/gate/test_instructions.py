@@ -18,7 +18,7 @@ import torch
 
 from bench.gate import instructions as gi
 from bench.gate import worker as gate_worker
-from bench.cases import Case
+from bench.case.cases import Case
 from bench.cli import main
 
 REPO = Path(__file__).resolve().parents[3]  # tests/bench/gate/ -> the repository

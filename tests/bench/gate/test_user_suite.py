@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.cases import Case
+from bench.case.cases import Case
 from bench.cli import main
 from bench.errors import EnvironmentProblem
 from bench.gate import ab
@@ -126,7 +126,7 @@ def test_a_suite_file_missing_at_the_ref_is_one_line(user_repo, monkeypatch, cap
 
 
 def test_without_suite_the_gate_is_mlpbench_own():
-    from bench.gate import command
+    from bench.commands import check as command
 
     assert [s.row["device"] for s in command.gate_suite()] == ["cpu"] * 4
     assert not any(s.row["model"] for s in command.gate_suite())

@@ -13,11 +13,11 @@ import tarfile
 
 import pytest
 
-from bench.cases import preset
+from bench.case.cases import preset
 from bench.cli import main as cli_main
-from bench.gpuref import archive, command, plan, stages
-from bench.gpuref.forecast import forecast
-from bench.gpuref.plan import Stage, StageName
+from tools.gpuref import archive, command, plan, stages
+from tools.gpuref.forecast import forecast
+from tools.gpuref.plan import Stage, StageName
 
 DEVICE_COMMAND_S = 600  # one device command's limit (docs/gpu-reference.md); the kit must end well inside it
 
@@ -35,7 +35,7 @@ def test_the_plan_fits_in_540_seconds_predicted_and_as_limits(gpu):
 
 def test_the_large_mlp_prediction_follows_the_datasheet():
     """w8192 d4 b8192 bf16: 5 matmuls x 2 x 8192^3 forward, backward twice that but the first input grad."""
-    from bench.budget import ACHIEVED_FRACTION, step_matmul_flops
+    from bench.engine.budget import ACHIEVED_FRACTION, step_matmul_flops
 
     large = preset("gpu").cases()[0]
     flops = 2 * 8192**3 * (5 + 2 * 5 - 1)
@@ -45,7 +45,7 @@ def test_the_large_mlp_prediction_follows_the_datasheet():
 
 
 def test_the_dry_run_prints_every_stage_and_the_total_and_runs_nothing(tmp_path, capsys):
-    assert cli_main(["gpu-reference", "--dry-run", "--out", str(tmp_path / "out")]) == 0
+    assert command.main(["--dry-run", "--out", str(tmp_path / "out")]) == 0
     text = capsys.readouterr().out
     for stage in plan.STAGES:
         assert f"| {stage.name.value}" in text
@@ -66,12 +66,12 @@ def test_the_gpu_preset_is_ordered_by_value_and_has_no_max_autotune():
 
 
 def test_unknown_stages_and_a_busy_out_are_one_line_errors(tmp_path, capsys):
-    assert cli_main(["gpu-reference", "--out", str(tmp_path / "a"), "--stages", "preflight,warp"]) == 2
+    assert command.main(["--out", str(tmp_path / "a"), "--stages", "preflight,warp"]) == 2
     assert "unknown stage(s) warp" in capsys.readouterr().err
     busy = tmp_path / "busy"
     busy.mkdir()
     (busy / "x").write_text("kept")
-    assert cli_main(["gpu-reference", "--out", str(busy)]) == 2
+    assert command.main(["--out", str(busy)]) == 2
     assert "exists and is not empty" in capsys.readouterr().err and (busy / "x").read_text() == "kept"
 
 
@@ -137,7 +137,7 @@ def test_the_cuda_tests_stage_selects_every_cuda_and_torchvision_test_file():
 def test_every_cuda_api_the_kit_lists_resolves_in_this_torch_except_nvml_where_it_is_absent():
     """Here (torch 2.14.1) every torch name resolves; the GPU machine's preflight records the same for 2.11.
     NVML, Triton and torchao are optional packages that this machine may lack."""
-    from bench.gpuref import torch_api
+    from tools.gpuref import torch_api
 
     results = torch_api.check_all()
     assert set(torch_api.CUDA_APIS) <= set(results)
@@ -161,7 +161,7 @@ def test_rerunning_some_stages_keeps_the_other_stages_records_in_order(tmp_path,
 
 def test_timer_check_times_back_to_back_steps_per_do_bench_call():
     """The block reading: a launch-bound step timed k to a do_bench call, divided by k."""
-    from bench.gpuref import timercheck
+    from tools.gpuref import timercheck
 
     assert timercheck.block_steps(0.027) == 1  # the large MLP: one step already outlasts the target
     assert timercheck.block_steps(0.001043) == 20  # the FashionMNIST net at b64 on the first H100

@@ -7,8 +7,8 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[3] / "bench" / "history"
-MEASURING = ("bench.runs", "bench.stats", "bench.cases", "bench.timing", "bench.runner", "bench.env", "bench.ceiling",
-             "bench.clocks", "bench.phases", "bench.gate", "torch", "mlp")
+MEASURING = ("bench.runs", "bench.analysis.stats", "bench.case.cases", "bench.instruments.timing", "bench.engine.runner", "bench.instruments.env", "bench.limits.ceiling",
+             "bench.instruments.clocks", "bench.model.phases", "bench.gate", "torch", "mlp")
 
 
 def imports_of(path: Path) -> set[str]:

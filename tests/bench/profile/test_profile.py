@@ -23,7 +23,7 @@ from torch.autograd import DeviceType
 import mlp
 from bench import cli
 from bench.profile import accounting, attribution, capture, render, results
-from bench.cases import Case
+from bench.case.cases import Case
 
 TINY_FLAGS = ["--network", "uniform", "--width", "32", "--depth", "1", "--batch", "8", "--threads", "1"]
 TINY_CASE = Case(network="uniform", width=32, depth=1, batch=8, threads=1, device="cpu")
@@ -78,7 +78,7 @@ def test_meta_round_trips_the_case(cpu_profile):
 
 
 def test_phase_labels_are_the_engine_phases():
-    from bench.timing import TRAINING_PHASES
+    from bench.instruments.timing import TRAINING_PHASES
 
     assert attribution.PHASE_LABELS == tuple(p.value for p in TRAINING_PHASES)
 
@@ -194,7 +194,8 @@ def test_memory_snapshot_on_cpu_says_why(capsys):
 
 
 def test_measurement_modules_never_import_the_profiler():
-    for name in ("runner", "timing", "cases", "stats", "ceiling", "runs/writer", "runs/reader"):
+    for name in ("engine/runner", "instruments/timing", "case/cases", "analysis/stats", "limits/ceiling", "runs/writer",
+                 "runs/reader"):
         tree = ast.parse((REPO / "bench" / f"{name}.py").read_text())
         imported = {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
         imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
@@ -202,7 +203,7 @@ def test_measurement_modules_never_import_the_profiler():
 
 
 def test_importing_the_command_does_not_import_torch():
-    code = "import sys, bench.profile.command; print('torch' in sys.modules)"
+    code = "import sys, bench.commands.profile; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert out.stdout.strip() == "False"
 

@@ -31,7 +31,7 @@ SYNTHETIC_COMPILE_FACTOR = 0.5  # compiled step takes half the eager time
 
 
 def _tiny_cases():
-    from bench.cases import Case
+    from bench.case.cases import Case
 
     relu = [Case(width=w, depth=1, batch=b) for w in (16, 32) for b in (SMALL_BATCH, LARGE_BATCH)]
     return relu + [Case(width=16, depth=1, batch=LARGE_BATCH, activation="gelu"), Case(network="teaching", batch=4)]
@@ -46,8 +46,8 @@ def _scratch(prefix: str) -> Path:
 @functools.lru_cache(maxsize=None)
 def cpu_run_dir() -> Path:
     """A real run folder: six tiny eager CPU cases, measured once per session (a few seconds)."""
-    from bench.runner import run_sweep
-    from bench.timing import TimingConfig
+    from bench.engine.runner import run_sweep
+    from bench.instruments.timing import TimingConfig
 
     out = _scratch("mlpbench-cpu-run-") / "cpu-run"
     run_sweep(_tiny_cases(), out, TimingConfig(repeats=3, warmup_s=0.02, min_block_s=0.002),
@@ -65,7 +65,7 @@ TIME_COLUMNS = ("median_s", "iqr_s", "min_s", "max_s", "mean_s", "ci_low_s", "ci
 @functools.lru_cache(maxsize=None)
 def gpu_run_dir() -> Path:
     """A synthetic CUDA run of the same cases (plus compiled copies), written next to nothing real."""
-    from bench.cases import Case
+    from bench.case.cases import Case
 
     run = run_record.load_run(cpu_run_dir())
     summary, samples = run.summary.copy(), run.samples.copy()
@@ -99,7 +99,7 @@ def gpu_run_dir() -> Path:
 
 
 def _compiled_copies(summary: pd.DataFrame) -> pd.DataFrame:
-    from bench.cases import Case
+    from bench.case.cases import Case
 
     compiled = summary[summary["activation"] == "relu"].copy()
     for i, row in compiled.iterrows():
@@ -197,3 +197,21 @@ def synthetic_compile() -> tuple[float, float]:
 @pytest.fixture(scope="session", name="slowed_pair")
 def _slowed_pair_fixture():
     return slowed_pair
+
+
+def many_series_run(run_dir: Path, root: Path, copies: int = 3) -> Path:
+    """A copy of ``run_dir`` whose cases come ``copies`` more times each, pinned to 1..``copies`` threads (a series
+    field): the CPU run's 4 throughput series become 4 x (``copies`` + 1), more than tab10 or plotly's 10 colours.
+    Each copy's case_id and label are its own; its times are the original's (the colours are under test)."""
+    run = root / "many-series"
+    shutil.copytree(run_dir, run)
+    summary = pd.read_csv(run / "summary.csv")
+    copied = [summary.assign(threads=t, case_id=summary["case_id"] + f"-t{t}", label=summary["label"] + f" t{t}")
+              for t in range(1, copies + 1)]
+    pd.concat([summary, *copied], ignore_index=True).to_csv(run / "summary.csv", index=False)
+    return run
+
+
+@pytest.fixture(scope="session", name="many_series_run")
+def _many_series_run_fixture():
+    return many_series_run

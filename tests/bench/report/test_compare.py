@@ -22,8 +22,8 @@ KNOWN_SLOWDOWN = 1.5
 
 
 def test_identity_fields_match_the_case_dataclass_and_env_keys() -> None:
-    from bench.cases import Case
-    from bench.env import COMPARABILITY_KEYS
+    from bench.case.cases import Case
+    from bench.instruments.env import COMPARABILITY_KEYS
 
     assert run_record.CASE_COLUMNS == tuple(f.name for f in dataclasses.fields(Case))
     assert tables.identity_columns() == [c for c in run_record.CASE_COLUMNS if c not in run_record.PARALLEL_DEFAULTS]
@@ -37,7 +37,7 @@ def _ratio_of_medians(x, y, axis=-1):
 
 
 def _scipy_interval(a, b, level: float, paired: bool, resamples: int) -> tuple[float, float]:
-    from bench.stats import BOOTSTRAP_SEED
+    from bench.analysis.stats import BOOTSTRAP_SEED
 
     ci = sps.bootstrap((a, b), _ratio_of_medians, paired=paired, vectorized=True, method="percentile",
                        n_resamples=resamples, confidence_level=level,
@@ -52,8 +52,8 @@ def test_bootstrap_interval_equals_scipys() -> None:
     scipy.stats.bootstrap's, not merely close; the data are chosen so that another level or the
     other pairing gives a visibly different interval (checked too, so this test can tell).
     """
-    from bench.gate.stats import compare_samples
-    from bench.stats import COMPARE_RESAMPLES, GATE_RESAMPLES
+    from bench.analysis.interleaved import compare_samples
+    from bench.analysis.stats import COMPARE_RESAMPLES, GATE_RESAMPLES
 
     rng = np.random.default_rng(1)
     a = rng.lognormal(mean=0.0, sigma=0.1, size=12)
@@ -121,7 +121,7 @@ def _far_beyond_noise(seconds: np.ndarray) -> float:
     """2x the case's max/min to the 4th: far beyond any interval its samples allow. A ratio's interval
     is scale-free, so a shift of 3x max/min is not enough where 3 samples spread widely (a bootstrap median of 3
     ranges over all of them: the log interval is ~2 log(max/min) wide); this one stays over 7 standard errors
-    however wide the spread, and 2x clears the 15% prior of a run with too few cases (bench.noise)."""
+    however wide the spread, and 2x clears the 15% prior of a run with too few cases (bench.analysis.noise)."""
     return 2.0 * (seconds.max() / seconds.min()) ** 4
 
 
@@ -205,7 +205,7 @@ def test_compare_bad_input_is_exit_2(tmp_path: Path, capsys, cpu_run_dir) -> Non
     assert "no run folder" in capsys.readouterr().err
 
 
-# --------------------------------------------------------------------------- verdicts (bench.noise)
+# --------------------------------------------------------------------------- verdicts (bench.analysis.noise)
 
 
 def test_a_slowdown_in_some_cases_is_caught_and_names_only_them(tmp_path: Path, cpu_run_dir) -> None:

@@ -28,7 +28,8 @@ import pytest
 from bench import runs
 from bench.cli import main
 from bench.errors import EXIT_USAGE
-from bench.timing import TimingConfig
+from bench.instruments.timing import TimingConfig
+from tools.gpuref.command import main as kit_main
 
 REPO = Path(__file__).resolve().parents[3]
 BASELINE = REPO / "results/baselines/cpu-gate.json"
@@ -36,6 +37,9 @@ WAIT_S = 240  # a loaded 2-core machine: torch import, the ceilings, then the ca
 
 
 # --------------------------------------------------------------------------- damage, applied to a copy
+
+
+KIT = "gpu-reference"  # an input of `make gpu-reference` (python -m tools.gpuref), not of mlpbench
 
 
 def _summary(column: str, value: str, name: str = runs.SUMMARY_CSV) -> Callable[[Path], None]:
@@ -264,7 +268,8 @@ def test_bad_input_is_one_line_and_changes_no_byte(case: Input, tmp_path, cpu_ru
     _copies(tmp_path, cpu_run_dir, history_db)
     case.damage(tmp_path)
     before, pristine = _tree(tmp_path), _tree(cpu_run_dir)
-    code = main(case.argv.format(tmp=tmp_path).split())
+    argv = case.argv.format(tmp=tmp_path).split()
+    code = kit_main(argv[1:]) if argv[0] == KIT else main(argv)  # the GPU kit is `python -m tools.gpuref`
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert code == case.code, err
     assert len(err) == 1 and re.fullmatch(case.line.format(tmp=re.escape(str(tmp_path))), err[0]), err
@@ -293,9 +298,9 @@ def test_make_gpu_reference_with_a_python_without_pandas_is_one_line_naming_it_a
     """The issue's command, ``make gpu-reference`` with a ``PY=`` that cannot import pandas (a wrapper that blocks it)."""
     python = tmp_path / "python-without-pandas"
     python.write_text(f"""#!/bin/sh
-shift 2  # make runs: $(PY) -m bench ARGS
-exec {sys.executable} -c 'import runpy, sys; sys.modules["pandas"] = None; sys.argv[0] = "bench"; \\
-runpy.run_module("bench", run_name="__main__")' "$@"
+shift 2  # make runs: $(PY) -m tools.gpuref ARGS
+exec {sys.executable} -c 'import runpy, sys; sys.modules["pandas"] = None; sys.argv[0] = "tools.gpuref"; \\
+runpy.run_module("tools.gpuref", run_name="__main__")' "$@"
 """)
     python.chmod(0o755)
     proc = subprocess.run(["make", "-s", "gpu-reference", f"PY={python}", f"OUT={tmp_path / 'kit'}",
@@ -325,7 +330,7 @@ def _killed_mid_case(tmp: Path, run: Path, config: TimingConfig) -> tuple[Path, 
 def test_resume_keeps_the_runs_own_timing_and_says_so(tmp_path, cpu_run_dir, capsys, monkeypatch):
     """The issue's run (``--max-case-s inf --repeats 200``, killed) resumed with no flag: before, meta.json was
     rewritten with repeats 12 and max_case_s 60 (the preset's defaults). Small numbers here, the same check."""
-    from bench import runner
+    from bench.engine import runner
 
     monkeypatch.setattr(runner, "measure_case_shapes", lambda ceiling, *args: ceiling)  # not what is tested here
     recorded = TimingConfig(repeats=5, warmup_s=0.0, min_warmup_iters=1, min_block_s=0.002, max_case_s=None)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.gpuref.findings import findings
-from bench.gpuref.stages import Layout
+from tools.gpuref.findings import findings
+from tools.gpuref.stages import Layout
 
 
 def test_findings_quote_the_ceiling_share_and_the_crossover_of_the_synthetic_runs(tmp_path, gpu_run_dir, cpu_run_dir,

@@ -1,0 +1,3 @@
+"""Statistics of timing samples, the between-run noise model and the interleaved A/B test. No torch, no
+rendering.
+"""

@@ -1,0 +1,190 @@
+"""The fields of a case, as plain data: names, types, defaults and the closed choices (no torch).
+
+``bench.case.cases.Case`` adds parsing, identity and building on top of ``CaseFields``; the run
+record (``bench.runs``) derives its case columns and the CLI (``bench.commands.case_flags``) its case flags
+from these fields, so a new case dimension is one field here. Kept free of torch and of the
+run record, so that readers of results import it cheaply and the case vocabulary does not
+depend on the storage format.
+
+A field added after runs were first recorded is declared with ``added_later(default)``: a run
+folder written before it existed reads it back as that default.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field, fields
+
+ADDED_LATER = "added_later"  # field metadata key: older runs lack this column and mean the default
+
+
+class Network(str, enum.Enum):
+    UNIFORM = "uniform"  # width x depth x activation family
+    TEACHING = "teaching"  # in -> 256 -> 128 -> 128 -> out, ReLU
+    FASHION_MNIST = "fashion_mnist"  # Flatten, 784 -> 512 -> 512 -> 10, raw logits
+    FASHION_MNIST_ORIGINAL = "fashion_mnist_original"  # ... with the original's ReLU on the logits
+    FFN = "ffn"  # depth x transformer FFN: width -> expansion*width -> width (mlp.blocks)
+    SWIGLU = "swiglu"  # depth x LLaMA's w2(silu(w1 x) * w3 x), hidden units
+    RESIDUAL = "residual"  # depth x pre-norm x + FFN(norm(x)), then the final norm
+
+
+BLOCK_NETWORKS = (Network.FFN, Network.SWIGLU, Network.RESIDUAL)
+
+
+class Norm(str, enum.Enum):
+    """The norm of a residual block (``mlp.blocks.Norm``, which a test keeps equal)."""
+
+    NONE = "none"
+    LAYERNORM = "layernorm"
+    RMSNORM = "rmsnorm"
+
+
+class Switch(str, enum.Enum):
+    ON = "on"
+    OFF = "off"
+
+
+class CompileMode(str, enum.Enum):
+    NONE = "none"
+    DEFAULT = "default"
+    REDUCE_OVERHEAD = "reduce-overhead"
+    MAX_AUTOTUNE = "max-autotune"
+
+
+class Device(str, enum.Enum):
+    CPU = "cpu"
+    CUDA = "cuda"
+
+
+class Backend(str, enum.Enum):
+    """Process-group backend of a data-parallel case; NONE is one process, no DistributedDataParallel."""
+
+    NONE = "none"
+    GLOO = "gloo"  # CPU tensors (and loopback/TCP between machines)
+    NCCL = "nccl"  # CUDA tensors only
+
+
+class Scaling(str, enum.Enum):
+    """How the batch relates to the processes: WEAK keeps the batch per rank, STRONG keeps the global batch."""
+
+    NONE = "none"
+    WEAK = "weak"
+    STRONG = "strong"
+
+
+class CompileScope(str, enum.Enum):
+    """What ``--compile`` compiles: the model alone (forward; autograd compiles its backward), or the whole step."""
+
+    MODEL = "model"
+    STEP = "step"  # forward, loss, backward and the optimiser step as one compiled function
+
+
+class CudaGraph(str, enum.Enum):
+    NONE = "none"
+    STEP = "step"  # the whole training step captured in one CUDA graph and replayed (CUDA only)
+
+
+def added_later(default, *, flag: bool = True, sweep: bool | None = None):
+    """A case field that runs recorded before it existed lack (they read back as ``default``).
+
+    ``flag=False`` keeps it off ``mlpbench run``'s case flags (a command of its own sets it); ``sweep`` says
+    whether a sweep file's grid may set it (default: as ``flag``; ``sweep=True`` for a field whose flag is
+    hand-made elsewhere but that a sweep file may still name).
+    """
+    sweep = flag if sweep is None else sweep
+    return field(default=default, metadata={ADDED_LATER: True, "flag": flag, "sweep": sweep})
+
+
+@dataclass(frozen=True, order=True)
+class CaseFields:
+    """Everything that defines one measured configuration, as plain values (see ``bench.case.cases.Case``).
+
+    For the named networks, width/depth/in/out are fixed by the network and stored as 0.
+    ``threads=0`` means torch's default. The string defaults are the values of
+    ``mlp.Precision.FP32``, ``mlp.Optimizer.SGD``, ``mlp.Loss.MSE``, ``mlp.ParamDtype.FP32`` and
+    ``mlp.Epilogue.NONE`` (a test checks).
+    """
+
+    network: str = Network.UNIFORM.value
+    width: int = 256
+    depth: int = 2
+    in_features: int = 0  # 0: same as width (uniform) / the network's own
+    out_features: int = 0
+    batch: int = 64
+    activation: str = "relu"
+    device: str = Device.CPU.value
+    dtype: str = "fp32"
+    compile: str = CompileMode.NONE.value
+    optimizer: str = "sgd"
+    loss: str = "mse"
+    threads: int = 0
+    # Data parallelism (`mlpbench ddp`); the defaults are one plain process. `batch` is per rank.
+    world_size: int = added_later(1, flag=False)
+    backend: str = added_later(Backend.NONE.value, flag=False)
+    scaling: str = added_later(Scaling.NONE.value, flag=False)
+    bucket_cap_mb: float = added_later(0.0, flag=False)  # DDP gradient bucket size; 0 for a plain process
+    # The built-in blocks (ffn, swiglu, residual; mlp.blocks). Each is rejected where it does not apply.
+    expansion: int = added_later(4)  # ffn, residual: hidden = expansion x width
+    hidden: int = added_later(0)  # swiglu: hidden units; 0: LLaMA's 8/3 x width rounded up to a multiple of 256
+    norm: str = added_later(Norm.NONE.value)  # residual: none, layernorm, rmsnorm
+    dropout: float = added_later(0.0)  # ffn, swiglu, residual: on each block's output
+    bias: str = added_later(Switch.ON.value)  # uniform and the blocks: biases of the Linears (and LayerNorm)
+    # A user's model and options (bench.case.plugin, bench.model.keyvalues); "" is the built-in network and the fixed
+    # optimiser settings, so every case recorded before these existed keeps its identifier.
+    model: str = added_later("")  # "pkg.module:factory" or "path/to/file.py:factory"
+    model_args: str = added_later("")  # the factory's own options, canonical "key=value,..." (bench.model.keyvalues)
+    optimizer_args: str = added_later("")  # torch.optim keyword arguments, canonical "lr=0.0003,weight_decay=0.1"
+    # The fastest-step knobs (`mlpbench tune`, docs/design.md "Fastest-step knobs"); the defaults are the step
+    # as it always was, so cases recorded before these existed keep their identifiers.
+    compile_scope: str = added_later(CompileScope.MODEL.value)
+    cuda_graph: str = added_later(CudaGraph.NONE.value)
+    param_dtype: str = added_later("fp32")  # mlp.ParamDtype: fp32 masters under autocast, or "compute"
+    epilogue: str = added_later("none")  # mlp.Epilogue: "fused" puts bias + ReLU in the matmul
+    # A user's model's inputs and outputs (bench.case.plugin, docs/your-model.md "Inputs and outputs"); "" is one
+    # (batch, in_features) tensor in and the output itself to the loss, as before these existed.
+    sample_shape: str = added_later("")  # --input-shape: one example's shape, "1x28x28" ("" is (in_features,))
+    inputs: str = added_later("")  # "MODULE:FN": fn(batch, device, dtype) makes the input (tensor, tuple or dict)
+    output: str = added_later("")  # which part of a tuple or dict output the loss takes: "0", "logits"
+
+
+CASE_FIELD_NAMES = tuple(f.name for f in fields(CaseFields))
+FIELD_DEFAULTS = {f.name: f.default for f in fields(CaseFields)}
+FIELD_TYPES = {f.name: {"int": int, "float": float, "str": str}[f.type] for f in fields(CaseFields)}
+# Fields older runs lack, with the value they mean; the data-parallel ones are also left out of case_id
+# at their defaults, so every case recorded before they existed keeps its identifier.
+LATER_DEFAULTS = {f.name: f.default for f in fields(CaseFields) if f.metadata.get(ADDED_LATER)}
+USER_MODEL_FIELDS = ("model", "model_args", "optimizer_args", "sample_shape", "inputs", "output")
+# Other spellings of a field, accepted by measure(), sweep() and a sweep file (the flag is --input-shape too).
+FIELD_ALIASES = {"input_shape": "sample_shape"}
+SHAPE_FIELD = "sample_shape"  # one example's shape: input_shape=(1, 28, 28) in Python and [1, 28, 28] in a sweep file
+# The built-in blocks' own options: a user's factory takes options of these names as --model-args instead
+# (the issue's own example is --model-args 'hidden=4096,expansion=4').
+BLOCK_FIELDS = ("expansion", "hidden", "norm", "dropout", "bias")
+# The built-in nets' fields: a user's model's row leaves them empty at their defaults unless its factory takes them
+# (bench.case.cases.Case.to_row); the run's reader accepts them empty on such a row.
+BUILT_IN_FIELDS = ("network", "width", "depth", "activation", *BLOCK_FIELDS)
+PARALLEL_DEFAULTS = {name: LATER_DEFAULTS[name] for name in ("world_size", "backend", "scaling", "bucket_cap_mb")}
+KNOB_FIELDS = ("compile", "compile_scope", "cuda_graph", "param_dtype", "epilogue")  # what `mlpbench tune` varies
+FLAG_FIELDS = tuple(f.name for f in fields(CaseFields) if f.metadata.get("flag", True))
+# The keys a sweep file's [[grid]] table may set (bench.model.sweep_file): the run's case fields.
+SWEEP_FIELDS = tuple(f.name for f in fields(CaseFields) if f.metadata.get("sweep", f.metadata.get("flag", True)))
+
+# The closed choices whose enums live in mlp (which imports torch), mirrored here so that the CLI's help and a
+# sweep file's checks name them without importing torch; tests/bench/test_cases.py checks each against mlp.
+ACTIVATION_NAMES = ("identity", "binary_step", "binary_step_ste", "sigmoid", "tanh", "relu", "leaky_relu", "elu",
+                    "selu", "gelu", "gelu_tanh", "silu", "mish", "softplus")  # mlp.ACTIVATIONS
+PRECISION_NAMES = ("fp32", "tf32", "bf16", "fp16")  # mlp.Precision
+OPTIMIZER_NAMES = ("sgd", "sgd_momentum", "adam", "adamw")  # mlp.Optimizer
+LOSS_NAMES = ("mse", "cross_entropy")  # mlp.Loss
+PARAM_DTYPE_NAMES = ("fp32", "compute")  # mlp.ParamDtype
+EPILOGUE_NAMES = ("none", "fused")  # mlp.Epilogue
+# field -> its valid values, for every string field that has a closed set (the flags' help lists them)
+FIELD_CHOICES: dict[str, tuple[str, ...]] = {
+    "network": tuple(m.value for m in Network), "activation": ACTIVATION_NAMES,
+    "device": tuple(m.value for m in Device), "dtype": PRECISION_NAMES,
+    "compile": tuple(m.value for m in CompileMode), "optimizer": OPTIMIZER_NAMES, "loss": LOSS_NAMES,
+    "backend": tuple(m.value for m in Backend), "scaling": tuple(m.value for m in Scaling),
+    "norm": tuple(m.value for m in Norm), "bias": tuple(m.value for m in Switch),
+    "compile_scope": tuple(m.value for m in CompileScope), "cuda_graph": tuple(m.value for m in CudaGraph),
+    "param_dtype": PARAM_DTYPE_NAMES, "epilogue": EPILOGUE_NAMES,
+}
