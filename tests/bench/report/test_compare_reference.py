@@ -1,0 +1,169 @@
+"""bench.report.compare's pieces on hand-built tables (issue 50: mutmut's survivors of compare).
+
+The older compare tests run a real tiny sweep; these pin the small rules beside it, each against a hand count or
+scipy: the within-run reading at its edges, the conservative interval from two summaries, when samples are enough
+for a bootstrap, the measurement order, which rows are the change under test (and so stay out of the run-level
+factor), the summary line's geometric mean, when a comparison is undecided, and the numerics column.
+"""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from bench import noise
+from bench.report import compare
+from bench.report.change import Work
+from bench.report.compare import Ratio
+
+
+@pytest.mark.parametrize("low, high, reading", [
+    (1.0, 1.2, "within noise"),  # an end exactly at 1 does not exclude it
+    (1.0000001, 1.2, "B slower"),
+    (0.8, 1.0, "within noise"),
+    (0.8, 0.9999999, "B faster"),
+    (math.nan, math.nan, "within noise"),  # no interval is never significant
+])
+def test_the_within_run_reading_at_the_edges_of_its_interval(low, high, reading):
+    assert Ratio(1.1 if reading != "B faster" else 0.9, low, high, "x").verdict == reading
+
+
+def test_two_summaries_give_the_widest_ratio_their_intervals_allow():
+    a = {"median_s": 2.0, "ci_low_s": 1.8, "ci_high_s": 2.5}
+    b = {"median_s": 3.0, "ci_low_s": 2.7, "ci_high_s": 3.6}
+    r = compare.interval_ratio(a, b)
+    assert (r.ratio, r.low, r.high, r.method) == (1.5, 2.7 / 2.5, 3.6 / 1.8, "summary CIs")
+
+
+def test_two_samples_a_side_are_enough_for_a_bootstrap_one_is_not():
+    a_row = {"median_s": 1.0, "ci_low_s": 0.9, "ci_high_s": 1.1}
+    b_row = {"median_s": 2.0, "ci_low_s": 1.9, "ci_high_s": 2.1}
+    assert compare.MIN_SAMPLES == 2
+    assert compare.ratio_of_medians(a_row, b_row, [1.0, 1.1], [2.0, 2.2]).method == "bootstrap"
+    for a_s, b_s in [([1.0], [2.0, 2.2]), ([1.0, 1.1], [2.0]), (None, [2.0, 2.2]), ([1.0, 1.1], None)]:
+        r = compare.ratio_of_medians(a_row, b_row, a_s, b_s)
+        assert (r.method, r.ratio) == ("summary CIs", 2.0), (a_s, b_s)
+
+
+def test_the_bootstrap_ratio_is_numpys_ratio_of_medians_with_scipys_interval():
+    a, b = [1.0, 1.2, 0.9, 1.1, 1.05], [2.0, 2.1, 2.4, 1.9, 2.2, 2.05]
+    r = compare.bootstrap_ratio(a, b)
+    ci = sps.bootstrap((np.array(a), np.array(b)), lambda x, y, axis=-1: np.median(y, axis=axis) /
+                       np.median(x, axis=axis), paired=False, confidence_level=0.95, n_resamples=4000,
+                       method="percentile", random_state=np.random.default_rng(0)).confidence_interval
+    assert r.ratio == np.median(b) / np.median(a) and r.method == "bootstrap"
+    assert (r.low, r.high) == (pytest.approx(ci.low, rel=1e-12), pytest.approx(ci.high, rel=1e-12))
+
+
+def test_the_measurement_order_is_each_cases_first_row():
+    summary = pd.DataFrame({"case_id": ["c", "c", "a", "b", "a"], "phase": ["step", "forward", "step", "step", "x"]})
+    assert compare.measurement_order(summary) == {"c": 0, "a": 1, "b": 2}
+    assert compare.measurement_order(None) == {} and compare.measurement_order(pd.DataFrame({"x": [1]})) == {}
+
+
+def _table(ratios, changes=None, works=None, order=None) -> pd.DataFrame:
+    """A ratio table as compare_runs makes it; no samples (so no fastest-block check), measured in ``order``."""
+    n = len(ratios)
+    order = list(range(n)) if order is None else order
+    return pd.DataFrame({"case": [f"c{i}" for i in range(n)], "phase": "step", "ratio": ratios,
+                         "ci_low": [r * 0.99 for r in ratios], "ci_high": [r * 1.01 for r in ratios],
+                         "within_run": "x", "change": changes or [""] * n,
+                         "work_verdict": works or [Work.SAME] * n, "order_a": order, "order_b": order,
+                         "fastest_ratio": math.nan, "slowest_ratio": math.nan})
+
+
+def test_which_rows_are_the_change_under_test():
+    t = _table([1.0] * 6, changes=["", "args a -> b", "", "", "", ""],
+               works=[Work.SAME, Work.SAME, Work.UNCOUNTED, Work.MORE, Work.LESS, Work.MIXED])
+    assert compare.changed(t).tolist() == [False, True, False, True, True, True]
+    assert compare.changed(t.drop(columns="change")).tolist() == [False] * 6
+
+
+def test_the_run_level_factor_is_the_unchanged_cases_alone():
+    # 6 unchanged cases at 1.0 (the machine did not move) and 7 changed ones twice as slow: over every row the
+    # median would be 2.0 and call none of them slower; over the controls it is 1.0. Measured alternately, so that
+    # no three changed cases are neighbours (a stretch that the time-local check would withdraw)
+    ratios = [1.0, 1.01, 0.99, 1.0, 1.02, 0.98] + [2.0] * 7
+    t = _table(ratios, changes=[""] * 6 + ["source x -> y"] * 7, order=[1, 3, 5, 7, 9, 11, 0, 2, 4, 6, 8, 10, 12])
+    table, factors, overall = compare.judge(t, [])
+    assert factors["step"].log_factor == pytest.approx(np.median(np.log(ratios[:6])))
+    assert factors["step"].n_cases == 6
+    assert table["verdict"].tolist()[6:] == ["slower"] * 7 and overall.verdict is noise.Verdict.SLOWER
+    # no unchanged row at all: every row makes the factor
+    _, every, _ = compare.judge(_table([2.0] * 7, changes=["x"] * 7), [])
+    assert every["step"].n_cases == 7 and every["step"].factor == pytest.approx(2.0)
+
+
+def test_each_phase_has_its_own_factor_and_the_overall_verdict_reads_the_steps():
+    step = _table([1.0, 1.01, 0.99, 1.0, 1.02, 0.98, 1.5])
+    fwd = _table([3.0] * 7).assign(phase="forward")
+    table, factors, overall = compare.judge(pd.concat([fwd, step], ignore_index=True), [])
+    assert factors["forward"].factor == pytest.approx(3.0) and factors["step"].factor == pytest.approx(1.0)
+    assert table["verdict"].tolist() == ["inconclusive"] * 13 + ["slower"]
+    assert overall.verdict is noise.Verdict.SLOWER and overall.counts["slower"] == 1
+    # no step phase: the first phase's factor names the overall verdict
+    _, _, fwd_only = compare.judge(fwd, [])
+    assert "run-level factor 3.000" in fwd_only.reason
+
+
+def test_the_summary_line_counts_the_verdicts_and_takes_scipys_geometric_mean():
+    t = pd.DataFrame({"ratio": [1.0, 2.0, 4.0], "within_run": ["within noise", "B slower", "B slower"],
+                      "verdict": ["inconclusive", "slower", "slower"]})
+    line = compare.comparison_summary(t)
+    assert line == (f"3 case-phases: 2 slower, 1 inconclusive; geometric mean B/A = {sps.gmean([1, 2, 4]):.3f}. "
+                    "The within-run intervals alone would flag 2 (they do not hold the drift between runs).")
+
+
+def _comparison(overall, verdicts, changes):
+    table = pd.DataFrame({"verdict": verdicts, "change": changes, "work_verdict": Work.SAME})
+    return compare.Comparison(table, [], [], {}, noise.OverallVerdict(overall, "r"))
+
+
+def test_undecided_is_an_inconclusive_overall_or_changed_case():
+    I, S = noise.Verdict.INCONCLUSIVE, noise.Verdict.SLOWER  # noqa: E741
+    assert compare.undecided(_comparison(I, ["slower"], [""]))
+    assert compare.undecided(_comparison(S, ["slower", "inconclusive"], ["", "x"]))
+    assert not compare.undecided(_comparison(S, ["slower", "inconclusive"], ["x", ""]))
+
+
+def test_the_reasons_leave_out_only_the_machine_blocked_inconclusive_rows():
+    t = pd.DataFrame({"case": ["a", "b", "c"], "phase": "step", "verdict": ["slower", "inconclusive", "inconclusive"],
+                      "reason": ["z 5", "machine states differ: load", "within noise"]})
+    assert compare.verdict_reasons(t) == ["- a (step): slower: z 5", "- c (step): inconclusive: within noise"]
+
+
+def _run(flags: dict) -> SimpleNamespace:
+    ids = list(flags)
+    return SimpleNamespace(summary=pd.DataFrame({"case_id": ids + ids, "phase": ["step"] * len(ids) + ["forward"] *
+                                                 len(ids), "numerics": list(flags.values()) + ["fwd"] * len(ids)}))
+
+
+def test_the_numerics_column_names_the_side_that_flags_and_prefers_bs_errors():
+    table = pd.DataFrame({"case_id": ["p", "q", "r", "s"], "case_id_b": ["p", "q", "r", "s"]})
+    a = _run({"p": "", "q": "beyond A", "r": "beyond A", "s": "reference"})
+    b = _run({"p": "beyond B", "q": "", "r": "beyond B", "s": ""})
+    out = compare.with_numerics(table, a, b)
+    assert out["numerics"].tolist() == ["B: beyond B", "A: beyond A", "A and B: beyond B", ""]
+    quiet = _run({"p": "", "q": "", "r": "reference", "s": ""})
+    assert "numerics" not in compare.with_numerics(table, quiet, quiet)
+
+
+def test_the_lines_say_the_verdict_each_state_difference_and_each_factor():
+    f = noise.CommonFactor(6, math.log(1.5), 0.04, 0.01, True)
+    c = compare.Comparison(pd.DataFrame(), [], [noise.StateDifference("load", "load 1 vs 5", True),
+                                             noise.StateDifference("bandwidth", "bandwidth 1.3", False)],
+                           {"step": f}, noise.OverallVerdict(noise.Verdict.SLOWER, "2 of 6 cases slower"))
+    assert compare.comparison_lines(c) == [
+        "Verdict: **slower**: 2 of 6 cases slower.",
+        "Machine state: load 1 vs 5 (beyond tolerance: verdicts inconclusive)",
+        "Machine state: bandwidth 1.3",
+        f"Run-level factor (step): 1.500 over 6 cases, case-to-case between-run noise {math.expm1(0.04):.1%}",
+        f"Smallest change these two runs can call (step): {f.smallest_verdict:.0%} in a case, against the factor; "
+        "smaller ones: `compare --confirm --confirm-cases 0` re-measures every case interleaved",
+    ]
+    assert c.blocking == [c.differences[0]]
