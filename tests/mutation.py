@@ -133,6 +133,7 @@ def tally(module: str, result: dict, marked: dict[str, str]) -> tuple[dict[str, 
     counts = {
         "mutants": len(result["statuses"]),
         "killed": sum(s in KILLED for s in result["statuses"].values()),
+        "timeout": sum(s == "timeout" for s in result["statuses"].values()),  # of the killed
         "equivalent": len(not_killed) - len(survivors),
         "survived": sum(m["status"] != "no tests" for m in survivors),
         "no tests": sum(m["status"] == "no tests" for m in survivors),
@@ -152,8 +153,11 @@ def changed_modules(ref: str, table: dict[str, list[str]], root: Path = ROOT) ->
 def _child(module: str, jobs: int, timeout: float | None, quiet: bool) -> int | None:
     """One module's mutmut run in a child process group; None when it ran past ``timeout`` (the group is
     killed: mutmut's forked workers with it)."""
+    # mutmut forks each mutant from the pytest process that ran the tests once; a fork after torch started its
+    # thread pool hangs at the child's first kernel (a "timeout", counted as killed). One thread: no pool.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     child = subprocess.Popen([sys.executable, "-m", "tests.mutation", "--jobs", str(jobs), "--one", module],
-                             cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL if quiet else None)
+                             cwd=ROOT, env=env, start_new_session=True, stdout=subprocess.DEVNULL if quiet else None)
     try:
         return child.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -223,11 +227,11 @@ def main(argv: list[str] | None = None) -> int:
         survivors += [(module, m) for m in left_alive]
         for line in stale:
             print(f"note: {module}: marked equivalent but no such mutant is left alive: {line}")
-    print("\nmodule | mutants | killed | equivalent | survived | no tests | killed of non-equivalent | wall s")
+    print("\nmodule | mutants | killed (timeout) | equivalent | survived | no tests | killed of non-equivalent | wall s")
     for module, c, wall in rows:
         rate = c["killed"] / max(1, c["mutants"] - c["equivalent"])
-        print(f"{module} | {c['mutants']} | {c['killed']} | {c['equivalent']} | {c['survived']} | {c['no tests']} | "
-              f"{rate:.1%} | {wall:.0f}")
+        print(f"{module} | {c['mutants']} | {c['killed']} ({c['timeout']}) | {c['equivalent']} | {c['survived']} | "
+              f"{c['no tests']} | {rate:.1%} | {wall:.0f}")
     for module, m in survivors:
         print(f"SURVIVED ({m['status']}) {module} {m['name']}: {m['line']}")
     for module in unchecked:

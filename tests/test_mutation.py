@@ -67,7 +67,7 @@ def test_marked_mutants_are_equivalent_the_rest_survive_and_stale_marks_are_name
                              {"name": "d", "status": "survived", "line": "f: x -> z"},
                              {"name": "e", "status": "no tests", "line": "g: p -> q"}]}
     counts, survivors, stale = tally("m.py", result, {"f: x -> y": "why", "h: gone -> away": "why"})
-    assert counts == {"mutants": 5, "killed": 2, "equivalent": 1, "survived": 1, "no tests": 1}
+    assert counts == {"mutants": 5, "killed": 2, "timeout": 1, "equivalent": 1, "survived": 1, "no tests": 1}
     assert [m["name"] for m in survivors] == ["d", "e"] and stale == ["h: gone -> away"]
 
 
