@@ -256,3 +256,202 @@ def test_the_overall_verdict_counts_each_direction():
 ])
 def test_finite_or_none(value, expected):
     assert noise.finite_or_none(value) == expected
+
+
+# ---- the edges of the state differences (each at a value a double hits exactly) ----
+
+def test_state_differences_at_their_exact_edges():
+    # load: 2 cores, tolerance 1.0: a gap of exactly 0.5 is not told, exactly 1.0 is told and not decisive
+    assert noise.state_differences(_state(load=1.0), _state(load=1.5)) == []
+    assert [d.decisive for d in noise.state_differences(_state(load=1.0), _state(load=2.0))] == [False]
+    # ceiling B/A exactly 1.25 (log(1.25) == log(1 + 0.25) in doubles): told, not decisive
+    assert [d.decisive for d in noise.state_differences(_state(ceiling=1.0), _state(ceiling=1.25))] == [False]
+    # bandwidth and dispatch exactly 1.25: not told
+    assert noise.state_differences(_state(bandwidth=1.0), _state(bandwidth=1.25)) == []
+    # drift end/start 1.0 against exactly 1.5: neither apart by more than 1.5x nor moved more than 1.5x
+    assert noise.state_differences(_state(drift=1.0), _state(drift=1.5)) == []
+
+
+def test_drifts_apart_beyond_the_tolerance_though_neither_moved_far_block():
+    # 0.8 and 1.25: each within 1.5x of 1, but B/A 1.5625 apart: the cases met the machine unlike
+    diffs = noise.state_differences(_state(drift=0.8), _state(drift=1.25))
+    assert [(d.what, d.decisive) for d in diffs] == [("drift k", True)]
+    assert diffs[0].text == ("the machine moved during the runs: matmul ceiling k end/start 0.80 in A vs 1.25 in B "
+                             "(tolerance 1.50x)")
+
+
+def test_only_the_keys_both_runs_measured_are_compared():
+    def state(key, value):
+        return noise.MachineState({k: "x" for k in noise.IDENTITY_KEYS}, 2, None, None, {key: value}, {key: value},
+                                  {key: value}, {key: value})
+    assert noise.state_differences(state("k", 1.0), state("j", 0.3)) == []
+    a = noise.MachineState({k: "x" for k in noise.IDENTITY_KEYS}, 2, None, None, {}, {}, {"k": 2.0}, {})
+    b = noise.MachineState({k: "x" for k in noise.IDENTITY_KEYS}, 2, None, None, {}, {}, {"k": 2.6, "j": 9.0}, {})
+    assert [d.text for d in noise.state_differences(a, b)] == ["bandwidth k B/A 1.30 (a noisy probe: told, not "
+                                                                "decisive)"]
+
+
+def test_ceiling_texts_are_in_gflops_and_a_missing_identity_reads_a_question_mark():
+    diffs = noise.state_differences(_state(ceiling=1.0), _state(ceiling=1.3))
+    assert diffs[0].text == "matmul ceiling k 1000 vs 1300 GFLOP/s (B/A 1.30)"
+    ids = noise.state_differences(_state(torch=""), _state(torch="2.15.0"))
+    assert [d.text for d in ids] == ["torch ? vs 2.15.0"]
+
+
+# ---- the time-local checks, on verdicts written by hand ----
+
+S, F, I = noise.Verdict.SLOWER, noise.Verdict.FASTER, noise.Verdict.INCONCLUSIVE  # noqa: E741
+
+
+def _cv(verdict, relative, z, reason="r"):
+    return noise.CaseVerdict(verdict, reason, relative, z)
+
+
+def _quiet(n):
+    return [_cv(I, 1.0, 0.1) for _ in range(n)]
+
+
+def test_without_slowest_blocks_the_check_runs_and_a_length_mismatch_says_so():
+    vs = _quiet(3)
+    assert noise.time_local(vs, [0, 1, 2], [0, 1, 2], [0.0, 0.0, 0.0]) == vs
+    with pytest.raises(ValueError, match="^time_local: one order and one fastest-block ratio per verdict$"):
+        noise.time_local(vs, [0, 1], [0, 1, 2], [0.0, 0.0, 0.0])
+
+
+def test_the_fastest_blocks_are_read_against_their_own_run_factor():
+    # the machine 1.5x slower in every block; case 0 is 0.8x of that (B/A 1.2, FASTER). Its fastest block moved
+    # 1.2x, i.e. 0.8x of the fastest blocks' factor 1.5: it followed the median, the verdict stands
+    vs = [_cv(F, 0.8, -8.0)] + _quiet(6)
+    fastest = [math.log(1.2)] + [math.log(1.5)] * 6
+    out = noise.time_local(vs, range(7), range(7), fastest)
+    assert out[0] is vs[0]
+
+
+def test_a_fastest_block_exactly_half_the_medians_move_is_enough():
+    # relative 4.0 (log 4 = 2 log 2 exactly), fastest block 2.0x over a factor of 1: exactly FASTEST_SHARE of it
+    vs = [_cv(S, 4.0, 9.0)] + _quiet(6)
+    out = noise.time_local(vs, range(7), range(7), [math.log(2.0)] + [0.0] * 6)
+    assert out[0] is vs[0]
+    under = noise.time_local(vs, range(7), range(7), [math.log(1.99)] + [0.0] * 6)[0]
+    assert under.verdict is I and under.reason.startswith("a burst during the case: its fastest block moved 1.990x")
+    assert (under.relative, under.z) == (4.0, 9.0)  # withdrawn, with its own numbers kept
+
+
+def _burst_neighbour(z, fastest=0.0):
+    """A neighbour whose median moved (z) and whose fastest block did not: a burst."""
+    return _cv(I, math.exp(0.3 if z > 0 else -0.3), z), fastest
+
+
+def test_a_burst_in_a_neighbour_at_exactly_z_stretch_withdraws_the_verdict_with_its_numbers():
+    vs = [_cv(S, 1.3, 6.0, "own"), _cv(I, 1.3, 2.0)] + _quiet(5)
+    fastest = [math.log(1.3), 0.0] + [0.0] * 5
+    out = noise.time_local(vs, range(7), range(7), fastest)
+    assert out[0].verdict is I and (out[0].relative, out[0].z) == (1.3, 6.0)
+    assert out[0].reason == ("a stretch of neighbouring cases moved together: 1 case(s) measured next to it moved the "
+                             "same way (z +2.0, each beyond 2.0, with a burst in their blocks), a burst on the machine "
+                             "or a change to all of them; compare --confirm tells which (own)")
+    below = noise.time_local([vs[0], _cv(I, 1.3, 1.99)] + vs[2:], range(7), range(7), fastest)
+    assert below[0] is vs[0]
+
+
+@pytest.mark.parametrize("orders_a, orders_b", [
+    ([4, 5, 0, 1, 2, 3, 6], [4, 0, 5, 1, 2, 3, 6]),  # neighbours in A's order only, at ranks 4 and 5
+    ([4, 0, 5, 1, 2, 3, 6], [4, 5, 0, 1, 2, 3, 6]),  # ... in B's only
+])
+def test_a_neighbour_in_either_runs_order_counts(orders_a, orders_b):
+    vs = [_cv(S, 1.3, 6.0), _cv(I, 1.3, 3.0)] + _quiet(5)
+    fastest = [math.log(1.3), 0.0] + [0.0] * 5
+    assert noise.time_local(vs, orders_a, orders_b, fastest)[0].verdict is I
+    far = [4, 0, 6, 1, 2, 3, 5]  # case 1 two ranks away in both orders: not a neighbour
+    assert noise.time_local(vs, far, far, fastest)[0] is vs[0]
+
+
+def test_a_burst_edge_in_a_faster_neighbours_slow_tail_withdraws_the_verdict():
+    # 8 cases; case 1 (measured next to case 0) is 0.97x, inconclusive, but its slowest block moved 1.5x beyond its
+    # median: a burst's edge. The other tails did not move (slowest = median).
+    vs = [_cv(F, 0.7, -6.0), _cv(I, 0.97, -0.5)] + _quiet(6)
+    slowest = [math.log(0.7), math.log(0.97 * 1.5)] + [0.0] * 6
+    fastest = [math.log(0.7), math.log(0.97)] + [0.0] * 6
+    out = noise.time_local(vs, range(8), range(8), fastest, slowest)
+    assert out[0].verdict is I and "1 case(s)" in out[0].reason and "with a burst in their blocks" in out[0].reason
+
+
+def test_a_slow_tail_exactly_at_the_minimum_effect_is_an_edge():
+    # the tails' spread is at its floor (0.02), so the edge threshold is log(1.05); case 1's tail is exactly that
+    vs = [_cv(S, 1.3, 6.0)] + _quiet(7)
+    slowest = [math.log(1.3), math.log1p(0.05)] + [0.0] * 6
+    fastest = [math.log(1.3)] + [0.0] * 7
+    assert noise.time_local(vs, range(8), range(8), fastest, slowest)[0].verdict is I
+    slowest[1] = math.log1p(0.049)
+    assert noise.time_local(vs, range(8), range(8), fastest, slowest)[0] is vs[0]
+
+
+def test_a_row_of_three_at_exactly_z_stretch_is_a_stretch_and_inconclusive_rows_keep_their_reason():
+    vs = [_cv(S, 1.3, 6.0, "own"), _cv(I, 1.1, 2.0, "kept"), _cv(I, 1.1, 2.0, "kept")] + _quiet(4)
+    fastest = [math.log(1.3), math.log(1.1), math.log(1.1)] + [0.0] * 4
+    out = noise.time_local(vs, range(7), range(7), fastest)
+    assert out[0].verdict is I and (out[0].relative, out[0].z) == (1.3, 6.0)
+    assert out[0].reason == ("a stretch of neighbouring cases moved together: 2 case(s) measured next to it moved the "
+                             "same way (z +2.0, +2.0, each beyond 2.0, 3 or more in a row), a burst on the machine or "
+                             "a change to all of them; compare --confirm tells which (own)")
+    assert out[1:3] == vs[1:3]  # an inconclusive verdict is left as it was
+    weak = [vs[0], _cv(I, 1.05, 1.5), _cv(I, 1.05, 1.5)] + _quiet(4)  # moved, but under Z_STRETCH: no stretch
+    assert noise.time_local(weak, range(7), range(7), fastest)[0] is vs[0]
+
+
+# ---- the overall verdict's texts and counts ----
+
+def test_the_overall_verdict_texts_and_counts_when_mixed_none_or_blocked():
+    f = noise.CommonFactor(12, 0.0, 0.03, 0.01, True)
+    mixed = noise.overall_verdict([_cv(S, 1.3, 6.0), _cv(F, 0.7, -6.0), _cv(I, 1.0, 0.0)], f)
+    assert mixed.counts == {"faster": 1, "slower": 1, "inconclusive": 1}
+    none = noise.overall_verdict([_cv(I, 1.0, 0.0)], f)
+    assert none.counts == {"faster": 0, "slower": 0, "inconclusive": 1}
+    assert none.reason == ("no case moved beyond the between-run noise around the run-level factor 1.000 (every case "
+                           "together: the machine, not the code; 12 cases, case noise 3.0%); a change that moves every "
+                           "case alike cannot be told from the machine here (compare --confirm re-measures "
+                           "interleaved)")
+    two = [noise.StateDifference("load", "load 1 vs 5", True), noise.StateDifference("cpu", "cpu a vs b", True)]
+    assert noise.overall_verdict([], f, two).reason == ("machine states differ: load 1 vs 5; cpu a vs b (re-measure "
+                                                        "both interleaved: compare --confirm)")
+
+
+def test_six_cases_are_enough_for_a_spread():
+    assert noise.MIN_CASES_FOR_SPREAD == 6
+    six = noise.common_factor(np.log([1.0, 1.1, 1.2, 1.3, 1.4, 1.5]))
+    assert six.estimated and six.n_cases == 6
+
+
+def test_an_interval_below_one_has_a_standard_error_too():
+    assert noise.within_run_se(0.5, 0.9) == pytest.approx((math.log(0.9) - math.log(0.5)) / 3.92)
+
+
+def test_the_case_z_uses_the_intervals_own_width_in_standard_errors():
+    z99 = 2.5758
+    f = _factor(spread=0.03, se=0.0)
+    v = noise.case_verdict(1.5, 1.4, 1.6, f, ci_z=z99)
+    within = (math.log(1.6) - math.log(1.4)) / (2 * z99)
+    assert v.z == pytest.approx(math.log(1.5) / math.sqrt(within ** 2 + 0.03 ** 2), rel=1e-12)
+
+
+def test_the_case_rule_at_exactly_z_3_5_and_exactly_5_percent():
+    # binary fractions, so that z and the change are exact: spread 2^-1 and a move of 1.75 give z = 3.5
+    at_z = noise.case_verdict(1.0, 0, 0, _factor(spread=0.5, log_factor=-1.75))
+    assert at_z.z == 3.5 and at_z.verdict is S
+    # z exactly 3.5 but a change of 7/256 (2.8%, under 5%): inconclusive for the change, not for z
+    small = noise.case_verdict(1.0, 0, 0, _factor(spread=2 / 256, log_factor=-7 / 256))
+    assert small.z == 3.5 and small.verdict is I and "(change under 5%)" in small.reason
+    # a change of exactly 5% (log1p(0.05) after the factor) with a large z: a verdict
+    at_effect = noise.case_verdict(1.0, 0, 0, _factor(spread=0.001, log_factor=-math.log1p(0.05)))
+    assert at_effect.verdict is S
+
+
+def test_a_case_without_a_measurement_order_ranks_after_the_last_one_measured():
+    # case 0 was measured last of the ordered cases; case 6 has no order (NaN): it ranks next to case 0, and its
+    # burst withdraws case 0's verdict
+    vs = [_cv(S, 1.3, 6.0)] + _quiet(5) + [_cv(I, 1.3, 3.0)]
+    orders = [5, 0, 1, 2, 3, 4, math.nan]
+    fastest = [math.log(1.3)] + [0.0] * 5 + [0.0]
+    assert noise.time_local(vs, orders, orders, fastest)[0].verdict is I
+    first = [0, 1, 2, 3, 4, 5, math.nan]  # case 0 measured first: far from the unordered case
+    assert noise.time_local(vs, first, first, fastest)[0] is vs[0]
