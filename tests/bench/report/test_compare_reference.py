@@ -167,3 +167,120 @@ def test_the_lines_say_the_verdict_each_state_difference_and_each_factor():
         "smaller ones: `compare --confirm --confirm-cases 0` re-measures every case interleaved",
     ]
     assert c.blocking == [c.differences[0]]
+
+
+# ---- joining two runs and the ratio table, on runs written by hand ----
+
+from bench.case_fields import FIELD_DEFAULTS  # noqa: E402
+from bench.report.tables import identity_columns  # noqa: E402
+
+
+def _summary_rows(cases, device="cpu", model_args=None):
+    """One ok step row per (case_id, width, median_s): every case field at its default but width and device."""
+    rows = []
+    for case_id, width, median in cases:
+        rows.append({**FIELD_DEFAULTS, "width": width, "device": device, "case_id": case_id, "label": f"w{width}",
+                     "phase": "step", "status": "ok", "median_s": median, "ci_low_s": median * 0.9,
+                     "ci_high_s": median * 1.1, **({"model_args": model_args[case_id]} if model_args else {})})
+    return pd.DataFrame(rows)
+
+
+def _samples(blocks: dict) -> pd.DataFrame:
+    return pd.DataFrame([{"case_id": c, "phase": "step", "seconds": s} for c, seconds in blocks.items() for s in seconds])
+
+
+def test_two_runs_join_case_by_case_with_each_ratio_and_its_blocks_extremes():
+    a = SimpleNamespace(summary=_summary_rows([("a1", 64, 1.0), ("a2", 128, 2.0), ("a3", 256, 4.0)]),
+                        samples=_samples({"a1": [1.0, 1.2, 0.9], "a2": [2.0, 2.5, 1.5]}), meta={})
+    b = SimpleNamespace(summary=_summary_rows([("b2", 128, 3.0), ("b1", 64, 1.5), ("b9", 512, 1.0)]),
+                        samples=_samples({"b1": [1.5, 1.6, 1.2], "b2": [3.0, 3.3, 2.4]}), meta={})
+    table, ignored = compare.compare_runs(a, b)
+    assert ignored == []
+    got = table.set_index("case_id")
+    assert sorted(got.index) == ["a1", "a2"]  # a3 and b9 are in one run only
+    assert got.loc["a1", "case_id_b"] == "b1" and got.loc["a2", "case_id_b"] == "b2"
+    assert got.loc["a1", "ratio"] == np.median([1.5, 1.6, 1.2]) / np.median([1.0, 1.2, 0.9])
+    assert got.loc["a1", "fastest_ratio"] == 1.2 / 0.9 and got.loc["a1", "slowest_ratio"] == 1.6 / 1.2
+    assert got.loc["a2", "fastest_ratio"] == 2.4 / 1.5 and got.loc["a2", "slowest_ratio"] == 3.3 / 2.5
+    assert (got.loc["a1", "median_a_s"], got.loc["a1", "median_b_s"], got.loc["a1", "case"]) == (1.0, 1.5, "w64")
+    assert set(got["method"]) == {"bootstrap"} and set(got["phase"]) == {"step"}
+    # measurement order: each case's row position in its own run's summary
+    assert (got.loc["a1", "order_a"], got.loc["a1", "order_b"]) == (0, 1)
+    assert (got.loc["a2", "order_a"], got.loc["a2", "order_b"]) == (1, 0)
+    assert got.loc["a1", "change"] == "" and got.loc["a1", "work_verdict"] == Work.UNCOUNTED
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the zero block: resamples whose median is 0
+def test_without_blocks_the_ratio_uses_the_summaries_and_no_extremes():
+    a = SimpleNamespace(summary=_summary_rows([("a1", 64, 2.0)]), samples=None, meta={})
+    b = SimpleNamespace(summary=_summary_rows([("b1", 64, 3.0)]), samples=_samples({"b1": [3.0, 3.1]}), meta={})
+    row = compare.compare_runs(a, b)[0].iloc[0]
+    assert (row["ratio"], row["method"]) == (1.5, "summary CIs")
+    assert (row["ci_low"], row["ci_high"]) == (pytest.approx(2.7 / 2.2), pytest.approx(3.3 / 1.8))  # B's low / A's high
+    assert math.isnan(row["fastest_ratio"]) and math.isnan(row["slowest_ratio"])
+    zero = SimpleNamespace(summary=a.summary, samples=_samples({"a1": [0.0, 2.0]}), meta={})
+    assert math.isnan(compare.compare_runs(zero, b)[0].iloc[0]["fastest_ratio"])  # a zero block: no ratio of extremes
+
+
+def test_cpu_and_gpu_runs_join_ignoring_the_device_only_when_nothing_joins_with_it():
+    cpu = _summary_rows([("c", 64, 1.0)])
+    gpu = _summary_rows([("g", 64, 0.25)], device="cuda")
+    joined, ignored = compare.match_cases(cpu, gpu, ["step"])
+    assert ignored == ["device"] and joined["case_id_b"].tolist() == ["g"]
+    both = pd.concat([gpu, _summary_rows([("c2", 64, 2.0)])], ignore_index=True)
+    joined, ignored = compare.match_cases(cpu, both, ["step"])
+    assert ignored == [] and joined["case_id_b"].tolist() == ["c2"]
+    nothing, ignored = compare.match_cases(cpu, _summary_rows([("x", 32, 1.0)]), ["step"])
+    assert len(nothing) == 0 and ignored == []
+    assert len(compare.match_cases(cpu, cpu, ["forward"])[0]) == 0  # only the phases asked
+
+
+def test_the_same_user_model_with_other_arguments_is_paired_one_to_one():
+    keys = identity_columns()
+    assert "model_args" in keys and "model" in keys
+
+    def user(case_id, args, width=0):
+        return {**FIELD_DEFAULTS, "model": "m.py:Net", "model_args": args, "width": width, "case_id": case_id,
+                "label": case_id, "phase": "step", "status": "ok", "median_s": 1.0, "ci_low_s": 0.9, "ci_high_s": 1.1}
+    a = pd.DataFrame([user("a1", "k=1"), user("a2", "k=5", width=1)])
+    b = pd.DataFrame([user("b1", "k=2"), user("b2", "k=5", width=1)])
+    joined, _ = compare.match_cases(a, b, ["step"])
+    pairs = sorted(zip(joined["case_id_a"], joined["case_id_b"], joined["model_args_a"], joined["model_args_b"]))
+    assert pairs == [("a1", "b1", "k=1", "k=2"), ("a2", "b2", "k=5", "k=5")]
+    # two of B's rows could pair with A's one: not one to one, so not paired
+    b_two = pd.DataFrame([user("b1", "k=2"), user("b3", "k=3"), user("b2", "k=5", width=1)])
+    joined, _ = compare.match_cases(a, b_two, ["step"])
+    assert sorted(joined["case_id_a"]) == ["a2"]
+    # a built-in network's rows (no model) are never paired so
+    plain = pd.DataFrame([{**user("p1", "k=1"), "model": ""}])
+    plain_b = pd.DataFrame([{**user("q1", "k=2"), "model": ""}])
+    assert len(compare.match_cases(plain, plain_b, ["step"])[0]) == 0
+
+
+def test_the_printed_table_has_a_row_per_case_with_its_numbers():
+    t = pd.DataFrame({"case": ["w64"], "phase": ["step"], "median_a_s": [0.001], "median_b_s": [0.0015],
+                      "ratio": [1.5], "ci_low": [1.4], "ci_high": [1.6], "within_run": ["B slower"],
+                      "relative": [1.25], "z": [4.2], "verdict": ["slower"], "work": [""], "numerics": ["B: x"]})
+    text = compare.format_comparison(t)
+    header, rule, row = text.splitlines()
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    names = [c.strip() for c in header.strip("|").split("|")]
+    assert dict(zip(names, cells)) == {"case": "w64", "phase": "step", "A ms": "1.000", "B ms": "1.500",
+                                       "B/A": "1.500", "95% CI (within runs)": "[1.400, 1.600]",
+                                       "vs run factor": "1.250", "z": "+4.2", "verdict": "slower",
+                                       "numerics vs fp32 eager": "B: x"}
+    bare = compare.format_comparison(t.drop(columns=["relative", "z", "verdict", "numerics"]).assign(
+        within_run="within noise"))
+    cells = dict(zip([c.strip() for c in bare.splitlines()[0].strip("|").split("|")],
+                     [c.strip() for c in bare.splitlines()[2].strip("|").split("|")]))
+    assert cells["verdict"] == "within noise" and cells["vs run factor"] == "" and cells["z"] == ""
+
+
+def test_a_comparison_of_runs_without_a_shared_case_is_inconclusive_with_the_states_told():
+    a = SimpleNamespace(summary=_summary_rows([("a1", 64, 1.0)]), samples=None, meta={"load_average_1m_start": 0.5,
+                                                                                       "env": {"cpu_count": 2}})
+    b = SimpleNamespace(summary=_summary_rows([("b1", 32, 1.0)]), samples=None, meta={"load_average_1m_start": 3.0,
+                                                                                      "env": {"cpu_count": 2}})
+    c = compare.compare(a, b)
+    assert len(c.table) == 0 and c.factors == {} and c.overall.verdict is noise.Verdict.INCONCLUSIVE
+    assert [d.what for d in c.differences] == ["load"] and c.blocking == c.differences
