@@ -284,3 +284,82 @@ def test_a_comparison_of_runs_without_a_shared_case_is_inconclusive_with_the_sta
     c = compare.compare(a, b)
     assert len(c.table) == 0 and c.factors == {} and c.overall.verdict is noise.Verdict.INCONCLUSIVE
     assert [d.what for d in c.differences] == ["load"] and c.blocking == c.differences
+
+
+# ---- judge: the columns it reads and writes, the blocking states, the phases' factors ----
+
+def test_judge_passes_the_blocking_states_to_every_verdict_and_the_overall_one():
+    block = noise.StateDifference("load", "load 0.4 vs 3.7", True)
+    told = noise.StateDifference("bandwidth", "bandwidth B/A 1.30", False)
+    table, _, overall = compare.judge(_table([1.0] * 6 + [2.0]), [told, block])
+    assert set(table["verdict"]) == {"inconclusive"}
+    assert set(table["reason"]) == {"machine states differ: load 0.4 vs 3.7"}
+    assert overall.verdict is noise.Verdict.INCONCLUSIVE and overall.reason.startswith("machine states differ: load")
+
+
+def test_judge_writes_each_cases_relative_move_and_z():
+    ratios = [1.0, 1.01, 0.99, 1.0, 1.02, 0.98, 1.5]
+    table, factors, _ = compare.judge(_table(ratios), [])
+    f = factors["step"]
+    assert table["relative"].tolist() == pytest.approx([r / f.factor for r in ratios])
+    v = noise.case_verdict(1.5, 1.5 * 0.99, 1.5 * 1.01, f)  # the last case, judged alone against the same factor
+    assert table["z"].iloc[-1] == pytest.approx(v.z) and table["reason"].iloc[-1] == v.reason
+
+
+def test_judge_keeps_the_phases_in_table_order_and_reads_the_step_factor_for_the_overall_verdict():
+    opt = _table([2.0] * 7).assign(phase="optimizer")
+    fwd = _table([3.0] * 7).assign(phase="forward")
+    _, factors, overall = compare.judge(pd.concat([opt, fwd], ignore_index=True), [])
+    assert list(factors) == ["optimizer", "forward"] and "run-level factor 2.000" in overall.reason
+    step = _table([1.0, 1.01, 0.99, 1.0, 1.02, 0.98, 1.5])
+    _, _, overall = compare.judge(pd.concat([fwd, step], ignore_index=True), [])
+    assert "run-level factor 1.000" in overall.reason
+    empty, none, verdict = compare.judge(_table([]), [])
+    assert len(empty) == 0 and none == {} and verdict.verdict is noise.Verdict.INCONCLUSIVE
+
+
+def test_judge_reads_a_table_without_orders_or_block_extremes():
+    bare = _table([1.0, 1.01, 0.99, 1.0, 1.02, 0.98, 1.5]).drop(columns=["order_a", "order_b", "fastest_ratio",
+                                                                          "slowest_ratio"])
+    table, _, _ = compare.judge(bare, [])
+    assert table["verdict"].tolist() == ["inconclusive"] * 6 + ["slower"]
+
+
+def test_judge_withdraws_a_verdict_whose_fastest_block_stayed_and_one_beside_a_burst_edge():
+    ratios = [1.0, 1.01, 0.99, 1.0, 1.02, 0.98, 0.7]
+    t = _table(ratios).assign(fastest_ratio=[1.0] * 6 + [0.98])  # the case's fastest block barely moved
+    assert compare.judge(t, [])[0]["verdict"].iloc[-1] == "inconclusive"
+    kept = _table(ratios).assign(fastest_ratio=ratios)  # it moved with the median: faster stands
+    assert compare.judge(kept, [])[0]["verdict"].iloc[-1] == "faster"
+    # the case measured just before it: 0.6x but inconclusive (a wide interval), its slowest block 0.9x, i.e. 1.5x
+    # beyond its own median: a burst's edge, which withdraws its neighbour's verdict
+    edge = _table([1.0, 1.01, 0.99, 1.0, 1.02, 0.6, 0.7]).assign(fastest_ratio=math.nan)
+    edge.loc[5, ["ci_low", "ci_high"]] = [0.1, 3.6]
+    edge["slowest_ratio"] = [1.0, 1.01, 0.99, 1.0, 1.02, 0.9, 0.7]
+    assert compare.judge(edge, [])[0]["verdict"].tolist()[5:] == ["inconclusive", "inconclusive"]
+    no_edge = edge.assign(slowest_ratio=[1.0, 1.01, 0.99, 1.0, 1.02, 0.6, 0.7])
+    assert compare.judge(no_edge, [])[0]["verdict"].iloc[-1] == "faster"
+    zero = kept.assign(fastest_ratio=[0.0] + ratios[1:], slowest_ratio=[0.0] + ratios[1:])  # a zero block: no log
+    assert compare.judge(zero, [])[0]["verdict"].iloc[-1] == "faster"
+
+
+def test_the_summary_line_of_no_rows_and_of_rows_without_verdicts():
+    empty = pd.DataFrame({"ratio": [], "within_run": []})
+    assert compare.comparison_summary(empty) == ("0 case-phases: ; geometric mean B/A = nan. The within-run intervals "
+                                                 "alone would flag 0 (they do not hold the drift between runs).")
+    plain = pd.DataFrame({"ratio": [2.0], "within_run": ["B slower"]})
+    assert compare.comparison_summary(plain).startswith("1 case-phases: ; geometric mean B/A = 2.000.")
+
+
+def test_a_prior_factor_says_so():
+    f = noise.CommonFactor(3, 0.0, 0.15, 0.09, False)
+    c = compare.Comparison(pd.DataFrame(), [], [], {"step": f}, noise.OverallVerdict(noise.Verdict.INCONCLUSIVE, "r"))
+    assert compare.comparison_lines(c)[1].endswith("between-run noise 16.2% (prior)")
+
+
+def test_the_numerics_column_when_a_run_has_none_or_lacks_the_case():
+    table = pd.DataFrame({"case_id": ["p", "q"], "case_id_b": ["p", "q"]})
+    old = SimpleNamespace(summary=pd.DataFrame({"case_id": ["p", "q"], "phase": "step"}))  # older than the column
+    b = _run({"p": "beyond B"})  # B measured p only
+    assert compare.with_numerics(table, old, b)["numerics"].tolist() == ["B: beyond B", ""]
+    assert compare.with_numerics(table, b, old)["numerics"].tolist() == ["A: beyond B", ""]
