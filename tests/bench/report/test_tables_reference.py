@@ -9,6 +9,7 @@ compiled/eager pairs, and the log-linear crossover, checked against numpy's own 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -168,3 +169,78 @@ def test_the_crossover_is_numpys_log_log_interpolation_after_the_last_loss(batch
 def test_the_numerics_flag_and_cell(row, flag, cell):
     assert tables.numerics_flag(row) == flag
     assert tables.numerics_cell(row) == cell
+
+
+def _speed_rows(rows):
+    keys = {c: "x" for c in tables.identity_columns(["device", "threads", "batch"])}
+    return pd.DataFrame([{**keys, "phase": "step", "status": "ok", "batch": batch, "device": device,
+                          "threads": threads, "median_s": median, "label": f"{device}{batch}", "platform": platform}
+                         for device, threads, batch, median, platform in rows])
+
+
+def test_the_device_speedup_is_cpu_over_gpu_per_case_on_the_first_platform_of_each():
+    frame = _speed_rows([("cpu", 1, 4, 2.0, "CPU A"), ("cpu", 2, 4, 1.2, "CPU A"), ("cpu", 1, 16, 8.0, "CPU A"),
+                         ("cpu", 1, 4, 0.5, "CPU B"),  # a second CPU platform: not used
+                         ("cuda", 0, 4, 4.0, "H100"), ("cuda", 0, 16, 1.0, "H100"), ("cuda", 0, 4, 0.1, "H200")])
+    out = tables.device_speedup(frame)
+    got = {(r.batch, r.threads): (r.cpu_s, r.gpu_s, r.speedup, r.platform_cpu, r.platform_gpu) for r in out.itertuples()}
+    assert got == {(4, 1): (2.0, 4.0, 0.5, "CPU A", "H100"), (4, 2): (1.2, 4.0, 0.3, "CPU A", "H100"),
+                   (16, 1): (8.0, 1.0, 8.0, "CPU A", "H100")}
+    assert set(out["label_cpu"]) == {"cpu4", "cpu16"} and set(out["label_gpu"]) == {"cuda4", "cuda16"}
+
+
+def test_no_gpu_rows_no_speedup_and_rows_without_a_platform_are_their_device():
+    cpu_only = _speed_rows([("cpu", 1, 4, 2.0, "CPU A")])
+    empty = tables.device_speedup(cpu_only)
+    assert len(empty) == 0 and {"threads", "cpu_s", "gpu_s", "speedup"} <= set(empty.columns)
+    assert len(tables.device_speedup(_speed_rows([("cuda", 0, 4, 2.0, "H100")]))) == 0
+    bare = _speed_rows([("cpu", 1, 4, 2.0, ""), ("cuda", 0, 4, 1.0, "")]).drop(columns="platform")
+    out = tables.device_speedup(bare)
+    assert out["speedup"].tolist() == [2.0] and (out["platform_cpu"].tolist(), out["platform_gpu"].tolist()) == \
+        (["cpu"], ["cuda"])
+    other_phase = _speed_rows([("cpu", 1, 4, 2.0, "A"), ("cuda", 0, 4, 1.0, "G")]).assign(phase="forward")
+    assert len(tables.device_speedup(other_phase)) == 0 and len(tables.device_speedup(other_phase, "forward")) == 1
+
+
+def test_a_run_path_is_taken_as_given_and_a_missing_run_is_a_usage_error(tmp_path, monkeypatch):
+    from bench.errors import UsageError
+    assert tables.resolve_run_path("some/run") == Path("some/run")
+    monkeypatch.chdir(tmp_path)  # no runs/ here
+    with pytest.raises(UsageError, match="no runs under"):
+        tables.resolve_run_path("latest")
+    with pytest.raises(UsageError, match="no runs under"):
+        tables.load_runs(["latest"])
+    with pytest.raises(UsageError):
+        tables.load_runs([str(tmp_path / "nope")])
+
+
+def test_a_limit_is_on_its_own_device_and_a_run_without_env_is_still_merged():
+    gpu = _run("/r/g", {"cpu_model": "EPYC", "device_name": "NVIDIA H100"},
+               dispatch={"cuda": {"device": "cuda", "per_op_s": 5e-6}, "cpu": {"per_op_s": 2e-6}})
+    got = {r.key: r.platform for r in tables.merged_limits([gpu], "dispatch").itertuples()}
+    assert got == {"cuda": "NVIDIA H100", "cpu": "CPU EPYC"}
+    bare = SimpleNamespace(path="/r/bare", meta={"bandwidth": {"k": {"bytes_per_s": 1.0}}})
+    assert tables.merged_limits([bare], "bandwidth")["platform"].tolist() == ["CPU CPU"]
+
+
+def test_compile_pairs_pair_step_rows_only_and_a_saving_under_a_second_still_pays_back():
+    keys = {c: "x" for c in tables.identity_columns(["compile", "compile_scope"])}
+    rows = [{**keys, "platform": "P", "phase": phase, "status": "ok", "compile": mode, "compile_scope": "model",
+             "median_s": t, "compile_s": c}
+            for phase, mode, t, c in [("step", "none", 1.0, 0.0), ("step", "default", 0.5, 10.0),
+                                      ("forward", "none", 1.0, 0.0), ("forward", "default", 0.9, 10.0)]]
+    pairs = tables.compile_pairs(pd.DataFrame(rows))
+    assert pairs["phase"].tolist() == ["step"] and pairs["break_even_steps"].tolist() == [20.0]
+    same = pd.DataFrame(rows[:2]).assign(median_s=1.0)  # no saving at all: never pays back (not infinitely late)
+    assert math.isnan(tables.compile_pairs(same)["break_even_steps"].iloc[0])
+
+
+def test_crossover_rows_keep_the_configurations_order_and_no_rows_keep_the_columns():
+    keys = tables.identity_columns(["device", "batch"])
+    base = {c: "x" for c in keys}
+    rows = [{**base, "activation": act, "batch": b, "speedup": r}
+            for act in ("relu", "gelu") for b, r in ((4, 0.5), (16, 2.0))]
+    out = tables.crossover_batches(pd.DataFrame(rows))
+    assert out["activation"].tolist() == ["relu", "gelu"]
+    empty = tables.crossover_batches(pd.DataFrame(columns=keys + ["batch", "speedup"]))
+    assert len(empty) == 0 and list(empty.columns) == keys + ["batches", "wins_from", "crossover_batch"]
