@@ -42,17 +42,40 @@ def test_the_thread_cpu_clock_leaves_out_sleep_and_counts_work():
 
 def test_a_cuda_clock_reads_its_events_in_seconds():
     class Event:
-        def elapsed_time(self, other):  # torch.cuda.Event's milliseconds
-            return 250.0
-    assert clocks.CudaClock.elapsed_s(Event(), Event()) == 0.25
+        def elapsed_time(self, other):  # torch.cuda.Event's milliseconds from this event to `other`
+            return 250.0 if other is end else -1.0
+    start, end = Event(), Event()
+    assert clocks.CudaClock.elapsed_s(start, end) == 0.25
+
+
+def test_a_cuda_clock_records_timing_events_and_synchronizes_its_device(monkeypatch):
+    """torch.cuda.Event and torch.cuda.synchronize stood in for (no GPU here): what the clock asks of them."""
+    made, synced = [], []
+
+    class Event:
+        def __init__(self, enable_timing=False):
+            self.enable_timing, self.recorded = enable_timing, False
+            made.append(self)
+
+        def record(self):
+            self.recorded = True
+    monkeypatch.setattr(torch.cuda, "Event", Event)
+    monkeypatch.setattr(torch.cuda, "synchronize", synced.append)
+    clock = clocks.CudaClock(torch.device("cuda", 1))
+    event = clock.mark()
+    assert made == [event] and event.enable_timing is True and event.recorded
+    clock.sync()
+    assert synced == [torch.device("cuda", 1)]
 
 
 def test_each_device_gets_its_clock():
     cpu = torch.device("cpu")
     assert type(clocks.clock_for(torch.device("cuda"))) is clocks.CudaClock
+    assert clocks.clock_for(torch.device("cuda", 1)).device == torch.device("cuda", 1)
     assert type(clocks.clock_for(torch.device("cuda"), cpu_time=True)) is clocks.CudaClock
     with clocks.torch_threads(1):
         assert type(clocks.clock_for(cpu, cpu_time=True)) is clocks.ThreadCpuClock
+        assert clocks.clock_for(cpu, cpu_time=True).device == cpu
         assert type(clocks.clock_for(cpu)) is clocks.Clock
         assert clocks.clock_for(cpu).device == cpu
     with clocks.torch_threads(2):  # two threads: other threads' work would not be in this thread's CPU time
