@@ -363,3 +363,70 @@ def test_the_numerics_column_when_a_run_has_none_or_lacks_the_case():
     b = _run({"p": "beyond B"})  # B measured p only
     assert compare.with_numerics(table, old, b)["numerics"].tolist() == ["B: beyond B", ""]
     assert compare.with_numerics(table, b, old)["numerics"].tolist() == ["A: beyond B", ""]
+
+
+def _run_pair(extra_phase=True):
+    """Runs A and B of three cases; B's w128 does 20% more matmul work and is 1.5x slower; a forward row each."""
+    a = _summary_rows([("a1", 64, 1.0), ("a2", 128, 2.0), ("a3", 256, 4.0)]).assign(matmul_flops=[100, 200, 400])
+    b = _summary_rows([("b1", 64, 1.0), ("b2", 128, 3.0), ("b3", 256, 4.0)]).assign(matmul_flops=[100, 240, 400])
+    if extra_phase:
+        a = pd.concat([a, a.assign(phase="forward", median_s=a["median_s"] / 3)], ignore_index=True)
+        b = pd.concat([b, b.assign(phase="forward", median_s=b["median_s"] / 3)], ignore_index=True)
+    blocks = lambda ids, medians: _samples({c: [m * 0.99, m, m * 1.01] for c, m in zip(ids, medians)})  # noqa: E731
+    return (SimpleNamespace(summary=a, samples=blocks(["a1", "a2", "a3"], [1.0, 2.0, 4.0]), meta={}),
+            SimpleNamespace(summary=b, samples=blocks(["b1", "b2", "b3"], [1.0, 3.0, 4.0]), meta={}))
+
+
+def test_the_ratio_table_of_the_step_phase_by_default_with_the_work_and_the_within_run_reading():
+    a, b = _run_pair()
+    table, _ = compare.compare_runs(a, b)
+    assert table["phase"].tolist() == ["step"] * 3  # the forward rows only when asked for
+    assert len(compare.compare_runs(a, b, ("step", "forward"))[0]) == 6
+    row = table.set_index("case_id").loc["a2"]
+    assert row["work"] == "+20.0% matmul FLOPs (exact)" and row["work_verdict"] == Work.MORE
+    assert row["work_detail"].startswith("work per step +20.0%, exact: matmul FLOPs +20.0%")
+    # every B block of w128 is above every A block: the interval excludes 1 whatever the resamples
+    assert row["ci_low"] > 1 and row["within_run"] == "B slower"
+    same = table.set_index("case_id").loc["a1"]
+    assert same["within_run"] == "within noise" and same["work"] == "same (exact)"
+
+
+def test_compare_judges_the_table_against_the_unchanged_cases():
+    a, b = _run_pair()
+    c = compare.compare(a, b)
+    assert c.ignored == [] and c.differences == [] and list(c.factors) == ["step"]
+    assert c.factors["step"].n_cases == 2  # a2's work changed: the factor is a1's and a3's
+    got = c.table.set_index("case_id")
+    assert c.factors["step"].factor == pytest.approx(1.0) and got.loc["a2", "relative"] == pytest.approx(1.5)
+    # two unchanged cases are too few for a spread: the prior noise (15%) leaves 1.5x inconclusive, and says so
+    assert set(got["verdict"]) == {"inconclusive"} and got.loc["a2", "reason"].endswith("(prior: fewer than 6 cases)")
+    assert c.overall.verdict is noise.Verdict.INCONCLUSIVE and c.overall.counts["inconclusive"] == 3
+    both = compare.compare(a, b, ("step", "forward"))
+    assert set(both.factors) == {"step", "forward"} and len(both.table) == 6
+    assert compare.compare(a, SimpleNamespace(summary=_summary_rows([("x", 8, 1.0)]), samples=None,
+                                              meta={})).ignored == []
+
+
+def test_a_user_models_argument_change_pairs_only_rows_not_joined_already():
+    def user(case_id, args, width=0):
+        return {**FIELD_DEFAULTS, "model": "m.py:Net", "model_args": args, "width": width, "case_id": case_id,
+                "label": case_id, "phase": "step", "status": "ok", "median_s": 1.0, "ci_low_s": 0.9, "ci_high_s": 1.1}
+    # a2 and b2 join exactly (k=5); b3 has a2's loose key but other args: a2 is taken, so b3 stays unpaired
+    a = pd.DataFrame([user("a1", "k=1"), user("a2", "k=5", width=1)])
+    b = pd.DataFrame([user("b1", "k=2"), user("b2", "k=5", width=1), user("b3", "k=7", width=1)])
+    joined, _ = compare.match_cases(a, b, ["step"])
+    assert sorted(zip(joined["case_id_a"], joined["case_id_b"])) == [("a1", "b1"), ("a2", "b2")]
+    assert joined.index.tolist() == [0, 1]  # one row per pair, numbered afresh
+    # the mirror: A's a3 has a2's loose key, and b2 is taken
+    mirror, _ = compare.match_cases(pd.DataFrame([user("a1", "k=1"), user("a2", "k=5", width=1),
+                                                  user("a3", "k=7", width=1)]),
+                                    pd.DataFrame([user("b1", "k=2"), user("b2", "k=5", width=1)]), ["step"])
+    assert sorted(zip(mirror["case_id_a"], mirror["case_id_b"])) == [("a1", "b1"), ("a2", "b2")]
+
+
+def test_the_printed_table_of_no_rows_is_empty_and_the_format_is_the_one_asked():
+    assert compare.format_comparison(pd.DataFrame()) == ""
+    t = pd.DataFrame({"case": ["w64"], "phase": ["step"], "median_a_s": [0.001], "median_b_s": [0.0015],
+                      "ratio": [1.5], "ci_low": [1.4], "ci_high": [1.6], "within_run": ["B slower"]})
+    plain = compare.format_comparison(t, "plain")
+    assert "|" not in plain and plain.split()[:2] == ["case", "phase"]
