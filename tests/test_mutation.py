@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.mutation import ROOT, changed_modules, equivalents, function_of, main, module_tests, one_line, tally
+from tests.mutation import ROOT, changed_modules, equivalents, function_of, main, module_tests, not_gated, one_line, tally
 
 
 def _test_names(path: Path) -> set[str]:
@@ -96,3 +96,7 @@ def test_ci_picks_the_modules_whose_file_or_tests_the_commit_changed(tmp_path):
     (tmp_path / "tests/test_a.py").write_text("x = 2\n")
     git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "three")
     assert changed_modules("HEAD~1", table, tmp_path) == ["bench/a.py", "bench/b.py"]
+
+
+def test_modules_not_gated_yet_are_modules_of_the_table():
+    assert set(not_gated()) <= set(module_tests())
