@@ -244,3 +244,26 @@ def test_crossover_rows_keep_the_configurations_order_and_no_rows_keep_the_colum
     assert out["activation"].tolist() == ["relu", "gelu"]
     empty = tables.crossover_batches(pd.DataFrame(columns=keys + ["batch", "speedup"]))
     assert len(empty) == 0 and list(empty.columns) == keys + ["batches", "wins_from", "crossover_batch"]
+
+
+def test_the_ceilings_table_has_its_columns_each_ceiling_on_its_device_and_runs_without_env_or_ceilings():
+    assert list(tables.merged_ceilings([]).columns) == [
+        "platform", "device", "dtype", "threads", "device_name", "measured_tflops", "matmul_size", "sizes_tried",
+        "budget_s", "spent_s", "datasheet_tflops", "datasheet_source", "best_product", "spread_rel", "case_shapes",
+        "case_shapes_measured", "pass_tflops", "shapes_spent_s", "run"]
+    gpu = _run("/r/g", {"cpu_model": "EPYC", "device_name": "NVIDIA H100", "torch_threads": 2},
+               ceilings={"g": {"device": "cuda", "dtype": "bf16", "threads": 0, "measured_tflops": 700.0,
+                               "matmul_size": 8192},
+                         "c": {"dtype": "fp32", "threads": 1, "measured_tflops": 0.1}})
+    got = {r.dtype: (r.platform, r.matmul_size) for r in tables.merged_ceilings([gpu]).itertuples()}
+    assert got["bf16"] == ("NVIDIA H100", 8192) and got["fp32"][0] == "CPU EPYC"
+    bare = SimpleNamespace(path="/r/bare", meta={"ceilings": {"c": {"dtype": "fp32", "measured_tflops": 0.1}}})
+    assert tables.merged_ceilings([bare])["platform"].tolist() == ["CPU CPU"]
+    none = SimpleNamespace(path="/r/none", meta={"env": {"cpu_model": "EPYC"}})
+    assert tables.merged_ceilings([none]).empty
+
+
+def test_a_run_folder_that_is_not_there_is_named_in_the_usage_error(tmp_path):
+    from bench.errors import UsageError
+    with pytest.raises(UsageError, match="nope"):
+        tables.load_runs([str(tmp_path / "nope")])
