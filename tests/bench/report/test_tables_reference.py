@@ -79,6 +79,7 @@ def test_the_limits_merge_one_per_platform_and_key_and_the_last_run_wins():
     got = {(r.platform, r.key): (r.bytes_per_s, r.run) for r in merged.itertuples()}
     assert got == {("CPU EPYC", "cpu/t1"): (2.0, "b"), ("CPU EPYC", "cpu/t2"): (3.0, "a"),
                    ("CPU Xeon", "cpu/t1"): (9.0, "c")}
+    assert len(merged) == 3 and merged.index.tolist() == [0, 1, 2] and "index" not in merged.columns
     assert tables.merged_limits([a], "dispatch").empty
 
 
@@ -267,3 +268,9 @@ def test_a_run_folder_that_is_not_there_is_named_in_the_usage_error(tmp_path):
     from bench.errors import UsageError
     with pytest.raises(UsageError, match="nope"):
         tables.load_runs([str(tmp_path / "nope")])
+
+
+def test_a_run_without_env_is_merged_under_a_plain_cpu_platform():
+    run = SimpleNamespace(path="/r/old", meta={}, summary=_summary(case_id=["p"], median_s=[1.0]))
+    merged, dropped = tables.merged_summary([run])
+    assert merged["platform"].tolist() == ["CPU CPU"] and dropped == 0
