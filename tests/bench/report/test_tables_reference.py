@@ -274,3 +274,17 @@ def test_a_run_without_env_is_merged_under_a_plain_cpu_platform():
     run = SimpleNamespace(path="/r/old", meta={}, summary=_summary(case_id=["p"], median_s=[1.0]))
     merged, dropped = tables.merged_summary([run])
     assert merged["platform"].tolist() == ["CPU CPU"] and dropped == 0
+
+
+def test_a_run_at_the_root_is_named_by_its_path():
+    assert tables.run_names([SimpleNamespace(path="/")]) == ["/"]
+
+
+def test_merged_rows_are_numbered_afresh_with_a_user_model_among_them():
+    a = _run("/r/a", {"cpu_model": "EPYC"}, _summary(case_id=["p", "q"], median_s=[1.0, 2.0]))
+    b = _run("/r/b", {"cpu_model": "Xeon"}, _summary(case_id=["u", "v"], median_s=[3.0, 4.0],
+                                                     model=["m.py:Net(k=1)", ""]))
+    merged, _ = tables.merged_summary([a, b])
+    assert merged.index.tolist() == [0, 1, 2, 3] and "index" not in merged.columns
+    assert merged["network"].tolist() == ["uniform", "uniform", "m.py:Net(k=1)", "uniform"]
+    assert merged["median_s"].tolist() == [1.0, 2.0, 3.0, 4.0]
