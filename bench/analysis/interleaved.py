@@ -20,7 +20,6 @@ reported there were measured.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -28,16 +27,11 @@ import numpy as np
 from scipy import stats as sps
 
 from .stats import GATE_CI_LEVEL, GATE_RESAMPLES, ratio_of_medians_ci
+from .verdict import Verdict
 
 MIN_EFFECT = 0.05  # smaller slowdowns are not flagged: A/A runs here spread several per cent either way
 ALPHA = round(1 - GATE_CI_LEVEL, 12)  # 0.01: the gate's one documented level (bench.analysis.stats), as --alpha's default
 MIN_SAMPLES = 5  # fewer blocks per side cannot separate a 99% interval from 1
-
-
-class Verdict(str, enum.Enum):
-    REGRESSION = "regression"
-    IMPROVEMENT = "improvement"
-    PASS = "pass"
 
 
 @dataclass(frozen=True)
@@ -58,7 +52,7 @@ class TimingComparison:
 
     def as_dict(self) -> dict[str, object]:
         return {**{k: getattr(self, k) for k in self.__dataclass_fields__ if k != "verdict"},
-                "verdict": self.verdict.value}
+                "verdict": self.verdict.gate_word}
 
 
 def compare_samples(a_s: Sequence[float], b_s: Sequence[float], min_effect: float = MIN_EFFECT,
@@ -78,10 +72,10 @@ def compare_samples(a_s: Sequence[float], b_s: Sequence[float], min_effect: floa
     p_slower = float(sps.mannwhitneyu(b, a, alternative="greater").pvalue)
     p_faster = float(sps.mannwhitneyu(b, a, alternative="less").pvalue)
     if ratio >= 1 + min_effect and ci_low > 1:
-        verdict = Verdict.REGRESSION
+        verdict = Verdict.SLOWER
     elif ratio <= 1 / (1 + min_effect) and ci_high < 1:
-        verdict = Verdict.IMPROVEMENT
+        verdict = Verdict.FASTER
     else:
-        verdict = Verdict.PASS
+        verdict = Verdict.INCONCLUSIVE
     return TimingComparison(len(a), len(b), float(np.median(a)), float(np.median(b)), ratio, ci_low, ci_high,
                             p_slower, p_faster, verdict, 1 - alpha, min_effect, paired)
