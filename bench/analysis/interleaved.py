@@ -20,7 +20,6 @@ reported there were measured.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -28,16 +27,11 @@ import numpy as np
 from scipy import stats as sps
 
 from .stats import GATE_CI_LEVEL, GATE_RESAMPLES, ratio_of_medians_ci
+from .verdict import Verdict
 
 MIN_EFFECT = 0.05  # smaller slowdowns are not flagged: A/A runs here spread several per cent either way
 ALPHA = round(1 - GATE_CI_LEVEL, 12)  # 0.01: the gate's one documented level (bench.analysis.stats), as --alpha's default
 MIN_SAMPLES = 5  # fewer blocks per side cannot separate a 99% interval from 1
-
-
-class Verdict(str, enum.Enum):
-    REGRESSION = "regression"
-    IMPROVEMENT = "improvement"
-    PASS = "pass"
 
 
 @dataclass(frozen=True)
@@ -58,16 +52,16 @@ class TimingComparison:
 
     def as_dict(self) -> dict[str, object]:
         return {**{k: getattr(self, k) for k in self.__dataclass_fields__ if k != "verdict"},
-                "verdict": self.verdict.value}
+                "verdict": self.verdict.gate_word}
 
 
 def verdict_of(ratio: float, ci_low: float, ci_high: float, min_effect: float) -> Verdict:
     """A regression: at least ``min_effect`` slower and the interval above 1; an improvement the mirror image."""
     if ratio >= 1 + min_effect and ci_low > 1:
-        return Verdict.REGRESSION
+        return Verdict.SLOWER
     if ratio <= 1 / (1 + min_effect) and ci_high < 1:
-        return Verdict.IMPROVEMENT
-    return Verdict.PASS
+        return Verdict.FASTER
+    return Verdict.INCONCLUSIVE
 
 
 def compare_samples(a_s: Sequence[float], b_s: Sequence[float], min_effect: float = MIN_EFFECT,

@@ -51,12 +51,13 @@ time-local checks (``time_local``) then withdraw a verdict, each said in one lin
 
 from __future__ import annotations
 
-import enum
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+
+from .verdict import Verdict
 
 MAD_TO_SIGMA = 1.4826  # MAD of a normal sample x this = its standard deviation
 MEDIAN_SE = 1.2533  # standard error of a median = this x sigma / sqrt(n) (normal data, large n)
@@ -74,12 +75,6 @@ MIN_STRETCH = 3  # ... in a row of at least this many cases (two neighbours may 
 FASTEST_SHARE = 0.5  # a verdict needs the fastest block to move at least this share of the median's move (log)
 DRIFT_TOLERANCE = 0.5  # runs' ceiling drifts (end/start) apart by more than 1.5x: the machine moved during one
 IDENTITY_KEYS = ("cpu_model", "torch", "cuda", "device_name", "torch_threads", "cpu_capability")
-
-
-class Verdict(str, enum.Enum):
-    FASTER = "faster"
-    SLOWER = "slower"
-    INCONCLUSIVE = "inconclusive"
 
 
 # --------------------------------------------------------------------------- the machine state of one run

@@ -97,9 +97,9 @@ def _case_figures(case: Case, source_sha: str) -> CaseFigures:
 
 def _analytic(case: Case, model: nn.Module) -> CaseFigures:
     f = mlp.flops(model, case.batch, case.loss, case.optimizer)
-    memory = mlp.memory(model, case.batch, case.input_shape, case.loss, case.optimizer, case.dtype, case.device,
+    memory = mlp.memory(model, case.batch, case.input_shape, case.loss, case.optimizer, case.precision, case.device,
                         param_dtype=case.param_dtype)
-    traffic = mlp.traffic(model, case.batch, case.input_shape, case.loss, case.optimizer, case.dtype, case.device,
+    traffic = mlp.traffic(model, case.batch, case.input_shape, case.loss, case.optimizer, case.precision, case.device,
                           param_dtype=case.param_dtype, fused_epilogue=case.epilogue == mlp.Epilogue.FUSED.value)
     optimizer = f.optimizer_elementwise + _decay_flops(case, model)
     matmul = {Phase.STEP: f.step_matmul, Phase.FORWARD: f.forward_matmul, Phase.BACKWARD: f.backward_matmul,

@@ -23,7 +23,7 @@ from mlp import Loss, Optimizer, Precision, parse_enum
 # The closed choices live with the fields (no torch); they are imported from here too.
 from ..model import keyvalues
 from . import plugin
-from ..model.case_fields import BLOCK_NETWORKS, BUILT_IN_FIELDS, FIELD_DEFAULTS, FIELD_TYPES, LATER_DEFAULTS, USER_MODEL_FIELDS, Backend, CaseFields, CompileMode, CompileScope, CudaGraph, Device, Network, Norm, Scaling, Switch
+from ..model.case_fields import BLOCK_NETWORKS, BUILT_IN_FIELDS, FIELD_DEFAULTS, EAGER_KNOBS, FIELD_TYPES, LATER_DEFAULTS, USER_MODEL_FIELDS, Backend, CaseFields, CompileMode, CompileScope, CudaGraph, Device, Network, Scaling, Switch
 from ..model.sweep_file import SweepFields, load_preset, load_sweep_file, preset_names
 from ..model.sweep_file import CUSTOM_MAX_CASE_S
 
@@ -71,7 +71,7 @@ class Case(CaseFields):
         _require(self.batch >= 1, f"batch must be >= 1, got {self.batch}")
         _require(self.threads >= 0, f"threads must be >= 0, got {self.threads}")
         _require(self.in_features >= 0 and self.out_features >= 0, "in/out features must be >= 0")
-        set_("norm", parse_enum(Norm, self.norm, "norm").value)
+        set_("norm", parse_enum(mlp.Norm, self.norm, "norm").value)
         set_("bias", _parse_switch("bias", self.bias).value)
         self._check_block_fields(network)
         if self.model:
@@ -93,7 +93,7 @@ class Case(CaseFields):
             if network is not Network.TEACHING:
                 set_("activation", "relu")
                 set_("loss", Loss.CROSS_ENTROPY.value)
-        if self.dtype == Precision.FP16.value and self.device != Device.CUDA.value:
+        if self.precision is Precision.FP16 and self.device != Device.CUDA.value:
             raise ValueError("dtype 'fp16' needs device 'cuda' (fp16 autocast training is a CUDA recipe)")
         self._check_knobs(set_)
 
@@ -127,11 +127,11 @@ class Case(CaseFields):
         # Moot settings read as the default, so that a grid (--compile none,default --compile-scope model,step)
         # collapses to the cases that differ: fp32/tf32 parameters are in the compute dtype already, and without
         # a compile mode nothing is compiled, at any scope.
-        if Precision(self.dtype).autocast_dtype is None:
+        if self.precision.autocast_dtype is None:
             set_("param_dtype", mlp.ParamDtype.FP32.value)
         if not self.compiled:
             set_("compile_scope", CompileScope.MODEL.value)
-        mlp.check_knobs(self.knobs, Precision(self.dtype), self.device)
+        mlp.check_knobs(self.knobs, self.precision, self.device)
         plain = Network(self.network) in BLOCK_NETWORKS or self.model  # accounted with fp32 parameters, no epilogue
         if plain and (self.param_dtype != mlp.ParamDtype.FP32.value or self.epilogue != mlp.Epilogue.NONE.value):
             raise ValueError(f"param_dtype {self.param_dtype!r} / epilogue {self.epilogue!r} apply to the uniform, "
@@ -206,11 +206,16 @@ class Case(CaseFields):
         return self.whole_graph or self.compile_scope == CompileScope.STEP.value
 
     @property
+    def precision(self) -> Precision:
+        """The case's precision, typed: ``dtype`` is its text, parsed and checked once in ``__post_init__``."""
+        return Precision(self.dtype)
+
+    @property
     def knobs(self) -> "mlp.StepKnobs":
         """How ``mlp.TrainStep`` builds this case's step."""
         return mlp.StepKnobs(compile_mode=self.compile if self.compiled else None,
                              compile_step=self.compile_scope == CompileScope.STEP.value,
-                             cuda_graph=self.whole_graph, param_dtype=self.param_dtype, epilogue=self.epilogue)
+                             cuda_graph=self.whole_graph, **{name: getattr(self, name) for name in EAGER_KNOBS})
 
     # ------------------------------------------------------------------ identity
 
@@ -237,7 +242,7 @@ class Case(CaseFields):
             net += f" w{self.width} d{self.depth} " + (f"h{self.hidden or mlp.llama_hidden(self.width)}"
                                                        if self.network == Network.SWIGLU.value
                                                        else f"x{self.expansion} {self.activation}")
-            net += f" {self.norm}" if self.norm != Norm.NONE.value else ""
+            net += f" {self.norm}" if self.norm != mlp.Norm.NONE.value else ""
             net += f" drop{self.dropout:g}" if self.dropout else ""
         net += " nobias" if self.bias == Switch.OFF.value else ""
         if self.model:  # the model and its call: the width, depth and activation only where the factory takes them

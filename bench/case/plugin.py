@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from ..model import keyvalues
-from ..model.case_fields import BLOCK_FIELDS, CASE_FIELD_NAMES, FIELD_DEFAULTS, USER_MODEL_FIELDS
+from ..model.case_fields import BLOCK_FIELDS, CASE_FIELD_NAMES, FIELD_DEFAULTS, KNOBS_OFF, USER_MODEL_FIELDS
 from ..errors import ModelError, first_line
 
 SHA_CHARS = 16
@@ -386,8 +386,8 @@ def check_all(cases) -> None:
 
 
 def _check_case(case):
-    return case.with_(batch=CHECK_BATCH, device="cpu", dtype="fp32", compile="none", threads=0,
-                      optimizer="sgd", optimizer_args="")
+    return case.with_(batch=CHECK_BATCH, device="cpu", dtype="fp32", threads=0, optimizer="sgd", optimizer_args="",
+                      **KNOBS_OFF)
 
 
 def check(case) -> None:

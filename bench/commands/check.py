@@ -435,7 +435,7 @@ def between_run_check(timing: list, baseline: dict) -> list[str]:
 
     from ..analysis import noise
     from ..instruments.env import fingerprint
-    from ..analysis.interleaved import Verdict
+    from ..analysis.verdict import Verdict
 
     then, now = noise.machine_state({"env": baseline.get("env") or {}}), noise.machine_state({"env": fingerprint()})
     blocking = [d for d in noise.state_differences(then, now) if d.decisive]
@@ -443,13 +443,13 @@ def between_run_check(timing: list, baseline: dict) -> list[str]:
     notes = []
     for index, result in enumerate(timing):
         c = result.comparison
-        if c.verdict is Verdict.PASS:
+        if c.verdict is Verdict.INCONCLUSIVE:
             continue
         z = NormalDist().inv_cdf(0.5 + c.confidence / 2)
         judged = noise.case_verdict(c.ratio, c.ci_low, c.ci_high, factor, blocking, ci_z=z)
         if judged.verdict is noise.Verdict.INCONCLUSIVE:
-            timing[index] = dataclasses.replace(result, comparison=dataclasses.replace(c, verdict=Verdict.PASS))
-            notes.append(f"{result.label}: {c.verdict.value} against the baseline, but between runs it is "
+            timing[index] = dataclasses.replace(result, comparison=dataclasses.replace(c, verdict=Verdict.INCONCLUSIVE))
+            notes.append(f"{result.label}: {c.verdict.gate_word} against the baseline, but between runs it is "
                          f"inconclusive: {judged.reason} (use --against REF: interleaved in one run)")
     return notes
 

@@ -132,7 +132,7 @@ def confirm_lines(run_a, run_b, table: pd.DataFrame, limit: int = MAX_CASES,
              f"{results[0].min_effect:.0%}):", *model_a.notes, *model_b.notes, ""]
     rows = [{"case": label, "stored B/A": f"{stored:.3f}", "interleaved B/A": f"{r.ratio:.3f}",
              "interval": f"[{r.ci_low:.3f}, {r.ci_high:.3f}]", "blocks a side": r.n_b,
-             "now": confirm_word(r.verdict.value, r.ci_low, r.ci_high)}
+             "now": confirm_word(r.verdict.gate_word, r.ci_low, r.ci_high)}
             for label, stored, r in zip(chosen["case"], chosen["ratio"], results)]
     from ..format import table as format_table
 

@@ -35,7 +35,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..model.case_fields import KNOB_FIELDS
+from ..model.case_fields import KNOB_FIELDS, KNOBS, KNOBS_OFF
 from ..errors import EXIT_INTERRUPTED, UsageError
 from .case_flags import add_case_arguments, case_overrides, seconds_budget
 
@@ -43,8 +43,7 @@ TUNE_PRESET = "tune"
 DEFAULT_MAX_CASE_S = 60.0  # like a sweep of flags alone
 DEFAULT_COMPILE_MODE = "default"
 FINALISTS = 2  # the fastest knob cases of the screening pass, re-measured interleaved against eager
-EAGER = {"compile": "none", "compile_scope": "model", "cuda_graph": "none", "param_dtype": "fp32",
-         "epilogue": "none"}  # every knob off: the base of a plan
+EAGER = KNOBS_OFF  # every knob off: the base of a plan
 
 
 @dataclass(frozen=True)
@@ -55,13 +54,8 @@ class Knob:
 
 # The chain, cheapest to build first: the knobs without a compilation (a CUDA graph captures in milliseconds),
 # then torch.compile of the model, then of the whole step (each a cold compile of tens of seconds).
-CHAIN = (
-    Knob("bf16 params", {"param_dtype": "compute"}),
-    Knob("fused epilogue", {"epilogue": "fused"}),
-    Knob("CUDA graph step", {"cuda_graph": "step"}),
-    Knob("compile model", {"compile": DEFAULT_COMPILE_MODE}),
-    Knob("compile step", {"compile_scope": "step"}),
-)
+# Each knob's label, value and place are declared beside its case field (bench.model.case_fields.KNOBS).
+CHAIN = tuple(Knob(k.label, {name: k.on}) for name, k in sorted(KNOBS.items(), key=lambda item: item[1].order))
 
 
 @dataclass
@@ -279,7 +273,7 @@ def confirm_finalists(run, plans: list[TunePlan]) -> list[dict]:
         results = interleaved([eager] * len(chosen), [case_row(run.summary, cid) for cid in chosen],
                               tree_root(), tree_root())
         out.append({"base": plan.base.case_id, "finalists": [
-            {"case_id": cid, "ratio": r.ratio, "ci_low": r.ci_low, "ci_high": r.ci_high, "verdict": r.verdict.value,
+            {"case_id": cid, "ratio": r.ratio, "ci_low": r.ci_low, "ci_high": r.ci_high, "verdict": r.verdict.gate_word,
              "eager_s": r.median_a_s, "median_s": r.median_b_s, "confidence": r.confidence, "rounds": r.n_b}
             for cid, r in zip(chosen, results)]})
     return out

@@ -69,12 +69,12 @@ def build_ddp_step(case: Case, device: torch.device) -> mlp.TrainStep:
         return build_step(case)
     torch.manual_seed(0)  # same start on every rank (DDP also broadcasts rank 0's weights)
     knobs = case.knobs  # the one-process reference's (build_step); the command refuses those DDP cannot take
-    compute = mlp.Precision(case.dtype).autocast_dtype if knobs.param_dtype is mlp.ParamDtype.COMPUTE else None
+    compute = case.precision.autocast_dtype if knobs.param_dtype is mlp.ParamDtype.COMPUTE else None
     model = case.build_model().to(device, dtype=compute)  # in its dtype before DDP builds its buckets
     bucket = {"bucket_cap_mb": case.bucket_cap_mb} if case.bucket_cap_mb > 0 else {}
     ids = [device.index] if device.type == "cuda" else None
     wrapped = DistributedDataParallel(model, device_ids=ids, **bucket)
-    return mlp.TrainStep(model, loss=case.loss, optimizer=case.optimizer, precision=case.dtype, device=device,
+    return mlp.TrainStep(model, loss=case.loss, optimizer=case.optimizer, precision=case.precision, device=device,
                          compiled_model=wrapped, optimizer_options=case.optimizer_options, knobs=knobs)
 
 

@@ -46,6 +46,7 @@ from ..errors import first_line
 from ..format import duration as _duration
 from ..instruments.counters import count_step
 from ..case.headroom import memory_shortfall
+from ..model.case_fields import GRAPHS_OFF
 from ..model.phases import TRAINING_PHASES, Phase
 from ..runs import CRASHED_REASON, RunMeta, RunWriter, Status
 from ..runs.recipe import ModelRecipe
@@ -197,7 +198,7 @@ def phase_ops(case: Case) -> dict[str, int]:
     A compiled case is charged the ops of its eager step (an upper bound on what it dispatches).
     Cached: callers pass ``ops_case(case)``, so the cases of a batch sweep share one count.
     """
-    small = case.with_(compile="none", compile_scope="model", cuda_graph="none")
+    small = case.with_(**GRAPHS_OFF)
     try:
         step = mlp.TrainStep(small.build_model(), small.loss, small.optimizer, small.dtype, small.device,
                              optimizer_options=small.optimizer_options, knobs=small.knobs)
@@ -227,8 +228,7 @@ def ops_case(case: Case) -> Case:
 
     A whole-step CUDA graph dispatches nothing per op on the host: its count is 0 (``case_rows``), not this one's.
     """
-    return case.with_(batch=min(case.batch, OPS_COUNT_BATCH), compile="none", compile_scope="model",
-                      cuda_graph="none", threads=0)
+    return case.with_(batch=min(case.batch, OPS_COUNT_BATCH), threads=0, **GRAPHS_OFF)
 
 
 def derived_columns(row: dict, meta: RunMeta | dict) -> dict:

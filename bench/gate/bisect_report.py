@@ -13,7 +13,7 @@ from typing import Any
 
 from ..format import ms
 from .report import GateReport, render_markdown
-from ..analysis.interleaved import Verdict
+from ..analysis.verdict import Verdict
 
 GOOD, BAD, SKIP = "good", "bad", "skip"
 MAX_FIGURES = 4  # changed counters shown per case and step; the whole gate report of each step is in --json
@@ -94,7 +94,7 @@ def figures(step: Step) -> list[str]:
     for result in report.timing or []:
         c = result.comparison
         out.append(f"{result.label}: {ms(c.median_a_s)} → {ms(c.median_b_s)} ms, B/A {c.ratio:.3f} "
-                   f"[{c.ci_low:.3f}, {c.ci_high:.3f}]" + (" slower" if c.verdict is Verdict.REGRESSION else ""))
+                   f"[{c.ci_low:.3f}, {c.ci_high:.3f}]" + (" slower" if c.verdict is Verdict.SLOWER else ""))
     if step.reason:
         out.append(step.reason)
     return out

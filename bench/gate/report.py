@@ -12,7 +12,8 @@ from typing import Any
 
 from ..format import ms
 from ..instruments.counters import Change
-from ..analysis.interleaved import TimingComparison, Verdict
+from ..analysis.interleaved import TimingComparison
+from ..analysis.verdict import Verdict
 
 EXIT_PASS, EXIT_REGRESSION, EXIT_ENVIRONMENT = 0, 1, 2
 MAX_OP_LINES = 12  # per case; the full operator lists are in --json
@@ -61,7 +62,7 @@ class GateReport:
 
     @property
     def timing_regressions(self) -> int:
-        return sum(r.comparison.verdict is Verdict.REGRESSION for r in self.timing or [])
+        return sum(r.comparison.verdict is Verdict.SLOWER for r in self.timing or [])
 
     @property
     def instruction_regressions(self) -> int:
@@ -187,7 +188,7 @@ def _change_verdict(change: Change) -> str:
 
 
 def _timing_verdict(verdict: Verdict) -> str:
-    return {Verdict.REGRESSION: "**regression**", Verdict.IMPROVEMENT: "faster"}.get(verdict, "pass")
+    return {Verdict.SLOWER: "**regression**", Verdict.FASTER: "faster"}.get(verdict, "pass")
 
 
 

@@ -42,6 +42,7 @@ import mlp
 from mlp import Precision
 
 from ..case.cases import Case
+from ..model.case_fields import KNOBS_OFF
 from .clocks import torch_threads
 from ..errors import first_line
 from .timing import build_step, cudagraph_step_marker
@@ -55,8 +56,7 @@ OPERAND_ROUNDOFF = {Precision.FP32: 0.0, Precision.TF32: 2.0 ** -11, Precision.B
 ACCUMULATOR_ROUNDOFF = 2.0 ** -24  # fp32: every backend here accumulates a reduced-precision matmul in fp32
 COLUMNS = ("loss_rel_err", "grad_rel_err", "weights_rel_err", "numerics_tol", "weights_tol", "numerics",
            "numerics_steps")
-EAGER_FP32 = {"dtype": "fp32", "compile": "none", "compile_scope": "model", "cuda_graph": "none",
-              "param_dtype": "fp32", "epilogue": "none"}
+EAGER_FP32 = {"dtype": "fp32", **KNOBS_OFF}
 
 
 @dataclass(frozen=True)
@@ -225,7 +225,7 @@ def case_numerics(case: Case) -> dict:
         with torch.random.fork_rng(devices=[torch.cuda.current_device()] if cuda else []), \
                 torch_threads(case.threads):
             reference, (reduction, layers) = reference_trace(case)
-            with mlp.matmul_precision(Precision(case.dtype)):
+            with mlp.matmul_precision(case.precision):
                 step = build(case)
                 variant = trace(step, numerics_batches(case, step), cudagraph_step_marker(case))
             del step
@@ -236,7 +236,7 @@ def case_numerics(case: Case) -> dict:
             _REFERENCES.clear()
             gc.collect()
             torch.cuda.empty_cache()
-    return judged(case.dtype, variant, reference, reduction, layers)
+    return judged(case.precision, variant, reference, reduction, layers)
 
 
 def judged(dtype: Precision | str, variant: Trace, reference: Trace, reduction: int, layers: int) -> dict:

@@ -31,7 +31,6 @@ from dataclasses import dataclass, field, fields
 import torch
 
 import mlp
-from mlp import Precision
 
 from ..case.cases import Case
 from .clocks import BATCH_POOL, CLOCKS, Clock, clock_for, cpu_clock, time_block, time_block_both, torch_threads
@@ -127,7 +126,7 @@ def build_step(case: Case) -> mlp.TrainStep:
     # built on its device: initialising a w8192 network on the host takes seconds, on the GPU milliseconds
     with torch.device(case.device if case.device == "cuda" else "cpu"):
         model = case.build_model()
-    return mlp.TrainStep(model, loss=case.loss, optimizer=case.optimizer, precision=case.dtype,
+    return mlp.TrainStep(model, loss=case.loss, optimizer=case.optimizer, precision=case.precision,
                          device=case.device, optimizer_options=case.optimizer_options, knobs=case.knobs)
 
 
@@ -145,7 +144,7 @@ def case_context(case: Case):
             # One dynamo cache per code object: without a reset, after `recompile_limit` cases every
             # nn.Sequential.forward would silently run eager.
             torch._dynamo.reset()
-        with mlp.matmul_precision(Precision(case.dtype)):
+        with mlp.matmul_precision(case.precision):
             yield
 
 

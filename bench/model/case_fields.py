@@ -29,14 +29,7 @@ class Network(str, enum.Enum):
 
 
 BLOCK_NETWORKS = (Network.FFN, Network.SWIGLU, Network.RESIDUAL)
-
-
-class Norm(str, enum.Enum):
-    """The norm of a residual block (``mlp.blocks.Norm``, which a test keeps equal)."""
-
-    NONE = "none"
-    LAYERNORM = "layernorm"
-    RMSNORM = "rmsnorm"
+NORM_NAMES = ("none", "layernorm", "rmsnorm")  # mlp.Norm: the norm of a residual block (a test keeps them equal)
 
 
 class Switch(str, enum.Enum):
@@ -84,15 +77,36 @@ class CudaGraph(str, enum.Enum):
     STEP = "step"  # the whole training step captured in one CUDA graph and replayed (CUDA only)
 
 
-def added_later(default, *, flag: bool = True, sweep: bool | None = None):
+KNOB = "knob"  # field metadata key: the field is a fastest-step knob (a ``KnobSpec``)
+GRAPH, EAGER = "graph", "eager"
+
+
+@dataclass(frozen=True)
+class KnobSpec:
+    """A fastest-step knob: the field's default is the knob off; ``on`` is the value ``mlpbench tune`` tries.
+
+    ``kind``: GRAPH replaces eager dispatch with a graph (torch.compile, a CUDA graph): the op count and the
+    FLOP counter see the step with it off (``GRAPHS_OFF``). An EAGER knob changes the eager step itself and is
+    passed to ``mlp.StepKnobs`` under the field's own name. ``order``: its place in tune's chain, cheapest to
+    build first.
+    """
+
+    kind: str
+    on: str
+    label: str  # the tune bar's label: what this step of the chain adds
+    order: int
+
+
+def added_later(default, *, flag: bool = True, sweep: bool | None = None, knob: KnobSpec | None = None):
     """A case field that runs recorded before it existed lack (they read back as ``default``).
 
     ``flag=False`` keeps it off ``mlpbench run``'s case flags (a command of its own sets it); ``sweep`` says
     whether a sweep file's grid may set it (default: as ``flag``; ``sweep=True`` for a field whose flag is
-    hand-made elsewhere but that a sweep file may still name).
+    hand-made elsewhere but that a sweep file may still name). ``knob``: a fastest-step knob whose ``default``
+    is the knob off: ``mlpbench tune`` varies it and ``KNOBS_OFF`` resets it.
     """
     sweep = flag if sweep is None else sweep
-    return field(default=default, metadata={ADDED_LATER: True, "flag": flag, "sweep": sweep})
+    return field(default=default, metadata={ADDED_LATER: True, "flag": flag, "sweep": sweep, KNOB: knob})
 
 
 @dataclass(frozen=True, order=True)
@@ -114,7 +128,8 @@ class CaseFields:
     activation: str = "relu"
     device: str = Device.CPU.value
     dtype: str = "fp32"
-    compile: str = CompileMode.NONE.value
+    compile: str = field(default=CompileMode.NONE.value,
+                         metadata={KNOB: KnobSpec(GRAPH, CompileMode.DEFAULT.value, "compile model", 4)})
     optimizer: str = "sgd"
     loss: str = "mse"
     threads: int = 0
@@ -126,7 +141,7 @@ class CaseFields:
     # The built-in blocks (ffn, swiglu, residual; mlp.blocks). Each is rejected where it does not apply.
     expansion: int = added_later(4)  # ffn, residual: hidden = expansion x width
     hidden: int = added_later(0)  # swiglu: hidden units; 0: LLaMA's 8/3 x width rounded up to a multiple of 256
-    norm: str = added_later(Norm.NONE.value)  # residual: none, layernorm, rmsnorm
+    norm: str = added_later(NORM_NAMES[0])  # residual: none, layernorm, rmsnorm
     dropout: float = added_later(0.0)  # ffn, swiglu, residual: on each block's output
     bias: str = added_later(Switch.ON.value)  # uniform and the blocks: biases of the Linears (and LayerNorm)
     # A user's model and options (bench.case.plugin, bench.model.keyvalues); "" is the built-in network and the fixed
@@ -136,10 +151,14 @@ class CaseFields:
     optimizer_args: str = added_later("")  # torch.optim keyword arguments, canonical "lr=0.0003,weight_decay=0.1"
     # The fastest-step knobs (`mlpbench tune`, docs/design.md "Fastest-step knobs"); the defaults are the step
     # as it always was, so cases recorded before these existed keep their identifiers.
-    compile_scope: str = added_later(CompileScope.MODEL.value)
-    cuda_graph: str = added_later(CudaGraph.NONE.value)
-    param_dtype: str = added_later("fp32")  # mlp.ParamDtype: fp32 masters under autocast, or "compute"
-    epilogue: str = added_later("none")  # mlp.Epilogue: "fused" puts bias + ReLU in the matmul
+    compile_scope: str = added_later(CompileScope.MODEL.value,
+                                     knob=KnobSpec(GRAPH, CompileScope.STEP.value, "compile step", 5))
+    cuda_graph: str = added_later(CudaGraph.NONE.value,
+                                  knob=KnobSpec(GRAPH, CudaGraph.STEP.value, "CUDA graph step", 3))
+    # mlp.ParamDtype: fp32 masters under autocast, or "compute"
+    param_dtype: str = added_later("fp32", knob=KnobSpec(EAGER, "compute", "bf16 params", 1))
+    # mlp.Epilogue: "fused" puts bias + ReLU in the matmul
+    epilogue: str = added_later("none", knob=KnobSpec(EAGER, "fused", "fused epilogue", 2))
     # A user's model's inputs and outputs (bench.case.plugin, docs/your-model.md "Inputs and outputs"); "" is one
     # (batch, in_features) tensor in and the output itself to the loss, as before these existed.
     sample_shape: str = added_later("")  # --input-shape: one example's shape, "1x28x28" ("" is (in_features,))
@@ -164,7 +183,13 @@ BLOCK_FIELDS = ("expansion", "hidden", "norm", "dropout", "bias")
 # (bench.case.cases.Case.to_row); the run's reader accepts them empty on such a row.
 BUILT_IN_FIELDS = ("network", "width", "depth", "activation", *BLOCK_FIELDS)
 PARALLEL_DEFAULTS = {name: LATER_DEFAULTS[name] for name in ("world_size", "backend", "scaling", "bucket_cap_mb")}
-KNOB_FIELDS = ("compile", "compile_scope", "cuda_graph", "param_dtype", "epilogue")  # what `mlpbench tune` varies
+KNOBS = {f.name: f.metadata[KNOB] for f in fields(CaseFields) if f.metadata.get(KNOB)}  # field name -> KnobSpec
+KNOB_FIELDS = tuple(KNOBS)  # what `mlpbench tune` varies
+# Every knob off (its default): the eager step as it always was, the base `mlpbench tune` measures knobs against.
+KNOBS_OFF = {name: FIELD_DEFAULTS[name] for name in KNOB_FIELDS}
+# The graph knobs off, the eager ones kept: the step whose dispatched ops FlopCounterMode and the op count see.
+GRAPHS_OFF = {name: FIELD_DEFAULTS[name] for name, knob in KNOBS.items() if knob.kind == GRAPH}
+EAGER_KNOBS = tuple(name for name, knob in KNOBS.items() if knob.kind == EAGER)  # mlp.StepKnobs fields of that name
 FLAG_FIELDS = tuple(f.name for f in fields(CaseFields) if f.metadata.get("flag", True))
 # The keys a sweep file's [[grid]] table may set (bench.model.sweep_file): the run's case fields.
 SWEEP_FIELDS = tuple(f.name for f in fields(CaseFields) if f.metadata.get("sweep", f.metadata.get("flag", True)))
@@ -184,7 +209,7 @@ FIELD_CHOICES: dict[str, tuple[str, ...]] = {
     "device": tuple(m.value for m in Device), "dtype": PRECISION_NAMES,
     "compile": tuple(m.value for m in CompileMode), "optimizer": OPTIMIZER_NAMES, "loss": LOSS_NAMES,
     "backend": tuple(m.value for m in Backend), "scaling": tuple(m.value for m in Scaling),
-    "norm": tuple(m.value for m in Norm), "bias": tuple(m.value for m in Switch),
+    "norm": NORM_NAMES, "bias": tuple(m.value for m in Switch),
     "compile_scope": tuple(m.value for m in CompileScope), "cuda_graph": tuple(m.value for m in CudaGraph),
     "param_dtype": PARAM_DTYPE_NAMES, "epilogue": EPILOGUE_NAMES,
 }

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from ..model.case_fields import GRAPHS_OFF
 from .results import MeasuredMemory, ModuleFlops
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ def eager_accounting(case: Case) -> tuple[list[ModuleFlops], tuple[int, int], Me
 
     from ..instruments.timing import build_step
 
-    step = build_step(case.with_(compile="none"))
+    step = build_step(case.with_(**GRAPHS_OFF))
     x, y = case.make_batch(torch.Generator().manual_seed(0))
     saved = _SavedStorages(exclude=[*step.model.parameters(), x, y])
     with FlopCounterMode(display=False) as whole, torch.autograd.graph.saved_tensors_hooks(saved.pack, _unpack):
@@ -109,4 +110,4 @@ def analytic_flops(case: Case, model) -> mlp.Flops:
 def analytic_memory(case: Case, model) -> mlp.Memory:
     import mlp
 
-    return mlp.memory(model, case.batch, case.input_shape, case.loss, case.optimizer, case.dtype, case.device)
+    return mlp.memory(model, case.batch, case.input_shape, case.loss, case.optimizer, case.precision, case.device)

@@ -110,3 +110,14 @@ def test_every_choice_is_one_a_case_takes_and_every_string_flag_lists_its_choice
     free_text = {"model", "model_args", "optimizer_args", "sample_shape", "inputs", "output"}
     missing = {f for f in FLAG_FIELDS if FIELD_TYPES[f] is str} - set(FIELD_CHOICES) - free_text
     assert not missing, f"add the valid values of {sorted(missing)} to bench.model.case_fields.FIELD_CHOICES"
+
+
+def test_case_precision_is_typed():
+    """``Case.precision``: PyTorch's own autocast dtypes are the reference."""
+    import torch
+
+    import mlp
+
+    assert Case(dtype="BF16").precision is mlp.Precision.BF16
+    assert Case(dtype="bf16").precision.autocast_dtype is torch.bfloat16
+    assert Case().precision is mlp.Precision.FP32 and Case().precision.autocast_dtype is None

@@ -72,7 +72,7 @@ def session(condition: str, max_s: float, precision: float) -> dict:
             p.wait()
     return {"condition": condition, "load_1m_start": load, "load_1m_end": os.getloadavg()[0], "seconds": spent,
             "arms": [{"arm": arm, "work_ratio": w, "ratio": r.ratio, "ci_low": r.ci_low, "ci_high": r.ci_high,
-                      "rounds": r.n_b, "verdict": r.verdict.value}
+                      "rounds": r.n_b, "verdict": r.verdict.gate_word}
                      for (arm, _), w, r in zip(ARMS, work, results)]}
 
 

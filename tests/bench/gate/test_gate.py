@@ -24,7 +24,8 @@ from bench.case.cases import Case
 from bench.cli import main
 from bench.instruments.counters import Change
 from bench.gate.report import CounterResult, GateReport, TimingResult, render_markdown
-from bench.analysis.interleaved import Verdict, compare_samples
+from bench.analysis.interleaved import compare_samples
+from bench.analysis.verdict import Verdict
 from git_cmd import git  # tests/bench/gate/git_cmd.py
 
 REPO = Path(__file__).resolve().parents[3]
@@ -140,24 +141,24 @@ def _noisy(n: int, median_s: float, spread: float, seed: int) -> np.ndarray:
 
 def test_the_same_distribution_passes():
     result = compare_samples(_noisy(20, 1e-3, 0.1, 1), _noisy(20, 1e-3, 0.1, 2))
-    assert result.verdict is Verdict.PASS
+    assert result.verdict is Verdict.INCONCLUSIVE
     assert result.ci_low <= 1 <= result.ci_high
 
 
 def test_a_clear_slowdown_is_a_regression_and_a_speedup_an_improvement():
     a = _noisy(20, 1e-3, 0.05, 1)
     slower = compare_samples(a, _noisy(20, 1.3e-3, 0.05, 2))
-    assert slower.verdict is Verdict.REGRESSION
+    assert slower.verdict is Verdict.SLOWER
     assert slower.ratio == pytest.approx(np.median(_noisy(20, 1.3e-3, 0.05, 2)) / np.median(a))
     assert slower.ci_low > 1 and slower.p_slower < 0.01
-    assert compare_samples(a, _noisy(20, 0.7e-3, 0.05, 2)).verdict is Verdict.IMPROVEMENT
+    assert compare_samples(a, _noisy(20, 0.7e-3, 0.05, 2)).verdict is Verdict.FASTER
 
 
 def test_a_significant_but_small_slowdown_is_below_the_minimum_effect():
     a = _noisy(40, 1e-3, 0.005, 1)
     result = compare_samples(a, a * 1.02)
     assert result.p_slower < 0.01 and result.ci_low > 1  # significant ...
-    assert result.verdict is Verdict.PASS  # ... but 2% is below the 5% that counts
+    assert result.verdict is Verdict.INCONCLUSIVE  # ... but 2% is below the 5% that counts
 
 
 def test_pairing_cancels_drift_that_both_sides_share():
@@ -166,8 +167,8 @@ def test_pairing_cancels_drift_that_both_sides_share():
     a = 1e-3 * drift * np.exp(rng.normal(0, 0.02, 20))
     b = 1.2e-3 * drift * np.exp(rng.normal(0, 0.02, 20))
     unpaired, paired = compare_samples(a, b), compare_samples(a, b, paired=True)
-    assert unpaired.verdict is Verdict.PASS  # drift swamps a 20% slowdown ...
-    assert paired.verdict is Verdict.REGRESSION  # ... unless the back-to-back blocks are compared as pairs
+    assert unpaired.verdict is Verdict.INCONCLUSIVE  # drift swamps a 20% slowdown ...
+    assert paired.verdict is Verdict.SLOWER  # ... unless the back-to-back blocks are compared as pairs
     assert paired.ci_high - paired.ci_low < unpaired.ci_high - unpaired.ci_low
 
 
@@ -270,12 +271,12 @@ def test_a_baseline_comparison_keeps_only_verdicts_that_survive_the_between_run_
 
     env = {k: v for k, v in fingerprint().items() if k != "load_average_1m"}
     together = results([1.3, 1.3, 1.3])
-    assert all(r.comparison.verdict is Verdict.REGRESSION for r in together)
+    assert all(r.comparison.verdict is Verdict.SLOWER for r in together)
     notes = between_run_check(together, {"env": env})
-    assert all(r.comparison.verdict is Verdict.PASS for r in together) and len(notes) == 3
+    assert all(r.comparison.verdict is Verdict.INCONCLUSIVE for r in together) and len(notes) == 3
     one = results([3.0, 1.0, 1.0])
-    assert between_run_check(one, {"env": env}) == [] and one[0].comparison.verdict is Verdict.REGRESSION
+    assert between_run_check(one, {"env": env}) == [] and one[0].comparison.verdict is Verdict.SLOWER
     busy = results([3.0, 1.0, 1.0])
     loaded = {**env, "load_average_1m": os.getloadavg()[0] + 10.0}
     notes = between_run_check(busy, {"env": loaded})
-    assert busy[0].comparison.verdict is Verdict.PASS and "machine states differ: load" in notes[0]
+    assert busy[0].comparison.verdict is Verdict.INCONCLUSIVE and "machine states differ: load" in notes[0]

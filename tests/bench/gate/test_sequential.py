@@ -125,7 +125,7 @@ def test_the_gate_s_comparison_uses_the_design_s_interval():
     c = compare_sequential(a, b, design)
     i = design.interval(a, b)
     assert (c.ratio, c.ci_low, c.ci_high) == pytest.approx((i.ratio, i.low, i.high))
-    assert c.verdict.value == "regression" and c.confidence == pytest.approx(0.99)
+    assert c.verdict.gate_word == "regression" and c.confidence == pytest.approx(0.99)
 
 
 def test_a_look_outside_the_design_and_a_bad_design_are_refused():

@@ -230,7 +230,7 @@ def confirm_demo(records: list[dict], runs_dir: Path, rows: list[dict]) -> list[
             for label, stored, verdict, res in zip(chosen["case"], chosen["ratio"], chosen["verdict"], results):
                 lines.append(f"  - {label}: stored runs B/A {stored:.3f} ({verdict}); interleaved now "
                              f"{res.ratio:.3f} [{res.ci_low:.3f}, {res.ci_high:.3f}]: "
-                             f"{confirm.confirm_word(res.verdict.value, res.ci_low, res.ci_high)}")
+                             f"{confirm.confirm_word(res.verdict.gate_word, res.ci_low, res.ci_high)}")
     return lines
 
 

@@ -91,7 +91,7 @@ def main() -> int:
                       "load_after": collect.loadavg(), "wall_s": round(time.time() - started, 1),
                       "cases": [{"case_id": cid, "case": label, "injected": cid in injected and kind.startswith("ab"),
                                  "ratio": r.ratio, "ci_low": r.ci_low, "ci_high": r.ci_high,
-                                 "word": confirm.confirm_word(r.verdict.value, r.ci_low, r.ci_high)}
+                                 "word": confirm.confirm_word(r.verdict.gate_word, r.ci_low, r.ci_high)}
                                 for cid, label, r in zip(chosen["case_id"], chosen["label"], results)]}
             with open(ledger, "a") as f:
                 f.write(json.dumps(record) + "\n")
