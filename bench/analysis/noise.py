@@ -58,7 +58,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from ..runs.limit_tables import LIMIT_TABLES
+from ..runs import limit_tables
 
 MAD_TO_SIGMA = 1.4826  # MAD of a normal sample x this = its standard deviation
 MEDIAN_SE = 1.2533  # standard error of a median = this x sigma / sqrt(n) (normal data, large n)
@@ -122,7 +122,7 @@ def machine_state(meta: Mapping) -> MachineState:
         if start and end:
             drift[key] = end / start
     probes = {t.probe_name: {k: v for k, r in (meta.get(t.name) or {}).items() if (v := finite_or_none(r.get(t.probe)))}
-              for t in LIMIT_TABLES if t.probe}
+              for t in limit_tables.LIMIT_TABLES if t.probe}
     start = finite_or_none(meta.get("load_average_1m_start"))
     start = start if start is not None else finite_or_none(env.get("load_average_1m"))
     cores = env.get("cpu_count")

@@ -17,7 +17,8 @@ import pandas as pd
 from ..format import missing as _missing, ms as _ms, pct as _pct, sig as _sig, table as _table
 from ..model.phases import PHASE_NAMES, TRAINING_PHASE_NAMES, Phase
 from ..runs import Status, write_atomic
-from ..runs.limit_tables import LIMIT_TABLES, LimitTable
+from ..runs import limit_tables
+from ..runs.limit_tables import LimitTable
 from .figure import markdown_lines
 from .spread import WIDE_FACTOR, row_is_wide, wide_factor
 from .tables import (
@@ -183,7 +184,7 @@ def limits_table(runs: Sequence, tablefmt: str = "github") -> str:
     """The limits of the runs other than the matmul ceiling (its own table), one row per platform x limit x key,
     in declaration order (``bench.runs.limit_tables``): a limit without a row of its own here shows its headline."""
     rows = []
-    for table in LIMIT_TABLES:
+    for table in limit_tables.LIMIT_TABLES:
         if table.name == "ceilings":
             continue
         row_of = LIMIT_ROWS.get(table.name, _headline_row(table))

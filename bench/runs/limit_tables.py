@@ -35,11 +35,10 @@ LIMIT_TABLES: tuple[LimitTable, ...] = (
     LimitTable("dispatch", "dispatch limit", "dispatch", per_dtype=False, probe="per_op_s",
                probe_name="dispatch floor", headline="per_op_s", headline_unit="s per ATen op"),
 )
-LIMIT_TABLE_NAMES = tuple(t.name for t in LIMIT_TABLES)
 
 
 def limit_table(name: str) -> LimitTable:
     for table in LIMIT_TABLES:
         if table.name == name:
             return table
-    raise KeyError(f"no limit table {name!r}; declared: {', '.join(LIMIT_TABLE_NAMES)}")
+    raise KeyError(f"no limit table {name!r}; declared: {', '.join(t.name for t in LIMIT_TABLES)}")

@@ -15,7 +15,6 @@ from bench.limits.key import LimitKey
 from bench.limits.speed_of_light import Bound
 from bench.runs import RunMeta
 from bench.runs.limit_tables import LIMIT_TABLES
-from bench.runs.writer import LIMIT_TABLES as WRITER_TABLES
 
 # frozen from main@6aa4c38: bench/runs/writer.py LIMIT_TABLES, and the keys runner.py built for each table
 FROZEN_TABLES = ("ceilings", "bandwidth", "dispatch")
@@ -30,7 +29,7 @@ FROZEN_SOL_TERMS = {"ceilings": Bound.COMPUTE, "bandwidth": Bound.MEMORY, "dispa
 
 
 def test_the_registry_declares_the_tables_main_wrote():
-    assert tuple(t.name for t in LIMIT_TABLES) == FROZEN_TABLES == tuple(WRITER_TABLES)
+    assert tuple(t.name for t in LIMIT_TABLES) == FROZEN_TABLES
     assert tuple(limit.name for limit in registry.registered()) == FROZEN_TABLES
     assert {limit.name: limit.sol_term for limit in registry.registered()} == FROZEN_SOL_TERMS
     assert [limit.name for limit in registry.registered() if limit.first] == ["ceilings"]  # slow_dtypes reads it
@@ -78,3 +77,52 @@ def test_a_limit_without_a_meta_field_keeps_its_table_in_meta_json():
     meta.limit_table("l2_bandwidth")["cpu/fp32"] = {"bytes_per_s": 1.0}
     assert RunMeta.from_json(meta.to_json()).get("l2_bandwidth") == {"cpu/fp32": {"bytes_per_s": 1.0}}
     assert meta.limit_table("ceilings") is meta.ceilings
+
+
+class _Record:
+    def __init__(self, device: str, dtype: str | None):
+        self.device, self.dtype = device, dtype
+
+    def as_dict(self) -> dict:
+        return {"device": self.device, "dtype": self.dtype, "bytes_per_s": 2e12}
+
+
+NEW_OVERHEAD_S = 1e-3  # the made-up limit charges every row this many seconds of overhead
+
+
+def test_a_new_limit_is_one_declaration_and_one_module(tmp_path, monkeypatch):
+    """The worked example of docs/design.md, with nothing else edited: a declared table plus a ``Limit`` (here in
+    the test in place of its module) are measured per key, written to meta.json, kept by a resume, added to the
+    floor and listed by the report."""
+    from bench.case.cases import Case
+    from bench.instruments.timing import TimingConfig
+    from bench.limits.ceiling import Ceiling
+    from bench.report.markdown import limits_table
+    from bench.runs import limit_tables, load_run
+    from conftest import STAND_IN_PER_OP_S
+
+    table = limit_tables.LimitTable("l2_bandwidth", "L2 bandwidth limit", "l2_bandwidth", headline="bytes_per_s",
+                                    headline_unit="B/s")
+    monkeypatch.setattr(limit_tables, "LIMIT_TABLES", limit_tables.LIMIT_TABLES + (table,))
+    calls = []
+
+    def measure(device, dtype):
+        calls.append((device, dtype))
+        return _Record(device, dtype)
+
+    new = registry.Limit(table, measure, sol_term=Bound.OVERHEAD, sol_seconds=lambda record, row: NEW_OVERHEAD_S)
+    known = registry.registered()  # the stand-ins' (tests/bench/conftest.py)
+    monkeypatch.setattr(registry, "registered", lambda: known + (new,))
+    monkeypatch.setattr("bench.limits.ceiling.measure_ceiling", lambda device, dtype, **kw: Ceiling(
+        device, dtype, "fake cpu", 0.1, 256, None, None, 1, (256,), 1.0, 0.0))
+    cases = [Case(width=16, depth=1, batch=8, threads=1), Case(width=32, depth=1, batch=8, threads=1)]
+    config = TimingConfig(repeats=3, warmup_s=0.01, min_block_s=0.002)
+    runner.run_sweep(cases[:1], tmp_path / "run", config, progress=False)
+    runner.run_sweep(cases, tmp_path / "run", config, progress=False, resume=True)  # the key is measured once
+    run = load_run(tmp_path / "run")
+    assert calls == [("cpu", "fp32")] and run.meta.get("l2_bandwidth") == {"cpu/fp32/t1": _Record("cpu", "fp32").as_dict()}
+    forward = run.summary[(run.summary["phase"] == "forward")]
+    assert len(forward) == 2
+    for _, row in forward.iterrows():  # hand count: the dispatch stand-in's ops x per op, plus the new term
+        assert row["sol_overhead_s"] == pytest.approx(row["aten_ops"] * STAND_IN_PER_OP_S + NEW_OVERHEAD_S)
+    assert "| l2_bandwidth cpu/fp32/t1 | 2e+12 B/s" in limits_table([run]).replace("  ", " ")
