@@ -73,7 +73,8 @@ class Result:
 
 def measure(model_or_factory=None, *, batch: int = 64, out: str | Path | None = None, progress: bool = False,
             limits: bool = True, repeats: int | None = None, min_time_s: float | None = None,
-            warmup_s: float | None = None, max_case_s: float | None = None, **fields_) -> Result:
+            warmup_s: float | None = None, max_case_s: float | None = None, clock: str | None = None,
+            **fields_) -> Result:
     """Measure one case (``fields_``: any case field, e.g. ``device="cuda"``, ``dtype="bf16"``, ``loss=...``,
     ``model_args={"hidden": 1024}``, ``optimizer_args={"lr": 3e-4}``); a list is refused (that is ``sweep``)."""
     for name, value in {"batch": batch, **fields_}.items():
@@ -81,22 +82,26 @@ def measure(model_or_factory=None, *, batch: int = 64, out: str | Path | None = 
                                        and any(isinstance(v, list) for v in value.values())):
             raise ValueError(f"measure() takes one value per field; {name}={value!r} is a list: use sweep()")
     return sweep(model_or_factory, batch=batch, out=out, progress=progress, limits=limits, repeats=repeats,
-                 min_time_s=min_time_s, warmup_s=warmup_s, max_case_s=max_case_s, **fields_)
+                 min_time_s=min_time_s, warmup_s=warmup_s, max_case_s=max_case_s, clock=clock, **fields_)
 
 
 def sweep(model_or_factory=None, *, out: str | Path | None = None, progress: bool = True, limits: bool = True,
           repeats: int | None = None, min_time_s: float | None = None, warmup_s: float | None = None,
-          max_case_s: float | None = None, **dimensions) -> Result:
+          max_case_s: float | None = None, clock: str | None = None, **dimensions) -> Result:
     """Measure the grid of ``dimensions`` (each a value or a list of values; ``model_args`` and
     ``optimizer_args`` dicts whose list values sweep), with the engine's protocol, into a run folder.
 
     ``limits=False`` skips the matmul ceiling, bandwidth and dispatch floor (about 10 s on a CPU):
-    the timings are the same, MFU and the speed of light stay empty.
+    the timings are the same, MFU and the speed of light stay empty. ``clock``: "wall" (default) or "cpu", what a
+    block's seconds are (``mlpbench run --clock``).
     """
     cases = grid_cases(model_or_factory, **dimensions)
     plugin.check_all(cases)
     config = TimingConfig(**{k: v for k, v in (("repeats", repeats), ("min_time_s", min_time_s),
-                                               ("warmup_s", warmup_s), ("max_case_s", max_case_s)) if v is not None})
+                                               ("warmup_s", warmup_s), ("max_case_s", max_case_s),
+                                               ("clock", clock)) if v is not None})
+    if config.clock == "cpu" and any(c.device != "cpu" for c in cases):
+        raise ValueError("clock='cpu' times CPU work; a CUDA case is timed on the wall clock (CUDA events)")
     run_dir = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="mlpbench-"))
     claim_run_dir(run_dir, otherwise="choose another out")
     from .engine.runner import run_sweep

@@ -61,6 +61,15 @@ class TimingComparison:
                 "verdict": self.verdict.value}
 
 
+def verdict_of(ratio: float, ci_low: float, ci_high: float, min_effect: float) -> Verdict:
+    """A regression: at least ``min_effect`` slower and the interval above 1; an improvement the mirror image."""
+    if ratio >= 1 + min_effect and ci_low > 1:
+        return Verdict.REGRESSION
+    if ratio <= 1 / (1 + min_effect) and ci_high < 1:
+        return Verdict.IMPROVEMENT
+    return Verdict.PASS
+
+
 def compare_samples(a_s: Sequence[float], b_s: Sequence[float], min_effect: float = MIN_EFFECT,
                     alpha: float = ALPHA, paired: bool = False) -> TimingComparison:
     """Compare timing samples of A (before) and B (after); see the module docstring for the rule.
@@ -77,11 +86,32 @@ def compare_samples(a_s: Sequence[float], b_s: Sequence[float], min_effect: floa
     ci_low, ci_high = ratio_of_medians_ci(a, b, level=1 - alpha, resamples=GATE_RESAMPLES, paired=paired)
     p_slower = float(sps.mannwhitneyu(b, a, alternative="greater").pvalue)
     p_faster = float(sps.mannwhitneyu(b, a, alternative="less").pvalue)
-    if ratio >= 1 + min_effect and ci_low > 1:
-        verdict = Verdict.REGRESSION
-    elif ratio <= 1 / (1 + min_effect) and ci_high < 1:
-        verdict = Verdict.IMPROVEMENT
-    else:
-        verdict = Verdict.PASS
+    verdict = verdict_of(ratio, ci_low, ci_high, min_effect)
     return TimingComparison(len(a), len(b), float(np.median(a)), float(np.median(b)), ratio, ci_low, ci_high,
                             p_slower, p_faster, verdict, 1 - alpha, min_effect, paired)
+
+
+def compare_sequential(a_s: Sequence[float], b_s: Sequence[float], design, min_effect: float = MIN_EFFECT
+                       ) -> TimingComparison:
+    """Interleaved samples gathered in adaptive rounds (``bench.analysis.sequential.Design``): the same rule as
+    ``compare_samples``, on the repeated confidence interval of the paired ratio at the look they stopped at, whose
+    coverage holds however the number of rounds was chosen. ``ratio`` is the geometric mean of the paired ratios."""
+    a, b = np.asarray(a_s, dtype=float), np.asarray(b_s, dtype=float)
+    if len(a) != len(b) or len(a) < MIN_SAMPLES:
+        raise ValueError(f"need as many paired samples per side, at least {MIN_SAMPLES}, got {len(a)} and {len(b)}")
+    interval = design.interval(a, b)
+    ratio, ci_low, ci_high = interval.ratio, interval.low, interval.high
+    verdict = verdict_of(ratio, ci_low, ci_high, min_effect)
+    return TimingComparison(len(a), len(b), float(np.median(a)), float(np.median(b)), ratio, ci_low, ci_high,
+                            float(sps.mannwhitneyu(b, a, alternative="greater").pvalue),
+                            float(sps.mannwhitneyu(b, a, alternative="less").pvalue), verdict, 1 - design.alpha,
+                            min_effect, paired=True)
+
+
+def compare_interleaved(a_s: Sequence[float], b_s: Sequence[float], design=None, min_effect: float = MIN_EFFECT,
+                        alpha: float = ALPHA) -> TimingComparison:
+    """Interleaved A/B samples: on ``design``'s repeated confidence interval when the rounds were adaptive (a
+    ``bench.analysis.sequential.Design``), else the fixed-rounds paired bootstrap (``compare_samples``)."""
+    if design is None:
+        return compare_samples(a_s, b_s, min_effect, alpha, paired=True)
+    return compare_sequential(a_s, b_s, design, min_effect)

@@ -242,20 +242,36 @@ def within_run_se(ci_low: float, ci_high: float, level_z: float = CI_Z) -> float
     return (math.log(ci_high) - math.log(ci_low)) / (2 * level_z)
 
 
+def process_se(cv_a: float, k_a: float, cv_b: float, k_b: float) -> float:
+    """The log ratio's standard error from the spread between processes (``bench.engine.process_samples``): each run's
+    median pools ``k`` processes whose medians spread by ``cv`` (a fraction); a run measured in one process (or
+    before sampling across processes) adds nothing, since its spread was not measured."""
+    total = 0.0
+    for cv, k in ((cv_a, k_a), (cv_b, k_b)):
+        if cv is not None and k is not None and math.isfinite(cv) and math.isfinite(k) and k > 1 and cv > 0:
+            total += math.log1p(cv) ** 2 / k
+    return math.sqrt(total)
+
+
 def case_verdict(ratio: float, ci_low: float, ci_high: float, factor: CommonFactor,
-                 blocking: Sequence[StateDifference] = (), ci_z: float = CI_Z) -> CaseVerdict:
+                 blocking: Sequence[StateDifference] = (), ci_z: float = CI_Z,
+                 between_processes: float = 0.0) -> CaseVerdict:
     """One case's verdict against the between-run noise; ``blocking``: decisive machine differences;
-    ``ci_z``: the half-width of [ci_low, ci_high] in standard errors (1.96 for 95%)."""
+    ``ci_z``: the half-width of [ci_low, ci_high] in standard errors (1.96 for 95%); ``between_processes``: the
+    log ratio's standard error from the spread between processes (``process_se``), added to the noise."""
     if not (ratio > 0 and math.isfinite(ratio)):
         return CaseVerdict(Verdict.INCONCLUSIVE, "no ratio (a median is missing or not positive)")
     if blocking:
         return CaseVerdict(Verdict.INCONCLUSIVE, "machine states differ: " + "; ".join(d.text for d in blocking))
     d = math.log(ratio) - factor.log_factor
-    sigma = math.sqrt(within_run_se(ci_low, ci_high, ci_z) ** 2 + factor.spread ** 2 + factor.se ** 2)
+    between_processes = between_processes if math.isfinite(between_processes) else 0.0
+    sigma = math.sqrt(within_run_se(ci_low, ci_high, ci_z) ** 2 + factor.spread ** 2 + factor.se ** 2
+                      + between_processes ** 2)
     z = d / sigma
     relative = math.exp(d)
-    noise = f"between-run noise {math.expm1(sigma):.1%}" + ("" if factor.estimated else
-                                                             f" (prior: fewer than {MIN_CASES_FOR_SPREAD} cases)")
+    noise = (f"between-run noise {math.expm1(sigma):.1%}"
+             + ("" if factor.estimated else f" (prior: fewer than {MIN_CASES_FOR_SPREAD} cases)")
+             + (f", {math.expm1(between_processes):.1%} of it between processes" if between_processes > 0 else ""))
     where = f"B/A {ratio:.3f} is {relative:.3f}x the run-level factor {factor.factor:.3f}, z {z:+.1f} against {noise}"
     if abs(z) >= Z_VERDICT and abs(d) >= math.log1p(MIN_EFFECT):
         return CaseVerdict(Verdict.SLOWER if d > 0 else Verdict.FASTER, where, relative, z)

@@ -36,8 +36,8 @@ LAYER_ORDER = ("counters", "instructions", "timing")  # exact layers first
 DEFAULT_LAYER = "counters"
 NO_SEARCH = "--no-search"
 # bisect's own flags (dest -> flag), repeated in each step's command to measure it again
-MEASURE_DESTS = ("rounds", "block_s", "warmup_s", "min_effect", "alpha", "no_pin", "instr_steps", "instr_warmup",
-                 "instr_repeats")
+MEASURE_DESTS = ("rounds", "precision", "max_timing_s", "block_s", "warmup_s", "min_effect", "alpha", "no_pin",
+                 "instr_steps", "instr_warmup", "instr_repeats")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

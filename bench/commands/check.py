@@ -124,7 +124,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_measure_arguments(group) -> None:
     """How each layer measures: the timing plan and verdict, pinning, the instruction plan (check and bisect)."""
-    group.add_argument("--rounds", type=int, default=20, help="timed blocks per case and side (default 20)")
+    group.add_argument("--rounds", type=int,
+                       help="a fixed number of timed blocks per case and side (default: adaptive rounds when A and B "
+                            "are interleaved, see --precision; 20 against a stored baseline)")
+    group.add_argument("--precision", type=float, default=0.05, metavar="P",
+                       help="interleaved A/B: add rounds until each case's interval is within P of its ratio "
+                            "(default 0.05), a group-sequential design whose error rate holds however many rounds it "
+                            "takes (docs/perf-gate.md, 'Adaptive rounds'), or until --max-timing-s ends")
+    group.add_argument("--max-timing-s", type=float, default=120.0, metavar="SECONDS",
+                       help="time budget of the adaptive rounds, all timed cases together (default 120)")
     group.add_argument("--block-s", type=float, default=0.1, help="seconds per timed block (default 0.1)")
     group.add_argument("--warmup-s", type=float, default=0.3, help="warm-up per case and side (default 0.3)")
     group.add_argument("--min-effect", type=float, help="smallest slowdown that counts, as a fraction (default 0.05)")
@@ -138,7 +146,7 @@ def add_measure_arguments(group) -> None:
 def measure_options(args: argparse.Namespace) -> tuple[Any, float, float, Any]:
     """``add_measure_arguments``' flags, checked: (``ab.TimingPlan``, min effect, alpha,
     ``instructions.InstructionPlan``)."""
-    from ..gate.ab import TimingPlan
+    from ..gate.ab import ADAPTIVE_MAX_ROUNDS, TimingPlan
     from ..gate.instructions import InstructionPlan
     from ..analysis.interleaved import ALPHA, MIN_EFFECT
 
@@ -146,8 +154,12 @@ def measure_options(args: argparse.Namespace) -> tuple[Any, float, float, Any]:
     alpha = ALPHA if args.alpha is None else args.alpha
     if not (0 <= min_effect < 1 and 0 < alpha < 1):
         raise UsageError("--min-effect must be in [0, 1) and --alpha in (0, 1)")
-    return (TimingPlan(args.rounds, args.block_s, args.warmup_s), min_effect, alpha,
-            InstructionPlan(args.instr_steps, args.instr_warmup, args.instr_repeats))
+    if args.rounds is None and not (0 < args.precision < 1):
+        raise UsageError(f"--precision must be a fraction in (0, 1), such as 0.05; got {args.precision}")
+    plan = (TimingPlan(args.rounds, args.block_s, args.warmup_s) if args.rounds is not None else
+            TimingPlan(ADAPTIVE_MAX_ROUNDS, args.block_s, args.warmup_s, precision=args.precision,
+                       max_s=args.max_timing_s))
+    return plan, min_effect, alpha, InstructionPlan(args.instr_steps, args.instr_warmup, args.instr_repeats)
 
 
 def parse_options(args: argparse.Namespace) -> GateOptions:
@@ -174,6 +186,8 @@ def parse_options(args: argparse.Namespace) -> GateOptions:
     if args.device not in (None, "cpu", "cuda"):
         raise UsageError(f"--device {args.device!r}: valid: cpu, cuda")
     plan, min_effect, alpha, instr_plan = measure_options(args)
+    if args.against is None and plan.precision:  # one side measured now, against stored samples: a fixed count
+        plan = plan.fixed()
     from ..runs import output_file
 
     for flag, path in (("--markdown", args.markdown), ("--json", args.json), ("--write-baseline", args.write_baseline),
@@ -393,18 +407,20 @@ def timing_layer(workers, replies, baseline: dict | None, labels: list[tuple[str
                   opts: GateOptions) -> list:
     from ..gate import ab
     from ..gate.report import TimingResult
-    from ..analysis.interleaved import compare_samples
+    from ..analysis.interleaved import compare_interleaved, compare_samples
 
     if baseline is None:  # A and B interleaved in this run (``--against``, or ``mlpbench bisect``'s steps)
         iters = ab.block_iters(replies, timed, opts.plan)
-        samples = ab.interleaved_samples(workers, timed, iters, opts.plan)
+        samples = ab.interleaved_samples(workers, timed, iters, opts.plan, opts.alpha)
         before, after = samples["A"], samples["B"]
     else:
         iters = {i: baseline["cases"][i]["timing"]["iters_per_block"] for i in timed}
         before = {i: baseline["cases"][i]["timing"]["samples_s"] for i in timed}
         after = ab.interleaved_samples(workers, timed, iters, opts.plan)["B"]
+    design = opts.plan.sequential(opts.alpha) if baseline is None else None
     return [TimingResult(labels[i][0], labels[i][1], iters[i],
-                         compare_samples(before[i], after[i], opts.min_effect, opts.alpha, paired=baseline is None),
+                         compare_interleaved(before[i], after[i], design, opts.min_effect, opts.alpha)
+                         if baseline is None else compare_samples(before[i], after[i], opts.min_effect, opts.alpha),
                          before[i], after[i])
             for i in timed]
 

@@ -48,11 +48,10 @@ CONFIRM_ROUNDS = compare_flags.DEFAULT_ROUNDS  # interleaved blocks per case and
 # work read slower 2 times in 4 at 20 blocks (intervals +-15-30% at load 3.3-5.2); results/yourchange-eval.
 CONFIRM_BLOCK_BUDGET = compare_flags.BLOCK_BUDGET
 CONFIRM_BLOCK_S = 0.1
-# A one-thread CPU case is timed in its thread's CPU time: on the loaded 2-core EPYC (load 3.3-5.2, other jobs
-# taking time slices of the pinned core) wall-clock blocks gave an edit with +20% work intervals of +-15-30%
-# even at 60 blocks a side, so it read slower 2 times in 4 (results/yourchange-eval). Wall time otherwise.
-CONFIRM_CLOCK = "cpu"
 CONFIRM_WARMUP_S = 0.3
+# The clock is the runs' own (``mlpbench run --clock``): a run on the CPU clock is confirmed on it. On the loaded
+# 2-core EPYC (load 3.3-5.2) wall-clock blocks gave an edit with +20% work intervals of +-15-30% even at 60 blocks a
+# side, so it read slower 2 times in 4 (results/yourchange-eval); compare's advice says so (change.CPU_CLOCK_ADVICE).
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -63,8 +62,19 @@ def command(args: argparse.Namespace) -> int:
     from ..report import compare as report_compare
 
     limit = getattr(args, "confirm_cases", MAX_CASES)
-    rounds = getattr(args, "confirm_rounds", CONFIRM_ROUNDS)
-    return report_compare.command(args, confirm=lambda a, b, table: confirm_lines(a, b, table, limit, rounds))
+    rounds = getattr(args, "confirm_rounds", None)
+    adaptive = Adaptive(getattr(args, "precision", compare_flags.DEFAULT_PRECISION),
+                        getattr(args, "max_confirm_s", compare_flags.DEFAULT_MAX_CONFIRM_S))
+    return report_compare.command(args, confirm=lambda a, b, table: confirm_lines(a, b, table, limit, rounds,
+                                                                                  adaptive))
+
+
+@dataclass(frozen=True)
+class Adaptive:
+    """``--confirm``'s adaptive rounds: until each interval is within ``precision`` of its ratio, or ``max_s`` ends."""
+
+    precision: float = compare_flags.DEFAULT_PRECISION
+    max_s: float = compare_flags.DEFAULT_MAX_CONFIRM_S
 
 
 def cases_to_confirm(table: pd.DataFrame, limit: int = MAX_CASES) -> pd.DataFrame:
@@ -85,14 +95,19 @@ def cases_to_confirm(table: pd.DataFrame, limit: int = MAX_CASES) -> pd.DataFram
 
 
 def confirm_lines(run_a, run_b, table: pd.DataFrame, limit: int = MAX_CASES,
-                  rounds: int = CONFIRM_ROUNDS) -> list[str]:
+                  rounds: int | None = None, adaptive: Adaptive = Adaptive()) -> list[str]:
     """The ``--confirm`` section: which cases, built from where, and the interleaved verdict of each (``limit``:
-    ``--confirm-cases``; ``rounds``: ``--confirm-rounds``, blocks a side)."""
+    ``--confirm-cases``; ``rounds``: ``--confirm-rounds``, a fixed count of blocks a side; None: ``adaptive``
+    rounds). The blocks are timed on the clock the runs were (compare has refused two runs on different clocks)."""
     chosen = cases_to_confirm(table, limit)
     if not len(chosen):
         return [f"Confirm: no case moved by {noise.MIN_EFFECT:.0%} or more (raw or against the run-level factor); "
                 "nothing to re-measure."]
-    rounds = max(rounds, CONFIRM_BLOCK_BUDGET // len(chosen))
+    from ..report.compare import run_clock
+
+    clock = run_clock(run_a)
+    if rounds is not None:
+        rounds = max(rounds, CONFIRM_BLOCK_BUDGET // len(chosen))
     ids_a = list(chosen["case_id"])
     ids_b = [_b_case_id(table, cid) for cid in ids_a]
     try:
@@ -105,14 +120,18 @@ def confirm_lines(run_a, run_b, table: pd.DataFrame, limit: int = MAX_CASES,
         threads = max(threads_used(run_a.summary, ids_a), threads_used(run_b.summary, ids_b))
         try:
             results = interleaved(model_a.rows, model_b.rows, model_a.tree(code_a), model_b.tree(code_b), threads,
-                                  rounds, (model_a, model_b))
+                                  rounds, (model_a, model_b), clock=clock, adaptive=adaptive)
         except UsageError as exc:
             return [f"Confirm: not re-measured: {exc}"]
+    how_many = (f"{rounds} blocks a side, paired {results[0].confidence:.0%} interval" if rounds is not None else
+                f"adaptive rounds until each interval is within {adaptive.precision:.0%} of its ratio or "
+                f"{adaptive.max_s:g} s have passed; {results[0].confidence:.0%} repeated confidence intervals of a "
+                "group-sequential design (Lan-DeMets Pocock-type spending), valid at whichever round it stopped")
     lines = [f"Confirm ({how}): {len(chosen)} case(s) re-measured now, A and B interleaved on the same "
-             f"{threads} CPU(s) ({rounds} blocks a side, paired {results[0].confidence:.0%} interval, "
-             f"minimum effect {results[0].min_effect:.0%}):", *model_a.notes, *model_b.notes, ""]
+             f"{threads} CPU(s), timed on the {clock} clock ({how_many}, minimum effect "
+             f"{results[0].min_effect:.0%}):", *model_a.notes, *model_b.notes, ""]
     rows = [{"case": label, "stored B/A": f"{stored:.3f}", "interleaved B/A": f"{r.ratio:.3f}",
-             "interval": f"[{r.ci_low:.3f}, {r.ci_high:.3f}]",
+             "interval": f"[{r.ci_low:.3f}, {r.ci_high:.3f}]", "blocks a side": r.n_b,
              "now": confirm_word(r.verdict.value, r.ci_low, r.ci_high)}
             for label, stored, r in zip(chosen["case"], chosen["ratio"], results)]
     from ..format import table as format_table
@@ -131,16 +150,21 @@ def confirm_word(gate_verdict: str, ci_low: float = 0.0, ci_high: float = math.i
 
 
 def interleaved(rows_a: Sequence[dict], rows_b: Sequence[dict], tree_a, tree_b,
-                threads: int = 1, rounds: int = CONFIRM_ROUNDS, models: Sequence["SideModels"] = ()) -> list:
+                threads: int = 1, rounds: int | None = CONFIRM_ROUNDS, models: Sequence["SideModels"] = (),
+                clock: str = "wall", adaptive: Adaptive = Adaptive()) -> list:
     """Each case's A row measured from ``tree_a`` and B row from ``tree_b`` (a ``bench.gate.ab.Tree`` or a folder),
-    interleaved; gate comparisons. Both workers are pinned to the same ``threads`` CPUs, and a case that ran at
-    torch's default thread count (``threads`` 0) runs at that many there: what the stored runs measured, not one
-    thread squeezed onto one CPU. ``rounds``: blocks per case and side (the interval narrows as its square root).
-    ``models``: each side's ``SideModels``, whose recorded source hashes the rebuilt models must have."""
+    interleaved; gate comparisons. Both workers are pinned to the same ``threads`` CPUs (one-thread cases: one
+    core), and a case that ran at torch's default thread count (``threads`` 0) runs at that many there: what the
+    stored runs measured, not one thread squeezed onto one CPU. ``rounds``: blocks per case and side (the interval
+    narrows as its square root); None: ``adaptive`` rounds (``bench.analysis.sequential``), at most
+    ``ab.ADAPTIVE_MAX_ROUNDS``. ``clock``: "wall" or "cpu" (``clocks.cpu_clock``). ``models``: each side's
+    ``SideModels``, whose recorded source hashes the rebuilt models must have."""
     from ..gate import ab
-    from ..analysis.interleaved import compare_samples
+    from ..analysis.interleaved import ALPHA, compare_interleaved
 
-    plan = ab.TimingPlan(rounds, CONFIRM_BLOCK_S, CONFIRM_WARMUP_S, CONFIRM_CLOCK)
+    plan = (ab.TimingPlan(rounds, CONFIRM_BLOCK_S, CONFIRM_WARMUP_S, clock) if rounds is not None else
+            ab.TimingPlan(ab.ADAPTIVE_MAX_ROUNDS, CONFIRM_BLOCK_S, CONFIRM_WARMUP_S, clock, adaptive.precision,
+                          adaptive.max_s))
     cpus = ab.shared_cpu(threads)
     timed = list(range(len(rows_a)))
     with sigterm_as_interrupt(), contextlib.ExitStack() as stack:
@@ -156,8 +180,8 @@ def interleaved(rows_a: Sequence[dict], rows_b: Sequence[dict], tree_a, tree_b,
         for name, reply in replies.items():
             reply.update(ab.request(workers[name], {"cmd": "warmup", "cases": timed}))
         iters = ab.block_iters(replies, timed, plan)
-        samples = ab.interleaved_samples(workers, timed, iters, plan)
-    return [compare_samples(samples["A"][i], samples["B"][i], paired=True) for i in timed]
+        samples = ab.interleaved_samples(workers, timed, iters, plan, ALPHA)
+    return [compare_interleaved(samples["A"][i], samples["B"][i], plan.sequential(ALPHA)) for i in timed]
 
 
 def code_trees(run_a, run_b, users_only: bool) -> tuple[contextlib.AbstractContextManager, str]:

@@ -37,7 +37,8 @@ def _sweep_of(args, overrides: dict[str, tuple]):
     return Sweep(CUSTOM_PRESET, ({},)) if overrides else preset(DEFAULT_PRESET)
 
 
-BUDGET_FLAGS = ("repeats", "min_time_s", "warmup_s")  # TimingConfig fields a flag, a sweep file or a resumed run sets
+# TimingConfig fields a flag, a sweep file or a resumed run sets
+BUDGET_FLAGS = ("repeats", "min_time_s", "warmup_s", "processes")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -58,6 +59,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeats", type=int, help="samples per phase (default 12)")
     p.add_argument("--min-time-s", type=float, help="measure each case for at least this long")
     p.add_argument("--warmup-s", type=float, help="warm-up budget per case (default 0.25)")
+    p.add_argument("--processes", type=int, metavar="K",
+                   help="measure each compiled case in K processes, pyperf's method (bench.engine.process_samples): "
+                        "each process compiles its own graph, and the spread between them lands in the run and "
+                        "compare's noise (default: the sweep's processes, quick and full 3; else 1)")
+    p.add_argument("--clock", choices=("wall", "cpu"),
+                   help="what a timed block's seconds are: wall (default) or cpu, a CPU case's CPU time (the "
+                        "measuring thread's on one torch thread, the process's on more; steadier on a shared "
+                        "machine, and OpenMP spin-waits count as work: docs/design.md, 'Clocks'); samples.csv "
+                        "keeps both")
     p.add_argument("--max-case-s", metavar="SECONDS",
                    help="skip a case whose measuring time, predicted after its first step, exceeds this "
                         "(default: the sweep's max_case_s, e.g. quick 30, smoke 10, full 120; flags alone 60; "
@@ -83,6 +93,8 @@ def command(args) -> int:
     flags = {k: getattr(args, k) for k in BUDGET_FLAGS if getattr(args, k) is not None}
     max_case_s = seconds_budget(args.max_case_s, "max-case-s") if args.max_case_s is not None else None
     max_run_s = seconds_budget(args.max_run_s, "max-run-s") if args.max_run_s is not None else None
+    if args.clock is not None:
+        flags["clock"] = args.clock
     try:
         TimingConfig(**flags)
     except ValueError as exc:
@@ -95,7 +107,10 @@ def command(args) -> int:
 
         refuse_new_plan(args.resume, case_overrides(args), args.preset, args.out)
         given = {**flags, **({"max_case_s": max_case_s} if args.max_case_s is not None else {})}
-        resumed = resume_plan(args.resume, given)
+        resumed = resume_plan(args.resume, {k: v for k, v in given.items() if k != "clock"})
+        if args.clock is not None and args.clock != resumed.config.clock:
+            raise UsageError(f"--resume {args.resume} was timed on the {resumed.config.clock} clock; its remaining "
+                             f"cases cannot be timed on another (--clock {args.clock})")
         cases, config, preset_name = resumed.cases, resumed.config, resumed.preset
         out_dir, skip_slow_dtypes = Path(args.resume), resumed.skip_slow_dtypes
         print(resumed.note, file=sys.stderr)
@@ -117,6 +132,7 @@ def command(args) -> int:
         config = TimingConfig(**{**budgets, **flags}, max_case_s=max_case_s)
     if not cases:
         raise UsageError("the sweep has no cases")
+    refuse_cpu_clock_on_gpu(config.clock, cases)
     if any(case.model for case in cases):  # a user's model: built and run once on a tiny batch, before anything
         from ..case.plugin import check_all
 
@@ -154,3 +170,11 @@ def command(args) -> int:
     skipped = statuses.count(Status.SKIPPED)
     print(f"mlpbench: run folder {out_dir} ({len(writer.done_ids)} cases, {skipped} skipped, {failed} failed)")
     return 0
+
+
+def refuse_cpu_clock_on_gpu(clock: str, cases) -> None:
+    """``--clock cpu`` times CPU work: a CUDA case in the sweep is a one-line refusal, before anything is measured."""
+    gpu = next((c for c in cases if c.device != "cpu"), None)
+    if clock == "cpu" and gpu is not None:
+        raise UsageError(f"--clock cpu times CPU work, but {gpu.label} runs on {gpu.device} (timed with CUDA events); "
+                         "measure it with --clock wall")

@@ -50,6 +50,7 @@ from ..model.phases import TRAINING_PHASES, Phase
 from ..runs import CRASHED_REASON, RunMeta, RunWriter, Status
 from ..runs.recipe import ModelRecipe
 from ..analysis.stats import summarize
+from .process_samples import add_process_samples, processes_for
 from ..instruments.timing import Measurement, TimingConfig, measure
 
 _OOM_ERRORS = tuple(e for e in (getattr(torch, "OutOfMemoryError", None),
@@ -82,6 +83,8 @@ def safe_measure(case: Case, config: TimingConfig, on_predict: Callable[[float],
         if shortfall:
             return Measurement(case, status=Status.SKIPPED, reason=shortfall)
         m = measure(case, config, on_predict=on_predict)
+        if m.status == Status.OK and processes_for(case, config) > 1:  # pyperf's method (bench.engine.process_samples)
+            add_process_samples(m, config, processes_for(case, config))
         if m.status == Status.OK:
             m.numerics = measured_numerics(m, config)
         return m
@@ -170,6 +173,8 @@ def summary_rows(m: Measurement, ceiling: Ceiling | None) -> list[dict]:
             "torch_threads": m.threads,
             **timings,
             **m.numerics,
+            **({"processes": m.processes, "between_process_cv": m.process_spread.get(phase, math.nan),
+                "process_note": m.process_note} if m.sample_process else {}),
         }
         rows.append(row)
     return rows
@@ -238,8 +243,16 @@ def limit_record(meta: RunMeta | dict, limit: registry.Limit, key: LimitKey) -> 
 
 
 def sample_rows(m: Measurement) -> list[dict]:
+    """One row per block: ``seconds`` on the run's clock (meta.json's timing_config.clock), and the step's and
+    inference's blocks read on both clocks beside it (``wall_s``, ``cpu_s``; NaN where a clock has no reading)."""
+    def on(clock: str, phase, i: int) -> float:
+        values = m.clock_samples.get(clock, {}).get(phase, [])
+        return values[i] if i < len(values) else math.nan
+
     return [{"case_id": m.case.case_id, "phase": phase.value, "sample": i, "seconds": value,
-             "iters_per_block": m.iters_per_block.get(phase, 0)}
+             "iters_per_block": m.iters_per_block.get(phase, 0),
+             **({f"{c}_s": on(c, phase, i) for c in m.clock_samples} if m.clock_samples else {}),
+             **({"process": m.sample_process[phase][i]} if m.sample_process else {})}
             for phase, values in m.samples.items() for i, value in enumerate(values)]
 
 

@@ -16,6 +16,7 @@ working tree's.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -24,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,16 +42,38 @@ MAX_BLOCK_ITERS = 100_000
 STDERR_TAIL_CHARS = 2000
 
 
+ADAPTIVE_MAX_ROUNDS = 200  # adaptive rounds: at most this many blocks per case and side (the design's max_rounds)
+DEFAULT_PRECISION = 0.05  # --precision: stop adding rounds once the interval's ends are within 5% of the ratio
+DEFAULT_MAX_TIMING_S = 120.0  # --max-timing-s: or once this much time has gone into the timed rounds
+
+
 @dataclass(frozen=True)
 class TimingPlan:
-    rounds: int = 20  # timed blocks per case and side
+    rounds: int = 20  # timed blocks per case and side; adaptive (precision > 0): at most this many
     block_s: float = 0.1  # a block is at least this long (dwarfs timer resolution and dispatch jitter)
     warmup_s: float = 0.3  # per case and side, before any block
-    clock: str = "wall"  # "cpu": a one-thread CPU case's blocks in thread CPU time (compare --confirm; clocks.py)
+    clock: str = "wall"  # "cpu": a CPU case's blocks in its CPU time (clocks.cpu_clock), as the runs measured
+    precision: float = 0.0  # > 0: adaptive rounds (bench.analysis.sequential) until the interval is this narrow
+    max_s: float = math.inf  # adaptive rounds: stop at the first look after this many seconds of rounds
 
     def __post_init__(self) -> None:
         if self.rounds < 1 or not self.block_s > 0 or self.warmup_s < 0:
             raise UsageError("--rounds must be >= 1, --block-s > 0 and --warmup-s >= 0")
+        if not (0 <= self.precision < 1) or not self.max_s > 0:
+            raise UsageError("--precision must be a fraction in [0, 1) and the time budget > 0 seconds")
+
+    def fixed(self, rounds: int = 20) -> "TimingPlan":
+        """This plan with a fixed count of rounds (one side measured now against stored samples: nothing to pair)."""
+        return dataclasses.replace(self, rounds=rounds, precision=0.0, max_s=math.inf)
+
+    def sequential(self, alpha: float):
+        """The group-sequential design of adaptive rounds (``bench.analysis.sequential.Design``), or None (fixed)."""
+        if not self.precision:
+            return None
+        from ..analysis.sequential import Design
+
+        return Design(alpha=alpha, max_rounds=self.rounds, precision=self.precision,
+                      first_look=min(Design.first_look, self.rounds))
 
 
 @dataclass(frozen=True)
@@ -352,16 +376,28 @@ def block_iters(setup_replies: Mapping[str, dict[str, Any]], timed: Sequence[int
 
 
 def interleaved_samples(workers: Mapping[str, Worker], timed: Sequence[int], iters: Mapping[int, int],
-                        plan: TimingPlan) -> dict[str, dict[int, list[float]]]:
+                        plan: TimingPlan, alpha: float = 0.01,
+                        clock=time.monotonic) -> dict[str, dict[int, list[float]]]:
     """``rounds`` blocks per case and side; within a round the side order alternates (AB, BA, AB, ...).
 
-    Each block runs on a step rebuilt in fresh memory from the round's seed, the same seed on both
-    sides (see ``worker.BUILD_SEED``).
+    Adaptive (``plan.precision``, two sides): at each look of the design (``plan.sequential(alpha)``) a case whose
+    interval is within the precision stops, and all stop at the first look after ``plan.max_s`` seconds; each case
+    ends at a look, where its repeated confidence interval holds. Each block runs on a step rebuilt in fresh
+    memory from the round's seed, the same seed on both sides (see ``worker.BUILD_SEED``).
     """
     names = sorted(workers)
     samples: dict[str, dict[int, list[float]]] = {n: {i: [] for i in timed} for n in names}
+    design = plan.sequential(alpha) if len(names) == 2 else None
+    active, start = list(timed), clock()
     for r in range(plan.rounds):
-        for index in timed:
+        if not active:
+            break
+        if design is not None and design.is_look(r):
+            active = [i for i in active
+                      if not design.precise(design.interval(samples[names[0]][i], samples[names[1]][i]))]
+            if clock() - start >= plan.max_s:
+                break
+        for index in active:
             for name in (names if r % 2 == 0 else names[::-1]):
                 reply = request(workers[name], {"cmd": "time", "case": index, "iters": iters[index],
                                                 "rebuild_seed": worker.BUILD_SEED + 1 + r,

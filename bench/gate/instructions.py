@@ -1,8 +1,8 @@
 """The gate's third layer: instructions per training step and phase, counted under Valgrind's Callgrind.
 
 ``--against REF`` counts REF (its temporary worktree) and the working tree on this
-machine in the same run: one Valgrind process per tree, both at once (one per core),
-each counting every gate case (``bench.gate.instructions_worker``). Counts are nearly
+machine in the same run: one Valgrind process imports torch once, then forks one child per
+tree, both counting at once (one per core), each every gate case (``bench.gate.instructions_worker``). Counts are nearly
 deterministic, so a small increase is visible where wall-clock sees only noise; but
 they depend on the CPU (Valgrind has no AVX-512 and hides what it lacks, so oneDNN/MKL
 take other paths than natively) and on the torch build. Counts are therefore never
@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -36,7 +38,7 @@ from ..errors import EnvironmentProblem
 
 WORKER = Path(instructions_worker.__file__).resolve()
 PHASES = instructions_worker.PHASES
-VALGRIND_TOOLS = ("valgrind", "callgrind_control", "callgrind_annotate")
+VALGRIND_TOOLS = ("valgrind", "callgrind_annotate")
 # A regression: B - A above both THRESHOLD x A and MIN_INCREASE instructions per step. Both are
 # twice the worst A/A spread measured here, rounded up (docs/perf-gate.md; 12 process pairs x 4 cases
 # x 4 phases): |B - A| at most 8,645 instructions per step (bf16 case, step), so MIN_INCREASE =
@@ -46,9 +48,9 @@ VALGRIND_TOOLS = ("valgrind", "callgrind_control", "callgrind_annotate")
 THRESHOLD = 0.0013
 MIN_INCREASE = 18_000
 TOP_FUNCTIONS = 8  # functions listed per regressed case and phase (the full delta is in callgrind's files)
-LAYER_TIMEOUT_S = 3600.0  # one Valgrind process, all cases of one tree (measured: minutes; see docs)
+LAYER_TIMEOUT_S = 3600.0  # the Valgrind process, all cases of both trees (measured: minutes; see docs)
 STDERR_TAIL_CHARS = 800
-CALLGRIND_OUT = "callgrind.out"  # Callgrind numbers the dumps: callgrind.out.1, .2, ...
+CALLGRIND_OUT = "callgrind.out"  # callgrind.out.PID per process; Callgrind numbers its dumps .1, .2, ...
 
 
 @dataclass(frozen=True)
@@ -141,14 +143,17 @@ def parse_annotate(text: str):
 
 @dataclass(frozen=True)
 class TreeCounts:
-    """What one Valgrind process counted: each dump's instructions and what it held."""
+    """What one side counted: each dump's instructions and what it held."""
 
     side: str
     folder: Path
-    dumps: list[dict[str, Any]]  # manifest entries, in dump order; dump i is callgrind.out.{i+1}
+    dumps: list[dict[str, Any]]  # manifest entries, in dump order; dump i is {prefix}.{i+1}
     totals: list[int]
     case_times: list[dict[str, Any]]
     wall_s: float
+    prefix: Path  # the side's Callgrind files: callgrind.out.PID (PID of its process), numbered .1, .2, ...
+    cpu_s: dict[str, float] = field(default_factory=dict)  # "side": its own CPU seconds, "before_fork": the
+    # shared process's until the fork (import torch and PREIMPORT, once for both sides), "before_fork_wall"
 
     def per_step(self, variant: str, case: int, phase: str) -> list[float]:
         """Instructions per step, one value per repeat."""
@@ -161,7 +166,7 @@ class TreeCounts:
         return [acc[0] / acc[1] for _, acc in sorted(sums.items())]
 
     def files(self, variant: str, case: int, phase: str, repeat: int = 0) -> list[Path]:
-        return [self.folder / f"{CALLGRIND_OUT}.{i + 1}" for i, d in enumerate(self.dumps)
+        return [Path(f"{self.prefix}.{i + 1}") for i, d in enumerate(self.dumps)
                 if (d["variant"], d["case"], d["phase"], d["repeat"]) == (variant, case, phase, repeat)]
 
     def steps(self, variant: str, case: int, phase: str) -> int:
@@ -177,61 +182,87 @@ def _spec(folder: Path, rows: list[dict], variants: list[str], plan: Instruction
     return spec
 
 
-def _launch(tree, folder: Path, spec: Path) -> subprocess.Popen:
-    env = tree.env(OMP_NUM_THREADS="1")
-    command = ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--collect-atstart=no",
-               f"--callgrind-out-file={folder / CALLGRIND_OUT}", sys.executable, str(WORKER), str(spec)]
-    log = open(folder / "worker.log", "w")
+def _launch(workdir: Path, name: str, sides: list[dict[str, str]], fork: bool) -> subprocess.Popen:
+    """One Valgrind process counting ``sides`` (forked children, or itself for one side); its own session,
+    so that a timeout can end its children too. Nothing of a tree is on its path until a side takes it."""
+    launch = workdir / f"launch-{name}.json"
+    launch.write_text(json.dumps({"sides": sides, "fork": fork}))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")  # libgomp reads its thread count when it loads
+    command = ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--collect-atstart=no", "--vgdb=no",
+               f"--callgrind-out-file={workdir / CALLGRIND_OUT}.%p", sys.executable, str(WORKER), str(launch)]
+    log = open(workdir / f"valgrind-{name}.log", "w")
     try:
-        return subprocess.Popen(command, cwd=tree.cwd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        return subprocess.Popen(command, cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                start_new_session=True)
     finally:
         log.close()
 
 
 def count_trees(sides: dict[str, tuple[Any, list[str]]], rows: list[dict], plan: InstructionPlan,
-                workdir: Path, timeout_s: float = LAYER_TIMEOUT_S) -> dict[str, TreeCounts]:
-    """One Valgrind process per side (``{side: (tree, variants)}``, a tree an ``ab.Tree`` or a folder that is
-    both its code and its cwd), all at once; their counts."""
+                workdir: Path, timeout_s: float = LAYER_TIMEOUT_S, fork: bool = True) -> dict[str, TreeCounts]:
+    """Every side (``{side: (tree, variants)}``, a tree an ``ab.Tree`` or a folder that is both its code and its
+    cwd) counted at once, one per core: by default children forked from one Valgrind process after its
+    ``import torch`` (paid once); ``fork=False``: one Valgrind process per side (the tests' reference)."""
     from .ab import as_tree
 
     require_valgrind()
     started = time.perf_counter()
     trees = {side: as_tree(tree) for side, (tree, _) in sides.items()}
-    procs = {}
+    entries = {}
+    for side, (_, variants) in sides.items():
+        folder = workdir / side
+        folder.mkdir(parents=True)
+        entries[side] = {"side": side, "cwd": str(trees[side].cwd), "pythonpath": trees[side].env()["PYTHONPATH"],
+                         "spec": str(_spec(folder, rows, variants, plan)), "log": str(folder / "worker.log")}
+    groups = {"all": list(entries)} if fork else {side: [side] for side in entries}
+    procs = []
     try:
-        for side, (_, variants) in sides.items():
-            folder = workdir / side
-            folder.mkdir(parents=True)
-            procs[side] = (_launch(trees[side], folder, _spec(folder, rows, variants, plan)), folder)
-        out = {}
-        for side, (proc, folder) in procs.items():
+        for name, members in groups.items():
+            procs.append((_launch(workdir, name, [entries[s] for s in members], fork), name))
+        codes = {}
+        for proc, name in procs:
             left_s = max(1.0, timeout_s - (time.perf_counter() - started))
             try:
-                code = proc.wait(left_s)
+                codes[name] = proc.wait(left_s)
             except subprocess.TimeoutExpired:
-                raise EnvironmentProblem(f"side {side}: Valgrind did not finish within {timeout_s:.0f} s") from None
-            out[side] = _read_side(side, folder, trees, code, time.perf_counter() - started)
-        return out
+                raise EnvironmentProblem(f"Valgrind did not finish counting {', '.join(groups[name])} "
+                                         f"within {timeout_s:.0f} s") from None
+        wall_s = time.perf_counter() - started
+        return {side: _read_side(side, workdir, trees, codes[name], wall_s)
+                for name, members in groups.items() for side in members}
     finally:
-        for proc, _ in procs.values():
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        for proc, _ in procs:
+            _end_session(proc)
 
 
-def _read_side(side: str, folder: Path, trees: dict, code: int, wall_s: float) -> TreeCounts:
+def _end_session(proc: subprocess.Popen) -> None:
+    """The Valgrind process and its forked children, if any is left (a timeout, an interrupt)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+
+
+def _read_side(side: str, workdir: Path, trees: dict, code: int, wall_s: float) -> TreeCounts:
     from .ab import check_imports
 
+    folder = workdir / side
     manifest = folder / "manifest.json"
     if code != 0 or not manifest.exists():
-        log = (folder / "worker.log").read_text(errors="replace")
-        lines = [ln for ln in log.splitlines() if ln.strip() and not ln.startswith("==")]
+        logs = [folder / "worker.log"] + sorted(workdir.glob("valgrind-*.log"))
+        text = "\n".join(p.read_text(errors="replace") for p in logs if p.exists())
+        lines = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith("==")]
         tail = " ".join(" ".join(lines[-6:]).split())[-STDERR_TAIL_CHARS:]
         raise EnvironmentProblem(f"side {side}: the Valgrind worker failed (exit {code}): {tail or 'no output'}")
     info = json.loads(manifest.read_text())
     check_imports(side, trees[side], info, trees)
-    totals = [read_total(folder / f"{CALLGRIND_OUT}.{i + 1}") for i in range(len(info["dumps"]))]
-    return TreeCounts(side, folder, info["dumps"], totals, info["case_times"], wall_s)
+    prefix = workdir / f"{CALLGRIND_OUT}.{info['pid']}"
+    totals = [read_total(Path(f"{prefix}.{i + 1}")) for i in range(len(info["dumps"]))]
+    before = info.get("before_fork") or {}
+    cpu_s = {"side": info["cpu_s"], "before_fork": before.get("cpu_s", 0.0), "before_fork_wall": before.get("wall_s", 0.0)}
+    return TreeCounts(side, folder, info["dumps"], totals, info["case_times"], wall_s, prefix, cpu_s)
 
 
 # --------------------------------------------------------------------------- verdict
@@ -308,6 +339,7 @@ class InstructionLayer:
     wall_s: float
     side_wall_s: dict[str, float]
     case_times: dict[str, list[dict[str, Any]]]
+    side_cpu_s: dict[str, dict[str, float]] = field(default_factory=dict)  # TreeCounts.cpu_s per side
 
     @property
     def regressions(self) -> int:
@@ -316,7 +348,7 @@ class InstructionLayer:
     def to_dict(self) -> dict[str, Any]:
         return {"against": self.against, "plan": self.plan.__dict__, "cpu_model": self.cpu_model,
                 "torch": self.torch, "wall_s": self.wall_s, "side_wall_s": self.side_wall_s,
-                "case_times": self.case_times, "threshold": THRESHOLD,
+                "case_times": self.case_times, "side_cpu_s": self.side_cpu_s, "threshold": THRESHOLD,
                 "min_increase": MIN_INCREASE,
                 "rows": [r.to_dict() for r in self.results]}
 
@@ -342,7 +374,8 @@ def run_layer(against: str, rows: list[dict], labels: list[tuple[str, str]], inj
         counted = count_trees({"A": (trees["A"], ["none"]), "B": (trees["B"], b_variants)}, rows, plan, workdir)
         results = compare(counted["A"], counted["B"], labels, b_variants)
     return InstructionLayer(results, against, plan, cpu_model(), torch.__version__, time.perf_counter() - started,
-                            {s: c.wall_s for s, c in counted.items()}, {s: c.case_times for s, c in counted.items()})
+                            {s: c.wall_s for s, c in counted.items()}, {s: c.case_times for s, c in counted.items()},
+                            {s: c.cpu_s for s, c in counted.items()})
 
 
 @contextlib.contextmanager

@@ -313,8 +313,11 @@ def _protocol_stdout():
 def _pin_cpus() -> None:
     """Run on the CPUs the coordinator chose (before torch starts threads, so they inherit them)."""
     cpus = os.environ.get(CPUS_ENV)
-    if cpus and hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {int(c) for c in cpus.split(",")})
+    if cpus and hasattr(os, "sched_setaffinity"):  # no affinity call (macOS, Windows): run unpinned
+        try:
+            os.sched_setaffinity(0, {int(c) for c in cpus.split(",")})
+        except OSError as exc:  # a CPU this process may not use (a container's cpuset): unpinned, said on stderr
+            print(f"mlpbench gate worker: not pinned to CPUs {cpus}: {exc}", file=sys.stderr)
 
 
 if __name__ == "__main__":

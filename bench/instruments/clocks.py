@@ -10,6 +10,7 @@ imported: the gate worker loads this file by path from the measuring tree while
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import Callable, Iterator
 
@@ -59,11 +60,30 @@ class ThreadCpuClock(Clock):
         return time.thread_time_ns()
 
 
+class ProcessCpuClock(Clock):
+    """CPU time of the whole process, every thread summed (``time.process_time_ns``): for CPU work on several torch
+    threads. OpenMP workers that spin-wait for work count as working (docs/design.md, 'Clocks')."""
+
+    def mark(self):
+        return time.process_time_ns()
+
+
+CLOCKS = ("wall", "cpu")  # --clock: what a timed block's seconds are
+
+
+def cpu_clock(device: torch.device) -> Clock | None:
+    """The CPU-time clock for work on ``device`` at torch's current thread count: the calling thread's CPU time for
+    one thread, the process's for more; None on CUDA (its work is not the host's CPU time)."""
+    if device.type == "cuda":
+        return None
+    return ThreadCpuClock(device) if torch.get_num_threads() == 1 else ProcessCpuClock(device)
+
+
 def clock_for(device: torch.device, cpu_time: bool = False) -> Clock:
-    """The device's clock; ``cpu_time`` on a CPU running one torch thread: the thread's CPU time, not wall time."""
+    """The device's clock; ``cpu_time`` on a CPU: its CPU time (``cpu_clock``), not wall time."""
     if device.type == "cuda":
         return CudaClock(device)
-    return ThreadCpuClock(device) if cpu_time and torch.get_num_threads() == 1 else Clock(device)
+    return cpu_clock(device) if cpu_time else Clock(device)
 
 
 def time_block(fn: Callable[[int], object], iters: int, clock: Clock) -> float:
@@ -75,6 +95,22 @@ def time_block(fn: Callable[[int], object], iters: int, clock: Clock) -> float:
     end = clock.mark()
     clock.sync()
     return clock.elapsed_s(start, end) / iters
+
+
+def time_block_both(fn: Callable[[int], object], iters: int, clock: Clock, other: Clock | None) -> tuple[float, float]:
+    """``time_block`` read on two clocks at once (``other`` None: its reading is NaN): the other clock's marks lie
+    outside the first's, so the first reads only the loop plus one clock call."""
+    if other is None:
+        return time_block(fn, iters, clock), math.nan
+    clock.sync()
+    other_start = other.mark()
+    start = clock.mark()
+    for i in range(iters):
+        fn(i)
+    end = clock.mark()
+    other_end = other.mark()
+    clock.sync()
+    return clock.elapsed_s(start, end) / iters, other.elapsed_s(other_start, other_end) / iters
 
 
 @contextlib.contextmanager

@@ -34,7 +34,7 @@ import mlp
 from mlp import Precision
 
 from ..case.cases import Case
-from .clocks import BATCH_POOL, Clock, clock_for, time_block, torch_threads
+from .clocks import BATCH_POOL, CLOCKS, Clock, clock_for, cpu_clock, time_block, time_block_both, torch_threads
 from ..model.phases import TRAINING_PHASES, Phase
 from ..runs.status import Status
 
@@ -49,13 +49,24 @@ class TimingConfig:
     max_block_iters: int = 2000
     max_rounds: int = 200
     max_case_s: float | None = None  # skip a case whose predicted measuring time exceeds this (None: no limit)
+    # what a timed block's seconds are: "wall" (perf_counter; CUDA events on CUDA), or "cpu" (a CPU case's CPU time:
+    # the measuring thread's for one torch thread, the process's for more; clocks.cpu_clock). Both are recorded.
+    clock: str = "wall"
+    # processes measuring each compiled case (bench.engine.process_samples, pyperf's method); eager cases: one
+    processes: int = 1
 
     def __post_init__(self):
+        if self.clock not in CLOCKS:
+            raise ValueError(f"clock must be one of {', '.join(CLOCKS)}, got {self.clock!r}")
         for f in fields(self):  # a value read back from meta.json may be anything JSON holds
+            if f.name == "clock":
+                continue
             value = getattr(self, f.name)
             if not (value is None and f.name == "max_case_s" or isinstance(value, (int, float))
                     and not isinstance(value, bool) and (math.isfinite(value) or f.name == "max_case_s")):
                 raise ValueError(f"{f.name} must be a finite number, got {value!r}")
+        if not (isinstance(self.processes, int) and 1 <= self.processes <= 16):
+            raise ValueError(f"processes must be a whole number from 1 to 16, got {self.processes!r}")
         if self.repeats < 1:
             raise ValueError(f"repeats must be >= 1, got {self.repeats}")
         if self.min_time_s < 0 or self.warmup_s < 0 or self.min_block_s <= 0:
@@ -71,7 +82,9 @@ class Measurement:
     case: Case
     status: Status = Status.OK
     reason: str = ""
-    samples: dict[Phase, list[float]] = field(default_factory=dict)
+    samples: dict[Phase, list[float]] = field(default_factory=dict)  # on the run's clock (TimingConfig.clock)
+    # the step and inference blocks read on both clocks ("wall", "cpu"); the phases only on the run's clock
+    clock_samples: dict[str, dict[Phase, list[float]]] = field(default_factory=dict)
     iters_per_block: dict[Phase, int] = field(default_factory=dict)
     first_step_s: float = math.nan  # cold start: first training step (includes compile when compiled)
     first_inference_s: float = math.nan  # first inference call (a second graph when compiled)
@@ -89,6 +102,12 @@ class Measurement:
     telemetry: dict = field(default_factory=dict)  # GPU telemetry columns (bench.instruments.telemetry), CUDA cases only
     untimed_phases: str = ""  # why only the step is timed (a whole-step case: Case.whole_step), else ''
     numerics: dict = field(default_factory=dict)  # how far from fp32 eager (bench.instruments.numerics.COLUMNS), after timing
+    # sampling across processes (bench.engine.process_samples): which process took each sample, how many processes, the
+    # spread of their medians per phase, and why a process is missing
+    sample_process: dict[Phase, list[int]] = field(default_factory=dict)
+    processes: int = 1
+    process_spread: dict[Phase, float] = field(default_factory=dict)
+    process_note: str = ""
 
 
 # --------------------------------------------------------------------------- blocks
@@ -205,16 +224,26 @@ def measure(case: Case, config: TimingConfig = TimingConfig(),
             infer_iters = calibrate_iters(time_block(infer, 1, clock), config)
             result.iters_per_block.update({Phase.INFERENCE: infer_iters, **{p: step_iters for p in TRAINING_PHASES}})
         samples: dict[Phase, list[float]] = {p: [] for p in result.iters_per_block}
+        both = {name: {p: [] for p in result.iters_per_block if p in BOTH_CLOCK_PHASES} for name in CLOCKS}
+        primary, other = run_clocks(config.clock, clock, device)
+        other_name = next(c for c in CLOCKS if c != config.clock)
+
+        def timed(phase: Phase, fn, iters: int) -> None:
+            value, other_value = time_block_both(fn, iters, primary, other)
+            samples[phase].append(value)
+            both[config.clock][phase].append(value)
+            both[other_name][phase].append(other_value)
+
         rounds = 0
         while rounds < config.max_rounds and (
-                rounds < config.repeats or sum(samples[Phase.STEP]) * step_iters < config.min_time_s):
-            samples[Phase.STEP].append(time_block(train_step, step_iters, clock))
+                rounds < config.repeats or sum(both["wall"][Phase.STEP]) * step_iters < config.min_time_s):
+            timed(Phase.STEP, train_step, step_iters)
             if not whole:
-                for phase, value in time_phases(step, pool, step_iters, clock, mark_step).items():
+                for phase, value in time_phases(step, pool, step_iters, primary, mark_step).items():
                     samples[phase].append(value)
-                samples[Phase.INFERENCE].append(time_block(infer, infer_iters, clock))
+                timed(Phase.INFERENCE, infer, infer_iters)
             rounds += 1
-        result.samples = samples
+        result.samples, result.clock_samples = samples, both
 
         if compiled:
             result.recompiles = _dynamo_counts()[2] - frames_after_warmup
@@ -226,6 +255,21 @@ def measure(case: Case, config: TimingConfig = TimingConfig(),
             result.peak_mem_bytes = peak_memory_per_phase(step, pool, mark_step, step_only=whole)
     result.measure_s = time.perf_counter() - wall_start
     return result
+
+
+BOTH_CLOCK_PHASES = (Phase.STEP, Phase.INFERENCE)  # blocks read on both clocks (samples.csv wall_s, cpu_s)
+
+
+def run_clocks(name: str, wall: Clock, device: torch.device) -> tuple[Clock, Clock | None]:
+    """(the clock a block's seconds are read on, the other one recorded beside it) for ``--clock name``; the CPU-time
+    clock at the thread count in force (``clocks.cpu_clock``). CPU time has no meaning for a CUDA case: refused."""
+    cpu = cpu_clock(device)
+    if name == "cpu":
+        if cpu is None:
+            raise ValueError(f"--clock cpu times CPU work; a {device.type} case is timed on the wall clock "
+                             "(CUDA events)")
+        return cpu, wall
+    return wall, cpu
 
 
 # --------------------------------------------------------------------------- the case's time budget

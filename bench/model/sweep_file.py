@@ -53,6 +53,7 @@ RUN_KEYS = {
     "repeats": "samples per phase (default 12)",
     "min_time_s": "measure each case for at least this long (seconds)",
     "warmup_s": "warm-up budget per case (seconds, default 0.25)",
+    "processes": "measure each compiled case in this many processes, pyperf's method (default 1)",
 }
 _TYPE_WORDS = {int: "an integer", float: "a number", str: "a string"}
 
@@ -76,6 +77,7 @@ class SweepFields:
     repeats: int | None = None
     min_time_s: float | None = None
     warmup_s: float | None = None
+    processes: int | None = None
     locations: tuple[Mapping[str, str], ...] = ()
 
 
@@ -235,7 +237,7 @@ def _run_value(key: str, value, where: str):
         if not isinstance(value, bool):
             raise UsageError(f"{where}: {key}: expected true or false, got {_kind(value)}")
         return value
-    if key == "repeats":
+    if key in ("repeats", "processes"):
         if not isinstance(value, int) or isinstance(value, bool):
             raise UsageError(f"{where}: {key}: expected an integer, got {_kind(value)}")
         if value < 1:

@@ -80,7 +80,8 @@ class WorkVerdict:
         return f"work per step {size}, exact: " + ", ".join(c.text() for c in self.changes)
 
 
-def _number(value) -> float:
+def number(value) -> float:
+    """A table cell as a float; NaN where it is blank, absent or not a number."""
     try:
         x = float(value)
     except (TypeError, ValueError):
@@ -92,7 +93,7 @@ def work(row: Mapping) -> WorkVerdict:
     """The work verdict of one joined row (``<counter>_a`` and ``<counter>_b``)."""
     changes, compared = [], []
     for column, name in COUNTERS:
-        a, b = _number(row.get(f"{column}_a")), _number(row.get(f"{column}_b"))
+        a, b = number(row.get(f"{column}_a")), number(row.get(f"{column}_b"))
         if not (math.isfinite(a) and math.isfinite(b)):
             continue
         compared.append(name)
@@ -163,6 +164,15 @@ def work_lines(table) -> list[str]:
     head = (f"Work per step (exact counters, no noise, beside the timing verdict): {len(moved)} of {len(counted)} "
             "case(s) changed:")
     return [head, *(f"- {r['case']}: {r['work_verdict']}: {r['work_detail']}" for _, r in moved.iterrows())]
+
+
+# The measured gain of one thread and the CPU clock (issue 49's table: 40 blocks of 30 steps, w512 d2 b128 fp32, on a
+# 2-core AMD EPYC; "under load": two competing one-thread processes). Quoted, not re-measured here.
+CPU_CLOCK_ADVICE = ("On a shared machine, time one-thread cases on the CPU clock: `mlpbench run --threads 1 --clock "
+                    "cpu` (both runs). Measured on a 2-core AMD EPYC under two competing one-thread processes "
+                    "(w512 d2 b128 fp32): the robust CV of a step fell from 17.5% (wall clock) to 8.3% (the thread's "
+                    "CPU time), and its median read 1.13x the quiet one instead of 1.62x; quiet, both clocks gave "
+                    "5.7%.")
 
 
 def decide_lines(path_a, path_b, sweep_file: str | None = None) -> list[str]:

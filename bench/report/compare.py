@@ -165,7 +165,9 @@ def compare_runs(run_a, run_b, phases: Sequence[str] = ("step",)) -> tuple[pd.Da
                      "phase": r["phase"], "median_a_s": r["median_s_a"], "median_b_s": r["median_s_b"], "ratio": ratio.ratio,
                      "ci_low": ratio.low, "ci_high": ratio.high, "within_run": ratio.verdict,
                      "method": ratio.method, "fastest_ratio": fastest, "slowest_ratio": slowest,
-                     "order_a": order_a.get(r["case_id_a"], math.nan), "order_b": order_b.get(r["case_id_b"], math.nan)})
+                     "order_a": order_a.get(r["case_id_a"], math.nan), "order_b": order_b.get(r["case_id_b"], math.nan),
+                     "process_se": noise.process_se(*(change.number(r.get(f"{c}_{side}")) for side in "ab"
+                                                      for c in ("between_process_cv", "processes")))})
     return pd.DataFrame(rows), ignored
 
 
@@ -206,7 +208,8 @@ def judge(table: pd.DataFrame, differences: Sequence[noise.StateDifference]) -> 
         controls = _controls(rows)["ratio"]
         factor = noise.common_factor(np.log(controls.where(controls > 0)).tolist())
         factors[phase] = factor
-        first = [noise.case_verdict(r["ratio"], r["ci_low"], r["ci_high"], factor, blocking)
+        first = [noise.case_verdict(r["ratio"], r["ci_low"], r["ci_high"], factor, blocking,
+                                    between_processes=r.get("process_se", 0.0))
                  for _, r in rows.iterrows()]
         column = lambda name: rows[name].astype(float).tolist() if name in rows else [math.nan] * len(rows)  # noqa: E731
         orders_a, orders_b = column("order_a"), column("order_b")
@@ -289,6 +292,20 @@ def comparison_lines(comparison: Comparison) -> list[str]:
     return lines
 
 
+def run_clock(run) -> str:
+    """The clock a run's blocks were timed on (meta.json's timing_config.clock); runs made before ``--clock``: wall."""
+    return str((run.meta.timing_config or {}).get("clock", "wall"))
+
+
+def same_clock(run_a, run_b) -> str:
+    """The clock both runs were timed on; two clocks' seconds are not one quantity: a one-line refusal."""
+    a, b = run_clock(run_a), run_clock(run_b)
+    if a != b:
+        raise UsageError(f"{run_a.path} was timed on the {a} clock and {run_b.path} on the {b} clock: their seconds "
+                         f"are not comparable; measure both with the same `mlpbench run --clock`")
+    return a
+
+
 def undecided(comparison: Comparison) -> bool:
     """An inconclusive timing verdict that another instrument could decide: overall, or a changed case's own."""
     table = comparison.table
@@ -334,6 +351,7 @@ def command(args: argparse.Namespace, confirm=None) -> int:
     if any(run.kind is RunKind.DDP for run in (run_a, run_b)):
         raise UsageError("compare joins one-process runs; for data-parallel runs use `mlpbench report RUN_A RUN_B "
                          "--out DIR` (one scaling figure and a table per run)")
+    clock = same_clock(run_a, run_b)
     phases = PHASE_NAMES if args.all_phases else (Phase.STEP.value,)
     comparison = compare(run_a, run_b, phases)
     table, ignored = comparison.table, comparison.ignored
@@ -344,6 +362,8 @@ def command(args: argparse.Namespace, confirm=None) -> int:
     diffs = describe_differences(fingerprint_differences({"A": run_a.meta.env, "B": run_b.meta.env}))
     lines += ([f"WARNING: the fingerprints differ, so differences may come from the machine: {d}" for d in diffs]
               or ["Fingerprints agree on " + ", ".join(COMPARABILITY_KEYS + FLAG_KEYS) + "."])
+    lines.append(f"Both runs timed on the {clock} clock" + (" (a CPU case's CPU time, not wall time)." if clock == "cpu"
+                                                            else "."))
     if ignored:
         lines.append(f"Cases matched ignoring {', '.join(ignored)} (no case matched on every field).")
     lines += change.change_lines(table, run_a.meta.env, run_b.meta.env)
@@ -354,6 +374,8 @@ def command(args: argparse.Namespace, confirm=None) -> int:
     lines += ["", *comparison_lines(comparison), *change.work_lines(table)]
     if undecided(comparison) and not getattr(args, "confirm", False):
         lines += change.decide_lines(args.run_a, args.run_b, run_b.meta.get("sweep_file"))
+    if undecided(comparison) and clock == "wall":
+        lines.append(change.CPU_CLOCK_ADVICE)
     lines += ["", format_comparison(table), "", comparison_summary(table)]
     reasons = verdict_reasons(table)
     lines += ["", "Reasons:", *reasons] if reasons else []

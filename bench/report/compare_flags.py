@@ -10,6 +10,8 @@ DEFAULT_CASES = 6  # --confirm-cases: re-measured per call, largest |log ratio| 
 DEFAULT_ROUNDS = 20  # --confirm-rounds: the gate's default blocks a side, whose power docs/perf-gate.md measured
 BLOCK_BUDGET = 3 * DEFAULT_ROUNDS  # blocks a side in all: fewer than 3 cases get more than --confirm-rounds each
 MIN_ROUNDS = 5  # fewer blocks a side than this give the paired bootstrap too few pairs to resample
+DEFAULT_PRECISION = 0.05  # --precision: adaptive rounds stop once each end of the interval is within 5% of the ratio
+DEFAULT_MAX_CONFIRM_S = 120.0  # --max-confirm-s: or once the rounds have taken this long
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,10 +29,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "%(default)s); 0: every case, moved or not (about 5 s each): between two noisy stored "
                              "runs a real change may "
                              "not be among the largest moves")
-    parser.add_argument("--confirm-rounds", type=_rounds, default=DEFAULT_ROUNDS, metavar="N",
-                        help="interleaved blocks per case and side for --confirm, at least (default %(default)s, "
-                             f"at least 5; fewer than 3 cases share {BLOCK_BUDGET} a side): the interval narrows as "
-                             "the square root; 80 halves the default's")
+    parser.add_argument("--confirm-rounds", type=_rounds, metavar="N",
+                        help="a fixed number of interleaved blocks per case and side for --confirm, at least 5 "
+                             f"(fewer than 3 cases share {BLOCK_BUDGET} a side), instead of adaptive rounds: the "
+                             "interval narrows as the square root")
+    parser.add_argument("--precision", type=_fraction, default=DEFAULT_PRECISION, metavar="P",
+                        help="--confirm adds interleaved rounds until each case's interval is within P of its ratio "
+                             "(default 5%%; '5%%' or 0.05), or --max-confirm-s ends, checked by a group-sequential "
+                             "design whose error rate holds however many rounds it takes (docs/perf-gate.md, "
+                             "'Adaptive rounds')")
+    parser.add_argument("--max-confirm-s", type=_seconds, default=DEFAULT_MAX_CONFIRM_S, metavar="SECONDS",
+                        help="time budget of --confirm's adaptive rounds, all cases together (default %(default)g)")
 
 
 def _cases(text: str) -> int:
@@ -51,4 +60,25 @@ def _rounds(text: str) -> int:
     if value < MIN_ROUNDS:
         raise argparse.ArgumentTypeError(f"expected at least {MIN_ROUNDS} blocks a side (a paired interval needs "
                                          f"them), got {value}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    """'5%' or 0.05, in (0, 1)."""
+    try:
+        value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction such as 5% or 0.05, got {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1), such as 5% or 0.05, got {text!r}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
     return value

@@ -14,7 +14,7 @@ from dataclasses import replace
 
 import pytest
 import torch
-from sleeping_step import SLEEPS, Sleeps, add_sleeps  # tests/bench/ is on sys.path (rootdir conftest mode)
+from sleeping_step import SLEEPS, Sleeps, sleeping_build  # tests/bench/ is on sys.path (rootdir conftest mode)
 
 from bench.instruments import timing
 from bench.limits.bandwidth import Bandwidth
@@ -54,12 +54,5 @@ def _stand_in_registry(limits: tuple) -> Callable[[], tuple]:
 @pytest.fixture
 def sleeping_steps(monkeypatch) -> Sleeps:
     """Every step ``bench.instruments.timing`` builds in this test sleeps ``SLEEPS`` in its phases (sleeping_step.py)."""
-    real_build = timing.build_step
-
-    def build(case):
-        step = real_build(case)
-        step.loss_fn = add_sleeps(step.model, step.loss_fn, step.optimizer)
-        return step
-
-    monkeypatch.setattr(timing, "build_step", build)
+    monkeypatch.setattr(timing, "build_step", sleeping_build(timing.build_step))
     return SLEEPS

@@ -48,3 +48,13 @@ def add_sleeps(model, loss_fn, optimizer, sleeps: Sleeps = SLEEPS):
         return loss_fn(out, y)
 
     return sleeping_loss
+
+
+def sleeping_build(real_build):
+    """``bench.instruments.timing.build_step`` whose steps sleep ``SLEEPS`` in their phases (``add_sleeps``)."""
+    def build(case):
+        step = real_build(case)
+        step.loss_fn = add_sleeps(step.model, step.loss_fn, step.optimizer)
+        return step
+
+    return build

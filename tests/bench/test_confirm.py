@@ -62,14 +62,14 @@ def test_a_bad_confirm_rounds_is_one_line_and_exit_2(value, capsys):
     assert len(err) == 1 and "--confirm-rounds" in err[0], err
 
 
-def test_confirm_rounds_defaults_to_the_gate_s_blocks_and_reaches_the_plan(monkeypatch):
+def test_confirm_rounds_defaults_to_adaptive_rounds_and_reaches_the_plan(monkeypatch):
     import argparse
 
     from bench.report import compare_flags
 
     parser = argparse.ArgumentParser()
     compare_flags.add_arguments(parser)
-    assert parser.parse_args(["a", "b"]).confirm_rounds == confirm.CONFIRM_ROUNDS == ab.TimingPlan().rounds
+    assert parser.parse_args(["a", "b"]).confirm_rounds is None  # adaptive rounds (bench.analysis.sequential)
     assert parser.parse_args(["a", "b", "--confirm-rounds", "80"]).confirm_rounds == 80
     plans = []
 
@@ -171,6 +171,6 @@ def test_the_cpu_clock_leaves_out_time_the_thread_does_not_run_and_only_on_one_t
         assert isinstance(clock, clocks.ThreadCpuClock)
         assert clocks.time_block(lambda i: time.sleep(0.02), 3, clock) < 0.005
         assert clocks.time_block(lambda i: time.sleep(0.02), 3, clocks.clock_for(cpu)) >= 0.02
-    with clocks.torch_threads(2):  # more threads: their CPU times add up and spin; wall time stays
-        assert type(clocks.clock_for(cpu, cpu_time=True)) is clocks.Clock
+    with clocks.torch_threads(2):  # more threads: the process's CPU time, every thread's summed
+        assert type(clocks.clock_for(cpu, cpu_time=True)) is clocks.ProcessCpuClock
     assert type(clocks.clock_for(cpu)) is clocks.Clock

@@ -59,6 +59,53 @@ def test_function_counts_add_up_to_the_total(callgrind_file: Path) -> None:
     assert (doubled - counts).sum() == counts.sum()  # the delta torch's CallgrindStats.delta would give
 
 
+def test_client_requests_are_a_no_op_natively() -> None:
+    """valgrind.h: natively the special instructions do nothing and the request returns its default."""
+    from bench.gate import instructions_worker as iw
+
+    assert iw.client_request(iw.RUNNING_ON_VALGRIND, 0) == 0
+    assert iw.client_request(iw.CALLGRIND_START_INSTRUMENTATION, 12345, 1, 2, 3, 4, 5) == 12345
+    with pytest.raises(RuntimeError, match="not running under callgrind"):
+        iw.instrument_on()
+
+
+# Under Callgrind with instrumentation off: a forked child's collected region counts nothing until that child
+# switches instrumentation on; Callgrind's own files (one per PID, numbered dumps) are the reference.
+_CHILDREN = """
+import os, sys
+from bench.gate import instructions_worker as iw
+TOGGLE, DUMP = 0x43540002, 0x43540000  # callgrind.h: CALLGRIND_TOGGLE_COLLECT, CALLGRIND_DUMP_STATS
+assert iw.client_request(iw.RUNNING_ON_VALGRIND, 0) == 1
+kids = []
+for switch in (False, True):
+    pid = os.fork()
+    if pid == 0:
+        if switch:
+            iw.instrument_on()
+        iw.client_request(TOGGLE, 0)
+        total = sum(range(20000))
+        iw.client_request(TOGGLE, 0)
+        iw.client_request(DUMP, 0)
+        print(switch, os.getpid(), flush=True)
+        os._exit(0)
+    kids.append(pid)
+assert all(os.waitstatus_to_exitcode(os.waitpid(k, 0)[1]) == 0 for k in kids)
+"""
+
+
+@needs_valgrind
+def test_instrumentation_is_switched_on_per_forked_child(tmp_path: Path) -> None:
+    out = tmp_path / "callgrind.out.%p"
+    done = subprocess.run(["valgrind", "--tool=callgrind", "--instr-atstart=no", "--collect-atstart=no",
+                           "--vgdb=no", f"--callgrind-out-file={out}", sys.executable, "-c", _CHILDREN],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    pids = dict(line.split() for line in done.stdout.splitlines())
+    off, on = (gi.read_total(tmp_path / f"callgrind.out.{pids[k]}.1") for k in ("False", "True"))
+    assert off == 0
+    assert on > 20000 * 10  # a pure-Python sum of 20,000 ints: tens of instructions per iteration
+
+
 def test_the_rule_needs_both_the_relative_and_the_absolute_margin() -> None:
     big = 100_000_000
     assert not gi.is_regression(1_000_000, 1_000_000 + gi.MIN_INCREASE)  # at the floor: not above it
@@ -171,3 +218,29 @@ def test_real_count_passes_a_a_and_fails_an_injected_extra_op(tmp_path: Path) ->
     clean = gi.InstructionLayer(a_a, "HEAD", plan, "cpu", torch.__version__, 1.0, {}, {})
     assert GateReport(title="t", instructions=clean).exit_code == 0
     assert "Layer 3" in "\n".join(gi.render(layer)) and "**regression**" in "\n".join(gi.render(layer))
+
+
+@pytest.mark.slow
+@pytest.mark.e2e  # three Valgrind'd children plus one Valgrind process more: minutes on a loaded 2-core machine
+@needs_valgrind
+def test_forked_sides_count_what_a_process_of_their_own_counts(tmp_path: Path) -> None:
+    """The speed-up (one ``import torch`` under Valgrind, sides forked from it) against the reference, each side
+    in a Valgrind process of its own: every case and phase agrees within the A/A floor the verdict allows
+    (MIN_INCREASE); and two sides forked for the same tree count exactly the same (measured: identical in every
+    phase, where separate processes differ by hundreds of instructions per step)."""
+    case = Case(width=16, depth=1, batch=4, threads=1)
+    plan = gi.InstructionPlan(steps=2, warmup_steps=2, repeats=1)
+    rows, labels = [case.to_row()], [(case.label, case.case_id)]
+    forked = gi.count_trees({"A": (REPO, ["none"]), "B": (REPO, ["none"])}, rows, plan, tmp_path / "forked")
+    alone = gi.count_trees({"A": (REPO, ["none"])}, rows, plan, tmp_path / "alone", fork=False)
+    assert forked["A"].prefix != forked["B"].prefix != alone["A"].prefix  # three processes, three PIDs
+    for phase in gi.PHASES:
+        reference = alone["A"].per_step("none", 0, phase)[0]
+        a, b = forked["A"].per_step("none", 0, phase)[0], forked["B"].per_step("none", 0, phase)[0]
+        print(f"{phase}: alone {reference:,.0f}, forked A {a:,.0f}, forked B {b:,.0f}")
+        assert reference > 10_000
+        assert abs(a - reference) <= gi.MIN_INCREASE and abs(b - reference) <= gi.MIN_INCREASE, phase
+        assert a == b, phase
+    assert forked["A"].totals == forked["B"].totals
+    cpu = forked["A"].cpu_s
+    assert cpu["before_fork"] > 0 and cpu["side"] > 0 and forked["B"].cpu_s["before_fork"] == cpu["before_fork"]
