@@ -178,7 +178,7 @@ def _summary_rows_mutant(edit: Callable[[dict, object], None]) -> Callable:
 
 
 def _mfu_against_datasheet(mp) -> None:
-    """MFU is derived in ``bench.engine.runner.ceiling_columns`` (at the row and again when the end pass re-derives)."""
+    """MFU is derived in ``bench.limits.ceiling.ceiling_columns`` (at the row and again when the end pass re-derives)."""
     def make(ceiling_columns):
         def columns_with_bug(tflops, ceiling, *args, **kw):
             out = ceiling_columns(tflops, ceiling, *args, **kw)
@@ -187,7 +187,7 @@ def _mfu_against_datasheet(mp) -> None:
             return out
         return columns_with_bug
 
-    _wrap(mp, "bench.engine.runner", "ceiling_columns", make)
+    _wrap(mp, "bench.limits.ceiling", "ceiling_columns", make)
 
 
 def _samples_per_s_per_step(row: dict, ceiling) -> None:

@@ -57,6 +57,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from ..runs import limit_tables
 from .verdict import Verdict
 
 MAD_TO_SIGMA = 1.4826  # MAD of a normal sample x this = its standard deviation
@@ -90,8 +91,7 @@ class MachineState:
     load_end: float | None
     ceilings_tflops: dict  # "cpu/fp32/t1" -> the best matmul rate of the run
     ceiling_drift: dict  # ... -> end-of-run pass / start-of-run pass (how far the machine moved during it)
-    bandwidth_bytes_per_s: dict
-    dispatch_per_op_s: dict
+    probes: dict  # each declared limit's probe (bench.runs.limit_tables): "bandwidth" -> {"cpu/fp32": bytes/s}
 
     @property
     def load(self) -> float | None:
@@ -115,14 +115,14 @@ def machine_state(meta: Mapping) -> MachineState:
         start, end = finite_or_none(passes.get("start")), finite_or_none(passes.get("end"))
         if start and end:
             drift[key] = end / start
-    bandwidth = {k: v for k, b in (meta.get("bandwidth") or {}).items() if (v := finite_or_none(b.get("bytes_per_s")))}
-    dispatch = {k: v for k, d in (meta.get("dispatch") or {}).items() if (v := finite_or_none(d.get("per_op_s")))}
+    probes = {t.probe_name: {k: v for k, r in (meta.get(t.name) or {}).items() if (v := finite_or_none(r.get(t.probe)))}
+              for t in limit_tables.LIMIT_TABLES if t.probe}
     start = finite_or_none(meta.get("load_average_1m_start"))
     start = start if start is not None else finite_or_none(env.get("load_average_1m"))
     cores = env.get("cpu_count")
     return MachineState({k: "" if env.get(k) is None else str(env.get(k)) for k in IDENTITY_KEYS},
                         int(cores) if cores else None, start, finite_or_none(meta.get("load_average_1m_end")),
-                        ceilings, drift, bandwidth, dispatch)
+                        ceilings, drift, probes)
 
 
 @dataclass(frozen=True)
@@ -162,8 +162,8 @@ def state_differences(a: MachineState, b: MachineState) -> list[StateDifference]
             out.append(StateDifference(f"drift {key}", f"the machine moved during the runs: matmul ceiling {key} "
                                        f"end/start {da:.2f} in A vs {db:.2f} in B (tolerance {1 + DRIFT_TOLERANCE:.2f}x)",
                                        True))
-    for name, key_values in (("bandwidth", (a.bandwidth_bytes_per_s, b.bandwidth_bytes_per_s)),
-                             ("dispatch floor", (a.dispatch_per_op_s, b.dispatch_per_op_s))):
+    for name in [n for n in a.probes if n in b.probes]:  # in declaration order
+        key_values = a.probes[name], b.probes[name]
         for key in sorted(set(key_values[0]) & set(key_values[1])):
             ratio = key_values[1][key] / key_values[0][key]
             if abs(math.log(ratio)) > math.log(1 + CEILING_TOLERANCE):

@@ -29,16 +29,16 @@ import torch
 import mlp
 
 from ..case import plugin
-from ..limits import speed_of_light
+from ..limits import ceiling as ceiling_limit
+from ..limits import registry, speed_of_light
 from ..instruments import telemetry
-from ..limits.bandwidth import measure_bandwidth
 from .budget import RunBudget, prior_case_s
 from ..case.accounting import case_figures
 from ..case.accounting import columns as accounting_columns
 from ..case.cases import Case
-from ..limits.ceiling import END_BUDGET_S, SHAPES_BUDGET_S, Ceiling, fastest_products, measure_case_shapes, measure_ceiling, slower_than_fp32, under_measured
+from ..limits.ceiling import END_BUDGET_S, SHAPES_BUDGET_S, Ceiling, fastest_products, measure_case_shapes, slower_than_fp32
+from ..limits.key import LimitKey
 from ..instruments.clocks import torch_threads
-from ..limits.dispatch import best_of_passes, measure_dispatch, phase_per_op_s
 from ..instruments.env import FULL_RATE_DTYPES, dtype_fast_path, fingerprint, load_average
 from ..analysis.noise import run_record
 from ..instruments.numerics import STEPS, case_numerics, is_reference
@@ -158,7 +158,7 @@ def summary_rows(m: Measurement, ceiling: Ceiling | None) -> list[dict]:
             "samples_per_s": case.batch / s.median if s.median > 0 else math.nan,
             **accounting_columns(figures, phase.value),
             "tflops": tflops,
-            **ceiling_columns(tflops, ceiling),
+            **ceiling_limit.ceiling_columns(tflops, ceiling),
             "peak_tflops": ceiling.datasheet_tflops if ceiling and ceiling.datasheet_tflops else math.nan,
             "mfu_peak": tflops / ceiling.datasheet_tflops if ceiling and ceiling.datasheet_tflops else math.nan,
             "peak_mem_bytes": m.peak_mem_bytes.get(phase, math.nan),
@@ -179,13 +179,6 @@ def summary_rows(m: Measurement, ceiling: Ceiling | None) -> list[dict]:
         }
         rows.append(row)
     return rows
-
-
-def ceiling_columns(tflops: float, ceiling: Ceiling | None) -> dict:
-    """MFU against the same-run ceiling, and the flag when the case beats it (never silently above 100%)."""
-    rate = ceiling.measured_tflops if ceiling else math.nan
-    return {"ceiling_tflops": rate, "mfu": tflops / rate if rate else math.nan,
-            "ceiling_flag": under_measured(tflops, rate) or ""}
 
 
 OPS_COUNT_BATCH = 4  # an eager step dispatches the same ops at any batch: count at a cheap one
@@ -232,19 +225,21 @@ def ops_case(case: Case) -> Case:
 
 
 def derived_columns(row: dict, meta: RunMeta | dict) -> dict:
-    """The columns that depend on the run's limits: MFU and its flag, and the speed of light (``meta``: read by key)."""
-    threads = int(row.get("threads") or 0)
-    key = ceiling_key(row["device"], row["dtype"], threads)
-    ceiling = meta.get("ceilings", {}).get(key)
-    ceiling = Ceiling(**ceiling) if ceiling else None
-    bandwidth = meta.get("bandwidth", {}).get(key, {})
-    dispatch = meta.get("dispatch", {}).get(dispatch_key(row["device"], threads), {})
-    floor = speed_of_light.floor(row.get("matmul_flops", math.nan), row.get("traffic_bytes", math.nan),
-                                 speed_of_light.charged_ops(row),
-                                 ceiling.measured_tflops * 1e12 if ceiling else math.nan,
-                                 speed_of_light.memory_bytes_per_s(bandwidth, row.get("traffic_bytes", math.nan)),
-                                 phase_per_op_s(dispatch, str(row.get("phase", ""))))
-    return {**ceiling_columns(row["tflops"], ceiling), **speed_of_light.columns(floor, row["median_s"])}
+    """The columns that depend on the run's limits (``meta``: read by key): each registered limit's own (the
+    ceiling's MFU and its flag), then the speed of light from each limit's term (``bench.limits.registry``)."""
+    out, terms = {}, {}
+    for limit in registry.registered():
+        record = limit_record(meta, limit, LimitKey.of(row))
+        if limit.derived is not None:
+            out.update(limit.derived(record, row))
+        if limit.sol_term is not None:
+            terms[limit.sol_term] = terms.get(limit.sol_term, 0.0) + limit.sol_seconds(record, row)
+    return {**out, **speed_of_light.columns(speed_of_light.floor_of(terms), row["median_s"])}
+
+
+def limit_record(meta: RunMeta | dict, limit: registry.Limit, key: LimitKey) -> dict | None:
+    """The run's record of ``limit`` for ``key`` (a case's or a row's), or None where it was not measured."""
+    return (meta.get(limit.name) or {}).get(str(key.for_table(limit.table.per_dtype)))
 
 
 def sample_rows(m: Measurement) -> list[dict]:
@@ -269,7 +264,7 @@ def case_rows(m: Measurement, meta: RunMeta) -> list[dict]:
 
     The ceiling is the one ``meta`` holds for the case, the same record ``derived_columns`` and ``rederive`` read.
     """
-    ceiling = meta.ceilings.get(case_ceiling_key(m.case))
+    ceiling = meta.ceilings.get(str(LimitKey.of(m.case)))
     rows = summary_rows(m, Ceiling(**ceiling) if ceiling else None)
     if m.status == Status.OK:
         with _spent(meta, "op_counts"):
@@ -286,19 +281,6 @@ def rederive(writer: RunWriter) -> None:
     for row in writer.summary:
         if row.get("status") == Status.OK:
             row.update(derived_columns(row, writer.meta))
-
-
-def ceiling_key(device: str, dtype: str, threads: int = 0) -> str:
-    """``cpu/fp32`` for torch's default threads, ``cpu/fp32/t1`` for a case pinned to one thread."""
-    return f"{device}/{dtype}" if device == "cuda" or not threads else f"{device}/{dtype}/t{threads}"
-
-
-def dispatch_key(device: str, threads: int = 0) -> str:
-    return device if device == "cuda" or not threads else f"{device}/t{threads}"
-
-
-def case_ceiling_key(case: Case) -> str:
-    return ceiling_key(case.device, case.dtype, case.threads)
 
 
 def run_sweep(
@@ -337,23 +319,21 @@ def run_sweep(
         writer.record_models([ModelRecipe.from_dict(r) for r in plugin.recipes(cases)])  # what --confirm rebuilds
         todo = [c for c in cases if c.case_id not in writer.done_ids]
         if limits:
-            _measure_ceilings(todo, writer)
+            _measure_passes(todo, writer, first=True)
         slow = slow_dtypes(todo, writer.meta.ceilings) if skip_slow_dtypes else {}
         writer.meta.skipped_dtypes = slow
         # the limits are measured for the cases that will run: not a slow dtype, not a case over memory
-        fast = [c for c in todo if f"{c.device}/{c.dtype}" not in slow and not memory_shortfall(c)]
+        fast = [c for c in todo if str(LimitKey(c.device, c.dtype)) not in slow and not memory_shortfall(c)]
         with _spent(writer.meta, "case_shapes_start"):
             _measure_case_shapes(fast, writer, "start")
-        with _spent(writer.meta, "bandwidth_and_dispatch"):
+        with _spent(writer.meta, "_and_".join(limit.name for limit in registry.registered() if not limit.first)):
             if limits:
-                _measure_limits(fast, writer)
+                _measure_passes(fast, writer, first=False)
         writer.flush()
         _measure_cases(todo, writer, config, measure_fn, slow, progress, budget)
         with _spent(writer.meta, "case_shapes_end"):
             _measure_case_shapes(todo, writer, "end")
-        with _spent(writer.meta, "dispatch_end"):
-            if limits:
-                _measure_dispatch_end(fast, writer)
+        _measure_end(fast if limits else [], writer)
         rederive(writer)
     finally:
         writer.meta.run_s += time.perf_counter() - started
@@ -371,8 +351,8 @@ def _measure_cases(todo: Sequence[Case], writer: RunWriter, config: TimingConfig
     try:
         for case in todo:
             bar.start(case)
-            key = f"{case.device}/{case.dtype}"
-            ceiling = writer.meta.ceilings.get(case_ceiling_key(case))
+            key = str(LimitKey(case.device, case.dtype))
+            ceiling = writer.meta.ceilings.get(str(LimitKey.of(case)))
             if writer.gave_up_on(case.case_id):
                 measurement = Measurement(case, status=Status.CRASHED, reason=CRASHED_REASON)
             elif key in slow:
@@ -439,12 +419,12 @@ def slow_dtypes(cases: Sequence[Case], ceilings: dict) -> dict[str, str]:
     """
     out = {}
     for device, dtype, threads in sorted({(c.device, c.dtype, c.threads) for c in cases}):
-        key = f"{device}/{dtype}"
+        key = str(LimitKey(device, dtype))
         if dtype in FULL_RATE_DTYPES or key in out:
             continue
         path = dtype_fast_path(device, dtype)
-        ceiling = ceilings.get(ceiling_key(device, dtype, threads))
-        fp32 = ceilings.get(ceiling_key(device, "fp32", threads))
+        ceiling = ceilings.get(str(LimitKey(device, dtype, threads)))
+        fp32 = ceilings.get(str(LimitKey(device, "fp32", threads)))
         measured = slower_than_fp32(ceiling, fp32) if ceiling and fp32 else None
         if not path.native or measured:
             out[key] = "; ".join(r for r in (None if path.native else path.reason, measured) if r)
@@ -455,81 +435,70 @@ def slow_dtype_reason(case: Case, why: str) -> str:
     return f"{case.dtype} skipped by the preset: {why}; measure it with: mlpbench run {case.cli_flags()}"
 
 
-def limit_axes(cases: Sequence[Case]) -> list[tuple[str, str, int]]:
+def limit_axes(cases: Sequence[Case]) -> list[LimitKey]:
     """The (device, dtype, CPU thread count) each limit is measured for; a CUDA case's thread count does not matter."""
-    return sorted({(c.device, c.dtype, 0 if c.device == "cuda" else c.threads) for c in cases})
+    return sorted({LimitKey.of(c) for c in cases})
 
 
-def _measure_ceilings(cases: Sequence[Case], writer: RunWriter) -> None:
-    """One matmul ceiling per (device, dtype, CPU thread count) that the cases need, the machine has and
-    ``writer.meta`` lacks (a resumed run keeps its own).
-
-    Each is budgeted (``ceiling.CEILING_BUDGET_S``) and written to meta.json as soon as it is measured.
-    """
-    for device, dtype, threads in limit_axes(cases):
-        _measure_limit(writer, writer.meta.ceilings, ceiling_key(device, dtype, threads), device, threads,
-                       lambda: _clocked(device, "squares", lambda: measure_ceiling(device, dtype)), "matmul ceiling")
-
-
-def _clocked(device: str, pass_name: str, measure: Callable[[], Ceiling]) -> Ceiling:
-    """``measure()`` with the GPU's SM clock sampled while it runs, recorded as the pass's clock (CUDA)."""
-    with telemetry.CaseWatch(device) as watch:
-        ceiling = measure()
-    return ceiling.with_pass_clock(pass_name, watch.median_sm_clock_mhz())
+def _measure_passes(cases: Sequence[Case], writer: RunWriter, first: bool) -> None:
+    """Each registered limit (``bench.limits.registry``) whose ``first`` is ``first``, once per key the cases need
+    (``limit_axes``, as its table keys them), that the machine has and ``writer.meta`` lacks (a resumed run keeps
+    its own): the matmul ceiling first (the dtypes a preset skips read it), then the bandwidth ceiling per device x
+    dtype x threads and the dispatch floor per device x threads. Each is written to meta.json as soon as measured."""
+    for axis in limit_axes(cases):
+        for limit in registry.registered():
+            if limit.first == first:
+                _measure_limit(writer, limit, axis.for_table(limit.table.per_dtype))
 
 
-def _measure_limit(writer: RunWriter, table: dict, key: str, device: str, threads: int, measure: Callable,
-                   what: str) -> None:
-    """``table[key] = measure().as_dict()`` on ``threads`` threads, then meta.json rewritten; skipped where the
-    table has the key already (a resumed run) or the device is absent. A failure is a warning: the limit's
-    columns stay empty, the run goes on."""
-    if key in table or (device == "cuda" and not torch.cuda.is_available()):
+def _measure_limit(writer: RunWriter, limit: registry.Limit, key: LimitKey) -> None:
+    """``table[key] = limit.measure(...).as_dict()`` on ``key.threads`` threads, then meta.json rewritten; skipped
+    where the table has the key already (a resumed run) or the device is absent. A failure is a warning: the
+    limit's columns stay empty, the run goes on."""
+    table = writer.meta.limit_table(limit.name)
+    if str(key) in table or (key.device == "cuda" and not torch.cuda.is_available()):
         return
     try:
-        with torch_threads(threads):
-            table[key] = measure().as_dict()
+        with torch_threads(key.threads):
+            table[str(key)] = limit.measure(key.device, key.dtype).as_dict()
     except Exception as exc:  # noqa: BLE001 - a missing limit empties columns, not the run
-        print(f"mlpbench: warning: no {key} {what} ({_one_line(exc)})", file=sys.stderr)
+        print(f"mlpbench: warning: no {key} {limit.table.title} ({_one_line(exc)})", file=sys.stderr)
         return
     writer.flush()
 
 
-def case_gemms(cases: Sequence[Case]) -> dict[str, set]:
+def case_gemms(cases: Sequence[Case]) -> dict[LimitKey, set]:
     """The distinct GEMMs (``mlp.Gemm``: forward and both backward products) the cases run, per ceiling key."""
-    out: dict[str, set] = {}
+    out: dict[LimitKey, set] = {}
     for case in cases:
         try:  # shapes only (the meta device); a counted case lists none, a failing one is its own error row
             shapes = case_figures(case).gemms
         except Exception:  # noqa: BLE001
             shapes = ()
-        out.setdefault(case_ceiling_key(case), set()).update(shapes)
+        out.setdefault(LimitKey.of(case), set()).update(shapes)
     return out
 
 
-def _measure_limits(cases: Sequence[Case], writer: RunWriter) -> None:
-    """The memory-bandwidth ceiling per device x dtype x threads and the dispatch floor per device x threads."""
-    for device, dtype, threads in limit_axes(cases):
-        _measure_limit(writer, writer.meta.bandwidth, ceiling_key(device, dtype, threads), device, threads,
-                       lambda: measure_bandwidth(device, dtype), "bandwidth limit")
-        _measure_limit(writer, writer.meta.dispatch, dispatch_key(device, threads), device, threads,
-                       lambda: measure_dispatch(device), "dispatch limit")
-
-
-def _measure_dispatch_end(cases: Sequence[Case], writer: RunWriter) -> None:
-    """Each dispatch floor of the cases' axes (``limit_axes``, as the start pass) measured again after the cases;
-    the lower pass is kept (``best_of_passes``). A floor the start pass lacks stays absent; a failure keeps the
-    start pass, with a warning."""
-    for device, threads in sorted({(device, threads) for device, _, threads in limit_axes(cases)}):
-        key = dispatch_key(device, threads)
-        start = writer.meta.dispatch.get(key)
-        if start is None or (device == "cuda" and not torch.cuda.is_available()):
+def _measure_end(cases: Sequence[Case], writer: RunWriter) -> None:
+    """Each limit with an end pass (``Limit.again``: the dispatch floor) measured again after the cases, for the
+    keys of the cases' axes (``limit_axes``, as the start pass); ``again`` chooses the record kept. A key the start
+    pass lacks stays absent; a failure keeps the start pass, with a warning. Its seconds: ``<name>_end``."""
+    for limit in registry.registered():
+        if limit.again is None:
             continue
-        try:
-            with torch_threads(threads):
-                writer.meta.dispatch[key] = best_of_passes(start, measure_dispatch(device))
-        except Exception as exc:  # noqa: BLE001 - the start pass stands
-            print(f"mlpbench: warning: {key} dispatch floor (end) failed ({_one_line(exc)})", file=sys.stderr)
-    writer.flush()
+        with _spent(writer.meta, f"{limit.name}_end"):
+            table = writer.meta.limit_table(limit.name)
+            for key in sorted({axis.for_table(limit.table.per_dtype) for axis in limit_axes(cases)}):
+                start = table.get(str(key))
+                if start is None or (key.device == "cuda" and not torch.cuda.is_available()):
+                    continue
+                try:
+                    with torch_threads(key.threads):
+                        table[str(key)] = limit.again(start, key.device)
+                except Exception as exc:  # noqa: BLE001 - the start pass stands
+                    print(f"mlpbench: warning: {key} {limit.table.probe_name or limit.table.title} (end) failed "
+                          f"({_one_line(exc)})", file=sys.stderr)
+            writer.flush()
 
 
 def _measure_case_shapes(cases: Sequence[Case], writer: RunWriter, pass_name: str) -> None:
@@ -538,23 +507,21 @@ def _measure_case_shapes(cases: Sequence[Case], writer: RunWriter, pass_name: st
     if pass_name == "end":
         cases = [c for c in cases if c.case_id in ok]
     for key, shapes in sorted(case_gemms(cases).items()):
-        known = writer.meta.ceilings.get(key)
+        known = writer.meta.ceilings.get(str(key))
         if not known:
             continue
         ceiling = Ceiling(**known)
-        device, dtype, *rest = key.split("/")
-        threads = int(rest[0][1:]) if rest else 0
         try:
-            with torch_threads(threads):
+            with torch_threads(key.threads):
                 todo, budget_s = (shapes, SHAPES_BUDGET_S) if pass_name == "start" else \
                     (fastest_products(ceiling), END_BUDGET_S)
-                ceiling = _clocked(device, pass_name,
-                                   lambda: measure_case_shapes(ceiling, todo, budget_s, pass_name))
+                ceiling = ceiling_limit.clocked(key.device, pass_name,
+                                                lambda: measure_case_shapes(ceiling, todo, budget_s, pass_name))
         except Exception as exc:  # noqa: BLE001 - the squares' ceiling stands; the flag still guards it
             print(f"mlpbench: warning: {key} case-shape ceiling ({pass_name}) failed ({_one_line(exc)})",
                   file=sys.stderr)
             continue
-        writer.meta.ceilings[key] = ceiling.as_dict()
+        writer.meta.ceilings[str(key)] = ceiling.as_dict()
         writer.flush()
 
 

@@ -43,6 +43,8 @@ from mlp import Precision
 
 from ..instruments.clocks import clock_for, time_block, torch_threads
 from ..analysis.stats import summarize
+from .registry import declare
+from .speed_of_light import Bound, divided, memory_bytes_per_s
 
 CACHE_MULTIPLE = 4  # arrays this many times the last-level caches: STREAM's rule
 CACHE_RESIDENT_FRACTION = 8  # the cache level's arrays: 1/8 of the LLC each, so a copy's two fit with room to spare
@@ -182,3 +184,12 @@ def _rounds(kernels: dict, counts: tuple[int, ...], dev: torch.device,
 
 def _spread(rates: list[float]) -> float:
     return float(summarize([1 / r for r in rates]).iqr_rel)
+
+
+def _memory_s(record: dict | None, row: dict) -> float:
+    nbytes = row.get("traffic_bytes", math.nan)
+    return divided(nbytes, memory_bytes_per_s(record or {}, nbytes))
+
+
+LIMIT = declare("bandwidth", lambda device, dtype: measure_bandwidth(device, dtype),
+                sol_term=Bound.MEMORY, sol_seconds=_memory_s)

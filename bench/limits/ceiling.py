@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 
 import torch
@@ -34,7 +34,10 @@ from mlp.traffic import Gemm, square
 from .peak import DATASHEET_TFLOPS, CpuPeak, cpu_peak_or_reason
 from ..analysis.stats import summarize
 from ..instruments.clocks import clock_for, time_block
+from ..instruments import telemetry
 from ..instruments.timing import TimingConfig, calibrate_iters
+from .registry import declare
+from .speed_of_light import Bound, divided
 
 CPU_SIZES = (256, 512, 1024, 2048)  # start small (slow dtypes); a 2-core CPU reaches its plateau by 1-2k
 CUDA_SIZES = (1024, 2048, 4096, 8192, 16384)  # tensor cores need large tiles to saturate
@@ -269,3 +272,31 @@ def block_samples(fn, clock, config: TimingConfig, deadline: float = math.inf,
     while len(samples) < repeats and (len(samples) < MIN_BLOCKS or time.perf_counter() < deadline):
         samples.append(time_block(fn, iters, clock))
     return samples
+
+
+def ceiling_columns(tflops: float, ceiling: Ceiling | None) -> dict:
+    """MFU against the same-run ceiling, and the flag when the case beats it (never silently above 100%)."""
+    rate = ceiling.measured_tflops if ceiling else math.nan
+    return {"ceiling_tflops": rate, "mfu": tflops / rate if rate else math.nan,
+            "ceiling_flag": under_measured(tflops, rate) or ""}
+
+
+def clocked(device: str, pass_name: str, measure: Callable[[], Ceiling]) -> Ceiling:
+    """``measure()`` with the GPU's SM clock sampled while it runs, recorded as the pass's clock (CUDA)."""
+    with telemetry.CaseWatch(device) as watch:
+        ceiling = measure()
+    return ceiling.with_pass_clock(pass_name, watch.median_sm_clock_mhz())
+
+
+def _row_columns(record: dict | None, row: dict) -> dict:
+    return ceiling_columns(row["tflops"], Ceiling(**record) if record else None)
+
+
+def _compute_s(record: dict | None, row: dict) -> float:
+    return divided(row.get("matmul_flops", math.nan), Ceiling(**record).measured_tflops * 1e12 if record else math.nan)
+
+
+# The squares' pass, before the dtypes a preset skips are chosen (``slow_dtypes`` reads it); the case-shape
+# passes that raise it are the engine's (``measure_case_shapes``, ``fastest_products``).
+LIMIT = declare("ceilings", lambda device, dtype: clocked(device, "squares", lambda: measure_ceiling(device, dtype)),
+                first=True, derived=_row_columns, sol_term=Bound.COMPUTE, sol_seconds=_compute_s)

@@ -79,10 +79,26 @@ def charged_ops(row: dict) -> float:
 def floor(matmul_flops: float, nbytes: float, aten_ops: float, matmul_flops_per_s: float,
           bytes_per_s: float, seconds_per_op: float) -> Floor | None:
     """The three terms; None when a limit or a count is missing."""
-    values = (matmul_flops, nbytes, aten_ops, matmul_flops_per_s, bytes_per_s, seconds_per_op)
-    if any(v is None or not math.isfinite(v) for v in values) or matmul_flops_per_s <= 0 or bytes_per_s <= 0:
+    return floor_of({Bound.COMPUTE: divided(matmul_flops, matmul_flops_per_s),
+                     Bound.MEMORY: divided(nbytes, bytes_per_s),
+                     Bound.OVERHEAD: math.nan if aten_ops is None or seconds_per_op is None
+                     else aten_ops * seconds_per_op})
+
+
+def divided(amount: float, rate: float) -> float:
+    """``amount / rate`` seconds; nan where either is missing or the rate is not positive (no bound known)."""
+    if amount is None or rate is None or not math.isfinite(amount) or not math.isfinite(rate) or rate <= 0:
+        return math.nan
+    return amount / rate
+
+
+def floor_of(terms: dict) -> Floor | None:
+    """The floor from its terms' seconds (``{Bound: s}``: each limit's ``sol_seconds``, summed per term); None
+    when a term is missing or not finite."""
+    values = [terms.get(b) for b in Bound]
+    if any(v is None or not math.isfinite(v) for v in values):
         return None
-    return Floor(matmul_flops / matmul_flops_per_s, nbytes / bytes_per_s, aten_ops * seconds_per_op)
+    return Floor(*values)
 
 
 def columns(f: Floor | None, measured_s: float) -> dict:

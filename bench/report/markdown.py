@@ -17,6 +17,8 @@ import pandas as pd
 from ..format import missing as _missing, ms as _ms, pct as _pct, sig as _sig, table as _table
 from ..model.phases import PHASE_NAMES, TRAINING_PHASE_NAMES, Phase
 from ..runs import Status, write_atomic
+from ..runs import limit_tables
+from ..runs.limit_tables import LimitTable
 from .figure import markdown_lines
 from .spread import WIDE_FACTOR, row_is_wide, wide_factor
 from .tables import (
@@ -179,23 +181,40 @@ def _shapes_text(c: pd.Series) -> str:
 
 
 def limits_table(runs: Sequence, tablefmt: str = "github") -> str:
-    """The bandwidth ceilings and dispatch floors of the runs, one row per platform x key."""
+    """The limits of the runs other than the matmul ceiling (its own table), one row per platform x limit x key,
+    in declaration order (``bench.runs.limit_tables``): a limit without a row of its own here shows its headline."""
     rows = []
-    for _, b in merged_limits(runs, "bandwidth").iterrows():
-        rows.append({"platform": b["platform"], "limit": f"bandwidth {b['key']}",
-                     "value": f"{b['bytes_per_s'] / 1e9:.3g} GB/s",
-                     "detail": f"copy {b['copy_bytes_per_s'] / 1e9:.3g}, triad {b['triad_bytes_per_s'] / 1e9:.3g} GB/s; "
-                               f"arrays {b['array_bytes'] / MIB:.0f} MiB vs cache {b['cache_bytes'] / MIB:.3g} MiB "
-                               f"({b['cache_source']})",
-                     "spread": _pct(b.get("spread_rel"), 0), "spent s": _sig(b.get("spent_s"), 2)})
-    for _, d in merged_limits(runs, "dispatch").iterrows():
-        rows.append({"platform": d["platform"], "limit": f"dispatch {d['key']}",
-                     "value": f"{d['per_op_s'] * 1e6:.3g} us per ATen op",
-                     "detail": f"one-element add {d['add_s'] * 1e6:.3g} us; {_engine(d)}tiny forward+backward "
-                               f"{d['tiny_backprop_s'] * 1e6:.3g} us / {int(d['tiny_backprop_ops'])} ops; "
-                               f"tiny step with SGD {d['tiny_step_s'] * 1e6:.3g} us / {int(d['tiny_step_ops'])} ops",
-                     "spread": _pct(d.get("spread_rel"), 0), "spent s": _sig(d.get("spent_s"), 2)})
+    for table in limit_tables.LIMIT_TABLES:
+        if table.name == "ceilings":
+            continue
+        row_of = LIMIT_ROWS.get(table.name, _headline_row(table))
+        for _, r in merged_limits(runs, table.name).iterrows():
+            rows.append({"platform": r["platform"], "limit": f"{table.name} {r['key']}",
+                         **row_of(r), "spread": _pct(r.get("spread_rel"), 0), "spent s": _sig(r.get("spent_s"), 2)})
     return _table(rows, tablefmt)
+
+
+def _bandwidth_row(b) -> dict:
+    return {"value": f"{b['bytes_per_s'] / 1e9:.3g} GB/s",
+            "detail": f"copy {b['copy_bytes_per_s'] / 1e9:.3g}, triad {b['triad_bytes_per_s'] / 1e9:.3g} GB/s; "
+                      f"arrays {b['array_bytes'] / MIB:.0f} MiB vs cache {b['cache_bytes'] / MIB:.3g} MiB "
+                      f"({b['cache_source']})"}
+
+
+def _dispatch_row(d) -> dict:
+    return {"value": f"{d['per_op_s'] * 1e6:.3g} us per ATen op",
+            "detail": f"one-element add {d['add_s'] * 1e6:.3g} us; {_engine(d)}tiny forward+backward "
+                      f"{d['tiny_backprop_s'] * 1e6:.3g} us / {int(d['tiny_backprop_ops'])} ops; "
+                      f"tiny step with SGD {d['tiny_step_s'] * 1e6:.3g} us / {int(d['tiny_step_ops'])} ops"}
+
+
+def _headline_row(table: LimitTable):
+    def row(r) -> dict:
+        return {"value": f"{_sig(r.get(table.headline))} {table.headline_unit}".strip(), "detail": ""}
+    return row
+
+
+LIMIT_ROWS = {"bandwidth": _bandwidth_row, "dispatch": _dispatch_row}  # the rest: _headline_row
 
 
 def _engine(d) -> str:

@@ -122,6 +122,15 @@ class RunMeta:
     def __contains__(self, key: str) -> bool:
         return self.get(key) is not None
 
+    # ------------------------------------------------------------------ limits
+
+    def limit_table(self, name: str) -> dict:
+        """A measured limit's table (``bench.runs.limit_tables``), live: its field, or for a limit declared without
+        one, its dict in ``extra`` (written to meta.json under ``name`` all the same)."""
+        if name != "extra" and name in {f.name for f in fields(self)}:
+            return getattr(self, name)
+        return self.extra.setdefault(name, {})
+
     # ------------------------------------------------------------------ crashes
 
     def crash_count(self, case_id: str) -> int:

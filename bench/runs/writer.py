@@ -17,12 +17,12 @@ import pandas as pd
 
 from .columns import samples_frame, summary_frame
 from .folder import META_JSON, SAMPLES_CSV, SUMMARY_CSV, FolderLock, write_atomic, write_table
+from . import limit_tables
 from .meta import CRASH_LIMIT, RunMeta
 from .reader import load_run
 from .recipe import ModelRecipe, copy_sources
 from .status import DONE_STATUSES
 
-LIMIT_TABLES = ("ceilings", "bandwidth", "dispatch")  # RunMeta fields keyed by device/dtype
 CRASHED_REASON = f"the process died while measuring it, {'twice' if CRASH_LIMIT == 2 else f'{CRASH_LIMIT} times'}"
 
 
@@ -53,8 +53,9 @@ class RunWriter:
         if old.in_flight and old.in_flight.get("case_id") not in self.done_ids:  # it died in that case
             case_id = old.in_flight["case_id"]
             crashes[case_id] = crashes.get(case_id, 0) + 1
-        for limits in LIMIT_TABLES:  # measured once per run folder: a resume keeps them
-            setattr(meta, limits, {**getattr(old, limits), **getattr(meta, limits)})
+        for declared in limit_tables.LIMIT_TABLES:  # measured once per run folder: a resume keeps them
+            table = meta.limit_table(declared.name)
+            table.update({**old.limit_table(declared.name), **table})
         meta.run_s, meta.crashes, meta.in_flight = old.run_s, crashes, None
         meta.resumed_from = old.resumed_from or old.env.get("date")
         meta.models = {**old.models, **meta.models}

@@ -61,7 +61,7 @@ def test_a_slow_case_becomes_a_skipped_row_with_its_prediction_and_the_others_ar
         return step
 
     monkeypatch.setattr(timing, "build_step", build)
-    monkeypatch.setattr(runner, "measure_ceiling", _fake_ceiling({"fp32": 0.1}))
+    monkeypatch.setattr("bench.limits.ceiling.measure_ceiling", _fake_ceiling({"fp32": 0.1}))
     cases = [_tiny(16), slow, _tiny(32)]
     runner.run_sweep(cases, tmp_path / "run", dataclasses.replace(FAST, max_case_s=TINY_BUDGET_S),
                      progress=False)
@@ -198,7 +198,7 @@ def test_the_fast_path_follows_torchs_checks_on_other_cpus(monkeypatch, cpu, nat
 
 def test_the_preset_skips_a_dtype_the_cpu_has_no_fast_path_for(tmp_path, monkeypatch):
     _amd(monkeypatch)
-    monkeypatch.setattr(runner, "measure_ceiling", _fake_ceiling({"fp32": 0.056, "bf16": 0.05}))
+    monkeypatch.setattr("bench.limits.ceiling.measure_ceiling", _fake_ceiling({"fp32": 0.056, "bf16": 0.05}))
     fp32, bf16 = _tiny(16), _tiny(16, dtype="bf16")
     runner.run_sweep([fp32, bf16], tmp_path / "run", FAST, progress=False, skip_slow_dtypes=True)
     run = run_record.load_run(tmp_path / "run")
@@ -215,7 +215,7 @@ def test_the_preset_skips_a_dtype_the_cpu_has_no_fast_path_for(tmp_path, monkeyp
 
 def test_an_explicitly_requested_slow_dtype_is_measured(tmp_path, monkeypatch):
     _amd(monkeypatch)
-    monkeypatch.setattr(runner, "measure_ceiling", _fake_ceiling({"fp32": 0.056, "bf16": 0.001}))
+    monkeypatch.setattr("bench.limits.ceiling.measure_ceiling", _fake_ceiling({"fp32": 0.056, "bf16": 0.001}))
     bf16 = _tiny(16, dtype="bf16")
     runner.run_sweep([bf16], tmp_path / "run", FAST, progress=False, skip_slow_dtypes=False)
     run = run_record.load_run(tmp_path / "run")
@@ -224,7 +224,7 @@ def test_an_explicitly_requested_slow_dtype_is_measured(tmp_path, monkeypatch):
 
 def test_a_ceiling_far_below_fp32_marks_the_dtype_slow_even_where_torch_claims_support(tmp_path, monkeypatch):
     monkeypatch.setattr(runner, "dtype_fast_path", lambda device, dtype: env.FastPath(True, "claimed"))
-    monkeypatch.setattr(runner, "measure_ceiling", _fake_ceiling({"fp32": 0.056, "bf16": 0.001}))
+    monkeypatch.setattr("bench.limits.ceiling.measure_ceiling", _fake_ceiling({"fp32": 0.056, "bf16": 0.001}))
     bf16 = _tiny(16, dtype="bf16")
     runner.run_sweep([_tiny(16), bf16], tmp_path / "run", FAST, progress=False, skip_slow_dtypes=True)
     why = run_record.load_run(tmp_path / "run").meta["skipped_dtypes"]["cpu/bf16"]
@@ -247,13 +247,13 @@ def test_meta_json_exists_before_the_ceilings_and_stays_readable(tmp_path, monke
         seen.append(("case", sorted(run_record.load_run(out).meta["ceilings"])))
         return runner.safe_measure(case, config, **progress)
 
-    monkeypatch.setattr(runner, "measure_ceiling", ceiling_checks_the_folder)
+    monkeypatch.setattr("bench.limits.ceiling.measure_ceiling", ceiling_checks_the_folder)
     runner.run_sweep([_tiny(16)], out, FAST, progress=False, measure_fn=measure_checks_the_folder)
     assert seen == [("ceiling", 1), ("case", ["cpu/fp32"])]
 
 
 def test_the_cli_run_records_the_budget_and_accepts_inf(tmp_path, monkeypatch):
-    monkeypatch.setattr(runner, "measure_ceiling", _fake_ceiling({"fp32": 0.1}))
+    monkeypatch.setattr("bench.limits.ceiling.measure_ceiling", _fake_ceiling({"fp32": 0.1}))
     out = tmp_path / "run"
     assert cli_main(["run", "--width", "16", "--depth", "1", "--batch", "4", "--max-case-s", "inf", "--repeats", "3",
                      "--warmup-s", "0.01", "--out", str(out), "--no-progress", "--no-show"]) == 0

@@ -19,6 +19,7 @@ from bench import runs
 from bench.case.cases import Case
 from bench.instruments.clocks import torch_threads
 from bench.limits.ceiling import Ceiling, measure_case_shapes, measure_ceiling
+from bench.limits.key import LimitKey
 from bench.report.markdown import format_summary, write_report
 from bench.instruments.timing import TimingConfig
 from mlp.traffic import Gemm
@@ -60,7 +61,7 @@ def mlp_step(case: Case):
 
 @pytest.fixture(scope="module")
 def case_ceiling() -> Ceiling:
-    shapes = runner.case_gemms([CASE])["cpu/fp32"]
+    shapes = runner.case_gemms([CASE])[LimitKey("cpu", "fp32")]
     with torch_threads(1):  # one thread: no OpenMP barrier stalls when other work shares the cores
         squares = measure_ceiling("cpu", "fp32", sizes=(256,), budget_s=1.0)
         return measure_case_shapes(squares, shapes, budget_s=20.0, pass_name="start")
@@ -121,7 +122,7 @@ def _fixed_ceiling(tflops: float):
 
 @pytest.mark.parametrize("ceiling_tflops, flagged", [(1e-12, True), (1e6, False)])
 def test_a_case_above_its_ceiling_is_flagged_in_summary_and_report(tmp_path, monkeypatch, ceiling_tflops, flagged):
-    monkeypatch.setattr(runner, "measure_ceiling", _fixed_ceiling(ceiling_tflops))
+    monkeypatch.setattr("bench.limits.ceiling.measure_ceiling", _fixed_ceiling(ceiling_tflops))
     monkeypatch.setattr(runner, "measure_case_shapes", lambda c, *a, **k: c)
     runner.run_sweep([Case(width=32, depth=1, batch=8)], tmp_path / "run", FAST, progress=False)
     summary = runs.load_run(tmp_path / "run").summary
@@ -137,7 +138,7 @@ def test_a_case_above_its_ceiling_is_flagged_in_summary_and_report(tmp_path, mon
 
 def test_the_end_pass_rederives_every_row(tmp_path, monkeypatch):
     """A start ceiling the case beats, raised by the end pass: the rows written earlier lose the flag."""
-    monkeypatch.setattr(runner, "measure_ceiling", _fixed_ceiling(1e-12))
+    monkeypatch.setattr("bench.limits.ceiling.measure_ceiling", _fixed_ceiling(1e-12))
     raise_at_end = lambda c, shapes, budget, name: dataclasses.replace(c, measured_tflops=1e6) \
         if name == "end" else c  # noqa: E731
     monkeypatch.setattr(runner, "measure_case_shapes", raise_at_end)

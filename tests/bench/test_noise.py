@@ -191,7 +191,7 @@ def test_with_random_bursts_the_false_alarm_rate_stays_under_one_percent_and_iso
 ])
 def test_a_run_whose_ceiling_moved_far_during_it_blocks_the_verdicts(drift_a, drift_b, decisive) -> None:
     def state(drift: float) -> noise.MachineState:
-        return noise.MachineState({}, 2, 1.0, 1.0, {"cpu/fp32": 0.2}, {"cpu/fp32": drift}, {}, {})
+        return noise.MachineState({}, 2, 1.0, 1.0, {"cpu/fp32": 0.2}, {"cpu/fp32": drift}, {})
 
     found = [d for d in noise.state_differences(state(drift_a), state(drift_b)) if d.what.startswith("drift")]
     assert [d.decisive for d in found] == ([True] if decisive else [])

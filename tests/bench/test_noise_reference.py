@@ -41,7 +41,7 @@ def test_the_machine_state_is_read_from_meta_json_keeping_only_finite_positive_n
     assert (s.load_start, s.load_end, s.load) == (1.25, 2.5, 2.5)
     assert s.ceilings_tflops == {"cpu/fp32/t1": 0.1}  # a zero rate and a NaN one are no ceiling
     assert s.ceiling_drift == {"cpu/fp32/t1": pytest.approx(1.25)}  # end / start; a zero start is no drift
-    assert s.bandwidth_bytes_per_s == {"cpu/t1": 2e10} and s.dispatch_per_op_s == {"cpu": 4e-6}
+    assert s.probes == {"bandwidth": {"cpu/t1": 2e10}, "dispatch floor": {"cpu": 4e-6}}  # the declared probes
     assert s.as_dict()["cores"] == 2 and s.as_dict()["identity"]["torch"] == "2.14.1"
 
 
@@ -50,7 +50,7 @@ def test_the_start_load_falls_back_to_the_environment_and_a_missing_one_is_none(
     assert s.load_start == 0.7 and s.load == 2.5
     bare = noise.machine_state({"env": {"cpu_count": "4"}})
     assert (bare.cores, bare.load_start, bare.load_end, bare.load) == (4, None, None, None)
-    assert bare.ceilings_tflops == bare.ceiling_drift == bare.bandwidth_bytes_per_s == bare.dispatch_per_op_s == {}
+    assert bare.ceilings_tflops == bare.ceiling_drift == {} and bare.probes == {"bandwidth": {}, "dispatch floor": {}}
     assert noise.machine_state({}).cores is None and noise.machine_state({}).identity["cpu_model"] == ""
     only_end = noise.machine_state({"load_average_1m_end": 3.0})
     assert only_end.load == 3.0
@@ -60,8 +60,8 @@ def _state(load=None, ceiling=None, drift=None, bandwidth=None, dispatch=None, c
     ident = {k: "x" for k in noise.IDENTITY_KEYS}
     ident.update(identity)
     return noise.MachineState(ident, cores, load, load, {"k": ceiling} if ceiling else {},
-                              {"k": drift} if drift else {}, {"k": bandwidth} if bandwidth else {},
-                              {"k": dispatch} if dispatch else {})
+                              {"k": drift} if drift else {}, {"bandwidth": {"k": bandwidth} if bandwidth else {},
+                                                              "dispatch floor": {"k": dispatch} if dispatch else {}})
 
 
 @pytest.mark.parametrize("load_b, listed, decisive", [
@@ -283,10 +283,10 @@ def test_drifts_apart_beyond_the_tolerance_though_neither_moved_far_block():
 def test_only_the_keys_both_runs_measured_are_compared():
     def state(key, value):
         return noise.MachineState({k: "x" for k in noise.IDENTITY_KEYS}, 2, None, None, {key: value}, {key: value},
-                                  {key: value}, {key: value})
+                                  {"bandwidth": {key: value}, "dispatch floor": {key: value}})
     assert noise.state_differences(state("k", 1.0), state("j", 0.3)) == []
-    a = noise.MachineState({k: "x" for k in noise.IDENTITY_KEYS}, 2, None, None, {}, {}, {"k": 2.0}, {})
-    b = noise.MachineState({k: "x" for k in noise.IDENTITY_KEYS}, 2, None, None, {}, {}, {"k": 2.6, "j": 9.0}, {})
+    a = noise.MachineState({k: "x" for k in noise.IDENTITY_KEYS}, 2, None, None, {}, {}, {"bandwidth": {"k": 2.0}, "dispatch floor": {}})
+    b = noise.MachineState({k: "x" for k in noise.IDENTITY_KEYS}, 2, None, None, {}, {}, {"bandwidth": {"k": 2.6, "j": 9.0}})
     assert [d.text for d in noise.state_differences(a, b)] == ["bandwidth k B/A 1.30 (a noisy probe: told, not "
                                                                 "decisive)"]
 

@@ -40,7 +40,7 @@ def _steps(out):
 
 
 def test_cases_whose_prediction_exceeds_the_time_left_are_not_started(tmp_path, monkeypatch):
-    monkeypatch.setattr(runner, "measure_ceiling", _instant_ceiling)
+    monkeypatch.setattr("bench.limits.ceiling.measure_ceiling", _instant_ceiling)
     monkeypatch.setattr(runner, "prior_case_s", lambda case, rate, config: budget.CaseEstimate(SLEEP_S, 0.0, SLEEP_S))
     started = []
 
@@ -74,7 +74,7 @@ def test_a_case_predicted_after_its_first_step_beyond_the_time_left_is_skipped_a
         return step
 
     monkeypatch.setattr(timing, "build_step", build)
-    monkeypatch.setattr(runner, "measure_ceiling", _instant_ceiling)
+    monkeypatch.setattr("bench.limits.ceiling.measure_ceiling", _instant_ceiling)
     start = time.perf_counter()
     # 3.5 s: the slow case's first two steps (0.8 s) leave room for the fast one, not for its 4 s of measuring
     runner.run_sweep([slow, fast], tmp_path / "run", FAST, progress=False, max_run_s=3.5)

@@ -176,7 +176,7 @@ def test_derived_columns_follow_their_definitions(tmp_path, monkeypatch):
         return Ceiling(device, dtype, "fake cpu", FAKE_CEILING_TFLOPS, 256, FAKE_DATASHEET_TFLOPS, "test",
                        torch.get_num_threads(), (256,), 1.0, 0.0)
 
-    monkeypatch.setattr(runner, "measure_ceiling", fake_ceiling)
+    monkeypatch.setattr("bench.limits.ceiling.measure_ceiling", fake_ceiling)
     runner.run_sweep(DERIVED_CASES, tmp_path / "run", FAST, progress=False)
     run = run_record.load_run(tmp_path / "run")
     assert [c["measured_tflops"] for c in run.meta["ceilings"].values()] == [FAKE_CEILING_TFLOPS]

@@ -181,7 +181,7 @@ def _instant_ceiling(device, dtype, sizes=None, budget_s=0.0):  # the matmul cei
 
 
 def test_a_files_budgets_reach_the_run_and_a_flag_wins_over_them(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(runner, "measure_ceiling", _instant_ceiling)
+    monkeypatch.setattr("bench.limits.ceiling.measure_ceiling", _instant_ceiling)
     path, out = tmp_path / "tiny.toml", tmp_path / "run"
     path.write_text('repeats = 2\nwarmup_s = 1.5\nmax_case_s = 25\n\n[[grid]]\nwidth = 8\ndepth = 1\nbatch = 4\n'
                     'device = "cpu"\n')

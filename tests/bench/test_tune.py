@@ -134,7 +134,7 @@ def test_the_run_folder_records_the_knobs(tmp_path, monkeypatch):
     def fake_ceiling(device, dtype, sizes=None, budget_s=None):  # the limits are not what this test is about
         return Ceiling(device, dtype, "fake cpu", 1.0, 256, None, "test", torch.get_num_threads(), (256,), 1.0, 0.0)
 
-    monkeypatch.setattr(runner, "measure_ceiling", fake_ceiling)
+    monkeypatch.setattr("bench.limits.ceiling.measure_ceiling", fake_ceiling)
     monkeypatch.setattr(runner, "measure_case_shapes", lambda ceiling, *args: ceiling)
 
     case = Case(width=8, depth=1, batch=4, dtype="bf16", param_dtype="compute", epilogue="fused", threads=1)
