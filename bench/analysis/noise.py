@@ -57,7 +57,6 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from ..runs import limit_tables
 from .verdict import Verdict
 
 MAD_TO_SIGMA = 1.4826  # MAD of a normal sample x this = its standard deviation
@@ -115,6 +114,8 @@ def machine_state(meta: Mapping) -> MachineState:
         start, end = finite_or_none(passes.get("start")), finite_or_none(passes.get("end"))
         if start and end:
             drift[key] = end / start
+    from ..runs import limit_tables  # here, not at the top: bench.runs loads pandas, which `compare --help` must not
+
     probes = {t.probe_name: {k: v for k, r in (meta.get(t.name) or {}).items() if (v := finite_or_none(r.get(t.probe)))}
               for t in limit_tables.LIMIT_TABLES if t.probe}
     start = finite_or_none(meta.get("load_average_1m_start"))
