@@ -15,14 +15,13 @@ from dataclasses import replace
 import pytest
 import torch
 from sleeping_step import SLEEPS, Sleeps, sleeping_build  # tests/bench/ is on sys.path (rootdir conftest mode)
+from stand_ins import STAND_IN_BYTES_PER_S, STAND_IN_PER_OP_S
 
 from bench.instruments import timing
 from bench.limits.bandwidth import Bandwidth
 from bench.limits import registry
 from bench.limits.dispatch import DispatchFloor, best_of_passes
 
-STAND_IN_BYTES_PER_S = 10e9
-STAND_IN_PER_OP_S = 10e-6
 
 
 def _bandwidth(device: str, dtype: str) -> Bandwidth:

@@ -99,7 +99,7 @@ def test_a_new_limit_is_one_declaration_and_one_module(tmp_path, monkeypatch):
     from bench.limits.ceiling import Ceiling
     from bench.report.markdown import limits_table
     from bench.runs import limit_tables, load_run
-    from conftest import STAND_IN_PER_OP_S
+    from stand_ins import STAND_IN_PER_OP_S
 
     table = limit_tables.LimitTable("l2_bandwidth", "L2 bandwidth limit", "l2_bandwidth", headline="bytes_per_s",
                                     headline_unit="B/s")
