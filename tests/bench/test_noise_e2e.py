@@ -64,6 +64,6 @@ def test_confirm_catches_a_real_slowdown_interleaved() -> None:
     a = Case(width=64, depth=2, batch=64, threads=1).to_row()
     b = Case(width=256, depth=2, batch=64, threads=1).to_row()
     slower, same = confirm.interleaved([a, a], [b, a], tree_root(), tree_root())
-    assert confirm.confirm_word(slower.verdict.value, slower.ci_low, slower.ci_high) == "slower"
+    assert confirm.confirm_word(slower.verdict.gate_word, slower.ci_low, slower.ci_high) == "slower"
     assert slower.ci_low > 1.05
     assert same.ci_low < 1.0 * (1 + 0.05) and same.ci_high > 1 / (1 + 0.05)  # A against A: no 5% change
