@@ -23,7 +23,24 @@ from mlp import Loss, Optimizer, Precision, parse_enum
 # The closed choices live with the fields (no torch); they are imported from here too.
 from ..model import keyvalues
 from . import plugin
-from ..model.case_fields import BLOCK_NETWORKS, BUILT_IN_FIELDS, FIELD_DEFAULTS, EAGER_KNOBS, FIELD_TYPES, LATER_DEFAULTS, USER_MODEL_FIELDS, Backend, CaseFields, CompileMode, CompileScope, CudaGraph, Device, Network, Scaling, Switch
+from ..model.case_fields import (
+    BLOCK_NETWORKS,
+    BUILT_IN_FIELDS,
+    FIELD_DEFAULTS,
+    EAGER_KNOBS,
+    FIELD_TYPES,
+    LATER_DEFAULTS,
+    USER_MODEL_FIELDS,
+    Backend,
+    CaseFields,
+    CompileMode,
+    CompileScope,
+    CudaGraph,
+    Device,
+    Network,
+    Scaling,
+    Switch,
+)
 from ..model.sweep_file import SweepFields, load_preset, load_sweep_file, preset_names
 from ..model.sweep_file import CUSTOM_MAX_CASE_S
 

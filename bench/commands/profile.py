@@ -40,7 +40,18 @@ from ..errors import UsageError
 from .case_flags import CASE_FLAGS, add_case_arguments, case_overrides
 from ..profile.capture import profile_case
 from ..profile.render import render_markdown
-from ..profile.results import ACTIVE_STEPS, META_FILE, REPORT_FILE, SNAPSHOT_FILE, TOP_N, TRACE_FILE, WAIT_STEPS, WARMUP_STEPS, ProfileConfig, ProfileResult
+from ..profile.results import (
+    ACTIVE_STEPS,
+    META_FILE,
+    REPORT_FILE,
+    SNAPSHOT_FILE,
+    TOP_N,
+    TRACE_FILE,
+    WAIT_STEPS,
+    WARMUP_STEPS,
+    ProfileConfig,
+    ProfileResult,
+)
 
 if TYPE_CHECKING:
     import torch

@@ -36,7 +36,14 @@ from .budget import RunBudget, prior_case_s
 from ..case.accounting import case_figures
 from ..case.accounting import columns as accounting_columns
 from ..case.cases import Case
-from ..limits.ceiling import END_BUDGET_S, SHAPES_BUDGET_S, Ceiling, fastest_products, measure_case_shapes, slower_than_fp32
+from ..limits.ceiling import (
+    END_BUDGET_S,
+    SHAPES_BUDGET_S,
+    Ceiling,
+    fastest_products,
+    measure_case_shapes,
+    slower_than_fp32,
+)
 from ..limits.key import LimitKey
 from ..instruments.clocks import torch_threads
 from ..instruments.env import FULL_RATE_DTYPES, dtype_fast_path, fingerprint, load_average
