@@ -27,7 +27,7 @@ from ..model.case_fields import (
     BLOCK_NETWORKS,
     BUILT_IN_FIELDS,
     FIELD_DEFAULTS,
-    EAGER_KNOBS,
+    KNOBS,
     FIELD_TYPES,
     LATER_DEFAULTS,
     USER_MODEL_FIELDS,
@@ -220,7 +220,7 @@ class Case(CaseFields):
     @property
     def whole_step(self) -> bool:
         """The step runs as one unit (compiled as one function, or one CUDA graph): only the step is timed."""
-        return self.whole_graph or self.compile_scope == CompileScope.STEP.value
+        return any(knob.whole_step and getattr(self, name) != FIELD_DEFAULTS[name] for name, knob in KNOBS.items())
 
     @property
     def precision(self) -> Precision:
@@ -230,9 +230,10 @@ class Case(CaseFields):
     @property
     def knobs(self) -> "mlp.StepKnobs":
         """How ``mlp.TrainStep`` builds this case's step."""
-        return mlp.StepKnobs(compile_mode=self.compile if self.compiled else None,
-                             compile_step=self.compile_scope == CompileScope.STEP.value,
-                             cuda_graph=self.whole_graph, **{name: getattr(self, name) for name in EAGER_KNOBS})
+        arguments = {}
+        for name, knob in KNOBS.items():  # each knob's declaration (case_fields) says what it sets
+            arguments.update(knob.step_arguments(name, getattr(self, name)))
+        return mlp.StepKnobs(**arguments)
 
     # ------------------------------------------------------------------ identity
 
@@ -269,10 +270,8 @@ class Case(CaseFields):
             net += f" inputs:{self.inputs}" if self.inputs else ""
             net += f" output:{self.output}" if self.output else ""
         comp = f"compile:{self.compile}" if self.compiled else "eager"
-        comp += ":step" if self.compile_scope == CompileScope.STEP.value else ""
-        comp += " graph:step" if self.whole_graph else ""
-        comp += f" params:{self.dtype}" if self.param_dtype != mlp.ParamDtype.FP32.value else ""
-        comp += " fused-epilogue" if self.epilogue != mlp.Epilogue.NONE.value else ""
+        comp += "".join(knob.label_text(name, getattr(self, name), self.dtype) for name, knob in KNOBS.items()
+                        if getattr(self, name) != FIELD_DEFAULTS[name])  # each knob's own tag (case_fields)
         extra = "" if self.optimizer == Optimizer.SGD.value else f" {self.optimizer}"
         extra += f" [{self.optimizer_args}]" if self.optimizer_args else ""
         extra += f" t{self.threads}" if self.threads else ""

@@ -13,6 +13,7 @@ folder written before it existed reads it back as that default.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 
 ADDED_LATER = "added_later"  # field metadata key: older runs lack this column and mean the default
@@ -88,13 +89,28 @@ class KnobSpec:
     ``kind``: GRAPH replaces eager dispatch with a graph (torch.compile, a CUDA graph): the op count and the
     FLOP counter see the step with it off (``GRAPHS_OFF``). An EAGER knob changes the eager step itself and is
     passed to ``mlp.StepKnobs`` under the field's own name. ``order``: its place in tune's chain, cheapest to
-    build first.
+    build first. ``step``: how the field's value reaches ``mlp.StepKnobs`` (the keyword arguments it sets), for a
+    knob whose step argument is not the field itself; None passes the value under the field's own name. So a new
+    knob, graph or eager, is declared here and built in mlp/train.py, and no third file spells it.
     """
 
     kind: str
     on: str
     label: str  # the tune bar's label: what this step of the chain adds
     order: int
+    step: Callable[[str], dict] | None = None
+    whole_step: bool = False  # away from its default, the step runs as one unit (one graph): only the step is timed
+    # what the case's label adds away from the default (str.format with the field's ``value`` and the case's
+    # ``dtype``); None: the default " <field>:<value>"; "": nothing (the compile field has its own place in the label)
+    tag: str | None = None
+
+    def label_text(self, name: str, value: str, dtype: str) -> str:
+        """What the case label adds for this knob's field ``name`` at ``value`` (away from its default)."""
+        return f" {name}:{value}" if self.tag is None else self.tag.format(value=value, dtype=dtype)
+
+    def step_arguments(self, name: str, value: str) -> dict:
+        """The ``mlp.StepKnobs`` keyword arguments this knob's field ``name`` at ``value`` sets."""
+        return {name: value} if self.step is None else self.step(value)
 
 
 def added_later(default, *, flag: bool = True, sweep: bool | None = None, knob: KnobSpec | None = None):
@@ -129,7 +145,8 @@ class CaseFields:
     device: str = Device.CPU.value
     dtype: str = "fp32"
     compile: str = field(default=CompileMode.NONE.value,
-                         metadata={KNOB: KnobSpec(GRAPH, CompileMode.DEFAULT.value, "compile model", 4)})
+                         metadata={KNOB: KnobSpec(GRAPH, CompileMode.DEFAULT.value, "compile model", 4, tag="",
+                                                   step=lambda v: {"compile_mode": None if v == "none" else v})})
     optimizer: str = "sgd"
     loss: str = "mse"
     threads: int = 0
@@ -152,13 +169,15 @@ class CaseFields:
     # The fastest-step knobs (`mlpbench tune`, docs/design.md "Fastest-step knobs"); the defaults are the step
     # as it always was, so cases recorded before these existed keep their identifiers.
     compile_scope: str = added_later(CompileScope.MODEL.value,
-                                     knob=KnobSpec(GRAPH, CompileScope.STEP.value, "compile step", 5))
+                                     knob=KnobSpec(GRAPH, CompileScope.STEP.value, "compile step", 5, tag=":step",
+                                                   step=lambda v: {"compile_step": v == "step"}, whole_step=True))
     cuda_graph: str = added_later(CudaGraph.NONE.value,
-                                  knob=KnobSpec(GRAPH, CudaGraph.STEP.value, "CUDA graph step", 3))
+                                  knob=KnobSpec(GRAPH, CudaGraph.STEP.value, "CUDA graph step", 3, tag=" graph:step",
+                                                step=lambda v: {"cuda_graph": v == "step"}, whole_step=True))
     # mlp.ParamDtype: fp32 masters under autocast, or "compute"
-    param_dtype: str = added_later("fp32", knob=KnobSpec(EAGER, "compute", "bf16 params", 1))
+    param_dtype: str = added_later("fp32", knob=KnobSpec(EAGER, "compute", "bf16 params", 1, tag=" params:{dtype}"))
     # mlp.Epilogue: "fused" puts bias + ReLU in the matmul
-    epilogue: str = added_later("none", knob=KnobSpec(EAGER, "fused", "fused epilogue", 2))
+    epilogue: str = added_later("none", knob=KnobSpec(EAGER, "fused", "fused epilogue", 2, tag=" fused-epilogue"))
     # A user's model's inputs and outputs (bench.case.plugin, docs/your-model.md "Inputs and outputs"); "" is one
     # (batch, in_features) tensor in and the output itself to the loss, as before these existed.
     sample_shape: str = added_later("")  # --input-shape: one example's shape, "1x28x28" ("" is (in_features,))
@@ -189,7 +208,7 @@ KNOB_FIELDS = tuple(KNOBS)  # what `mlpbench tune` varies
 KNOBS_OFF = {name: FIELD_DEFAULTS[name] for name in KNOB_FIELDS}
 # The graph knobs off, the eager ones kept: the step whose dispatched ops FlopCounterMode and the op count see.
 GRAPHS_OFF = {name: FIELD_DEFAULTS[name] for name, knob in KNOBS.items() if knob.kind == GRAPH}
-EAGER_KNOBS = tuple(name for name, knob in KNOBS.items() if knob.kind == EAGER)  # mlp.StepKnobs fields of that name
+EAGER_KNOBS = tuple(name for name, knob in KNOBS.items() if knob.kind == EAGER)  # changed in the eager step itself
 FLAG_FIELDS = tuple(f.name for f in fields(CaseFields) if f.metadata.get("flag", True))
 # The keys a sweep file's [[grid]] table may set (bench.model.sweep_file): the run's case fields.
 SWEEP_FIELDS = tuple(f.name for f in fields(CaseFields) if f.metadata.get("sweep", f.metadata.get("flag", True)))
