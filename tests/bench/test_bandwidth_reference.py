@@ -10,12 +10,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from torch.overrides import TorchFunctionMode
 
 from bench.instruments.clocks import torch_threads
 from bench.limits import bandwidth
 
-from virtual_clock import VirtualClock  # tests/bench/ is on sys.path
+from torch_calls import TorchCalls  # tests/bench/ is on sys.path
+from virtual_clock import VirtualClock
 
 
 def _cache(root, cpu, index, level, size, shared=None, kind="Unified"):
@@ -98,24 +98,6 @@ def test_an_unreadable_or_instruction_entry_does_not_end_that_cpus_listing(tmp_p
     assert bandwidth.last_level_cache_bytes("cpu", {0}, tmp_path) == (2**20, "L2 from sysfs (1 x 1024 KiB)")
 
 
-class _Called(TorchFunctionMode):
-    """Every torch function called, with its tensor arguments (out= included): what the kernels really touch. (A
-    function mode, not a dispatch mode: entering the latter imports torch._dynamo, 8 s here.)"""
-
-    def __init__(self):
-        super().__init__()
-        self.calls, self.factory = [], []  # factory: (size, fill value, device, dtype) of each full / zeros
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if func.__name__ in ("full", "zeros"):
-            self.factory.append((args[0], args[1] if len(args) > 1 else None, kwargs.get("device"),
-                                 kwargs.get("dtype")))
-        tensors = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)]
-        self.calls.append((func.__name__, [(t.dtype, t.device.type, t.numel()) for t in tensors]))
-        return func(*args, **kwargs)
-
-
 @pytest.mark.parametrize("dtype, element", [(torch.float32, 4), (torch.bfloat16, 2)])
 def test_the_kernels_compute_stream_s_copy_and_triad_and_move_the_bytes_stream_counts(dtype, element):
     """n = 37 elements: copy b <- a (2 x n x element bytes), triad c = a + 3 b (3 x n x element), memmove a -> c (2 x n);
@@ -125,14 +107,14 @@ def test_the_kernels_compute_stream_s_copy_and_triad_and_move_the_bytes_stream_c
     assert set(kernels) == {"copy", "triad", "memmove"}
     assert {k: nbytes for k, (_, nbytes) in kernels.items()} == {"copy": 2 * n * element, "triad": 3 * n * element,
                                                                  "memmove": 2 * n * element}
-    with _Called() as seen:
+    with TorchCalls() as seen:
         c = kernels["copy"][0]()
     assert c.dtype == dtype and c.shape == (n,) and torch.equal(c, torch.ones(n, dtype=dtype))
-    assert seen.calls == [("copy_", [(dtype, "cpu", n)] * 2)]
-    with _Called() as seen:
+    assert [name for name, _, _ in seen.calls] == ["copy_"] and seen.tensors(seen.calls[0]) == [(dtype, "cpu", n)] * 2
+    with TorchCalls() as seen:
         out = kernels["triad"][0]()
     assert out is c and torch.equal(c, torch.full((n,), 7.0, dtype=dtype))
-    assert [name for name, _ in seen.calls] == ["add"] and seen.calls[0][1] == [(dtype, "cpu", n)] * 3
+    assert [name for name, _, _ in seen.calls] == ["add"] and seen.tensors(seen.calls[0]) == [(dtype, "cpu", n)] * 3
     c.zero_()
     kernels["memmove"][0]()  # libc's copy of a's n elements into c
     assert torch.equal(c, torch.ones(n, dtype=dtype))
@@ -142,12 +124,12 @@ def test_the_kernels_arrays_are_made_on_the_limits_device_in_its_dtype():
     """The three arrays are created by torch.full / torch.zeros with the device and dtype asked for (seen through a
     function mode: the factory calls and their keywords), so on a GPU they are the GPU's arrays."""
     dev = torch.device("cpu")
-    with _Called() as seen:
+    with TorchCalls() as seen:
         bandwidth._kernels(5, dev, torch.float16)
-    made = [(name, tensors) for name, tensors in seen.calls if name in ("full", "zeros")]
-    assert [name for name, _ in made] == ["full", "full", "zeros"]
-    assert seen.factory == [((5,), 1.0, dev, torch.float16), ((5,), 2.0, dev, torch.float16),
-                            (5, None, dev, torch.float16)]
+    assert [(name, args, kwargs) for name, args, kwargs in seen.named("full", "zeros")] == [
+        ("full", ((5,), 1.0), {"device": dev, "dtype": torch.float16}),
+        ("full", ((5,), 2.0), {"device": dev, "dtype": torch.float16}),
+        ("zeros", (5,), {"device": dev, "dtype": torch.float16})]
 
 
 class _Wall:

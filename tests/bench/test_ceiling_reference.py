@@ -21,11 +21,13 @@ import torch
 from bench.limits import ceiling
 from bench.limits.ceiling import Ceiling
 from bench.limits.peak import CpuPeak
+from bench.instruments.clocks import Clock, CudaClock
 from bench.instruments.timing import TimingConfig
 from mlp import Precision
 from mlp.traffic import Gemm
 
-from virtual_clock import VirtualClock  # tests/bench/ is on sys.path
+from torch_calls import TorchCalls  # tests/bench/ is on sys.path
+from virtual_clock import VirtualClock
 
 BLOCK = TimingConfig(min_block_s=ceiling.CEILING_MIN_BLOCK_S)
 
@@ -64,14 +66,14 @@ def _products(monkeypatch, wall, seconds):
     calls = []
 
     def fake(gemm, dev, precision, clock, config, deadline=math.inf):
-        calls.append(SimpleNamespace(gemm=gemm, dev=dev, precision=precision, config=config, deadline=deadline,
-                                     matmul=torch.get_float32_matmul_precision()))
+        calls.append(SimpleNamespace(gemm=gemm, dev=dev, precision=precision, clock=clock, config=config,
+                                     deadline=deadline, matmul=torch.get_float32_matmul_precision()))
         wall.now += wall.step
         return list(seconds(gemm))
 
     monkeypatch.setattr(ceiling, "_product_samples", fake)
     monkeypatch.setattr(ceiling, "datasheet_peak", lambda name, dtype, device="cuda": (None, None))
-    monkeypatch.setattr(ceiling, "device_name", lambda device: "test CPU")
+    monkeypatch.setattr(ceiling, "device_name", lambda device: {"cpu": "test CPU", "cuda": "test GPU"}[device])
     return calls
 
 
@@ -100,14 +102,15 @@ def test_the_operands_are_in_autograds_layout_and_the_product_is_mm_or_addmm(mon
         seen.update(fn=fn, clock=clock, config=config, deadline=deadline, repeats=repeats)
         return [1.0]
 
-    monkeypatch.setattr(ceiling, "_operands", lambda g, dev, dtype: (a, b, c))
+    got = []
+    monkeypatch.setattr(ceiling, "_operands", lambda g, dev, dtype: got.append((g, dev)) or (a, b, c))
     monkeypatch.setattr(ceiling, "block_samples", block_samples)
     clock = VirtualClock()
     assert ceiling._product_samples(gemm, torch.device("cpu"), Precision.FP32, clock, BLOCK, 12.5) == [1.0]
     expected = a @ b + (c if bias else 0)
     assert torch.allclose(seen["fn"](0), expected)
     assert seen["clock"] is clock and seen["config"] is BLOCK and seen["deadline"] == 12.5
-    assert seen["repeats"] == ceiling.CEILING_REPEATS
+    assert seen["repeats"] == ceiling.CEILING_REPEATS and got == [(gemm, torch.device("cpu"))]
 
 
 def test_the_operands_use_the_precisions_compute_dtype(monkeypatch):
@@ -147,7 +150,7 @@ def test_a_products_predicted_cost_is_its_untimed_and_timed_calls_with_the_margi
 def test_rate_and_spread_of_samples():
     samples = [4e-3, 1e-3, 2e-3, 8e-3, 3e-3]
     gemm = Gemm(100, 200, 300)
-    assert ceiling._tflops(gemm, samples) == pytest.approx(2 * 100 * 200 * 300 / 1e-3 / 1e12, rel=1e-12)
+    assert ceiling._tflops(gemm, samples) == 2 * 100 * 200 * 300 / 1e-3 / 1e12  # TFLOP/s: 1e12 exactly
     assert ceiling._spread(samples) == pytest.approx(_iqr_rel(samples), rel=1e-12)
 
 
@@ -163,6 +166,7 @@ def test_the_fastest_products_are_ranked_by_rate():
 
 def test_a_case_is_flagged_only_when_it_beats_a_known_ceiling():
     assert ceiling.under_measured(1.5, 1.0) == "ceiling under-measured: this case ran at 150% of it"
+    assert ceiling.under_measured(3.0, 2.0) == "ceiling under-measured: this case ran at 150% of it"
     assert ceiling.under_measured(1.0, 1.0) is None  # at the ceiling: not beaten
     assert ceiling.under_measured(0.5, 1.0) is None
     assert ceiling.under_measured(1.5, 0.0) is None and ceiling.under_measured(1.5, math.nan) is None
@@ -182,7 +186,7 @@ def test_mfu_is_the_rate_over_the_same_run_ceiling():
     record = c.as_dict()
     assert ceiling._row_columns(record, {"tflops": 0.05}) == {"ceiling_tflops": 0.2, "mfu": 0.25, "ceiling_flag": ""}
     assert math.isnan(ceiling._row_columns(None, {"tflops": 0.05})["mfu"])
-    assert ceiling._compute_s(record, {"matmul_flops": 4e9}) == pytest.approx(4e9 / 0.2e12)  # 20 ms
+    assert ceiling._compute_s(record, {"matmul_flops": 4e9}) == 4e9 / (0.2 * 1e12)  # 20 ms
     assert math.isnan(ceiling._compute_s(None, {"matmul_flops": 4e9}))
     assert math.isnan(ceiling._compute_s(record, {}))
 
@@ -193,6 +197,9 @@ def test_a_reduced_precision_is_slow_below_a_quarter_of_fp32():
     assert ceiling.slower_than_fp32({"measured_tflops": 0.2, "matmul_size": 512}, fp32) is None
     assert ceiling.slower_than_fp32({"measured_tflops": 0.002, "matmul_size": 512}, fp32) == (
         "its measured matmul rate, 2 GFLOP/s (n=512), is below 25% of fp32's 100 GFLOP/s")
+    # 3 significant digits of GFLOP/s: 0.999 and 999, where a rate 0.1% high would print 1 and 1e+03
+    assert ceiling.slower_than_fp32({"measured_tflops": 0.000999, "matmul_size": 256}, {"measured_tflops": 0.999}) \
+        == "its measured matmul rate, 0.999 GFLOP/s (n=256), is below 25% of fp32's 999 GFLOP/s"
 
 
 def test_the_device_name_is_the_gpus_or_the_cpu_model(monkeypatch):
@@ -292,6 +299,7 @@ def test_the_first_size_is_measured_whatever_the_budget_and_the_defaults_are_the
     assert c.measured_tflops == pytest.approx(2 * 2048**3 / 1e-9 / 1e12)
     assert all(call.config.min_block_s == ceiling.CEILING_MIN_BLOCK_S for call in calls)
     assert all(call.dev == torch.device("cpu") for call in calls)
+    assert all(type(call.clock) is Clock and call.clock.device == torch.device("cpu") for call in calls)
 
 
 def test_the_ceiling_record_says_what_was_measured_and_with_what(monkeypatch, wall):
@@ -445,6 +453,7 @@ def test_a_gpus_default_sizes_are_the_cuda_ones(monkeypatch, wall):
     c = ceiling.measure_ceiling("cuda", "bf16")
     assert c.sizes_tried == ceiling.CUDA_SIZES == (1024, 2048, 4096, 8192, 16384) and c.device == "cuda"
     assert peaks == ["cuda"] and all(call.dev == torch.device("cuda") for call in calls)
+    assert c.device_name == "test GPU" and all(type(call.clock) is CudaClock for call in calls)
 
 
 def test_the_case_shapes_run_in_the_ceilings_precision_on_its_device(monkeypatch, wall):
@@ -453,6 +462,7 @@ def test_the_case_shapes_run_in_the_ceilings_precision_on_its_device(monkeypatch
     c = ceiling.measure_case_shapes(start, [Gemm(256, 256, 256, True)], 100.0, "start")
     assert [(call.precision, call.matmul, call.dev) for call in calls] == [(Precision.TF32, "high",
                                                                             torch.device("cuda"))]
+    assert type(calls[0].clock) is CudaClock and calls[0].clock.device == torch.device("cuda")
     assert c.dtype == "tf32" and torch.get_float32_matmul_precision() == "highest"
 
 
@@ -462,3 +472,65 @@ def test_an_unknown_dtype_is_named_in_the_error(monkeypatch, wall):
         ceiling.measure_ceiling("cpu", "fp13")
     with pytest.raises(ValueError, match=r"^unknown dtype 'fp13'; valid: "):
         ceiling.measure_case_shapes(replace(_start({}, ""), dtype="fp13"), [], 1.0, "start")
+
+
+def test_there_are_two_sweeps_and_no_third(monkeypatch, wall):
+    """Priced at 1 GFLOP/s, only C (2 x 128^3) fits a 1 s budget: it runs at 10 GFLOP/s. The second sweep, largest
+    first: A (2 x 1024^3: 0.21 s a product at 10 GFLOP/s, cost 2.4 s) is still out, B (2 x 512^2 x 256: cost 0.39 s)
+    fits and runs at 1 TFLOP/s, at which A would now fit (0.27 s); but the retry is one sweep, not until nothing
+    changes: A stays unmeasured."""
+    a, b, c = Gemm(1024, 1024, 1024), Gemm(512, 512, 256), Gemm(128, 128, 128)
+    rate = {c: 1e10, b: 1e12, a: 1e12}
+    assert _cost(a.flops / 1e10) > 1.0 > _cost(b.flops / 1e10) and _cost(a.flops / 1e12) < 1.0 < _cost(b.flops / 1e9)
+    calls = _products(monkeypatch, wall, lambda g: [g.flops / rate[g]] * 7)
+    out = ceiling.measure_case_shapes(_start({}, ""), [a, b, c], 1.0, "start")
+    assert [call.gemm for call in calls] == [c, b] and out.case_shapes_measured == 2 and a.label not in out.product_tflops
+
+
+@pytest.mark.parametrize("trans_a, trans_b", [(False, False), (True, True)])
+def test_the_operands_are_drawn_on_the_ceilings_device(trans_a, trans_b):
+    dev = torch.device("cpu")
+    with TorchCalls() as seen:
+        ceiling._operands(Gemm(3, 5, 7, trans_a, trans_b, True), dev, torch.float64)
+    assert [kwargs for _, _, kwargs in seen.named("randn")] == [{"device": dev, "dtype": torch.float64}] * 3
+    assert [args for _, args, _ in seen.named("randn")] == [(5, 3) if trans_a else (3, 5),
+                                                            (7, 5) if trans_b else (5, 7), (7,)]
+
+
+def test_block_samples_stop_when_the_deadline_is_reached_not_after(monkeypatch):
+    monkeypatch.setattr(ceiling, "time", SimpleNamespace(perf_counter=lambda: 5.0))
+    clock = VirtualClock()
+
+    def fn(i):
+        clock.now += 1e-3
+
+    assert len(ceiling.block_samples(fn, clock, BLOCK, deadline=5.0, repeats=7)) == ceiling.MIN_BLOCKS == 3
+    assert len(ceiling.block_samples(fn, clock, BLOCK, deadline=5.5, repeats=7)) == 7
+
+
+def test_a_shape_whose_cost_is_exactly_the_budget_left_is_measured(monkeypatch, wall):
+    """Each cost as the code's rule computes it, in the same order of float operations: a budget of exactly that is
+    enough, the next double below it is not. At the default 1 GFLOP/s (no rate above 0 yet), at a 1 TFLOP/s rate so far,
+    and at the MIN_PRODUCT_S floor."""
+    g = Gemm(256, 256, 256)
+    cases = [({"8x8x8 nn": 0.0}, _cost(g.flops / 1e9)), ({"8x8x8 nn": 1.0}, _cost(g.flops / (1.0 * 1e12))),
+             ({"8x8x8 nn": 1000.0}, _cost(ceiling.MIN_PRODUCT_S))]
+    for rates, cost in cases:
+        calls = _products(monkeypatch, wall, lambda gemm: [1.0] * 7)
+        start = _start(rates, next(iter(rates), ""))
+        ceiling.measure_case_shapes(start, [g], math.nextafter(cost, 0.0), "start")
+        assert calls == [], rates
+        ceiling.measure_case_shapes(start, [g], cost, "start")
+        assert [call.gemm for call in calls] == [g], rates
+
+
+def test_a_pass_that_only_equals_a_products_best_keeps_that_bests_spread(monkeypatch, wall):
+    """The end pass reads A at exactly its start rate (the same fastest block) with another spread: the start's
+    spread stays, as it belongs to the pass that set the rate."""
+    a = Gemm(1024, 1024, 1024)
+    fastest = a.flops / 2e12
+    start = _start({a.label: a.flops / fastest / 1e12}, a.label, spread=0.5)
+    _products(monkeypatch, wall, lambda g: [fastest, 2 * fastest, 3 * fastest, 4 * fastest, fastest, fastest,
+                                            fastest])
+    end = ceiling.measure_case_shapes(start, [a], 100.0, "end")
+    assert end.measured_tflops == start.measured_tflops and end.spread_rel == 0.5

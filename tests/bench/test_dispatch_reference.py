@@ -19,7 +19,8 @@ from bench.instruments.timing import TimingConfig
 from bench.limits import dispatch
 from bench.limits.dispatch import DispatchFloor, best_of_passes, phase_per_op_s
 
-from virtual_clock import VirtualClock  # tests/bench/ is on sys.path
+from torch_calls import TorchCalls  # tests/bench/ is on sys.path
+from virtual_clock import VirtualClock
 
 
 class AtenCount(TorchDispatchMode):
@@ -100,8 +101,19 @@ def test_a_floor_as_a_dict_has_every_field():
 # --------------------------------------------------------------------------- the tiny step and its counts
 
 
-def test_the_tiny_step_is_an_8_wide_2_layer_mse_sgd_net_on_one_sample():
-    step, x, y = dispatch.tiny_step("cpu")
+def test_the_tiny_step_is_an_8_wide_2_layer_mse_sgd_net_on_one_sample(monkeypatch):
+    made = []
+    real = dispatch.mlp.TrainStep
+
+    def train_step(*args, **kwargs):
+        made.append((args[1:], kwargs))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(dispatch.mlp, "TrainStep", train_step)
+    with TorchCalls() as seen:
+        step, x, y = dispatch.tiny_step("cpu")
+    assert made == [(("mse", "sgd", "fp32", "cpu"), {})]  # the step on the device asked for
+    assert [(args, kwargs) for _, args, kwargs in seen.named("randn")] == [((1, 8), {"device": "cpu"})] * 2
     assert x.shape == y.shape == (1, 8) and x.device.type == y.device.type == "cpu"
     assert not torch.equal(x, y)  # two draws
     linears = [m for m in step.model.modules() if isinstance(m, torch.nn.Linear)]
@@ -184,9 +196,11 @@ def test_the_floor_is_measured_on_one_thread_and_filed_under_the_callers(monkeyp
     monkeypatch.setattr(dispatch, "_measure_tiny", measure_tiny)
     monkeypatch.setattr(dispatch, "tiny_step", tiny_step)
     monkeypatch.setattr(dispatch, "time", SimpleNamespace(perf_counter=lambda: 42.0))
-    with torch_threads(2):
+    with torch_threads(2), TorchCalls() as torch_calls:
         assert dispatch.measure_dispatch("cpu") == "floor"
         assert torch.get_num_threads() == 2
+    assert [(args, kwargs) for _, args, kwargs in torch_calls.named("ones")] == \
+        [((1,), {"device": torch.device("cpu")})] * 2  # the add's operands: one element each, on the device
     assert torch.equal(seen["add"], torch.tensor([2.0]))
     assert (seen["dev"], seen["add_s"], seen["start"], seen["threads"], seen["inside"]) == \
         (torch.device("cpu"), 6e-7, 42.0, 2, 1)
