@@ -7,6 +7,7 @@ batch 1), torch's own MSELoss and SGD, and hand-computed floors and warm-up coun
 
 from __future__ import annotations
 
+import contextlib
 import math
 from types import SimpleNamespace
 
@@ -14,7 +15,6 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from bench.instruments.clocks import torch_threads
 from bench.instruments.timing import TimingConfig
 from bench.limits import dispatch
 from bench.limits.dispatch import DispatchFloor, best_of_passes, phase_per_op_s
@@ -171,17 +171,30 @@ def test_the_tiny_figures_are_of_the_functions_the_docstring_names(monkeypatch):
 
 def test_the_floor_is_measured_on_one_thread_and_filed_under_the_callers(monkeypatch):
     """measure_dispatch: the add is one one-element a + b (2.0), the tiny step has been stepped once (its parameters
-    moved), the figures are measured with torch at one thread, and the floor is filed under the caller's count."""
-    seen = {}
+    moved), the figures are measured with torch at one thread, and the floor is filed under the caller's count.
+
+    The caller's count (3) and the switch to one thread are stood in for, so no kernel runs on a thread pool here:
+    mutmut forks each mutant from this process, and a fork after torch started a pool hangs at the child's first
+    parallel kernel (docs/testing.md, "Fork and torch")."""
+    seen, threads = {}, {"now": 3, "asked": []}
+
+    @contextlib.contextmanager
+    def torch_threads(n):
+        old, threads["now"] = threads["now"], n
+        threads["asked"].append(n)
+        try:
+            yield
+        finally:
+            threads["now"] = old
 
     def best(fn, clock):
         seen["add"] = fn(0)
         seen["clock"] = clock
         return 6e-7, 0.0
 
-    def measure_tiny(dev, add_s, step, x, y, clock, start, threads):
-        seen.update(dev=dev, add_s=add_s, step=step, x=x, clock_tiny=clock, start=start, threads=threads,
-                    inside=torch.get_num_threads())
+    def measure_tiny(dev, add_s, step, x, y, clock, start, threads_):
+        seen.update(dev=dev, add_s=add_s, step=step, x=x, clock_tiny=clock, start=start, threads=threads_,
+                    inside=threads["now"])
         return "floor"
 
     made = {}
@@ -196,14 +209,16 @@ def test_the_floor_is_measured_on_one_thread_and_filed_under_the_callers(monkeyp
     monkeypatch.setattr(dispatch, "_measure_tiny", measure_tiny)
     monkeypatch.setattr(dispatch, "tiny_step", tiny_step)
     monkeypatch.setattr(dispatch, "time", SimpleNamespace(perf_counter=lambda: 42.0))
-    with torch_threads(2), TorchCalls() as torch_calls:
+    monkeypatch.setattr(dispatch, "torch_threads", torch_threads)
+    monkeypatch.setattr(dispatch.torch, "get_num_threads", lambda: threads["now"])
+    with TorchCalls() as torch_calls:
         assert dispatch.measure_dispatch("cpu") == "floor"
-        assert torch.get_num_threads() == 2
+    assert threads == {"now": 3, "asked": [1]}
     assert [(args, kwargs) for _, args, kwargs in torch_calls.named("ones")] == \
         [((1,), {"device": torch.device("cpu")})] * 2  # the add's operands: one element each, on the device
     assert torch.equal(seen["add"], torch.tensor([2.0]))
     assert (seen["dev"], seen["add_s"], seen["start"], seen["threads"], seen["inside"]) == \
-        (torch.device("cpu"), 6e-7, 42.0, 2, 1)
+        (torch.device("cpu"), 6e-7, 42.0, 3, 1)
     assert seen["clock"] is seen["clock_tiny"] and seen["clock"].device == torch.device("cpu")
     assert seen["x"].shape == (1, 8)
     after = list(seen["step"].model.parameters())
