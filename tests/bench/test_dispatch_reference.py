@@ -150,17 +150,22 @@ def test_the_tiny_figures_are_of_the_functions_the_docstring_names(monkeypatch):
     fresh()
     step_ops = aten_count(lambda: reference_step.step(rx, ry))
 
-    times = iter([4e-5, 3e-5, 2e-5, 8e-5])
+    times, timed, clocks = iter([4e-5, 3e-5, 2e-5, 8e-5]), [], []
 
-    def best(fn, clock):
-        fn(0)
+    def best(fn, clock):  # what is timed: the ops of one call, counted by the reference
+        timed.append(aten_count(lambda: fn(0)))
         fn(1)
+        clocks.append(clock)
         return next(times), 0.125
 
     monkeypatch.setattr(dispatch, "_best", best)
     wall = SimpleNamespace(perf_counter=lambda: 10.5)
     monkeypatch.setattr(dispatch, "time", wall)
-    floor = dispatch._measure_tiny(torch.device("cpu"), 7e-7, step, x, y, VirtualClock(), 10.0, 3)
+    clock = VirtualClock()
+    floor = dispatch._measure_tiny(torch.device("cpu"), 7e-7, step, x, y, clock, 10.0, 3)
+    assert all(c is clock for c in clocks) and len(clocks) == 4
+    # the timed calls are the counted ones (the engine's replay accumulates into the gradients it made: not equal)
+    assert (timed[0], timed[1], timed[3]) == (backprop_ops, inference_ops, step_ops) and timed[2] >= engine_ops > 0
     assert (floor.tiny_backprop_ops, floor.tiny_inference_ops, floor.tiny_autograd_ops, floor.tiny_step_ops) == \
         (backprop_ops, inference_ops, engine_ops, step_ops)
     assert 0 < inference_ops < backprop_ops and 0 < engine_ops
@@ -193,7 +198,7 @@ def test_the_floor_is_measured_on_one_thread_and_filed_under_the_callers(monkeyp
         return 6e-7, 0.0
 
     def measure_tiny(dev, add_s, step, x, y, clock, start, threads_):
-        seen.update(dev=dev, add_s=add_s, step=step, x=x, clock_tiny=clock, start=start, threads=threads_,
+        seen.update(dev=dev, add_s=add_s, step=step, x=x, y=y, clock_tiny=clock, start=start, threads=threads_,
                     inside=threads["now"])
         return "floor"
 
@@ -202,7 +207,7 @@ def test_the_floor_is_measured_on_one_thread_and_filed_under_the_callers(monkeyp
 
     def tiny_step(device):
         step, x, y = real_tiny_step(device)
-        made["before"] = [p.detach().clone() for p in step.model.parameters()]
+        made.update(before=[p.detach().clone() for p in step.model.parameters()], x=x, y=y)
         return step, x, y
 
     monkeypatch.setattr(dispatch, "_best", best)
@@ -220,7 +225,7 @@ def test_the_floor_is_measured_on_one_thread_and_filed_under_the_callers(monkeyp
     assert (seen["dev"], seen["add_s"], seen["start"], seen["threads"], seen["inside"]) == \
         (torch.device("cpu"), 6e-7, 42.0, 3, 1)
     assert seen["clock"] is seen["clock_tiny"] and seen["clock"].device == torch.device("cpu")
-    assert seen["x"].shape == (1, 8)
+    assert seen["x"] is made["x"] and seen["y"] is made["y"]  # the tiny step's own sample and target
     after = list(seen["step"].model.parameters())
     assert any(not torch.equal(a, b) for a, b in zip(made["before"], after))  # one SGD step taken first
 
@@ -234,7 +239,7 @@ def test_the_warm_up_runs_at_least_min_warmup_calls_and_until_warmup_s(monkeypat
     the floor is the fastest block and the spread IQR / median (numpy: q1 2, median 3, q3 4 -> 2/3)."""
     monkeypatch.setattr(dispatch, "WARMUP_S", 0.125)
     for step, warm_calls in [(2**-6, 8), (1.0, 5), (2**-4, 5)]:
-        wall = SimpleNamespace(now=0.0)
+        wall = SimpleNamespace(now=1.0)  # not 0: the warm-up measures from its own start
         calls, got = [], {}
 
         def fn(i, wall=wall, step=step, calls=calls):
