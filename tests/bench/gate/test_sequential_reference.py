@@ -85,7 +85,7 @@ def _crossed_by_each_look(fractions, bounds) -> list[float]:
     out = []
     for k in range(1, len(t) + 1):
         mvn = sps.multivariate_normal(mean=np.zeros(k), cov=corr[:k, :k], maxpts=100_000 * k, abseps=1e-10,
-                                      releps=1e-10)
+                                      releps=1e-10, seed=0)  # seeded: Genz's lattice is randomised
         out.append(1 - float(mvn.cdf(c[:k], lower_limit=-c[:k])))
     return out
 
@@ -93,10 +93,12 @@ def _crossed_by_each_look(fractions, bounds) -> list[float]:
 @pytest.mark.parametrize("spending", sequential.SPENDING)
 def test_the_boundaries_spend_alpha_exactly_by_the_multivariate_normal(spending):
     """Unequal looks (0.2, 0.55, 1.0) at alpha 0.05: the probability of having crossed by look k, from the joint normal
-    law of the look statistics, is the spent alpha at t_k to 1e-7 (the integration's own error is about 1e-9 here)."""
+    law of the look statistics, is the spent alpha at t_k to 3e-7. Genz's error here is below 7e-8 over seeds 0-4
+    (the module's integration agrees with a 10x longer Genz run to 2e-9); a wrong Simpson weight moves it by 7e-7 or
+    more."""
     t = (0.2, 0.55, 1.0)
     c = boundaries(t, 0.05, spending)
-    assert _crossed_by_each_look(t, c) == pytest.approx(list(spent(np.array(t), 0.05, spending)), abs=1e-7)
+    assert _crossed_by_each_look(t, c) == pytest.approx(list(spent(np.array(t), 0.05, spending)), abs=3e-7)
     assert boundaries(t, 0.05) == boundaries(t, 0.05, "pocock")  # the default
 
 
