@@ -22,6 +22,7 @@ from bench.errors import UsageError
 from bench.model.case_fields import FIELD_DEFAULTS
 from bench.report import compare
 from bench.report.change import CPU_CLOCK_ADVICE
+from bench.report.tables import load_runs
 from bench.runs.meta import COMPARABILITY_KEYS, FLAG_KEYS
 
 # Seven cases: six unchanged within +-2% and the last 1.5x slower: the run-level factor (a median) stays 1.000 and
@@ -100,6 +101,16 @@ def test_a_slower_case_is_told_line_by_line(tmp_path, capsys):
     assert not any(line.startswith("Decide the timing") for line in lines) and CPU_CLOCK_ADVICE not in lines
 
 
+def test_a_faster_case_is_called_faster_overall_too(tmp_path, capsys):
+    faster = MOVED[:6] + [1 / 1.5]  # the last case now 1.5x faster: the factor stays 1.000
+    lines = run(write_run(tmp_path / "a", SAME), write_run(tmp_path / "b", faster), capsys)
+    assert lines[5].startswith("Verdict: **faster**: 1 of 7 cases faster beyond the run-level factor 1.000")
+    rows = table_rows(lines)
+    assert (rows["w56", "step"]["B/A"], rows["w56", "step"]["verdict"]) == ("0.667", "faster")
+    assert [rows[label, "step"]["verdict"] for label in LABELS[:6]] == ["inconclusive"] * 6
+    assert f"7 case-phases: 1 faster, 6 inconclusive; geometric mean B/A = {sps.gmean(faster):.3f}." in " ".join(lines)
+
+
 def test_an_inconclusive_comparison_says_what_decides_it_and_where_the_sweep_file_is(tmp_path, capsys):
     a = write_run(tmp_path / "run a", SAME)  # a space: the pasted command quotes it
     b = write_run(tmp_path / "b", SAME, meta={"sweep_file": "my sweep.toml"})
@@ -131,7 +142,7 @@ def test_on_the_cpu_clock_the_line_says_so_and_no_clock_advice_is_given(tmp_path
 def test_runs_on_different_clocks_are_refused_in_one_line(tmp_path):
     a = write_run(tmp_path / "a", SAME, meta={"timing_config": {"clock": "cpu"}})
     b = write_run(tmp_path / "b", SAME)  # a run made before --clock: the wall clock
-    assert compare.run_clock(compare.load_runs([str(b)])[0]) == "wall"
+    assert compare.run_clock(load_runs([str(b)])[0]) == "wall"
     args = argparse.Namespace(run_a=str(a), run_b=str(b), out=None, all_phases=False)
     with pytest.raises(UsageError) as err:
         compare.command(args)
