@@ -114,6 +114,18 @@ def test_a_cross_entropy_case_on_cuda_saves_the_half_precision_log_softmax() -> 
     cpu = case_figures(Case(width=W, batch=B, dtype="bf16", loss="cross_entropy"))
     cuda = case_figures(Case(width=W, batch=B, dtype="bf16", loss="cross_entropy", device="cuda"))
     assert cuda.memory["loss_saved_bytes"] - cpu.memory["loss_saved_bytes"] == B * W * 2
+    # its backward reads that bf16 result (2 bytes a logit) where the CPU's reads the fp32 one (4)
+    assert cpu.traffic_bytes["backward"] - cuda.traffic_bytes["backward"] == B * W * (4 - 2)
+
+
+def test_the_gemms_of_a_case_are_its_steps_products() -> None:
+    """Forward: three (B x W) @ (W x W)^T with bias; backward: the input gradient of the last two layers
+    (B x W) @ (W x W), and the weight gradient of all three, (W x B) @ (B x W)."""
+    gemms = case_figures(Case(width=W, batch=B)).gemms
+    forward = [mlp.Gemm(m=B, k=W, n=W, trans_a=False, trans_b=True, bias=True)] * 3
+    input_grad = [mlp.Gemm(m=B, k=W, n=W, trans_a=False, trans_b=False, bias=False)] * 2
+    weight_grad = [mlp.Gemm(m=W, k=B, n=W, trans_a=True, trans_b=False, bias=False)] * 3
+    assert sorted(gemms) == sorted(forward + input_grad + weight_grad)
 
 
 # --------------------------------------------------------------------------- a user's model: counted
@@ -140,6 +152,11 @@ class Masked(nn.Module):
 
     def forward(self, x, mask):
         return self.fc(x * mask)
+
+
+def masked_pair(batch, device, dtype):
+    """The same input as a tuple: ``model(x, mask)``."""
+    return torch.randn(batch, 6, device=device, dtype=dtype), torch.ones(batch, 6, device=device, dtype=dtype)
 
 
 def masked_inputs(batch, device, dtype):
@@ -200,19 +217,30 @@ def test_a_user_models_weight_decay_is_counted() -> None:
     assert case_figures(case).elementwise_flops["optimizer"] == 2 * n + 2 * n
 
 
-def test_a_dict_input_is_counted_from_the_inputs_functions_tensors() -> None:
+@pytest.mark.parametrize("loss, target_bytes", [("cross_entropy", B * 8), ("mse", B * 3 * FP32)])  # int64 labels
+def test_a_dict_input_is_counted_from_the_inputs_functions_tensors(loss: str, target_bytes: int) -> None:
     case = Case(model=plugin.register(Masked), inputs=plugin.register(masked_inputs), out_features=3, batch=B,
-                loss="cross_entropy")
+                loss=loss)
     f = case_figures(case)
     x = masked_inputs(B, "cpu", torch.float32)
     batch = sum(t.nbytes for t in x.values())
-    assert f.memory["data_bytes"] == batch + B * 8  # int64 labels
+    assert f.memory["data_bytes"] == batch + target_bytes
     assert f.traffic_bytes["forward"] == (6 * 3 + 3) * FP32 + batch  # the two tensors of 6 features each
     assert f.described == {"model_linears": 1, "model_in_features": pytest.approx(math.nan, nan_ok=True),
                            "model_out_features": 3, "model_input_shape": "x=6;mask=6"}
     with FlopCounterMode(display=False) as forward:
         Masked()(**x)
     assert f.matmul_flops["forward"] == forward.get_total_flops() == 2 * B * 6 * 3
+    assert f.matmul_flops["backward"] == 2 * B * 6 * 3  # the weight gradient only: the data needs none
+
+
+def test_a_tuple_input_is_counted_from_each_of_its_tensors() -> None:
+    f = case_figures(Case(model=plugin.register(Masked), inputs=plugin.register(masked_pair), out_features=3,
+                          batch=B))
+    batch = sum(t.nbytes for t in masked_pair(B, "cpu", torch.float32))
+    assert f.memory["data_bytes"] == batch + B * 3 * FP32
+    assert f.traffic_bytes["forward"] == (6 * 3 + 3) * FP32 + batch
+    assert f.described["model_input_shape"] == "6;6"
 
 
 # --------------------------------------------------------------------------- the summary row's columns

@@ -88,8 +88,9 @@ def test_fp32_memory_by_hand() -> None:
 
 
 def test_bf16_autocast_memory_by_hand() -> None:
-    m = mlp.memory(net(), B, (IN,), loss="mse", precision="bf16")
+    m = mlp.memory(net(), B, (IN,), loss="mse", precision="bf16", optimizer="adam")
     w = {1: 5 * 7, 2: 7 * 6, 3: 6 * 3}
+    assert m.optimizer_state_bytes == 2 * N_PARAMS * FP32 + 6 * FP32  # fp32 master weights: fp32 moments
     assert m.cast_weights_bytes == (w[2] + w[3]) * BF16  # the first weight is cast but no matmul saves it
     assert m.autocast_cache_bytes == w[1] * BF16 + (7 + 6 + 3) * BF16  # the first weight, and every bias
     cast_batch = B * IN * BF16  # the first matmul saves the cast batch
@@ -207,7 +208,8 @@ def test_stored_sizes(precision: str, param_dtype: str, expected: tuple[int, boo
 def test_block_nets_refuse_compute_parameters_and_the_fused_epilogue() -> None:
     block = mlp.block_net("ffn", 4, 1)
     for pure, fused in [(True, False), (False, True)]:
-        with pytest.raises(ValueError, match="not for the block nets"):
+        with pytest.raises(ValueError, match=r"^param_dtype 'compute' and the fused epilogue are accounted for the "
+                                             r"uniform, teaching and FashionMNIST nets only, not for the block nets$"):
             plain_parameters(block, pure, fused)
     plain_parameters(block, False, False)
     plain_parameters(net(), True, True)  # the plain nets are accounted either way
@@ -239,10 +241,11 @@ def test_layers_of_a_plain_net() -> None:
 
 
 @pytest.mark.parametrize("model, message", [
-    (nn.Sequential(nn.ReLU(), nn.Linear(3, 2)), r"activation ReLU\(\) before the first Linear"),
-    (nn.Sequential(nn.Flatten()), "model has no Linear layer"),
-    (nn.Sequential(nn.Linear(3, 2), nn.LeakyReLU(0.2)), r"no accounting for module LeakyReLU\(negative_slope=0.2\)"),
-    (nn.Sequential(nn.Linear(3, 2), nn.Dropout(0.5)), r"no accounting for module Dropout"),
+    (nn.Sequential(nn.ReLU(), nn.Linear(3, 2)), r"^activation ReLU\(\) before the first Linear is not supported$"),
+    (nn.Sequential(nn.Flatten()), "^model has no Linear layer$"),
+    (nn.Sequential(nn.Linear(3, 2), nn.LeakyReLU(0.2)),
+     r"^no accounting for module LeakyReLU\(negative_slope=0.2\)$"),
+    (nn.Sequential(nn.Linear(3, 2), nn.Dropout(0.5)), r"^no accounting for module Dropout\(p=0.5, inplace=False\)$"),
 ])
 def test_layers_of_refuses_what_it_cannot_account(model: nn.Module, message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -254,3 +257,78 @@ def test_a_batch_that_is_not_a_positive_integer_is_refused(batch) -> None:
     for count in (lambda: mlp.flops(net(), batch), lambda: mlp.memory(net(), batch, (IN,))):
         with pytest.raises(ValueError, match=f"batch must be an integer >= 1, got {batch!r}"):
             count()
+
+
+# --------------------------------------------------------------------------- the block nets
+
+
+@pytest.mark.parametrize("loss, precision, device, loss_saved, data", [
+    ("mse", "fp32", "cpu", 2 * 4 * FP32, 2 * 4 * FP32 * 2),  # mse_loss saves the fp32 output
+    ("mse", "bf16", "cpu", 2 * 4 * FP32, 2 * 4 * FP32 * 2),  # ... and autocast's fp32 copy of the bf16 output
+    ("cross_entropy", "fp32", "cpu", 2 * 4 * FP32 + FP32, 2 * 4 * FP32 + 2 * 8),  # log_softmax, total_weight
+    ("cross_entropy", "bf16", "cpu", 2 * 4 * FP32 + FP32, 2 * 4 * FP32 + 2 * 8),
+    ("cross_entropy", "bf16", "cuda", 2 * 4 * (FP32 + BF16) + FP32, 2 * 4 * FP32 + 2 * 8),  # + the bf16 result
+])
+def test_a_block_nets_memory_by_hand(loss: str, precision: str, device: str, loss_saved: int, data: int) -> None:
+    """block_net('ffn', 4, 1): Linear 4->16, GELU, Linear 16->4 with biases, on a batch of 2."""
+    m = mlp.memory(mlp.block_net("ffn", 4, 1), 2, (4,), loss=loss, precision=precision, device=device)
+    act = FP32 if precision == "fp32" else BF16
+    assert m.loss_saved_bytes == loss_saved and m.data_bytes == data
+    assert m.unsaved_output_bytes == 2 * 4 * act  # fc_out's output: nothing in the net saves it
+    cast = precision != "fp32"
+    assert m.cast_weights_bytes == (16 * 4 * BF16 if cast else 0)  # fc_out's weight (fc_in's: no input gradient)
+    assert m.autocast_cache_bytes == ((4 * 16 + 16 + 4) * BF16 if cast else 0)  # fc_in's weight, both biases
+    # inference: the widest operator's input, output (and casts): GELU in fp32; fc_in under autocast, reading the
+    # cast batch and its cast weight and bias
+    assert m.widest_pair_bytes == (2 * 4 * BF16 + 2 * 16 * BF16 + (4 * 16 + 16) * BF16 if cast else 2 * 2 * 16 * FP32)
+    assert m.phase_peak_bytes()["forward"] == (m.persistent_bytes + m.saved_activations_bytes - loss_saved
+                                               + m.unsaved_output_bytes + m.autocast_cache_bytes)
+
+
+@pytest.mark.parametrize("loss, optimizer", [("cross_entropy", "adam"), ("mse", "sgd_momentum")])
+def test_a_block_nets_flops_by_hand(loss: str, optimizer: str) -> None:
+    """block_net('ffn', 4, 1) on a batch of 2: 148 parameters, GELU on 2 x 16 elements."""
+    f = mlp.flops(mlp.block_net("ffn", 4, 1), 2, loss=loss, optimizer=optimizer)
+    bias, gelu, logits = 2 * (16 + 4), 2 * 16, 2 * 4
+    assert f.forward_matmul == 2 * 2 * (4 * 16 + 16 * 4)
+    assert f.backward_matmul == 2 * f.forward_matmul - 2 * 2 * 4 * 16  # fc_in has no input gradient
+    assert f.forward_elementwise == bias + gelu * GELU[0]
+    assert f.backward_elementwise == bias + gelu * GELU[1] + logits * LOSS[loss][1]
+    assert f.loss_elementwise == logits * LOSS[loss][0]
+    assert f.optimizer_elementwise == (4 * 16 + 16 + 16 * 4 + 4) * OPTIMIZER[optimizer]
+    with_input_grad = mlp.flops(mlp.block_net("ffn", 4, 1), 2, loss=loss, input_requires_grad=True)
+    assert with_input_grad.backward_matmul == 2 * f.forward_matmul  # fc_in's input gradient too
+
+
+@pytest.mark.parametrize("count, message", [
+    (lambda: mlp.flops(net(), B, loss="l1"), "unknown loss 'l1'"),
+    (lambda: mlp.flops(net(), B, optimizer="lion"), "unknown optimizer 'lion'"),
+    (lambda: mlp.memory(net(), B, (IN,), loss="l1"), "unknown loss 'l1'"),
+    (lambda: mlp.memory(net(), B, (IN,), precision="int8"), "unknown dtype 'int8'"),
+    (lambda: mlp.memory(net(), B, (IN,), param_dtype="int8"), "unknown param_dtype 'int8'"),
+    (lambda: mlp.optimizer_state_bytes(net(), "lion"), "unknown optimizer 'lion'"),
+])
+def test_an_unknown_choice_is_named_in_its_error(count, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        count()
+
+
+@pytest.mark.parametrize("precision, widest", [
+    ("fp32", 2 * 4 * 8 * FP32),  # GELU's input and output (fc_in reads the batch, which is data)
+    ("bf16", 4 * 8 * BF16 * 2 + (8 * 8 + 8) * BF16),  # fc_in: the cast batch, its output, cast weight and bias
+])
+def test_the_inference_live_set_of_a_dropout_net_is_its_eval_mode_one(precision: str, widest: int) -> None:
+    """ffn at expansion 1 (Linear 8->8, GELU, Linear 8->8, Dropout) on a batch of 4, where a training-mode dropout
+    would be the widest operator: in eval mode nn.Dropout is the identity, so the live set is the p = 0 net's."""
+    dropped, plain = (mlp.block_net("ffn", 8, 1, expansion=1, dropout=p) for p in (0.25, 0.0))
+    for device in ("cpu", "cuda"):
+        assert mlp.memory(dropped, 4, (8,), precision=precision, device=device).widest_pair_bytes == widest
+        assert mlp.memory(plain, 4, (8,), precision=precision, device=device).widest_pair_bytes == widest
+
+
+@pytest.mark.parametrize("precision, widest", [
+    ("fp32", B * OUT * FP32),  # its output only: the batch it reads is data
+    ("bf16", B * IN * BF16 + B * OUT * BF16 + (IN * OUT + OUT) * BF16),  # the cast batch, output, weight and bias
+])
+def test_a_single_linear_is_its_own_widest_layer(precision: str, widest: int) -> None:
+    assert mlp.memory(mlp.MLP(IN, (), OUT), B, (IN,), precision=precision).widest_pair_bytes == widest
