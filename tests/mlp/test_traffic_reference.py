@@ -1,0 +1,101 @@
+"""mlp.traffic's parts that tests/mlp/test_traffic.py does not pin, against hand counts and real tensors' bytes.
+
+The net is ``MLP(5, (7,), 3)`` with biases (Linear 5->7, ReLU, Linear 7->3: 66 parameters) on a batch of 6.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import mlp
+from mlp.traffic import Gemm, Traffic, square
+
+B, IN, HID, OUT = 6, 5, 7, 3
+PARAMS = (IN * HID + HID) + (HID * OUT + OUT)  # 66
+FP32, BF16 = 4, torch.finfo(torch.bfloat16).bits // 8
+
+
+def net() -> mlp.MLP:
+    return mlp.MLP(IN, (HID,), OUT)
+
+
+def test_a_gemms_flops_and_label() -> None:
+    assert Gemm(4, 8, 16).flops == 2 * 4 * 8 * 16
+    assert Gemm(4, 8, 16).label == "4x8x16 nn"
+    assert Gemm(4, 8, 16, trans_a=True).label == "4x8x16 tn"
+    assert Gemm(4, 8, 16, trans_b=True, bias=True).label == "4x8x16 nt +bias"
+    assert square(5) == Gemm(5, 5, 5, False, False, False)
+
+
+def test_the_gemms_by_hand() -> None:
+    assert mlp.gemms(net(), B) == [
+        Gemm(B, IN, HID, trans_b=True, bias=True), Gemm(B, HID, OUT, trans_b=True, bias=True),  # forward
+        Gemm(B, OUT, HID), Gemm(OUT, B, HID, trans_a=True),  # last layer: input grad, weight grad
+        Gemm(HID, B, IN, trans_a=True)]  # first layer: its weight gradient only (the data needs none)
+    with_input = mlp.gemms(net(), B, input_requires_grad=True)
+    assert with_input[-2:] == [Gemm(B, HID, IN), Gemm(HID, B, IN, trans_a=True)]
+
+
+def test_traffic_adds_by_kind_and_totals_without_the_saved_share() -> None:
+    a = Traffic(1, 2, 4, 8, 16, 32)
+    b = Traffic(64, 128, 256, 512, 1024, 2048)
+    assert a + b == Traffic(65, 130, 260, 520, 1040, 2080)
+    assert a.total_bytes == 1 + 2 + 4 + 8 + 16  # saved_bytes is a part of the others, not added
+    assert a.as_dict() == {"weights_bytes": 1, "activations_bytes": 2, "gradients_bytes": 4,
+                           "optimizer_state_bytes": 8, "data_bytes": 16, "saved_bytes": 32, "total_bytes": 31}
+
+
+@pytest.mark.parametrize("optimizer, passes", [("sgd", 3), ("sgd_momentum", 5), ("adam", 7), ("adamw", 7)])
+def test_the_optimizer_phase_by_hand(optimizer: str, passes: int) -> None:
+    """Reads p and g and writes p (SGD); momentum reads and writes its buffer; Adam its two moments."""
+    t = mlp.traffic(net(), B, (IN,), optimizer=optimizer)
+    assert t.optimizer.total_bytes == passes * PARAMS * FP32
+    assert t.optimizer.gradients_bytes == PARAMS * FP32
+    pure = mlp.traffic(net(), B, (IN,), optimizer=optimizer, precision="bf16", param_dtype="compute")
+    assert pure.optimizer.total_bytes == passes * PARAMS * BF16
+
+
+def test_the_phases_add_up_to_the_step() -> None:
+    t = mlp.traffic(net(), B, (IN,), loss="cross_entropy", optimizer="adam")
+    assert t.step == t.forward + t.backward + t.optimizer
+    assert t.inference == t.forward and t.phase("backward") == t.backward
+
+
+def test_the_fp32_forward_by_hand() -> None:
+    t = mlp.traffic(net(), B, (IN,)).forward
+    assert t.weights_bytes == PARAMS * FP32
+    assert t.data_bytes == B * IN * FP32
+    # Linear 1 writes (B, 7); ReLU reads and writes it; Linear 2 reads it and writes (B, 3)
+    assert t.activations_bytes == B * HID * FP32 * 4 + B * OUT * FP32
+    assert t.saved_bytes == 0
+
+
+def test_compute_dtype_parameters_and_batch() -> None:
+    t = mlp.traffic(net(), B, (IN,), precision="bf16", param_dtype="compute").forward
+    assert t.weights_bytes == PARAMS * BF16  # no fp32 master weights, no casts
+    assert t.data_bytes == B * IN * BF16
+
+
+def test_known_traffic_by_hand() -> None:
+    model = nn.Sequential(nn.Linear(IN, HID), nn.GELU(), nn.Linear(HID, OUT))
+    params = sum(p.numel() * p.element_size() for p in model.parameters())
+    for loss, target in (("mse", B * OUT * FP32), ("cross_entropy", B * 8)):
+        t = mlp.known_traffic(model, B, (IN,), OUT, loss, "sgd_momentum")
+        assert t.forward == Traffic(weights_bytes=params, data_bytes=B * IN * FP32)
+        assert t.backward == Traffic(gradients_bytes=params, data_bytes=target)
+        assert t.optimizer.total_bytes == 5 * params
+
+
+@pytest.mark.parametrize("count, message", [
+    (lambda: mlp.traffic(net(), B, (IN,), loss="l1"), "unknown loss 'l1'"),
+    (lambda: mlp.traffic(net(), B, (IN,), optimizer="lion"), "unknown optimizer 'lion'"),
+    (lambda: mlp.traffic(net(), B, (IN,), precision="int8"), "unknown dtype 'int8'"),
+    (lambda: mlp.traffic(net(), B, (IN,), param_dtype="int8"), "unknown param_dtype 'int8'"),
+    (lambda: mlp.known_traffic(net(), B, (IN,), OUT, loss="l1"), "unknown loss 'l1'"),
+    (lambda: mlp.known_traffic(net(), B, (IN,), OUT, optimizer="lion"), "unknown optimizer 'lion'"),
+])
+def test_an_unknown_choice_is_named_in_its_error(count, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        count()
