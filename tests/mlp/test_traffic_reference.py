@@ -99,3 +99,35 @@ def test_known_traffic_by_hand() -> None:
 def test_an_unknown_choice_is_named_in_its_error(count, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         count()
+
+
+def test_a_block_nets_data_weights_and_optimizer_bytes_by_hand() -> None:
+    """block_net('ffn', 4, 1): Linear 4->16, GELU, Linear 16->4 with biases (148 parameters), a batch of 2."""
+    t = mlp.traffic(mlp.block_net("ffn", 4, 1), 2, (4,))
+    params = (4 * 16 + 16 + 16 * 4 + 4) * FP32
+    assert (t.forward.weights_bytes, t.forward.data_bytes) == (params, 2 * 4 * FP32)
+    # backward: fc_in's weight gradient reads the batch; the loss reads the target, and reads it again as saved
+    assert t.backward.data_bytes == 2 * 4 * FP32 + 2 * (2 * 4 * FP32)
+    assert t.optimizer.total_bytes == 3 * params  # sgd: read p and g, write p
+
+
+def test_a_block_nets_cuda_rules() -> None:
+    ffn = mlp.block_net("ffn", 4, 1)
+    cpu = mlp.traffic(ffn, 2, (4,), loss="cross_entropy", precision="bf16")
+    cuda = mlp.traffic(ffn, 2, (4,), loss="cross_entropy", precision="bf16", device="cuda")
+    # CUDA's log_softmax result is bf16: backward reads 2 bytes a logit where the CPU's fp32 one is 4
+    assert cpu.backward.total_bytes - cuda.backward.total_bytes == 2 * 4 * (4 - 2)
+    dropped = mlp.block_net("ffn", 4, 1, dropout=0.5)
+    cpu, cuda = (mlp.traffic(dropped, 2, (4,), device=d) for d in ("cpu", "cuda"))
+    # dropout's mask over the (2, 4) output: the input dtype on the CPU (4 bytes), bool on CUDA (1): written
+    # in forward, read in backward
+    assert cpu.forward.total_bytes - cuda.forward.total_bytes == 2 * 4 * (4 - 1)
+    assert cpu.backward.total_bytes - cuda.backward.total_bytes == 2 * 4 * (4 - 1)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_a_dropout_nets_inference_is_the_forward_of_the_same_net_without(precision: str) -> None:
+    """In eval mode nn.Dropout is the identity (PyTorch's own rule): inference moves what p = 0's forward does."""
+    dropped, plain = (mlp.block_net("ffn", 4, 1, dropout=p) for p in (0.5, 0.0))
+    assert mlp.traffic(dropped, 2, (4,), precision=precision).inference == \
+        mlp.traffic(plain, 2, (4,), precision=precision).forward
