@@ -131,3 +131,25 @@ def test_a_dropout_nets_inference_is_the_forward_of_the_same_net_without(precisi
     dropped, plain = (mlp.block_net("ffn", 4, 1, dropout=p) for p in (0.5, 0.0))
     assert mlp.traffic(dropped, 2, (4,), precision=precision).inference == \
         mlp.traffic(plain, 2, (4,), precision=precision).forward
+
+
+def test_the_fp32_backward_by_hand() -> None:
+    t = mlp.traffic(net(), B, (IN,)).backward
+    x, h, y = B * IN * FP32, B * HID * FP32, B * OUT * FP32  # the batch, the hidden layer, the logits
+    w1, b1, w2, b2 = IN * HID * FP32, HID * FP32, HID * OUT * FP32, OUT * FP32
+    # the loss reads the logits and its saved input (the logits); ReLU its saved output; Linear 2 its saved input
+    assert t.activations_bytes == y + y + h + h
+    assert t.data_bytes == x + y + y  # Linear 1's weight gradient reads the batch; the loss the target, twice
+    assert t.weights_bytes == w2  # Linear 2's input gradient reads W2 (Linear 1 has none)
+    grads = (y + w2 + y + b2 + y + h) + 2 * h + (h + w1 + h + b1) + y  # Linear 2, ReLU, Linear 1, the loss's grad
+    assert t.gradients_bytes == grads
+    assert t.saved_bytes == (y + h + h) + x + w2 + y  # what the step reads back of the tensors autograd saved
+
+
+def test_the_bf16_autocast_backward_activations_by_hand() -> None:
+    t = mlp.traffic(net(), B, (IN,), precision="bf16").backward
+    x, h, y, y32 = B * IN * BF16, B * HID * BF16, B * OUT * BF16, B * OUT * FP32
+    # the cast batch (Linear 1's saved input), ReLU's saved output, Linear 2's saved input; the loss reads the bf16
+    # logits, writes and reads their fp32 copy, and reads that saved copy in its backward
+    assert t.activations_bytes == x + h + h + (y + y + y32) + y32
+    assert t.data_bytes == y32 + y32  # the fp32 target, read twice; the batch is read as its cast copy
