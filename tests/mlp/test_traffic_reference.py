@@ -153,3 +153,28 @@ def test_the_bf16_autocast_backward_activations_by_hand() -> None:
     # logits, writes and reads their fp32 copy, and reads that saved copy in its backward
     assert t.activations_bytes == x + h + h + (y + y + y32) + y32
     assert t.data_bytes == y32 + y32  # the fp32 target, read twice; the batch is read as its cast copy
+
+
+def test_the_bf16_autocast_forward_by_hand() -> None:
+    t = mlp.traffic(net(), B, (IN,), precision="bf16").forward
+    x, h, y = B * IN * BF16, B * HID * BF16, B * OUT * BF16
+    assert t.data_bytes == B * IN * FP32  # the fp32 batch, read once to cast it
+    assert t.weights_bytes == PARAMS * FP32 + 2 * PARAMS * BF16  # each fp32 parameter read; its copy written, read
+    # the cast batch written and read by Linear 1; each operator writes its output, and the next one reads it
+    assert t.activations_bytes == x + (x + h) + (h + h) + (h + y)
+
+
+def test_the_fused_epilogue_by_hand() -> None:
+    """A ReLU right after a Linear costs no forward bytes with the fused epilogue; a ReLU that ends the net too."""
+    h, y = B * HID * FP32, B * OUT * FP32
+    assert mlp.traffic(net(), B, (IN,), fused_epilogue=True).forward.activations_bytes == h + (h + y)
+    ends_in_relu = nn.Sequential(nn.Linear(IN, HID), nn.ReLU(), nn.Linear(HID, OUT), nn.ReLU())
+    assert mlp.traffic(ends_in_relu, B, (IN,), fused_epilogue=True).forward.activations_bytes == h + (h + y)
+    assert mlp.traffic(ends_in_relu, B, (IN,)).forward.activations_bytes == h + 2 * h + (h + y) + 2 * y
+
+
+def test_block_nets_refuse_compute_parameters_and_the_fused_epilogue() -> None:
+    block = mlp.block_net("ffn", 4, 1)
+    for kwargs in ({"fused_epilogue": True}, {"precision": "bf16", "param_dtype": "compute"}):
+        with pytest.raises(ValueError, match="not for the block nets$"):
+            mlp.traffic(block, 2, (4,), **kwargs)
