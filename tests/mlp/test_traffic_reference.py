@@ -126,11 +126,13 @@ def test_a_block_nets_cuda_rules() -> None:
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
-def test_a_dropout_nets_inference_is_the_forward_of_the_same_net_without(precision: str) -> None:
-    """In eval mode nn.Dropout is the identity (PyTorch's own rule): inference moves what p = 0's forward does."""
-    dropped, plain = (mlp.block_net("ffn", 4, 1, dropout=p) for p in (0.5, 0.0))
-    assert mlp.traffic(dropped, 2, (4,), precision=precision).inference == \
-        mlp.traffic(plain, 2, (4,), precision=precision).forward
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_a_dropout_nets_inference_is_the_forward_of_the_same_net_without(precision: str, device: str) -> None:
+    """In eval mode nn.Dropout is the identity (PyTorch's own rule): inference moves what p = 0's forward does
+    (a pre-norm residual net: on CUDA under autocast its LayerNorms read an fp32 copy, in eval mode too)."""
+    dropped, plain = (mlp.block_net("residual", 4, 1, norm="layernorm", dropout=p) for p in (0.5, 0.0))
+    assert mlp.traffic(dropped, 2, (4,), precision=precision, device=device).inference == \
+        mlp.traffic(plain, 2, (4,), precision=precision, device=device).forward
 
 
 def test_the_fp32_backward_by_hand() -> None:
