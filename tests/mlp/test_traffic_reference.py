@@ -180,3 +180,12 @@ def test_block_nets_refuse_compute_parameters_and_the_fused_epilogue() -> None:
     for kwargs in ({"fused_epilogue": True}, {"precision": "bf16", "param_dtype": "compute"}):
         with pytest.raises(ValueError, match="not for the block nets$"):
             mlp.traffic(block, 2, (4,), **kwargs)
+
+
+def test_a_block_nets_input_gradient_is_one_more_product() -> None:
+    ffn = mlp.block_net("ffn", 4, 1)
+    plain, with_input = mlp.gemms(ffn, 2), mlp.gemms(ffn, 2, input_requires_grad=True)
+    extra = list(with_input)
+    for g in plain:
+        extra.remove(g)
+    assert extra == [Gemm(2, 16, 4)]  # fc_in's input gradient: grad (2 x 16) @ W (16 x 4)
