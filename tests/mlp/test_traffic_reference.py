@@ -189,3 +189,25 @@ def test_a_block_nets_input_gradient_is_one_more_product() -> None:
     for g in plain:
         extra.remove(g)
     assert extra == [Gemm(2, 16, 4)]  # fc_in's input gradient: grad (2 x 16) @ W (16 x 4)
+
+
+def test_the_bf16_autocast_backward_gradients_by_hand() -> None:
+    t = mlp.traffic(net(), B, (IN,), precision="bf16").backward
+    h, y, y32 = B * HID * BF16, B * OUT * BF16, B * OUT * FP32
+    w1, w2 = IN * HID, HID * OUT  # elements
+    # each Linear: its output's grad read, the fp32 .grad written and its bf16 copy written and read; the bias's
+    # grad: the output grad read, the fp32 .grad written; Linear 2's input grad: read grad_out, write grad_in
+    linear1 = (h + w1 * FP32 + 2 * w1 * BF16) + (h + HID * FP32)
+    linear2 = (y + w2 * FP32 + 2 * w2 * BF16) + (y + OUT * FP32) + (y + h)
+    loss = y32 + (y32 + y)  # the fp32 logits' grad written; cast back to bf16: read, written
+    assert t.gradients_bytes == linear1 + 2 * h + linear2 + loss
+
+
+def test_no_bias_no_bias_bytes() -> None:
+    t = mlp.traffic(mlp.MLP(IN, (HID,), OUT, bias=False), B, (IN,))
+    assert t.forward.weights_bytes == (IN * HID + HID * OUT) * FP32
+
+
+def test_two_linears_back_to_back_the_second_has_an_input_gradient() -> None:
+    t = mlp.traffic(nn.Sequential(nn.Linear(IN, HID), nn.Linear(HID, OUT)), B, (IN,))
+    assert t.backward.weights_bytes == HID * OUT * FP32  # Linear 2's grad @ W2 reads W2; Linear 1 has none
