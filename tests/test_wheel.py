@@ -78,6 +78,7 @@ def installed(tmp_path_factory) -> Path:
     return target
 
 
+@pytest.mark.e2e  # builds and installs the wheel in a fresh venv (~30 s on 2 cores): its own .ci/run step, with the others here
 def test_the_installed_wheel_runs_every_command_from_outside_the_checkout(installed, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")} | {"PYTHONPATH": str(installed)}
     run_dir, sweep = tmp_path / "run", tmp_path / "tiny.toml"

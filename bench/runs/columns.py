@@ -29,7 +29,39 @@ REQUIRED_SUMMARY_COLUMNS = (*(c for c in CASE_COLUMNS if c not in LATER_DEFAULTS
 STAT_COLUMNS = ("n", "median_s", "iqr_s", "min_s", "max_s", "mean_s", "ci_low_s", "ci_high_s")
 KEY_COLUMNS = ("case_id", "phase", RANK_COLUMN)  # one row per key: a case x phase (x rank)
 
+# The measured columns of a summary row, declared once by their producer (issue 48). A producer that writes a
+# column declared nowhere fails tests/bench/test_declared_columns.py, which runs the producers. Three producers
+# declare theirs beside themselves, in modules this torch-free one may not import: GPU telemetry
+# (``bench.instruments.telemetry.COLUMNS``), numerics (``bench.instruments.numerics.COLUMNS``) and each limit's
+# ``LimitTable.columns`` (``bench.runs.limit_tables``). docs/results.md says what each one means.
+MEASURED_COLUMNS: dict[str, tuple[str, ...]] = {
+    # bench.analysis.stats.Summary.as_dict(unit="_s"), then the engine's per-phase figures
+    "statistics": (*STAT_COLUMNS, "iqr_rel", "noisy", "iters_per_block", "samples_per_s"),
+    # bench.case.accounting.columns: exact counts and the analytic memory (mem_* of mlp.accounting.MEMORY_KEYS)
+    "accounting": ("flops_source", "matmul_flops", "elementwise_flops", "traffic_bytes", "parameters",
+                   "mem_parameters_bytes", "mem_gradients_bytes", "mem_optimizer_state_bytes",
+                   "mem_saved_activations_bytes", "mem_cast_weights_bytes", "mem_data_bytes", "mem_loss_saved_bytes",
+                   "mem_unsaved_output_bytes", "mem_autocast_cache_bytes", "mem_widest_pair_bytes", "mem_total_bytes",
+                   "mem_phase_peak_bytes", "model_source_sha", "accounting_note", "model_linears",
+                   "model_in_features", "model_out_features", "model_input_shape"),
+    # bench.engine.runner.summary_rows: rates against the datasheet, memory and compile as measured, the budget
+    "engine": ("tflops", "peak_tflops", "mfu_peak", "peak_mem_bytes", "harness_mem_bytes", "first_inference_s",
+               "compile_s", "compile_graphs", "graph_breaks", "recompiles", "phase_sum_gap", "untimed_phases",
+               "optimizer_impl", "torch_threads", "first_step_s", "measure_s", "predicted_measure_s",
+               "steady_measure_s", "numerics_s"),
+    # --processes K (bench.engine.process_samples): the spread between processes
+    "processes": ("processes", "between_process_cv", "process_note"),
+    # the speed-of-light floor (bench.limits.speed_of_light) and the eager op count it charges
+    "speed of light": ("aten_ops", "sol_compute_s", "sol_memory_s", "sol_overhead_s", "sol_s", "sol_fraction",
+                       "sol_bound"),
+    # a data-parallel run (bench.ddp.merge.summary_rows): the rank is a leading column
+    "data parallel": ("global_batch", "hostnames"),
+}
+
 SAMPLE_COLUMNS = ("case_id", "phase", "sample", "seconds", "iters_per_block")  # + rank in a data-parallel run
+# samples.csv's other columns: a data-parallel run's rank; each block on both clocks (bench.engine.runner.sample_rows:
+# wall_s, cpu_s); the process that took it under --processes K
+SAMPLE_EXTRA_COLUMNS = (RANK_COLUMN, "wall_s", "cpu_s", "process")
 REQUIRED_SAMPLE_COLUMNS = ("case_id", "phase", "seconds")
 
 

@@ -25,11 +25,13 @@ class LimitTable:
     probe_name: str = ""  # how the noise model names it: "dispatch floor"
     headline: str | None = None  # the record's field a report row shows when the report has no row of its own
     headline_unit: str = ""  # ... and its unit
+    columns: tuple[str, ...] = ()  # the summary columns its ``derived`` writes on each row (bench.runs.columns)
 
 
 LIMIT_TABLES: tuple[LimitTable, ...] = (
     # the matmul ceiling: its own report section and its own noise rules (rate and drift, decisive)
-    LimitTable("ceilings", "matmul ceiling", "ceiling", headline="measured_tflops", headline_unit="TFLOP/s"),
+    LimitTable("ceilings", "matmul ceiling", "ceiling", headline="measured_tflops", headline_unit="TFLOP/s",
+               columns=("ceiling_tflops", "mfu", "ceiling_flag")),
     LimitTable("bandwidth", "bandwidth limit", "bandwidth", probe="bytes_per_s", probe_name="bandwidth",
                headline="bytes_per_s", headline_unit="B/s"),
     LimitTable("dispatch", "dispatch limit", "dispatch", per_dtype=False, probe="per_op_s",

@@ -130,6 +130,7 @@ def test_a_ddp_step_takes_the_optimizer_args_and_the_parameter_dtype(tmp_path) -
 # --------------------------------------------------------------------------- end to end on gloo
 
 
+@pytest.mark.e2e  # a real torchrun launch of two ranks (~25 s on 2 cores); `make test-e2e` runs it
 def test_two_processes_on_gloo_write_a_run_folder_and_a_scaling_report(tmp_path) -> None:
     run = tmp_path / "run"
     done = _mlpbench(["--nproc", "2", *TINY, "--bucket-cap-mb", "25,0.001", *FAST, "--out", str(run)])

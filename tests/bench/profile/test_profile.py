@@ -237,6 +237,7 @@ print("profiled")
 """
 
 
+@pytest.mark.e2e  # its own process imports torch and profiles (~20 s on 2 cores); `make test-e2e` runs it
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the silenced line is a machine without a usable GPU's")
 def test_profiling_without_a_gpu_prints_no_kineto_device_error():
     """A CUDA build of torch on a machine without a driver: kineto printed 'ERROR ... DeviceProperties.cpp ...

@@ -430,3 +430,31 @@ def test_the_printed_table_of_no_rows_is_empty_and_the_format_is_the_one_asked()
                       "ratio": [1.5], "ci_low": [1.4], "ci_high": [1.6], "within_run": ["B slower"]})
     plain = compare.format_comparison(t, "plain")
     assert "|" not in plain and plain.split()[:2] == ["case", "phase"]
+
+
+# ---- the spread between processes (issue 49): compare_runs reads it per side, judge adds it to the noise ----
+
+def test_each_sides_spread_between_processes_gives_the_ratios_standard_error():
+    # the log ratio's variance from pooling k process medians spread by cv: log(1 + cv)^2 / k per side, by hand
+    a = SimpleNamespace(summary=_summary_rows([("a1", 64, 1.0)]).assign(between_process_cv=0.1, processes=4),
+                        samples=None, meta={})
+    b = SimpleNamespace(summary=_summary_rows([("b1", 64, 1.5)]).assign(between_process_cv=0.2, processes=5),
+                        samples=None, meta={})
+    row = compare.compare_runs(a, b)[0].iloc[0]
+    assert row["process_se"] == pytest.approx(math.sqrt(math.log(1.1) ** 2 / 4 + math.log(1.2) ** 2 / 5), rel=1e-12)
+    one = SimpleNamespace(summary=a.summary.assign(processes=1), samples=None, meta={})  # one process: no spread
+    assert compare.compare_runs(one, b)[0].iloc[0]["process_se"] == pytest.approx(math.log(1.2) / math.sqrt(5))
+
+
+def test_judge_adds_each_cases_spread_between_processes_to_its_noise():
+    ratios = [1.0, 1.01, 0.99, 1.0, 1.02, 0.98, 1.5]
+    plain, factors, _ = compare.judge(_table(ratios), [])
+    assert plain["verdict"].iloc[-1] == "slower"
+    spread = _table(ratios).assign(process_se=[0.0] * 6 + [0.2])
+    table, _, overall = compare.judge(spread, [])
+    f = factors["step"]
+    within = math.log(1.01 / 0.99) / (2 * 1.96)  # the case's 95% interval [0.99r, 1.01r] as a standard error
+    sigma = math.sqrt(within ** 2 + f.spread ** 2 + f.se ** 2 + 0.2 ** 2)
+    assert table["z"].iloc[-1] == pytest.approx((math.log(1.5) - f.log_factor) / sigma, rel=1e-9)
+    assert table["verdict"].iloc[-1] == "inconclusive" and overall.verdict is noise.Verdict.INCONCLUSIVE
+    assert f"{math.expm1(0.2):.1%} of it between processes" in table["reason"].iloc[-1]
