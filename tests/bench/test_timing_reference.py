@@ -549,3 +549,49 @@ def test_a_cuda_case_records_the_harness_bytes_and_each_phases_peak(monkeypatch,
         assert m.peak_mem_bytes == {Phase.FORWARD: 51_000, Phase.BACKWARD: 52_000, Phase.OPTIMIZER: 54_000,
                                     Phase.STEP: 58_000, Phase.INFERENCE: 50_500}
     assert all(math.isnan(v) for v in m.clock_samples["cpu"][Phase.STEP])  # no CPU-time clock beside CUDA events
+
+
+# --------------------------------------------------------------------------- the real step, context and counters
+
+
+def test_the_step_is_built_from_every_field_of_the_case():
+    """The case's network (nn.Linear shapes of its width and depth, by hand), loss, optimiser and its options,
+    precision, device and knobs reach mlp.TrainStep."""
+    case = Case(width=8, depth=2, in_features=5, out_features=3, batch=2, loss="cross_entropy", optimizer="adamw",
+                optimizer_args="lr=0.5,weight_decay=0.25", dtype="bf16", epilogue="fused", threads=1)
+    step = timing.build_step(case)
+    shapes = [tuple(m.weight.shape) for m in step.model.modules() if isinstance(m, torch.nn.Linear)]
+    assert shapes == [(8, 5), (8, 8), (3, 8)]
+    assert all(p.device.type == "cpu" and p.dtype == torch.float32 for p in step.model.parameters())
+    assert isinstance(step.optimizer, torch.optim.AdamW)
+    assert step.optimizer.defaults["lr"] == 0.5 and step.optimizer.defaults["weight_decay"] == 0.25
+    assert step.precision == case.precision and step.knobs == case.knobs and step.device == torch.device("cpu")
+    out, target = torch.zeros(2, 3), torch.tensor([0, 2])
+    assert step.loss_fn(out, target).item() == pytest.approx(math.log(3))  # cross entropy of a uniform guess
+
+
+def test_a_case_runs_with_its_threads_and_precision_and_a_compiled_one_starts_dynamo_clean(monkeypatch):
+    resets = []
+    monkeypatch.setattr(torch._dynamo, "reset", lambda: resets.append(1))
+    before = torch.get_num_threads(), torch.get_float32_matmul_precision()
+    with timing.case_context(Case(width=8, depth=1, batch=2, threads=1, dtype="tf32")):
+        assert (torch.get_num_threads(), torch.get_float32_matmul_precision()) == (1, "high")
+    assert (torch.get_num_threads(), torch.get_float32_matmul_precision()) == before and resets == []
+    with timing.case_context(Case(width=8, depth=1, batch=2, threads=1, compile="default")):
+        assert torch.get_float32_matmul_precision() == "highest"  # fp32
+    assert resets == [1]
+
+
+def test_dynamos_counts_are_its_graphs_its_breaks_summed_and_its_frames(monkeypatch):
+    """torch._dynamo.utils.counters as a compile leaves them: 3 unique graphs, breaks of two reasons (2 + 5), 4
+    frames compiled: (3, 7, 4)."""
+    from collections import Counter, defaultdict
+
+    from torch._dynamo import utils
+
+    counters = defaultdict(Counter)
+    counters["stats"]["unique_graphs"] = 3
+    counters["graph_break"].update({"a reason": 2, "another": 5})
+    counters["frames"].update({"ok": 4, "total": 9})
+    monkeypatch.setattr(utils, "counters", counters)
+    assert timing._dynamo_counts() == (3, 7, 4)
