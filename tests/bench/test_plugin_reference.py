@@ -356,7 +356,8 @@ def test_the_fields_a_factory_takes(user_dir):
     assert plugin.taken_fields(Case(model=plugin.register(nn.Linear(2, 2)))) == ()
 
 
-def test_a_note_is_printed_once_per_model_and_text(capsys):
+def test_a_note_is_printed_once_per_model_and_text(capsys, monkeypatch):
+    monkeypatch.setattr(plugin, "_NOTED", set())  # the process's notes so far: none
     plugin._note_once("reference:model", "first")
     plugin._note_once("reference:model", "first")
     plugin._note_once("reference:model", "second")
@@ -572,6 +573,7 @@ def test_a_field_of_another_meaning_that_the_user_set_names_the_model_arg_that_s
 
 
 def test_a_kept_default_is_noted_once_per_model(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(plugin, "_NOTED", set())  # the process's notes so far: none
     (tmp_path / "noted_once.py").write_text("from torch import nn\n\n\ndef make(width, activation=nn.GELU, "
                                             "rate=0.5):\n    return nn.Linear(width, width)\n")
     monkeypatch.chdir(tmp_path)

@@ -154,6 +154,16 @@ def test_the_prediction_replays_the_warm_up_the_calibration_and_the_rounds_by_ha
     # repeats alone (min_time_s 0): 3 rounds
     plain = TimingConfig(repeats=3, warmup_s=10 * U, min_warmup_iters=2, min_block_s=4.5 * U)
     assert predict_measure_s(U, plain) == pytest.approx((16.6 + 3 * 14.8) * U, rel=1e-12)
+    # max_rounds 0 (the config allows it): the warm-up alone
+    assert predict_measure_s(U, replace(capped, max_rounds=0)) == pytest.approx(16.6 * U, rel=1e-12)
+
+
+def test_the_predicted_inference_warm_up_has_half_the_steps_budget():
+    """Budget 14 U, at least 1 call, blocks of 4.5 U: the step warms up U, 6 U, 11 U, 16 U; the inference (0.4 U calls,
+    blocks of 12) for half of it, 7 U: 0.4 U, 5.2 U, 10 U (a third, 4.67 U, would stop at 5.2 U). + the calibration
+    call 0.4 U + one round 14.8 U: 16 + 10 + 0.4 + 14.8 = 41.2 U."""
+    config = TimingConfig(repeats=1, warmup_s=14 * U, min_warmup_iters=1, min_block_s=4.5 * U)
+    assert predict_measure_s(U, config) == pytest.approx(41.2 * U, rel=1e-12)
 
 
 def test_the_predicted_warm_up_stops_at_the_same_boundaries_as_the_warm_up():
@@ -376,8 +386,9 @@ def test_a_compiled_case_that_produced_no_graph_is_an_error_not_an_eager_measure
 
 def test_a_cuda_case_on_a_machine_without_cuda_is_skipped_with_why(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    m = timing.measure(Case(width=8, depth=1, batch=2, device="cuda"))
-    assert m.status == Status.SKIPPED and m.reason == "CUDA is not available on this machine"
+    case = Case(width=8, depth=1, batch=2, device="cuda")
+    m = timing.measure(case)
+    assert m.status == Status.SKIPPED and m.reason == "CUDA is not available on this machine" and m.case is case
 
 
 def test_each_cuda_graph_step_is_announced_and_other_cases_announce_nothing():
@@ -595,3 +606,34 @@ def test_dynamos_counts_are_its_graphs_its_breaks_summed_and_its_frames(monkeypa
     counters["frames"].update({"ok": 4, "total": 9})
     monkeypatch.setattr(utils, "counters", counters)
     assert timing._dynamo_counts() == (3, 7, 4)
+
+
+class DeviceContext:
+    """Stands in for ``torch.device(...)`` as a context: records the device a model is built under."""
+
+    entered: list = []
+
+    def __init__(self, device):
+        self.device = device
+
+    def __enter__(self):
+        self.entered.append(self.device)
+
+    def __exit__(self, *exc):
+        return False
+
+
+@pytest.mark.parametrize("device", ["cuda", "cpu"])
+def test_a_cases_model_is_built_on_its_own_device_and_every_field_reaches_the_step(monkeypatch, device):
+    """A w8192 network initialised on the host takes seconds, on the GPU milliseconds: a CUDA case's model is built
+    under ``torch.device("cuda")``, a CPU case's on the CPU. (Stand-ins for torch.device and mlp.TrainStep, so that a
+    CUDA case's wiring is read on a machine without one.)"""
+    DeviceContext.entered = []
+    monkeypatch.setattr(timing, "torch", SimpleNamespace(device=DeviceContext))
+    monkeypatch.setattr(timing, "mlp", SimpleNamespace(TrainStep=lambda model, **kw: (model, kw)))
+    case = SimpleNamespace(device=device, build_model=lambda: "the model", loss="mse", optimizer="adamw",
+                           precision="bf16", optimizer_options={"lr": 0.5}, knobs="the knobs")
+    model, kwargs = timing.build_step(case)
+    assert DeviceContext.entered == [device] and model == "the model"
+    assert kwargs == {"loss": "mse", "optimizer": "adamw", "precision": "bf16", "device": device,
+                      "optimizer_options": {"lr": 0.5}, "knobs": "the knobs"}
