@@ -634,3 +634,102 @@ def test_a_file_is_loaded_again_when_its_content_changes_and_once_while_it_does_
     path.write_text("def make(width):\n    return 2\n")
     edited = plugin.resolve("edited.py:make")
     assert edited.target is not first.target and edited.target(1) == 2 and edited.source_sha == _sha(path)
+
+
+# --------------------------------------------------------------------------- survivors of the first mutmut run
+
+
+def test_a_callable_object_without_a_module_or_qualname_is_registered_by_its_class_name():
+    nameless = type("Maker", (), {"__call__": lambda self, width: nn.Linear(width, width), "__module__": None})()
+    assert plugin.register(nameless) == "unknown:Maker"
+
+
+def test_a_recipe_of_what_no_other_process_can_import_says_why(user_dir, monkeypatch):
+    why = ("a module object or a function of a script or notebook: no file another process can import (give a "
+           "factory as MODULE:FACTORY or PATH.py:FACTORY)")
+
+    def script_factory(width):
+        return nn.Linear(width, width)
+
+    script_factory.__module__ = "__main__"  # a function of a script or notebook
+    for name in (plugin.register(script_factory), plugin.register(len), plugin.register(nn.Linear(2, 2))):
+        found = plugin.recipe(name)
+        assert (found["kind"], found["why"], found["model"]) == ("none", why, name), name
+
+
+def test_a_recipe_of_a_package_s_own_factory_and_of_a_namespace_package(user_dir):
+    """A factory in userpkg/sub/__init__.py: the import root is two folders up, its files the two __init__.py. A
+    namespace package (no __init__.py) adds no file that does not exist. A folder with a colon in its name is a path."""
+    (user_dir / "userpkg" / "sub" / "__init__.py").write_text(FILE)
+    package = plugin.recipe("userpkg.sub:make")
+    assert package["import_root"] == str(user_dir.resolve())
+    assert package["files"] == ["userpkg/sub/__init__.py", "userpkg/__init__.py"]
+    (user_dir / "nspkg_ref").mkdir()
+    (user_dir / "nspkg_ref" / "mods.py").write_text(FILE)
+    assert plugin.recipe("nspkg_ref.mods:make")["files"] == ["nspkg_ref/mods.py"]
+    (user_dir / "odd:dir").mkdir()
+    (user_dir / "odd:dir" / "blocks.py").write_text(FILE)
+    odd = plugin.recipe("odd:dir/blocks.py:make")
+    assert odd["kind"] == "file" and odd["files"] == ["blocks.py"]
+
+
+def test_the_model_call_passes_its_input_on(user_dir):
+    t = torch.ones(1)
+    out = plugin.ModelCall(Echo(), "0")((t,))
+    assert out[0] is t
+    assert plugin.select_output(type("Out", (), {"X1": 7})(), "X1") == 7  # not a digit: an attribute
+
+
+def test_make_inputs_passes_the_device_and_dtype_and_takes_a_tuple_or_a_scalar_tensor(user_dir):
+    (user_dir / "ins2.py").write_text(textwrap.dedent('''
+        import torch
+
+        SEEN = []
+
+        def record(batch, device, dtype):
+            SEEN.append((batch, device, dtype))
+            return (torch.zeros(batch), torch.ones(batch))
+
+        def scalar(batch, device, dtype):
+            return torch.tensor(1.0)
+
+        def number(batch, device, dtype):
+            return 3
+    '''))
+    x = plugin.make_inputs(Case(model="userblocks.py:make", inputs="ins2.py:record", batch=3), "meta")
+    assert isinstance(x, tuple) and len(x) == 2
+    seen = plugin.resolve("ins2.py:record").target.__globals__["SEEN"]
+    assert seen == [(3, torch.device("meta"), torch.float32)]
+    assert plugin.make_inputs(Case(model="userblocks.py:make", inputs="ins2.py:scalar"), "cpu").dim() == 0
+    with pytest.raises(ModelError, match="^" + re.escape("--inputs ins2.py:number: returned int; return a tensor, a "
+                                                         "tuple or a dict of tensors") + "$"):
+        plugin.make_inputs(Case(model="userblocks.py:make", inputs="ins2.py:number"), "cpu")
+    with pytest.raises(ModelError, match="^" + re.escape("--inputs ins2.py:nope: ins2.py has no 'nope'") + "$"):
+        plugin.make_inputs(Case(model="userblocks.py:make", inputs="ins2.py:nope"), "cpu")
+
+
+def test_a_dotted_module_is_imported_from_the_working_folder_even_when_it_is_not_on_the_path(tmp_path, monkeypatch):
+    """A console script's sys.path has neither the working folder nor '': it is appended once; with '' there (python
+    -m, a notebook) nothing is added."""
+    (tmp_path / "cwd_only_factory.py").write_text(FILE)
+    monkeypatch.chdir(tmp_path)
+    cwd = os.getcwd()
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", cwd)] + [""])
+    monkeypatch.delitem(sys.modules, "cwd_only_factory", raising=False)
+    plugin.resolve("cwd_only_factory:make")
+    assert cwd not in sys.path
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", cwd)])
+    monkeypatch.delitem(sys.modules, "cwd_only_factory", raising=False)
+    assert callable(plugin.resolve("cwd_only_factory:make").target)
+    assert sys.path.count(cwd) == 1 and sys.path[-1] == cwd
+
+
+def test_a_notebook_cells_function_is_hashed_by_its_source(monkeypatch):
+    """A notebook cell's function: its file is no file on disk, but its source is in linecache, as IPython keeps it."""
+    import linecache
+
+    source = "def cell_factory(width):\n    return width\n"
+    monkeypatch.setitem(linecache.cache, "<cell-7>", (len(source), None, source.splitlines(True), "<cell-7>"))
+    namespace = {}
+    exec(compile(source, "<cell-7>", "exec"), namespace)
+    assert plugin._callable_sha(namespace["cell_factory"]) == hashlib.sha256(source.encode()).hexdigest()[:16]
