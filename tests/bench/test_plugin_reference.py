@@ -227,7 +227,7 @@ def test_a_torch_keyword_given_as_text_becomes_torchs_object():
     assert plugin._torch_value(None, "bfloat16") == "bfloat16"  # not a declared parameter: as given
     assert plugin._torch_value(dtype, 3) == 3  # not text: as given
     assert plugin._torch_value(_param("dtype", "fp32"), "bfloat16") == "bfloat16"  # dtype= of another meaning
-    for text in ("float", "nn", "cuda"):  # torch.float is a dtype; torch.nn is not one, nor is an unknown name
+    for text in ("float", "nn", "cuda", "nonesuch"):  # torch.float is a dtype; torch.nn is not, nor an unknown name
         if text == "float":
             assert plugin._torch_value(dtype, text) is torch.float32
             continue
@@ -429,7 +429,7 @@ class Outputs(nn.Module):
     def forward(self, x):
         y = self.fc(x)
         return {"tensor": y, "dict": {"logits": y, "aux": 1}, "tuple": (y, y.sum()), "list": [y], "number": 3.0,
-                "wrong": y[:, :2], "raise": None}[self.kind] if self.kind != "raise" else 1 / 0
+                "wrong": y[:, :2], "raise": None, "empty": {}}[self.kind] if self.kind != "raise" else 1 / 0
 
 
 def make(kind="tensor"):
@@ -473,6 +473,8 @@ def _check(**fields):
 @pytest.mark.parametrize("fields, message", [
     (dict(model_args="kind=dict"), "--model checked.py:make: forward returned a dict with keys logits, aux; choose "
                                    "what the loss takes with --output KEY (output='logits' in Python)"),
+    (dict(model_args="kind=empty"), "--model checked.py:make: forward returned a dict with keys ; choose what the "
+                                    "loss takes with --output KEY (output='logits' in Python)"),
     (dict(model_args="kind=tuple"), "--model checked.py:make: forward returned a tuple of 2; choose what the loss "
                                     "takes with --output 0 (an index; output='0' in Python)"),
     (dict(model_args="kind=list"), "--model checked.py:make: forward returned a list of 1; choose what the loss "
@@ -652,7 +654,9 @@ def test_a_recipe_of_what_no_other_process_can_import_says_why(user_dir, monkeyp
         return nn.Linear(width, width)
 
     script_factory.__module__ = "__main__"  # a function of a script or notebook
-    for name in (plugin.register(script_factory), plugin.register(len), plugin.register(nn.Linear(2, 2))):
+    nameless = type("Maker", (), {"__call__": lambda self, width: nn.Linear(width, width), "__module__": None})()
+    for name in (plugin.register(script_factory), plugin.register(len), plugin.register(nn.Linear(2, 2)),
+                 plugin.register(nameless)):  # the last: no module at all (inspect.getmodule gives None)
         found = plugin.recipe(name)
         assert (found["kind"], found["why"], found["model"]) == ("none", why, name), name
 
