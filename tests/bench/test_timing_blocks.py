@@ -11,56 +11,10 @@ from __future__ import annotations
 
 import pytest
 
-from bench.instruments import timing
-from bench.case.cases import Case
 from bench.instruments.clocks import time_block
-from bench.instruments.timing import Phase, TimingConfig, measure
+from bench.instruments.timing import Phase, TimingConfig
 
-from virtual_clock import VirtualClock  # tests/bench/ is on sys.path
-
-MS = 1e-3
-CASE = Case(width=8, depth=1, batch=2, threads=1)
-
-
-class CountingStep:
-    """A TrainStep stand-in: call n of ``step`` / ``infer`` takes ``step_ms(n)`` / ``infer_ms(n)``; the phases of an
-    instrumented block take FORWARD / BACKWARD / OPTIMIZER ms each call."""
-
-    FORWARD, BACKWARD, OPTIMIZER = 1.0, 2.0, 4.0
-    optimizer_impl, whole_step = "foreach", ""
-
-    def __init__(self, clock: VirtualClock, step_ms, infer_ms):
-        self.clock, self.step_ms, self.infer_ms = clock, step_ms, infer_ms
-        self.steps = self.infers = 0
-
-    def prepare(self, x, y):
-        return x, y
-
-    def step(self, x, y):
-        self.clock.now += self.step_ms(self.steps) * MS
-        self.steps += 1
-
-    def infer(self, x):
-        self.clock.now += self.infer_ms(self.infers) * MS
-        self.infers += 1
-
-    def forward(self, x):
-        self.clock.now += self.FORWARD * MS
-        return x
-
-    def loss_backward(self, out, y):
-        self.clock.now += self.BACKWARD * MS
-
-    def optimizer_step(self):
-        self.clock.now += self.OPTIMIZER * MS
-
-
-def _measure(monkeypatch, config: TimingConfig, step_ms, infer_ms):
-    clock = VirtualClock()
-    step = CountingStep(clock, step_ms, infer_ms)
-    monkeypatch.setattr(timing, "build_step", lambda case: step)
-    monkeypatch.setattr(timing, "clock_for", lambda device: clock)
-    return measure(CASE, config), step
+from virtual_clock import MS, CountingStep, VirtualClock, measure_on  # tests/bench/ is on sys.path
 
 
 def test_each_sample_is_the_step_call_after_the_first_the_probe_and_the_warm_up(monkeypatch):
@@ -71,7 +25,7 @@ def test_each_sample_is_the_step_call_after_the_first_the_probe_and_the_warm_up(
     i.e. 6, 7, ... ms. Inference: call 0 the first inference, 1-3 its warm-up, 4 the calibration call, then
     the samples are calls 5.. (6, 7, ... ms)."""
     config = TimingConfig(repeats=4, warmup_s=0.0, min_warmup_iters=3, min_block_s=1e-6)
-    m, step = _measure(monkeypatch, config, step_ms=lambda n: n + 1.0, infer_ms=lambda n: n + 1.0)
+    m, step = measure_on(monkeypatch, config, step_ms=lambda n: n + 1.0, infer_ms=lambda n: n + 1.0)
     assert m.first_step_s == pytest.approx(1 * MS)
     assert m.first_inference_s == pytest.approx(1 * MS)
     assert m.iters_per_block == {p: 1 for p in Phase}
@@ -89,7 +43,7 @@ def test_a_block_of_k_calls_is_divided_by_k_and_its_calls_are_its_own(monkeypatc
     Inference: 1 ms calls -> 5 per block. The phases of an instrumented block: 1, 2, 4 ms per call whatever the
     block's length. The cold first step takes 50 ms and must reach no sample."""
     config = TimingConfig(repeats=3, warmup_s=0.0, min_warmup_iters=3, min_block_s=5 * MS)
-    m, step = _measure(monkeypatch, config, step_ms=lambda n: 50.0 if n == 0 else 2.0, infer_ms=lambda n: 1.0)
+    m, step = measure_on(monkeypatch, config, step_ms=lambda n: 50.0 if n == 0 else 2.0, infer_ms=lambda n: 1.0)
     # steps: cold 1, probe 1 + a block of 3 (2 ms < 5 ms), warm-up 1 + 3, rounds 3 x 3;
     # inferences: first 1, warm-up 1 + 5, calibration 1, rounds 3 x 5
     assert (step.steps, step.infers) == (1 + 4 + 4 + 9, 1 + 6 + 1 + 15)
@@ -107,7 +61,7 @@ def test_min_time_adds_rounds_until_the_step_blocks_total_it(monkeypatch):
     (samples x calls per block) < 59 ms, so exactly 10 rounds (54 ms after 9, 60 ms after 10). Summing the
     per-call samples instead of the blocks would run 30."""
     config = TimingConfig(repeats=2, min_time_s=0.059, warmup_s=0.0, min_warmup_iters=3, min_block_s=5 * MS)
-    m, _ = _measure(monkeypatch, config, step_ms=lambda n: 2.0, infer_ms=lambda n: 1.0)
+    m, _ = measure_on(monkeypatch, config, step_ms=lambda n: 2.0, infer_ms=lambda n: 1.0)
     assert m.iters_per_block[Phase.STEP] == 3
     assert len(m.samples[Phase.STEP]) == 10
     assert all(len(m.samples[p]) == 10 for p in Phase)
