@@ -70,3 +70,23 @@ def test_the_summary_columns_by_hand():
     empty = sol.columns(None, 1.0)
     assert empty["sol_bound"] == "" and all(math.isnan(v) for k, v in empty.items() if k != "sol_bound")
     assert list(empty) == ["sol_compute_s", "sol_memory_s", "sol_overhead_s", "sol_s", "sol_fraction", "sol_bound"]
+
+
+def test_a_term_with_an_unknown_amount_or_rate_is_nan_not_infinite():
+    """``divided``: a term is only known where both its amount and its rate are finite and the rate positive; an
+    infinite amount (or rate) beside a finite other is no bound either, never inf (or 0) seconds."""
+    assert sol.divided(3.0, 2.0) == 1.5
+    for amount, rate in [(math.inf, 2.0), (3.0, math.inf), (math.nan, 2.0), (3.0, math.nan), (None, 2.0), (3.0, None),
+                         (3.0, 0.0), (3.0, -1.0), (-math.inf, 2.0)]:
+        assert math.isnan(sol.divided(amount, rate)), (amount, rate)
+
+
+def test_a_graph_field_missing_from_an_older_run_charges_the_eager_ops():
+    """A row recorded before a graph knob existed reads it back missing: None, "" or a CSV's NaN, each the knob off
+    (the eager count charged); a string away from the default replays a graph (no dispatch term)."""
+    for missing in (None, "", float("nan")):
+        row = {"aten_ops": 40.0, "compile": missing, "compile_scope": missing, "cuda_graph": missing}
+        assert sol.charged_ops(row) == 40.0, missing
+    assert sol.charged_ops({"aten_ops": 40.0, "compile": "none", "cuda_graph": "none"}) == 40.0
+    assert sol.charged_ops({"aten_ops": 40.0, "compile": "default"}) == 0.0
+    assert sol.charged_ops({"aten_ops": 40.0, "cuda_graph": "step"}) == 0.0
