@@ -118,3 +118,49 @@ def test_torch_threads_sets_and_restores_and_zero_leaves_the_default():
         with clocks.torch_threads(target):
             raise RuntimeError("inside")
     assert torch.get_num_threads() == old
+
+
+def test_the_cpu_time_clock_is_none_on_cuda_and_keeps_its_device():
+    cpu = torch.device("cpu")
+    assert clocks.cpu_clock(torch.device("cuda")) is None and clocks.cpu_clock(torch.device("cuda", 1)) is None
+    with clocks.torch_threads(1):
+        assert type(clocks.cpu_clock(cpu)) is clocks.ThreadCpuClock and clocks.cpu_clock(cpu).device == cpu
+    with clocks.torch_threads(2):
+        assert type(clocks.cpu_clock(cpu)) is clocks.ProcessCpuClock and clocks.cpu_clock(cpu).device == cpu
+
+
+class _ScriptedClock(clocks.Clock):
+    """Marks the given ns values in turn; logs each mark and sync under its name into a shared log."""
+
+    def __init__(self, name: str, marks: list[int], log: list[str]):
+        super().__init__(torch.device("cpu"))
+        self.name, self.marks, self.log = name, iter(marks), log
+
+    def mark(self):
+        self.log.append(f"{self.name} mark")
+        return next(self.marks)
+
+    def sync(self):
+        self.log.append(f"{self.name} sync")
+
+
+def test_a_block_on_two_clocks_nests_the_first_inside_the_other_and_divides_each_by_its_calls():
+    log, calls = [], []
+    wall = _ScriptedClock("wall", [1_000, 5_000], log)  # 4000 ns over 4 calls: 1000 ns a call
+    cpu = _ScriptedClock("cpu", [10, 8_010], log)  # 8000 ns over 4 calls: 2000 ns a call
+    first, other = clocks.time_block_both(lambda i: (calls.append(i), log.append("call")), 4, wall, cpu)
+    assert calls == [0, 1, 2, 3]
+    assert (first, other) == (pytest.approx(1e-6), pytest.approx(2e-6))
+    # the other clock's marks outside the first's, the syncs outermost (the first clock's), the calls alone inside
+    assert log == ["wall sync", "cpu mark", "wall mark", "call", "call", "call", "call", "wall mark", "cpu mark",
+                   "wall sync"]
+
+
+def test_a_block_with_no_other_clock_is_time_block_and_nan():
+    import math
+
+    log, calls = [], []
+    wall = _ScriptedClock("wall", [2_000, 8_000], log)
+    first, other = clocks.time_block_both(calls.append, 3, wall, None)
+    assert calls == [0, 1, 2] and first == pytest.approx(2e-6) and math.isnan(other)
+    assert log == ["wall sync", "wall mark", "wall mark", "wall sync"]
