@@ -4,6 +4,7 @@ the case table filters and sorts; no JavaScript console error; a run without an 
 
 from __future__ import annotations
 
+import math
 import re
 import time
 
@@ -122,21 +123,37 @@ def _seconds(text: str) -> float:
 
 
 def test_hover_shows_the_case_under_the_pointer(loaded):
+    """The pointer on a marker of the throughput figure shows a case whose marker lies under it (where markers
+    overlap, plotly rightly names whichever is closest), with that case's own figures. The two markers tried are
+    the ones farthest from any other, and away from the flag annotations (a wide CI's ⚠ and its arrow start at the
+    point; there the hover rightly shows the flag's text). Both failed so once in CI, when the points tried were
+    chosen by a fixed 8 px rule: on a run whose 15 markers stood in two columns, none was 8 px from all others."""
     driver, summary = loaded
     steps = ok_steps(summary)
-    # two points of the throughput figure that no other point lies within 8 px of: where two cases' markers overlap, the
-    # hover rightly names whichever is closer to the pointer (it failed so once in CI)
-    isolated = driver.execute_script(
-        "const pts = [...document.getElementById('fig-throughput').querySelectorAll('path.point')];"
+    centres, data, flags = driver.execute_script(
+        "const fig = document.getElementById('fig-throughput');"
+        " const pts = [...fig.querySelectorAll('path.point')];"
         " const c = pts.map(p => { const r = p.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; });"
-        " return c.map((a, i) => c.every((b, j) => i === j || Math.hypot(a[0] - b[0], a[1] - b[1]) > 8) ? i : -1)"
-        "  .filter(i => i >= 0);")
-    assert len(isolated) >= 2, "the throughput figure has fewer than two isolated points"
-    for index in (isolated[0], isolated[-1]):
+        " return [c, pts.map(p => [p.__data__.x, p.__data__.y]),"
+        "   [...fig.querySelectorAll('g.annotation')].map(g => { const r = g.getBoundingClientRect();"
+        "     return [r.left, r.top, r.right, r.bottom]; })];")
+
+    def gap(i: int) -> float:  # how far the nearest other marker is
+        return min((math.dist(centres[i], c) for j, c in enumerate(centres) if j != i), default=math.inf)
+
+    def clear_of_flags(i: int) -> bool:
+        x, y = centres[i]
+        return all(math.hypot(max(l - x, 0, x - r), max(t - y, 0, y - b)) > 12 for l, t, r, b in flags)
+
+    tried = sorted((i for i in range(len(centres)) if clear_of_flags(i)), key=gap, reverse=True)[:2]
+    assert len(tried) == 2, f"fewer than two markers clear of the flags: markers at {centres}, flags at {flags}"
+    for index in tried:
         point = driver.execute_script(
             "return document.getElementById('fig-throughput').querySelectorAll('path.point')[arguments[0]];", index)
-        x, y = driver.execute_script("const d = arguments[0].__data__; return [d.x, d.y];", point)
         driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", point)
+        here = driver.execute_script("const r = arguments[0].getBoundingClientRect();"
+                                     " return [r.x + r.width / 2, r.y + r.height / 2];", point)
+        moved = [[c[0] + here[0] - centres[index][0], c[1] + here[1] - centres[index][1]] for c in centres]  # scrolled
         ActionChains(driver).move_to_element(point).perform()
         deadline = time.monotonic() + 10
         text = ""
@@ -152,7 +169,11 @@ def test_hover_shows_the_case_under_the_pointer(loaded):
         named = steps[(steps["label"] == label) & steps["device"].map(lambda d: f"device {d}" in text)]
         assert len(named) == 1, (text, named[["label", "device"]])
         row = named.iloc[0]
-        assert row["batch"] == x and row["batch"] / row["median_s"] == pytest.approx(y, rel=1e-9)
+        # the named case's own marker (by its batch and samples/s, from summary.csv) lies under the pointer
+        own = [i for i, (x, y) in enumerate(data)
+               if x == row["batch"] and y == pytest.approx(row["batch"] / row["median_s"], rel=1e-9)]
+        assert own, (text, data)
+        assert min(math.dist(moved[i], here) for i in own) <= 0.5, (text, index, own)  # at the pointer (or overlapping)
         assert f"width {row['width']}" in text and f"dtype {row['dtype']}" in text
         median = re.search(r"median ([\d.]+ \S+) \[([\d.]+ \S+), ([\d.]+ \S+)\] \(95% CI\)", text)
         assert median, text
