@@ -27,8 +27,8 @@ from ..model.case_fields import (
     BLOCK_NETWORKS,
     BUILT_IN_FIELDS,
     FIELD_DEFAULTS,
-    KNOBS,
     FIELD_TYPES,
+    KNOBS,
     LATER_DEFAULTS,
     USER_MODEL_FIELDS,
     Backend,
@@ -220,7 +220,12 @@ class Case(CaseFields):
     @property
     def whole_step(self) -> bool:
         """The step runs as one unit (compiled as one function, or one CUDA graph): only the step is timed."""
-        return any(knob.whole_step and getattr(self, name) != FIELD_DEFAULTS[name] for name, knob in KNOBS.items())
+        return any(knob.whole_step for _, knob, _ in self._knobs_on())
+
+    def _knobs_on(self):
+        """(field name, KnobSpec, value) of each knob away from its default (the knob off), in declaration order."""
+        return [(name, knob, getattr(self, name)) for name, knob in KNOBS.items()
+                if getattr(self, name) != FIELD_DEFAULTS[name]]
 
     @property
     def precision(self) -> Precision:
@@ -270,8 +275,7 @@ class Case(CaseFields):
             net += f" inputs:{self.inputs}" if self.inputs else ""
             net += f" output:{self.output}" if self.output else ""
         comp = f"compile:{self.compile}" if self.compiled else "eager"
-        comp += "".join(knob.label_text(name, getattr(self, name), self.dtype) for name, knob in KNOBS.items()
-                        if getattr(self, name) != FIELD_DEFAULTS[name])  # each knob's own tag (case_fields)
+        comp += "".join(knob.label_text(name, value, self.dtype) for name, knob, value in self._knobs_on())
         extra = "" if self.optimizer == Optimizer.SGD.value else f" {self.optimizer}"
         extra += f" [{self.optimizer_args}]" if self.optimizer_args else ""
         extra += f" t{self.threads}" if self.threads else ""

@@ -25,6 +25,7 @@ import enum
 import math
 from dataclasses import dataclass
 
+from ..format import missing
 from ..model.case_fields import GRAPHS_OFF
 
 # The most times mlp.traffic charges one tensor within a phase: a linear's grad_out is written, then read by the
@@ -66,21 +67,17 @@ def memory_bytes_per_s(bandwidth: dict, nbytes: float) -> float:
     return dram
 
 
-GRAPH_FIELDS = GRAPHS_OFF  # a graph knob away from its default (case_fields) replays a graph
-
-
 def _graph_on(value, eager: str) -> bool:
-    """A graph knob's value away from its default; missing (None, NaN, "": a run recorded before the knob) is off."""
-    if value is None or value == "" or (isinstance(value, float) and math.isnan(value)):
-        return False
-    return str(value) != eager
+    """A graph knob's value away from its default (``GRAPHS_OFF``); missing (None, NaN, "": a run recorded before
+    the knob) is off."""
+    return not (missing(value) or value == "") and str(value) != eager
 
 
 def charged_ops(row: dict) -> float:
     """The ATen ops the dispatch term charges a row: its eager count, or 0 where a compiled graph or a captured
     CUDA graph replaces the eager dispatch (the count would over-read the floor; a graph's own calls are not
     counted, so its overhead is left out rather than guessed)."""
-    if any(_graph_on(row.get(name), eager) for name, eager in GRAPH_FIELDS.items()):
+    if any(_graph_on(row.get(name), eager) for name, eager in GRAPHS_OFF.items()):
         return 0.0
     return row.get("aten_ops", math.nan)
 
